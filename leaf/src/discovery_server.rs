@@ -1,0 +1,587 @@
+//! The HTTPS discovery server: serves the leader manifest and a health report over TLS with
+//! the leaf certificate, with CORS headers so browser pages can fetch it.
+//!
+//! Routes (query strings are ignored):
+//! - `GET`/`HEAD` `/.well-known/kinopio-leader.json`, `/manifest.json`, `/`: the manifest
+//!   from the [`ManifestProvider`]; `503` with a JSON error while it returns `None`.
+//! - `GET`/`HEAD` `/healthz`: the [`HealthReport`] from the [`HealthProvider`]; `200` when
+//!   `ok`, else `503`.
+//! - `OPTIONS` on those paths: `204` CORS preflight.
+//! - other methods: `405` with `Allow`; other paths: `404`. Every body is JSON.
+//!
+//! Providers are called on every request and must be cheap (read state that background
+//! tasks keep up to date; no network I/O). The certificate comes from a
+//! [`SwappableServerCert`], so a renewed certificate is picked up by new connections
+//! without a restart. Each connection runs in its own task: a failed TLS handshake, garbage
+//! or a stalled peer affects only that connection.
+//!
+//! ```no_run
+//! # async fn example(cert: std::sync::Arc<kinopio_leaf::tls::SwappableServerCert>) -> Result<(), Box<dyn std::error::Error>> {
+//! use kinopio_leaf::discovery_server::{DiscoveryServer, HealthReport};
+//! let handle = DiscoveryServer::new(cert, || None, || HealthReport::new(true))
+//!     .bind("127.0.0.1:0".parse()?)
+//!     .await?;
+//! println!("listening on {}", handle.local_addr());
+//! handle.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::manifest::LeaderManifest;
+use crate::tls::SwappableServerCert;
+
+/// The path kinopio clients fetch.
+pub const WELL_KNOWN_PATH: &str = "/.well-known/kinopio-leader.json";
+/// The path kinopio-hub 0.1.1 clients fetch.
+pub const LEGACY_MANIFEST_PATH: &str = "/manifest.json";
+/// The health path.
+pub const HEALTH_PATH: &str = "/healthz";
+
+const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
+
+/// Returns the current manifest, or `None` while the leaf is starting.
+pub type ManifestProvider = Arc<dyn Fn() -> Option<LeaderManifest> + Send + Sync>;
+
+/// Returns the current health (of nats-server, as tracked by the caller).
+pub type HealthProvider = Arc<dyn Fn() -> HealthReport + Send + Sync>;
+
+/// A manifest provider reading the latest value of a watch channel.
+pub fn manifest_from_watch(receiver: watch::Receiver<Option<LeaderManifest>>) -> ManifestProvider {
+    Arc::new(move || receiver.borrow().clone())
+}
+
+/// The body of `/healthz`: `{"ok": bool, ...details}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthReport {
+    /// True when the leaf (nats-server) is healthy.
+    pub ok: bool,
+    /// Extra fields, e.g. `"bridgeState"` or `"error"`.
+    #[serde(flatten)]
+    details: Map<String, Value>,
+}
+
+impl HealthReport {
+    /// A report with no details.
+    pub fn new(ok: bool) -> Self {
+        HealthReport {
+            ok,
+            details: Map::new(),
+        }
+    }
+
+    /// Adds a detail field (an `ok` key is ignored: `ok` is the field above).
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        let key = key.into();
+        if key != "ok" {
+            self.details.insert(key, value.into());
+        }
+        self
+    }
+
+    /// The detail fields.
+    pub fn details(&self) -> &Map<String, Value> {
+        &self.details
+    }
+}
+
+/// Timeouts and limits of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryServerConfig {
+    /// A TLS handshake that takes longer is dropped.
+    pub handshake_timeout: Duration,
+    /// A request whose headers take longer to arrive is dropped.
+    pub header_read_timeout: Duration,
+    /// After [`DiscoveryServerHandle::shutdown`], connections still open after this long
+    /// are closed forcibly.
+    pub shutdown_grace: Duration,
+    /// Connections beyond this many are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for DiscoveryServerConfig {
+    fn default() -> Self {
+        DiscoveryServerConfig {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+            max_connections: 256,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryServerError {
+    /// The address could not be bound.
+    #[error(
+        "could not bind the discovery server to {addr}: {source}; choose another port or stop the process using it"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A supplied listener is unusable.
+    #[error("the listener given to the discovery server is unusable: {0}")]
+    Listener(#[source] std::io::Error),
+    /// The TLS configuration was rejected.
+    #[error("could not configure TLS for the discovery server: {0}")]
+    Tls(#[source] rustls::Error),
+}
+
+/// Builder of the discovery server.
+pub struct DiscoveryServer {
+    cert: Arc<SwappableServerCert>,
+    manifest: ManifestProvider,
+    health: HealthProvider,
+    config: DiscoveryServerConfig,
+}
+
+impl fmt::Debug for DiscoveryServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiscoveryServer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiscoveryServer {
+    /// A server presenting `cert`, serving `manifest()` and `health()`.
+    pub fn new(
+        cert: Arc<SwappableServerCert>,
+        manifest: impl Fn() -> Option<LeaderManifest> + Send + Sync + 'static,
+        health: impl Fn() -> HealthReport + Send + Sync + 'static,
+    ) -> Self {
+        Self::with_providers(cert, Arc::new(manifest), Arc::new(health))
+    }
+
+    /// Like [`DiscoveryServer::new`] with already shared providers.
+    pub fn with_providers(
+        cert: Arc<SwappableServerCert>,
+        manifest: ManifestProvider,
+        health: HealthProvider,
+    ) -> Self {
+        DiscoveryServer {
+            cert,
+            manifest,
+            health,
+            config: DiscoveryServerConfig::default(),
+        }
+    }
+
+    /// Replaces the timeouts and limits.
+    pub fn config(mut self, config: DiscoveryServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Binds `addr` (port 0 picks a free port) and starts serving.
+    pub async fn bind(
+        self,
+        addr: SocketAddr,
+    ) -> Result<DiscoveryServerHandle, DiscoveryServerError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| DiscoveryServerError::Bind { addr, source })?;
+        self.serve(listener)
+    }
+
+    /// Serves on an already bound std listener (made non-blocking here). Must be called
+    /// inside a tokio runtime.
+    pub fn serve_std(
+        self,
+        listener: std::net::TcpListener,
+    ) -> Result<DiscoveryServerHandle, DiscoveryServerError> {
+        listener
+            .set_nonblocking(true)
+            .map_err(DiscoveryServerError::Listener)?;
+        let listener = TcpListener::from_std(listener).map_err(DiscoveryServerError::Listener)?;
+        self.serve(listener)
+    }
+
+    /// Serves on an already bound tokio listener. Must be called inside a tokio runtime.
+    pub fn serve(
+        self,
+        listener: TcpListener,
+    ) -> Result<DiscoveryServerHandle, DiscoveryServerError> {
+        let local_addr = listener
+            .local_addr()
+            .map_err(DiscoveryServerError::Listener)?;
+        let tls = tls_config(self.cert.clone())?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let state = Arc::new(ServerState {
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            manifest: self.manifest,
+            health: self.health,
+            config: self.config,
+        });
+        let task = tokio::spawn(accept_loop(listener, state, shutdown_rx));
+        tracing::info!(%local_addr, "discovery server listening");
+        Ok(DiscoveryServerHandle {
+            local_addr,
+            cert: self.cert,
+            shutdown_tx,
+            task: Some(task),
+        })
+    }
+}
+
+/// Builds the rustls server configuration (ring provider, HTTP/1.1 ALPN).
+fn tls_config(
+    cert: Arc<SwappableServerCert>,
+) -> Result<rustls::ServerConfig, DiscoveryServerError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(DiscoveryServerError::Tls)?
+        .with_no_client_auth()
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// What [`DiscoveryServerHandle::shutdown`] had to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections still open after the grace period, closed forcibly.
+    pub forced_connections: usize,
+}
+
+/// A running discovery server. Dropping it stops accepting and closes connections without
+/// waiting; [`DiscoveryServerHandle::shutdown`] waits for in-flight requests.
+#[derive(Debug)]
+pub struct DiscoveryServerHandle {
+    local_addr: SocketAddr,
+    cert: Arc<SwappableServerCert>,
+    shutdown_tx: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<ShutdownReport>>,
+}
+
+impl DiscoveryServerHandle {
+    /// The bound address (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `https://<host>:<port>/.well-known/kinopio-leader.json` for an advertised `host`.
+    pub fn well_known_url(&self, host: &str) -> String {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<std::net::Ipv6Addr>().is_ok() {
+            format!(
+                "https://[{host}]:{}{WELL_KNOWN_PATH}",
+                self.local_addr.port()
+            )
+        } else {
+            format!("https://{host}:{}{WELL_KNOWN_PATH}", self.local_addr.port())
+        }
+    }
+
+    /// The certificate slot; [`SwappableServerCert::swap`] renews it for new connections.
+    pub fn certificate(&self) -> &Arc<SwappableServerCert> {
+        &self.cert
+    }
+
+    /// True while the server task runs.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|task| !task.is_finished())
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the configured grace period,
+    /// then closes what is left) and waits for the server task.
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        let _ = self.shutdown_tx.send(true);
+        let Some(task) = self.task.take() else {
+            return ShutdownReport {
+                forced_connections: 0,
+            };
+        };
+        match task.await {
+            Ok(report) => report,
+            Err(err) => {
+                tracing::warn!(error = %err, "discovery server task failed");
+                ShutdownReport {
+                    forced_connections: 0,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for DiscoveryServerHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown_tx.send(true);
+    }
+}
+
+struct ServerState {
+    acceptor: TlsAcceptor,
+    manifest: ManifestProvider,
+    health: HealthProvider,
+    config: DiscoveryServerConfig,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> ShutdownReport {
+    let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "too many discovery connections; closing a new one");
+                        continue;
+                    };
+                    let state = state.clone();
+                    let shutdown = shutdown.clone();
+                    connections.spawn(async move {
+                        serve_connection(stream, peer, state, shutdown).await;
+                        drop(permit);
+                    });
+                }
+                Err(err) => {
+                    // e.g. too many open files: back off briefly instead of spinning.
+                    tracing::warn!(error = %err, "discovery server accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let open = connections.len();
+    tracing::debug!(open, "discovery server stopping");
+    let drained = tokio::time::timeout(state.config.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    let forced_connections = match drained {
+        Ok(()) => 0,
+        Err(_) => {
+            let left = connections.len();
+            connections.shutdown().await;
+            tracing::warn!(
+                left,
+                "closed discovery connections that outlived the shutdown grace period"
+            );
+            left
+        }
+    };
+    tracing::info!("discovery server stopped");
+    ShutdownReport { forced_connections }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<ServerState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if *shutdown.borrow() {
+        return;
+    }
+    let handshake = tokio::time::timeout(
+        state.config.handshake_timeout,
+        state.acceptor.accept(stream),
+    );
+    let tls = tokio::select! {
+        result = handshake => match result {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(err)) => {
+                tracing::debug!(%peer, error = %err, "discovery TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "discovery TLS handshake timed out");
+                return;
+            }
+        },
+        _ = shutdown.changed() => return,
+    };
+
+    let service_state = state.clone();
+    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let response = respond(&request, &service_state);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout)
+        .keep_alive(true);
+    let connection = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(%peer, error = %err, "discovery connection ended with an error");
+    }
+}
+
+/// Which resource a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resource {
+    Manifest,
+    Health,
+}
+
+fn resource(path: &str) -> Option<Resource> {
+    match path {
+        WELL_KNOWN_PATH | LEGACY_MANIFEST_PATH | "/" => Some(Resource::Manifest),
+        HEALTH_PATH => Some(Resource::Health),
+        _ => None,
+    }
+}
+
+/// Answers one request.
+fn respond<B>(request: &Request<B>, state: &ServerState) -> Response<Full<Bytes>> {
+    let method = request.method();
+    let path = request.uri().path();
+    tracing::trace!(%method, path, "discovery request");
+    let Some(resource) = resource(path) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &error_body(
+                "not_found",
+                &format!("no resource at {path}; the manifest is at {WELL_KNOWN_PATH}"),
+            ),
+        );
+    };
+    let head = match *method {
+        Method::GET => false,
+        Method::HEAD => true,
+        Method::OPTIONS => return preflight(),
+        _ => {
+            let mut response = json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &error_body(
+                    "method_not_allowed",
+                    &format!("{method} is not supported; use {ALLOWED_METHODS}"),
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            return response;
+        }
+    };
+    let response = match resource {
+        Resource::Manifest => match (state.manifest)() {
+            Some(manifest) => bytes_response(StatusCode::OK, manifest.to_json_bytes()),
+            None => {
+                let mut response = json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &error_body("starting", "the leaf is starting; retry in a moment"),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+        },
+        Resource::Health => {
+            let report = (state.health)();
+            let status = if report.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_response(status, &report)
+        }
+    };
+    if head { strip_body(response) } else { response }
+}
+
+fn error_body(error: &str, message: &str) -> Value {
+    serde_json::json!({ "error": error, "message": message })
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
+    // Serialising a `Value` or a derived struct of plain fields cannot fail.
+    bytes_response(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+fn bytes_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let length = body.len();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    add_common_headers(&mut response);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
+/// The same response without a body (for `HEAD`), keeping `Content-Length`.
+fn strip_body(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let (parts, _) = response.into_parts();
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+fn preflight() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    add_common_headers(&mut response);
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    response
+}
+
+fn add_common_headers(response: &mut Response<Full<Bytes>>) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(ALLOWED_METHODS),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        "access-control-allow-private-network",
+        HeaderValue::from_static("true"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+}

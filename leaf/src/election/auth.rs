@@ -1,0 +1,369 @@
+//! Beacon signatures for secured namespaces: key derivation from the namespace secret,
+//! HMAC-SHA-256 over the canonical beacon, and the freshness (timestamp window) and replay
+//! (per-sender sequence number) checks.
+//!
+//! Wire form: a signed beacon carries one extra field, written last,
+//! `"auth": {"alg": "hmac-sha256", "ts": <unix ms>, "seq": <u64>, "mac": "<64 lowercase hex>"}`.
+//!
+//! - key = HMAC-SHA-256(key = secret, message = `"kinopio-beacon-key-v1" 0x00 namespace`)
+//! - mac = HMAC-SHA-256(key, message = `"kinopio-beacon-v1" 0x00 ts 0x00 seq 0x00 canonical`)
+//!   where `ts` and `seq` are decimal ASCII and `canonical` is every beacon field except
+//!   `auth` as compact JSON with keys sorted by UTF-8 bytes at every level.
+//! - `seq` starts at the sender's unix time in ms and grows by at least one per beacon, so it
+//!   keeps increasing across restarts.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use super::beacon::{BeaconError, integer_value};
+use super::wire_json;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The only signature algorithm (`auth.alg`).
+pub const AUTH_ALG: &str = "hmac-sha256";
+
+const KEY_CONTEXT: &[u8] = b"kinopio-beacon-key-v1";
+const MAC_CONTEXT: &[u8] = b"kinopio-beacon-v1";
+/// Replay-state entries kept before pruning old ones.
+const REPLAY_PRUNE_THRESHOLD: usize = 256;
+
+/// A namespace's shared secret. Its `Debug` output never shows the bytes.
+#[derive(Clone)]
+pub struct NamespaceSecret(Vec<u8>);
+
+/// The error for an empty namespace secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the namespace secret is empty; give a non-empty secret or run the namespace open")]
+pub struct EmptySecret;
+
+impl NamespaceSecret {
+    /// Wraps a secret; it must not be empty.
+    pub fn new(secret: impl Into<Vec<u8>>) -> Result<Self, EmptySecret> {
+        let secret = secret.into();
+        if secret.is_empty() {
+            return Err(EmptySecret);
+        }
+        Ok(NamespaceSecret(secret))
+    }
+}
+
+impl fmt::Debug for NamespaceSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NamespaceSecret(..)")
+    }
+}
+
+/// The per-namespace signing key.
+#[derive(Clone)]
+pub(crate) struct BeaconKey([u8; 32]);
+
+impl fmt::Debug for BeaconKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BeaconKey(..)")
+    }
+}
+
+impl BeaconKey {
+    pub(crate) fn derive(secret: &NamespaceSecret, namespace: &str) -> BeaconKey {
+        let mut mac = new_mac(&secret.0);
+        mac.update(KEY_CONTEXT);
+        mac.update(&[0]);
+        mac.update(namespace.as_bytes());
+        BeaconKey(mac.finalize().into_bytes().into())
+    }
+
+    fn mac(&self, ts: u64, seq: u64, canonical: &[u8]) -> HmacSha256 {
+        let mut mac = new_mac(&self.0);
+        mac.update(MAC_CONTEXT);
+        mac.update(&[0]);
+        mac.update(ts.to_string().as_bytes());
+        mac.update(&[0]);
+        mac.update(seq.to_string().as_bytes());
+        mac.update(&[0]);
+        mac.update(canonical);
+        mac
+    }
+}
+
+fn new_mac(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this never fails.
+    match HmacSha256::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC-SHA-256 accepts keys of any length"),
+    }
+}
+
+/// The canonical bytes a MAC covers: `body` (without `auth`) as sorted compact JSON.
+pub(crate) fn canonical(body: &Map<String, Value>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    wire_json::write_canonical_object(&mut out, body);
+    out
+}
+
+/// Signs outgoing beacons with increasing sequence numbers.
+#[derive(Debug, Clone)]
+pub(crate) struct Signer {
+    key: BeaconKey,
+    last_seq: u64,
+}
+
+impl Signer {
+    pub(crate) fn new(key: BeaconKey) -> Signer {
+        Signer { key, last_seq: 0 }
+    }
+
+    /// The `auth` field's JSON text (`{"alg": ..., "ts": ..., "seq": ..., "mac": ...}`, in
+    /// that order, Python-formatted) for a beacon whose other fields are `body`.
+    pub(crate) fn sign(&mut self, body: &Map<String, Value>, now_unix_ms: u64) -> String {
+        let seq = now_unix_ms.max(self.last_seq.saturating_add(1));
+        self.last_seq = seq;
+        let mac = self.key.mac(now_unix_ms, seq, &canonical(body));
+        let entries = [
+            ("alg".to_owned(), Value::from(AUTH_ALG)),
+            ("ts".to_owned(), Value::from(now_unix_ms)),
+            ("seq".to_owned(), Value::from(seq)),
+            (
+                "mac".to_owned(),
+                Value::from(hex::encode(mac.finalize().into_bytes())),
+            ),
+        ];
+        let mut out = String::with_capacity(160);
+        wire_json::write_object(&mut out, entries.iter().map(|(k, v)| (k, v)));
+        out
+    }
+}
+
+/// Verifies incoming signed beacons and remembers the last accepted sequence number per
+/// sender.
+#[derive(Debug, Clone)]
+pub(crate) struct Verifier {
+    key: BeaconKey,
+    window_ms: u64,
+    /// node id → (last accepted seq, our unix ms when accepted).
+    last_accepted: HashMap<String, (u64, u64)>,
+}
+
+impl Verifier {
+    pub(crate) fn new(key: BeaconKey, window_ms: u64) -> Verifier {
+        Verifier {
+            key,
+            window_ms,
+            last_accepted: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn set_window_ms(&mut self, window_ms: u64) {
+        self.window_ms = window_ms;
+    }
+
+    /// Checks `auth` against the canonical `body` bytes: present, well-formed, MAC valid,
+    /// timestamp within the window, sequence number newer than the last accepted one.
+    pub(crate) fn verify(
+        &mut self,
+        node_id: &str,
+        canonical_body: &[u8],
+        auth: Option<&Value>,
+        now_unix_ms: u64,
+    ) -> Result<(), BeaconError> {
+        let Some(auth) = auth else {
+            return Err(BeaconError::Unsigned);
+        };
+        let Value::Object(auth) = auth else {
+            return Err(malformed(format!(
+                "it is {}, expected an object",
+                wire_json::type_name(auth)
+            )));
+        };
+        match auth.get("alg") {
+            Some(Value::String(alg)) if alg == AUTH_ALG => {}
+            Some(Value::String(alg)) => {
+                return Err(malformed(format!(
+                    "unsupported alg {:?}, only {AUTH_ALG:?} is known",
+                    truncate(alg)
+                )));
+            }
+            _ => return Err(malformed("`alg` is missing or not a string".into())),
+        }
+        let number = |name: &'static str| -> Result<u64, BeaconError> {
+            let value = auth
+                .get(name)
+                .ok_or_else(|| malformed(format!("`{name}` is missing")))?;
+            integer_value(name, value)
+        };
+        let ts = number("ts")?;
+        let seq = number("seq")?;
+        let mac_bytes = match auth.get("mac") {
+            Some(Value::String(mac)) => hex::decode(mac)
+                .map_err(|_| malformed("`mac` is not hex".into()))?,
+            _ => return Err(malformed("`mac` is missing or not a string".into())),
+        };
+        self.key
+            .mac(ts, seq, canonical_body)
+            .verify_slice(&mac_bytes)
+            .map_err(|_| BeaconError::Forged)?;
+
+        let skew_ms = i128::from(ts) - i128::from(now_unix_ms);
+        if skew_ms.unsigned_abs() > u128::from(self.window_ms) {
+            return Err(BeaconError::Stale {
+                skew_ms: i64::try_from(skew_ms).unwrap_or(i64::MAX),
+                window_ms: self.window_ms,
+            });
+        }
+        if let Some(&(last, _)) = self.last_accepted.get(node_id)
+            && seq <= last
+        {
+            return Err(BeaconError::Replayed {
+                node_id: node_id.to_owned(),
+                seq,
+                last,
+            });
+        }
+        self.last_accepted
+            .insert(node_id.to_owned(), (seq, now_unix_ms));
+        self.prune(now_unix_ms);
+        Ok(())
+    }
+
+    /// Forgets senders not heard for two windows: any replay of their old beacons is
+    /// rejected as stale by then.
+    fn prune(&mut self, now_unix_ms: u64) {
+        if self.last_accepted.len() <= REPLAY_PRUNE_THRESHOLD {
+            return;
+        }
+        let horizon = now_unix_ms.saturating_sub(self.window_ms.saturating_mul(2));
+        self.last_accepted
+            .retain(|_, (_, accepted_at)| *accepted_at >= horizon);
+    }
+}
+
+fn malformed(reason: String) -> BeaconError {
+    BeaconError::MalformedAuth { reason }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body() -> Map<String, Value> {
+        match json!({"nodeId": "a", "leaderEpoch": 3, "backboneRttMs": 5.25}) {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    fn sign(signer: &mut Signer, now: u64) -> Value {
+        let text = signer.sign(&body(), now);
+        assert!(text.starts_with(r#"{"alg": "hmac-sha256", "ts": "#), "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn key(secret: &str, ns: &str) -> BeaconKey {
+        BeaconKey::derive(&NamespaceSecret::new(secret).unwrap(), ns)
+    }
+
+    #[test]
+    fn signed_body_verifies_once() {
+        let mut signer = Signer::new(key("s3cret", "studio"));
+        let mut verifier = Verifier::new(key("s3cret", "studio"), 30_000);
+        let now = 1_700_000_000_000;
+        let auth = sign(&mut signer, now);
+        assert_eq!(auth["seq"], json!(now));
+        verifier
+            .verify("a", &canonical(&body()), Some(&auth), now + 5)
+            .unwrap();
+        assert!(matches!(
+            verifier.verify("a", &canonical(&body()), Some(&auth), now + 6),
+            Err(BeaconError::Replayed { .. })
+        ));
+        // The next beacon in the same millisecond still gets a larger seq.
+        let next = sign(&mut signer, now);
+        assert_eq!(next["seq"], json!(now + 1));
+        verifier
+            .verify("a", &canonical(&body()), Some(&next), now + 7)
+            .unwrap();
+    }
+
+    #[test]
+    fn wrong_key_namespace_or_body_is_forged() {
+        let now = 1_700_000_000_000;
+        let auth = sign(&mut Signer::new(key("s3cret", "studio")), now);
+        let mut other_secret = Verifier::new(key("other", "studio"), 30_000);
+        let mut other_ns = Verifier::new(key("s3cret", "studio-a"), 30_000);
+        assert_eq!(
+            other_secret.verify("a", &canonical(&body()), Some(&auth), now),
+            Err(BeaconError::Forged)
+        );
+        assert_eq!(
+            other_ns.verify("a", &canonical(&body()), Some(&auth), now),
+            Err(BeaconError::Forged)
+        );
+        let mut altered = body();
+        altered.insert("leaderEpoch".into(), json!(99));
+        let mut verifier = Verifier::new(key("s3cret", "studio"), 30_000);
+        assert_eq!(
+            verifier.verify("a", &canonical(&altered), Some(&auth), now),
+            Err(BeaconError::Forged)
+        );
+    }
+
+    #[test]
+    fn stale_unsigned_and_malformed_are_rejected() {
+        let now = 1_700_000_000_000;
+        let auth = sign(&mut Signer::new(key("s", "ns")), now);
+        let mut verifier = Verifier::new(key("s", "ns"), 30_000);
+        assert!(matches!(
+            verifier.verify("a", &canonical(&body()), Some(&auth), now + 30_001),
+            Err(BeaconError::Stale {
+                skew_ms: -30_001,
+                ..
+            })
+        ));
+        assert!(matches!(
+            verifier.verify("a", &canonical(&body()), Some(&auth), now - 30_001),
+            Err(BeaconError::Stale { .. })
+        ));
+        assert_eq!(
+            verifier.verify("a", &canonical(&body()), None, now),
+            Err(BeaconError::Unsigned)
+        );
+        for bad in [
+            json!("x"),
+            json!({"alg": "md5", "ts": now, "seq": now, "mac": "00"}),
+            json!({"alg": AUTH_ALG, "ts": -1, "seq": now, "mac": "00"}),
+            json!({"alg": AUTH_ALG, "ts": now, "seq": 1.5, "mac": "00"}),
+            json!({"alg": AUTH_ALG, "ts": now, "seq": now, "mac": "zz"}),
+            json!({"alg": AUTH_ALG, "ts": now, "seq": now}),
+        ] {
+            let kind = verifier
+                .verify("a", &canonical(&body()), Some(&bad), now)
+                .unwrap_err()
+                .kind();
+            assert!(
+                matches!(
+                    kind,
+                    super::super::BeaconErrorKind::MalformedAuth
+                        | super::super::BeaconErrorKind::InvalidInteger
+                        | super::super::BeaconErrorKind::WrongType
+                ),
+                "{bad}: {kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let secret = NamespaceSecret::new("hunter2").unwrap();
+        assert!(!format!("{secret:?}").contains("hunter2"));
+        assert!(matches!(NamespaceSecret::new(""), Err(EmptySecret)));
+    }
+}

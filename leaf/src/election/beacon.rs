@@ -1,0 +1,931 @@
+//! The election beacon wire format shared with kinopio-hub 0.1.1: multicast group and port
+//! rule, the two beacon shapes (non-leader and leader) with their exact field names and order,
+//! Python-compatible encoding, and robust decoding into a typed [`Beacon`] or a typed
+//! [`BeaconError`] (never a panic).
+//!
+//! Namespace checks, own-beacon filtering and signatures live in
+//! [`BeaconCodec`](super::BeaconCodec); this module only knows the JSON.
+
+use std::net::Ipv4Addr;
+
+use serde_json::{Map, Value};
+
+use super::status::{Role, State};
+use super::wire_json;
+
+/// The IPv4 multicast group every namespace's beacons go to.
+pub const MULTICAST_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 71, 71);
+/// Multicast TTL: beacons never leave the local link.
+pub const MULTICAST_TTL: u32 = 1;
+/// Lowest beacon port; see [`port_for_namespace`].
+pub const PORT_BASE: u16 = 44710;
+/// Number of ports namespaces are spread over; see [`port_for_namespace`].
+pub const PORT_SPAN: u16 = 1000;
+/// The beacon `version` field this implementation writes.
+pub const BEACON_VERSION: u64 = 1;
+/// Largest datagram [`Beacon`] encoding produces (fits one Ethernet frame).
+pub const MAX_BEACON_BYTES: usize = 1400;
+/// Largest datagram decoding looks at; anything bigger is dropped unread.
+pub const MAX_DATAGRAM_BYTES: usize = 8 * 1024;
+/// Largest integer accepted in `leaderEpoch`, `version` and the auth counters: 2^53 - 1, the
+/// largest integer every JSON implementation (including JavaScript) represents exactly.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// The UDP port of a namespace: `44710 + crc32(namespace as UTF-8) % 1000` (zlib CRC-32).
+///
+/// ```
+/// use kinopio_leaf::election::port_for_namespace;
+/// assert_eq!(port_for_namespace("studio"), 44716);
+/// assert_eq!(port_for_namespace(""), 44710);
+/// ```
+pub fn port_for_namespace(namespace: &str) -> u16 {
+    let hash = crc32fast::hash(namespace.as_bytes()) % u32::from(PORT_SPAN);
+    // `hash < 1000`, so the conversion and the addition cannot overflow.
+    PORT_BASE + u16::try_from(hash).unwrap_or(0)
+}
+
+/// Beacon JSON field names, in wire order.
+pub mod field {
+    /// `version`
+    pub const VERSION: &str = "version";
+    /// `nodeId`
+    pub const NODE_ID: &str = "nodeId";
+    /// `leaderEpoch`
+    pub const LEADER_EPOCH: &str = "leaderEpoch";
+    /// `advertisedHostname`
+    pub const ADVERTISED_HOSTNAME: &str = "advertisedHostname";
+    /// `wssUrl`
+    pub const WSS_URL: &str = "wssUrl";
+    /// `clientUrl` (leader shape only)
+    pub const CLIENT_URL: &str = "clientUrl";
+    /// `monitorUrl` (leader shape only)
+    pub const MONITOR_URL: &str = "monitorUrl";
+    /// `fallbackServers`
+    pub const FALLBACK_SERVERS: &str = "fallbackServers";
+    /// `bridgeState` (leader shape only)
+    pub const BRIDGE_STATE: &str = "bridgeState";
+    /// `backboneServers` (leader shape only)
+    pub const BACKBONE_SERVERS: &str = "backboneServers";
+    /// `backboneRttMs`
+    pub const BACKBONE_RTT_MS: &str = "backboneRttMs";
+    /// `discoveryUrl`
+    pub const DISCOVERY_URL: &str = "discoveryUrl";
+    /// `leaseExpiresAt`
+    pub const LEASE_EXPIRES_AT: &str = "leaseExpiresAt";
+    /// `expiresAt`
+    pub const EXPIRES_AT: &str = "expiresAt";
+    /// `discoveryNamespace`
+    pub const DISCOVERY_NAMESPACE: &str = "discoveryNamespace";
+    /// `isLeader`
+    pub const IS_LEADER: &str = "isLeader";
+    /// `candidateRole`
+    pub const CANDIDATE_ROLE: &str = "candidateRole";
+    /// `state`
+    pub const STATE: &str = "state";
+    /// `eligible`: kinopio extension, written only as `false` while a node backs off.
+    pub const ELIGIBLE: &str = "eligible";
+    /// `auth`: kinopio extension, the signature in secured namespaces.
+    pub const AUTH: &str = "auth";
+
+    /// Every field the election knows, in wire order.
+    pub const ALL: [&str; 20] = [
+        VERSION,
+        NODE_ID,
+        LEADER_EPOCH,
+        ADVERTISED_HOSTNAME,
+        WSS_URL,
+        CLIENT_URL,
+        MONITOR_URL,
+        FALLBACK_SERVERS,
+        BRIDGE_STATE,
+        BACKBONE_SERVERS,
+        BACKBONE_RTT_MS,
+        DISCOVERY_URL,
+        LEASE_EXPIRES_AT,
+        EXPIRES_AT,
+        DISCOVERY_NAMESPACE,
+        IS_LEADER,
+        CANDIDATE_ROLE,
+        STATE,
+        ELIGIBLE,
+        AUTH,
+    ];
+}
+
+/// One election heartbeat, in either of the two 0.1.1 shapes.
+///
+/// The non-leader shape has `wssUrl: null`, `fallbackServers: []`, `discoveryUrl: null` and no
+/// `clientUrl`/`monitorUrl`/`bridgeState`/`backboneServers`; the leader shape carries the
+/// leaf's URLs and is the same object served as the discovery manifest. Fields written only
+/// when present (`Some`) are marked so below; all others are always written, in wire order.
+/// Unknown fields of received beacons are kept in [`extra`](Self::extra) and written back
+/// after the known ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Beacon {
+    /// `version` (1). Missing on the wire reads as 1.
+    pub version: u64,
+    /// `nodeId`, never empty.
+    pub node_id: String,
+    /// `leaderEpoch`: the highest epoch the sender has seen or held (missing reads as 0).
+    pub leader_epoch: u64,
+    /// `advertisedHostname` (`""` when unset).
+    pub advertised_hostname: String,
+    /// `wssUrl`: the leaf's WSS URL (leaders), `null` otherwise.
+    pub wss_url: Option<String>,
+    /// `clientUrl` (written only when `Some`).
+    pub client_url: Option<String>,
+    /// `monitorUrl` (written only when `Some`).
+    pub monitor_url: Option<String>,
+    /// `fallbackServers`.
+    pub fallback_servers: Vec<String>,
+    /// `bridgeState` (written only when `Some`).
+    pub bridge_state: Option<String>,
+    /// `backboneServers` (written only when `Some`).
+    pub backbone_servers: Option<Vec<String>>,
+    /// `backboneRttMs`, coerced like Python's `float()` (invalid values read as `None`).
+    pub backbone_rtt_ms: Option<f64>,
+    /// `discoveryUrl`: the leader's manifest URL, `null` otherwise.
+    pub discovery_url: Option<String>,
+    /// `leaseExpiresAt` (`YYYY-MM-DDTHH:MM:SSZ`); [`BeaconCodec::encode`] stamps it.
+    ///
+    /// [`BeaconCodec::encode`]: super::BeaconCodec::encode
+    pub lease_expires_at: String,
+    /// `expiresAt`, same value as `leaseExpiresAt`.
+    pub expires_at: String,
+    /// `discoveryNamespace`.
+    pub discovery_namespace: String,
+    /// `isLeader`: only JSON `true` makes a leader (missing reads as `false`).
+    pub is_leader: bool,
+    /// `candidateRole` (`candidate`, `follower` or `leader`; kept verbatim).
+    pub candidate_role: String,
+    /// `state` (see [`State`]; kept verbatim).
+    pub state: String,
+    /// `eligible` (kinopio extension, written only when `Some`): `Some(false)` while the sender
+    /// backs off and must not be counted as a candidate. 0.1.1 peers ignore it.
+    pub eligible: Option<bool>,
+    /// Unknown fields, kept and written back after the known ones (`auth` is never kept).
+    pub extra: Map<String, Value>,
+}
+
+impl Beacon {
+    /// A non-leader heartbeat (shape (a) of the reference). Lease fields are left empty for
+    /// [`BeaconCodec::encode`](super::BeaconCodec::encode) to stamp.
+    pub fn candidate(
+        node_id: &str,
+        namespace: &str,
+        leader_epoch: u64,
+        advertised_hostname: &str,
+        backbone_rtt_ms: Option<f64>,
+        role: Role,
+        state: State,
+    ) -> Beacon {
+        Beacon {
+            version: BEACON_VERSION,
+            node_id: node_id.to_owned(),
+            leader_epoch,
+            advertised_hostname: advertised_hostname.to_owned(),
+            wss_url: None,
+            client_url: None,
+            monitor_url: None,
+            fallback_servers: Vec::new(),
+            bridge_state: None,
+            backbone_servers: None,
+            backbone_rtt_ms,
+            discovery_url: None,
+            lease_expires_at: String::new(),
+            expires_at: String::new(),
+            discovery_namespace: namespace.to_owned(),
+            is_leader: false,
+            candidate_role: role.as_str().to_owned(),
+            state: state.as_str().to_owned(),
+            eligible: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// A resign beacon: the non-leader shape with state `stopped` and role `follower`. 0.1.1
+    /// peers simply stop seeing a leader; kinopio peers elect at once.
+    pub fn resign(
+        node_id: &str,
+        namespace: &str,
+        leader_epoch: u64,
+        advertised_hostname: &str,
+        backbone_rtt_ms: Option<f64>,
+    ) -> Beacon {
+        Beacon::candidate(
+            node_id,
+            namespace,
+            leader_epoch,
+            advertised_hostname,
+            backbone_rtt_ms,
+            Role::Follower,
+            State::Stopped,
+        )
+    }
+
+    /// A leader heartbeat (shape (b) of the reference), built from the running leaf's
+    /// advertisement. `fallbackServers` is `[wssUrl]`.
+    pub fn leader(
+        node_id: &str,
+        namespace: &str,
+        leader_epoch: u64,
+        backbone_rtt_ms: Option<f64>,
+        leaf: &super::LeafAdvert,
+    ) -> Beacon {
+        Beacon {
+            version: BEACON_VERSION,
+            node_id: node_id.to_owned(),
+            leader_epoch,
+            advertised_hostname: leaf.advertised_hostname.clone(),
+            wss_url: Some(leaf.wss_url.clone()),
+            client_url: Some(leaf.client_url.clone()),
+            monitor_url: Some(leaf.monitor_url.clone()),
+            fallback_servers: vec![leaf.wss_url.clone()],
+            bridge_state: Some(leaf.bridge_state.clone()),
+            backbone_servers: Some(leaf.backbone_servers.clone()),
+            backbone_rtt_ms,
+            discovery_url: Some(leaf.discovery_url.clone()),
+            lease_expires_at: String::new(),
+            expires_at: String::new(),
+            discovery_namespace: namespace.to_owned(),
+            is_leader: true,
+            candidate_role: Role::Leader.as_str().to_owned(),
+            state: State::Leader.as_str().to_owned(),
+            eligible: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// The sender's state, if it is one of the known strings.
+    pub fn state(&self) -> Option<State> {
+        self.state.parse().ok()
+    }
+
+    /// The sender's role, if it is one of the known strings.
+    pub fn role(&self) -> Option<Role> {
+        self.candidate_role.parse().ok()
+    }
+
+    /// `true` for a resign beacon: not a leader and state `stopped`.
+    pub fn is_resign(&self) -> bool {
+        !self.is_leader && self.state == State::Stopped.as_str()
+    }
+
+    /// `true` when the sender may be counted as a candidate: not stopped and not backing off.
+    pub fn is_eligible(&self) -> bool {
+        self.eligible != Some(false) && self.state != State::Stopped.as_str()
+    }
+
+    /// The fields in wire order (known fields, then `extra`), as JSON values.
+    pub fn to_entries(&self) -> Vec<(String, Value)> {
+        fn text(value: &Option<String>) -> Value {
+            value.clone().map_or(Value::Null, Value::String)
+        }
+        fn list(values: &[String]) -> Value {
+            Value::Array(values.iter().cloned().map(Value::String).collect())
+        }
+        let rtt = self
+            .backbone_rtt_ms
+            .filter(|v| v.is_finite())
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number);
+        let mut entries: Vec<(&str, Value)> = vec![
+            (field::VERSION, Value::from(self.version)),
+            (field::NODE_ID, Value::from(self.node_id.clone())),
+            (field::LEADER_EPOCH, Value::from(self.leader_epoch)),
+            (
+                field::ADVERTISED_HOSTNAME,
+                Value::from(self.advertised_hostname.clone()),
+            ),
+            (field::WSS_URL, text(&self.wss_url)),
+        ];
+        if self.client_url.is_some() {
+            entries.push((field::CLIENT_URL, text(&self.client_url)));
+        }
+        if self.monitor_url.is_some() {
+            entries.push((field::MONITOR_URL, text(&self.monitor_url)));
+        }
+        entries.push((field::FALLBACK_SERVERS, list(&self.fallback_servers)));
+        if self.bridge_state.is_some() {
+            entries.push((field::BRIDGE_STATE, text(&self.bridge_state)));
+        }
+        if let Some(servers) = &self.backbone_servers {
+            entries.push((field::BACKBONE_SERVERS, list(servers)));
+        }
+        entries.extend([
+            (field::BACKBONE_RTT_MS, rtt),
+            (field::DISCOVERY_URL, text(&self.discovery_url)),
+            (
+                field::LEASE_EXPIRES_AT,
+                Value::from(self.lease_expires_at.clone()),
+            ),
+            (field::EXPIRES_AT, Value::from(self.expires_at.clone())),
+            (
+                field::DISCOVERY_NAMESPACE,
+                Value::from(self.discovery_namespace.clone()),
+            ),
+            (field::IS_LEADER, Value::from(self.is_leader)),
+            (
+                field::CANDIDATE_ROLE,
+                Value::from(self.candidate_role.clone()),
+            ),
+            (field::STATE, Value::from(self.state.clone())),
+        ]);
+        if let Some(eligible) = self.eligible {
+            entries.push((field::ELIGIBLE, Value::from(eligible)));
+        }
+        let mut out: Vec<(String, Value)> = entries
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect();
+        out.extend(
+            self.extra
+                .iter()
+                .filter(|(key, _)| !field::ALL.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        out
+    }
+
+    /// The beacon as a JSON object (key order is that of `serde_json::Map`, not the wire).
+    pub fn to_json_object(&self) -> Map<String, Value> {
+        self.to_entries().into_iter().collect()
+    }
+
+    /// The beacon as Python's `json.dumps` would write it (wire order, `", "`/`": "`
+    /// separators, ASCII escaping), without any `auth` field. This is exactly what a
+    /// 0.1.1 node sends for the same content.
+    pub fn to_python_json(&self) -> String {
+        let entries = self.to_entries();
+        let mut out = String::with_capacity(512);
+        wire_json::write_object(&mut out, entries.iter().map(|(k, v)| (k, v)));
+        out
+    }
+
+    /// Parses one datagram's JSON object, checking its size, encoding and field types only
+    /// (no namespace, own-id or signature checks; see [`BeaconCodec::decode`]). An `auth`
+    /// field is ignored.
+    ///
+    /// [`BeaconCodec::decode`]: super::BeaconCodec::decode
+    pub fn from_json_bytes(datagram: &[u8]) -> Result<Beacon, BeaconError> {
+        Beacon::from_json_object(parse_object(datagram)?)
+    }
+
+    /// Builds a beacon from a parsed JSON object (see [`from_json_bytes`](Self::from_json_bytes)).
+    pub fn from_json_object(mut map: Map<String, Value>) -> Result<Beacon, BeaconError> {
+        map.remove(field::AUTH);
+        let node_id = match map.remove(field::NODE_ID) {
+            None | Some(Value::Null) => return Err(BeaconError::MissingField(field::NODE_ID)),
+            Some(Value::String(id)) if id.is_empty() => {
+                return Err(BeaconError::MissingField(field::NODE_ID));
+            }
+            Some(Value::String(id)) => id,
+            Some(other) => return Err(wrong_type(field::NODE_ID, "a string", &other)),
+        };
+        let discovery_namespace = match map.remove(field::DISCOVERY_NAMESPACE) {
+            None => return Err(BeaconError::MissingField(field::DISCOVERY_NAMESPACE)),
+            Some(Value::String(ns)) => ns,
+            Some(other) => return Err(wrong_type(field::DISCOVERY_NAMESPACE, "a string", &other)),
+        };
+        let beacon = Beacon {
+            version: take_integer(&mut map, field::VERSION, BEACON_VERSION)?,
+            leader_epoch: take_integer(&mut map, field::LEADER_EPOCH, 0)?,
+            advertised_hostname: take_string(&mut map, field::ADVERTISED_HOSTNAME)?,
+            wss_url: take_opt_string(&mut map, field::WSS_URL)?,
+            client_url: take_opt_string(&mut map, field::CLIENT_URL)?,
+            monitor_url: take_opt_string(&mut map, field::MONITOR_URL)?,
+            fallback_servers: take_opt_strings(&mut map, field::FALLBACK_SERVERS)?
+                .unwrap_or_default(),
+            bridge_state: take_opt_string(&mut map, field::BRIDGE_STATE)?,
+            backbone_servers: take_opt_strings(&mut map, field::BACKBONE_SERVERS)?,
+            backbone_rtt_ms: map
+                .remove(field::BACKBONE_RTT_MS)
+                .and_then(|value| wire_json::python_float(&value)),
+            discovery_url: take_opt_string(&mut map, field::DISCOVERY_URL)?,
+            lease_expires_at: take_string(&mut map, field::LEASE_EXPIRES_AT)?,
+            expires_at: take_string(&mut map, field::EXPIRES_AT)?,
+            is_leader: match map.remove(field::IS_LEADER) {
+                None => false,
+                Some(Value::Bool(flag)) => flag,
+                Some(other) => return Err(wrong_type(field::IS_LEADER, "a boolean", &other)),
+            },
+            candidate_role: take_string(&mut map, field::CANDIDATE_ROLE)?,
+            state: take_string(&mut map, field::STATE)?,
+            eligible: match map.remove(field::ELIGIBLE) {
+                None => None,
+                Some(Value::Bool(flag)) => Some(flag),
+                Some(other) => return Err(wrong_type(field::ELIGIBLE, "a boolean", &other)),
+            },
+            node_id,
+            discovery_namespace,
+            extra: map,
+        };
+        Ok(beacon)
+    }
+}
+
+/// Checks size and encoding and parses a datagram into a JSON object.
+pub(crate) fn parse_object(datagram: &[u8]) -> Result<Map<String, Value>, BeaconError> {
+    if datagram.len() > MAX_DATAGRAM_BYTES {
+        return Err(BeaconError::TooLarge {
+            len: datagram.len(),
+            max: MAX_DATAGRAM_BYTES,
+        });
+    }
+    let text = std::str::from_utf8(datagram).map_err(|err| BeaconError::NotUtf8 {
+        valid_up_to: err.valid_up_to(),
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|err| BeaconError::NotJson {
+        reason: err.to_string(),
+    })?;
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(BeaconError::NotObject {
+            found: wire_json::type_name(&other),
+        }),
+    }
+}
+
+fn wrong_type(field: &'static str, expected: &'static str, found: &Value) -> BeaconError {
+    BeaconError::WrongType {
+        field,
+        expected,
+        found: wire_json::type_name(found),
+    }
+}
+
+/// Reads a JSON integer in `0..=MAX_SAFE_INTEGER` (integer tokens only, as Python sends).
+pub(crate) fn integer_value(field: &'static str, value: &Value) -> Result<u64, BeaconError> {
+    let Value::Number(number) = value else {
+        return Err(wrong_type(field, "an integer", value));
+    };
+    match number.as_u64() {
+        Some(n) if n <= MAX_SAFE_INTEGER => Ok(n),
+        _ => Err(BeaconError::InvalidInteger {
+            field,
+            value: number.to_string(),
+        }),
+    }
+}
+
+fn take_integer(
+    map: &mut Map<String, Value>,
+    field: &'static str,
+    default: u64,
+) -> Result<u64, BeaconError> {
+    match map.remove(field) {
+        None => Ok(default),
+        Some(value) => integer_value(field, &value),
+    }
+}
+
+fn take_string(map: &mut Map<String, Value>, field: &'static str) -> Result<String, BeaconError> {
+    match map.remove(field) {
+        None => Ok(String::new()),
+        Some(Value::String(text)) => Ok(text),
+        Some(other) => Err(wrong_type(field, "a string", &other)),
+    }
+}
+
+fn take_opt_string(
+    map: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, BeaconError> {
+    match map.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(other) => Err(wrong_type(field, "a string or null", &other)),
+    }
+}
+
+fn take_opt_strings(
+    map: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<Vec<String>>, BeaconError> {
+    match map.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(text) => Ok(text),
+                other => Err(wrong_type(field, "an array of strings", &other)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(other) => Err(wrong_type(field, "an array of strings", &other)),
+    }
+}
+
+/// Why a received datagram was dropped. Every variant maps to a [`BeaconErrorKind`] so the
+/// I/O shell can keep drop counters ([`DropCounts`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BeaconError {
+    /// The datagram is larger than [`MAX_DATAGRAM_BYTES`].
+    #[error(
+        "beacon datagram of {len} bytes is larger than the {max}-byte limit; dropped unread \
+         (beacons are single small JSON objects)"
+    )]
+    TooLarge {
+        /// Datagram length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The datagram is not UTF-8.
+    #[error("beacon datagram is not valid UTF-8 (bad byte at offset {valid_up_to}); dropped")]
+    NotUtf8 {
+        /// Length of the valid prefix.
+        valid_up_to: usize,
+    },
+    /// The datagram is not JSON.
+    #[error("beacon datagram is not JSON ({reason}); dropped")]
+    NotJson {
+        /// The parser's message.
+        reason: String,
+    },
+    /// The JSON is not an object.
+    #[error("beacon JSON is {found}, not an object; dropped")]
+    NotObject {
+        /// What it was.
+        found: &'static str,
+    },
+    /// A required field (`nodeId`, `discoveryNamespace`) is missing, null or empty.
+    #[error("beacon has no usable `{0}` field; dropped (every beacon must name its sender and namespace)")]
+    MissingField(&'static str),
+    /// A known field has the wrong JSON type.
+    #[error("beacon field `{field}` is {found}, expected {expected}; dropped")]
+    WrongType {
+        /// The field.
+        field: &'static str,
+        /// The expected type.
+        expected: &'static str,
+        /// The type found.
+        found: &'static str,
+    },
+    /// An integer field (`leaderEpoch`, `version`, auth counters) is negative, fractional or
+    /// larger than 2^53 - 1.
+    #[error(
+        "beacon field `{field}` is {value}, expected a whole number from 0 to 2^53-1; dropped"
+    )]
+    InvalidInteger {
+        /// The field.
+        field: &'static str,
+        /// The number as received.
+        value: String,
+    },
+    /// The beacon belongs to another namespace that shares the port.
+    #[error("beacon is for namespace {found:?}, not ours; dropped")]
+    ForeignNamespace {
+        /// The other namespace (truncated to 64 characters).
+        found: String,
+    },
+    /// Our own beacon came back (multicast loopback).
+    #[error("beacon carries our own node id (multicast loopback); dropped")]
+    OwnBeacon,
+    /// A secured namespace received a beacon without `auth`.
+    #[error(
+        "unsigned beacon in a secured namespace; dropped (give that node the same namespace \
+         secret, or it is a stranger)"
+    )]
+    Unsigned,
+    /// The `auth` field is malformed or uses an unknown algorithm.
+    #[error("beacon `auth` field is unusable ({reason}); dropped")]
+    MalformedAuth {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The MAC does not verify.
+    #[error(
+        "beacon signature does not verify; dropped (forged, altered, or signed with a \
+         different namespace secret)"
+    )]
+    Forged,
+    /// The signed timestamp is outside the accepted window.
+    #[error(
+        "signed beacon timestamp is {skew_ms} ms away from our clock, more than the {window_ms} \
+         ms window; dropped (replayed, or the clocks disagree: check NTP)"
+    )]
+    Stale {
+        /// Sender timestamp minus our clock, in ms.
+        skew_ms: i64,
+        /// The accepted window.
+        window_ms: u64,
+    },
+    /// The signed sequence number is not newer than the last accepted one from that node.
+    #[error("signed beacon seq {seq} from {node_id} is not newer than {last}; replay dropped")]
+    Replayed {
+        /// The sender.
+        node_id: String,
+        /// The sequence number received.
+        seq: u64,
+        /// The last sequence number accepted from that sender.
+        last: u64,
+    },
+}
+
+/// The kind of a [`BeaconError`], for drop counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BeaconErrorKind {
+    /// [`BeaconError::TooLarge`]
+    TooLarge,
+    /// [`BeaconError::NotUtf8`]
+    NotUtf8,
+    /// [`BeaconError::NotJson`]
+    NotJson,
+    /// [`BeaconError::NotObject`]
+    NotObject,
+    /// [`BeaconError::MissingField`]
+    MissingField,
+    /// [`BeaconError::WrongType`]
+    WrongType,
+    /// [`BeaconError::InvalidInteger`]
+    InvalidInteger,
+    /// [`BeaconError::ForeignNamespace`]
+    ForeignNamespace,
+    /// [`BeaconError::OwnBeacon`]
+    OwnBeacon,
+    /// [`BeaconError::Unsigned`]
+    Unsigned,
+    /// [`BeaconError::MalformedAuth`]
+    MalformedAuth,
+    /// [`BeaconError::Forged`]
+    Forged,
+    /// [`BeaconError::Stale`]
+    Stale,
+    /// [`BeaconError::Replayed`]
+    Replayed,
+}
+
+impl BeaconErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [BeaconErrorKind; 14] = [
+        BeaconErrorKind::TooLarge,
+        BeaconErrorKind::NotUtf8,
+        BeaconErrorKind::NotJson,
+        BeaconErrorKind::NotObject,
+        BeaconErrorKind::MissingField,
+        BeaconErrorKind::WrongType,
+        BeaconErrorKind::InvalidInteger,
+        BeaconErrorKind::ForeignNamespace,
+        BeaconErrorKind::OwnBeacon,
+        BeaconErrorKind::Unsigned,
+        BeaconErrorKind::MalformedAuth,
+        BeaconErrorKind::Forged,
+        BeaconErrorKind::Stale,
+        BeaconErrorKind::Replayed,
+    ];
+
+    /// A short snake_case name for logs and `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BeaconErrorKind::TooLarge => "too_large",
+            BeaconErrorKind::NotUtf8 => "not_utf8",
+            BeaconErrorKind::NotJson => "not_json",
+            BeaconErrorKind::NotObject => "not_object",
+            BeaconErrorKind::MissingField => "missing_field",
+            BeaconErrorKind::WrongType => "wrong_type",
+            BeaconErrorKind::InvalidInteger => "invalid_integer",
+            BeaconErrorKind::ForeignNamespace => "foreign_namespace",
+            BeaconErrorKind::OwnBeacon => "own_beacon",
+            BeaconErrorKind::Unsigned => "unsigned",
+            BeaconErrorKind::MalformedAuth => "malformed_auth",
+            BeaconErrorKind::Forged => "forged",
+            BeaconErrorKind::Stale => "stale",
+            BeaconErrorKind::Replayed => "replayed",
+        }
+    }
+
+    fn index(self) -> usize {
+        BeaconErrorKind::ALL
+            .iter()
+            .position(|kind| *kind == self)
+            .unwrap_or(0)
+    }
+}
+
+impl BeaconError {
+    /// The error's kind.
+    pub fn kind(&self) -> BeaconErrorKind {
+        match self {
+            BeaconError::TooLarge { .. } => BeaconErrorKind::TooLarge,
+            BeaconError::NotUtf8 { .. } => BeaconErrorKind::NotUtf8,
+            BeaconError::NotJson { .. } => BeaconErrorKind::NotJson,
+            BeaconError::NotObject { .. } => BeaconErrorKind::NotObject,
+            BeaconError::MissingField(_) => BeaconErrorKind::MissingField,
+            BeaconError::WrongType { .. } => BeaconErrorKind::WrongType,
+            BeaconError::InvalidInteger { .. } => BeaconErrorKind::InvalidInteger,
+            BeaconError::ForeignNamespace { .. } => BeaconErrorKind::ForeignNamespace,
+            BeaconError::OwnBeacon => BeaconErrorKind::OwnBeacon,
+            BeaconError::Unsigned => BeaconErrorKind::Unsigned,
+            BeaconError::MalformedAuth { .. } => BeaconErrorKind::MalformedAuth,
+            BeaconError::Forged => BeaconErrorKind::Forged,
+            BeaconError::Stale { .. } => BeaconErrorKind::Stale,
+            BeaconError::Replayed { .. } => BeaconErrorKind::Replayed,
+        }
+    }
+
+    /// `true` for drops that are normal operation rather than bad input: our own looped-back
+    /// beacons and other namespaces sharing the port.
+    pub fn is_benign(&self) -> bool {
+        matches!(
+            self.kind(),
+            BeaconErrorKind::OwnBeacon | BeaconErrorKind::ForeignNamespace
+        )
+    }
+}
+
+/// Counts dropped datagrams per [`BeaconErrorKind`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DropCounts {
+    counts: [u64; BeaconErrorKind::ALL.len()],
+}
+
+impl DropCounts {
+    /// Counts one drop.
+    pub fn record(&mut self, error: &BeaconError) {
+        let slot = &mut self.counts[error.kind().index()];
+        *slot = slot.saturating_add(1);
+    }
+
+    /// Drops of one kind so far.
+    pub fn get(&self, kind: BeaconErrorKind) -> u64 {
+        self.counts[kind.index()]
+    }
+
+    /// All drops so far.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().fold(0, |sum, n| sum.saturating_add(*n))
+    }
+
+    /// Non-zero counters, in [`BeaconErrorKind::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (BeaconErrorKind, u64)> + '_ {
+        BeaconErrorKind::ALL
+            .into_iter()
+            .map(|kind| (kind, self.get(kind)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The observed 0.1.1 non-leader beacon from the reference (§4.4).
+    const PY_CANDIDATE: &str = r#"{"version": 1, "nodeId": "kinopio-c5dfed8d-9037", "leaderEpoch": 0, "advertisedHostname": "127.0.0.1", "wssUrl": null, "fallbackServers": [], "backboneRttMs": null, "discoveryUrl": null, "leaseExpiresAt": "2026-11-22T08:29:03Z", "expiresAt": "2026-11-22T08:29:03Z", "discoveryNamespace": "studio", "isLeader": false, "candidateRole": "candidate", "state": "discovering"}"#;
+    /// The observed 0.1.1 leader beacon from the reference (§4.4).
+    const PY_LEADER: &str = r#"{"version": 1, "nodeId": "kinopio-f66bf667-15054", "leaderEpoch": 1, "advertisedHostname": "127.0.0.1", "wssUrl": "wss://127.0.0.1:37227", "clientUrl": "nats://127.0.0.1:42339", "monitorUrl": "http://127.0.0.1:42457", "fallbackServers": ["wss://127.0.0.1:37227"], "bridgeState": "disabled", "backboneServers": [], "backboneRttMs": null, "discoveryUrl": "http://127.0.0.1:52407/manifest.json", "leaseExpiresAt": "2026-11-22T08:32:34Z", "expiresAt": "2026-11-22T08:32:34Z", "discoveryNamespace": "clins", "isLeader": true, "candidateRole": "leader", "state": "leader"}"#;
+
+    #[test]
+    fn ports_match_the_reference_examples() {
+        assert_eq!(port_for_namespace("studio"), 44716);
+        assert_eq!(port_for_namespace("studio-a"), 44814);
+        assert_eq!(port_for_namespace("demo-room"), 44831);
+        assert_eq!(port_for_namespace("default"), 45349);
+        assert_eq!(port_for_namespace(""), 44710);
+        assert_eq!(crc32fast::hash(b"studio"), 0x4a2b07b6);
+        assert_eq!(MULTICAST_GROUP.to_string(), "239.255.71.71");
+    }
+
+    #[test]
+    fn python_beacons_round_trip_byte_for_byte() {
+        for text in [PY_CANDIDATE, PY_LEADER] {
+            let beacon = Beacon::from_json_bytes(text.as_bytes()).unwrap();
+            assert_eq!(beacon.to_python_json(), text);
+        }
+        let leader = Beacon::from_json_bytes(PY_LEADER.as_bytes()).unwrap();
+        assert!(leader.is_leader);
+        assert_eq!(leader.leader_epoch, 1);
+        assert_eq!(leader.wss_url.as_deref(), Some("wss://127.0.0.1:37227"));
+        assert_eq!(leader.bridge_state.as_deref(), Some("disabled"));
+        assert_eq!(leader.state(), Some(State::Leader));
+        let candidate = Beacon::from_json_bytes(PY_CANDIDATE.as_bytes()).unwrap();
+        assert_eq!(candidate.role(), Some(Role::Candidate));
+        assert_eq!(candidate.state(), Some(State::Discovering));
+        assert!(candidate.is_eligible());
+    }
+
+    #[test]
+    fn built_shapes_have_the_reference_field_order() {
+        let mut beacon = Beacon::candidate(
+            "kinopio-c5dfed8d-9037",
+            "studio",
+            0,
+            "127.0.0.1",
+            None,
+            Role::Candidate,
+            State::Discovering,
+        );
+        beacon.lease_expires_at = "2026-11-22T08:29:03Z".into();
+        beacon.expires_at = "2026-11-22T08:29:03Z".into();
+        assert_eq!(beacon.to_python_json(), PY_CANDIDATE);
+
+        let leaf = crate::election::LeafAdvert {
+            advertised_hostname: "127.0.0.1".into(),
+            wss_url: "wss://127.0.0.1:37227".into(),
+            client_url: "nats://127.0.0.1:42339".into(),
+            monitor_url: "http://127.0.0.1:42457".into(),
+            discovery_url: "http://127.0.0.1:52407/manifest.json".into(),
+            bridge_state: "disabled".into(),
+            backbone_servers: vec![],
+        };
+        let mut leader = Beacon::leader("kinopio-f66bf667-15054", "clins", 1, None, &leaf);
+        leader.lease_expires_at = "2026-11-22T08:32:34Z".into();
+        leader.expires_at = "2026-11-22T08:32:34Z".into();
+        assert_eq!(leader.to_python_json(), PY_LEADER);
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_and_written_last() {
+        let mut value: Value = serde_json::from_str(PY_CANDIDATE).unwrap();
+        value["zeta"] = json!({"nested": [1, 2]});
+        value["auth"] = json!({"alg": "hmac-sha256"});
+        let beacon = Beacon::from_json_bytes(value.to_string().as_bytes()).unwrap();
+        assert_eq!(beacon.extra.get("zeta"), Some(&json!({"nested": [1, 2]})));
+        assert!(!beacon.extra.contains_key("auth"));
+        assert!(
+            beacon
+                .to_python_json()
+                .ends_with(r#""state": "discovering", "zeta": {"nested": [1, 2]}}"#)
+        );
+    }
+
+    #[test]
+    fn rtt_is_coerced_like_python_float() {
+        let with_rtt = |rtt: Value| {
+            let mut value: Value = serde_json::from_str(PY_CANDIDATE).unwrap();
+            value["backboneRttMs"] = rtt;
+            Beacon::from_json_bytes(value.to_string().as_bytes())
+                .unwrap()
+                .backbone_rtt_ms
+        };
+        assert_eq!(with_rtt(json!(5.177308999975594)), Some(5.177308999975594));
+        assert_eq!(with_rtt(json!("12.5")), Some(12.5));
+        assert_eq!(with_rtt(json!(true)), Some(1.0));
+        assert_eq!(with_rtt(json!("fast")), None);
+        assert_eq!(with_rtt(json!([1])), None);
+        assert_eq!(with_rtt(json!(null)), None);
+    }
+
+    fn decode_with(key: &str, value: Value) -> Result<Beacon, BeaconError> {
+        let mut object: Value = serde_json::from_str(PY_LEADER).unwrap();
+        object[key] = value;
+        Beacon::from_json_bytes(object.to_string().as_bytes())
+    }
+
+    #[test]
+    fn bad_datagrams_give_typed_errors() {
+        let kind = |bytes: &[u8]| Beacon::from_json_bytes(bytes).unwrap_err().kind();
+        assert_eq!(kind(&[0xff, 0xfe]), BeaconErrorKind::NotUtf8);
+        assert_eq!(kind(b"{not json"), BeaconErrorKind::NotJson);
+        assert_eq!(kind(b"[1,2]"), BeaconErrorKind::NotObject);
+        assert_eq!(kind(b"{}"), BeaconErrorKind::MissingField);
+        assert_eq!(
+            kind(&vec![b' '; MAX_DATAGRAM_BYTES + 1]),
+            BeaconErrorKind::TooLarge
+        );
+        let epoch = |v: Value| decode_with("leaderEpoch", v).map_err(|e| e.kind());
+        assert_eq!(epoch(json!(null)), Err(BeaconErrorKind::WrongType));
+        assert_eq!(epoch(json!("abc")), Err(BeaconErrorKind::WrongType));
+        assert_eq!(epoch(json!(-1)), Err(BeaconErrorKind::InvalidInteger));
+        assert_eq!(epoch(json!(1.5)), Err(BeaconErrorKind::InvalidInteger));
+        assert_eq!(epoch(json!(1e300)), Err(BeaconErrorKind::InvalidInteger));
+        assert_eq!(
+            epoch(json!(MAX_SAFE_INTEGER + 1)),
+            Err(BeaconErrorKind::InvalidInteger)
+        );
+        assert_eq!(
+            epoch(json!(MAX_SAFE_INTEGER)).map(|b| b.leader_epoch),
+            Ok(MAX_SAFE_INTEGER)
+        );
+        assert_eq!(
+            decode_with("nodeId", json!("")).unwrap_err(),
+            BeaconError::MissingField("nodeId")
+        );
+        assert_eq!(
+            decode_with("nodeId", json!(7)).unwrap_err().kind(),
+            BeaconErrorKind::WrongType
+        );
+        assert_eq!(
+            decode_with("isLeader", json!("true")).unwrap_err().kind(),
+            BeaconErrorKind::WrongType
+        );
+        assert_eq!(
+            decode_with("fallbackServers", json!([1])).unwrap_err().kind(),
+            BeaconErrorKind::WrongType
+        );
+        assert!(decode_with("wssUrl", json!(null)).is_ok());
+    }
+
+    #[test]
+    fn drop_counts_count_by_kind() {
+        let mut counts = DropCounts::default();
+        counts.record(&BeaconError::Forged);
+        counts.record(&BeaconError::Forged);
+        counts.record(&BeaconError::OwnBeacon);
+        assert_eq!(counts.get(BeaconErrorKind::Forged), 2);
+        assert_eq!(counts.total(), 3);
+        assert_eq!(counts.iter().count(), 2);
+        assert!(BeaconError::OwnBeacon.is_benign());
+    }
+}

@@ -1,0 +1,163 @@
+//! Timers and limits of the election state machine, with the reference's defaults, so tests
+//! can shrink them.
+
+use std::time::Duration;
+
+/// Election timers and limits. `ElectionConfig::new(namespace)` gives the defaults; every
+/// field is public so tests and the CLI can adjust them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElectionConfig {
+    /// The discovery namespace (any string, `""` allowed).
+    pub namespace: String,
+    /// `advertisedHostname` in non-leader beacons (`""` when unset, like 0.1.1).
+    pub advertised_hostname: String,
+    /// Time between heartbeats. At most 0.5 s (default 0.5 s) so 0.1.1 peers, which expire
+    /// peers after 2 s, always have several beacons per lease.
+    pub heartbeat_interval: Duration,
+    /// Smallest gap between two beacons when a state change triggers an early one.
+    pub min_beacon_gap: Duration,
+    /// A peer is forgotten this long after its last beacon (2 s, as 0.1.1 does).
+    pub peer_expiry: Duration,
+    /// After start, a node that sees no leader waits this long before electing (1 s).
+    pub settle: Duration,
+    /// After the leader's beacons stop (and it expired), followers wait this long before
+    /// electing (10 s, `leader_missing_grace_ms` of 0.1.1). A resigning leader skips it.
+    pub leader_missing_grace: Duration,
+    /// A follower has an RTT advantage when its backbone RTT is at least this much better
+    /// than the leader's (or the leader's is unknown) (50 ms).
+    pub preemption_threshold_ms: f64,
+    /// The advantage must hold continuously this long before the follower preempts (3 s).
+    pub preemption_window: Duration,
+    /// Back-off after the first failed leaf start (or a dead broker); doubles per failure.
+    pub start_backoff_initial: Duration,
+    /// Cap of the back-off.
+    pub start_backoff_max: Duration,
+    /// A leaf start that reports neither success nor failure within this time is abandoned
+    /// (and counted as a failure); peers also stop holding back for a node that has been
+    /// `starting-leaf` this long.
+    pub leaf_start_timeout: Duration,
+    /// Number of resign beacons sent on a graceful stop (several, in case one is lost).
+    pub resign_copies: u32,
+    /// Most peers tracked at once; beacons from further unknown nodes are ignored.
+    pub max_peers: usize,
+}
+
+impl ElectionConfig {
+    /// The defaults for `namespace`.
+    pub fn new(namespace: impl Into<String>) -> ElectionConfig {
+        ElectionConfig {
+            namespace: namespace.into(),
+            advertised_hostname: String::new(),
+            heartbeat_interval: Duration::from_millis(500),
+            min_beacon_gap: Duration::from_millis(100),
+            peer_expiry: Duration::from_secs(2),
+            settle: Duration::from_secs(1),
+            leader_missing_grace: Duration::from_secs(10),
+            preemption_threshold_ms: 50.0,
+            preemption_window: Duration::from_secs(3),
+            start_backoff_initial: Duration::from_secs(2),
+            start_backoff_max: Duration::from_secs(60),
+            leaf_start_timeout: Duration::from_secs(120),
+            resign_copies: 3,
+            max_peers: 1024,
+        }
+    }
+
+    /// Checks the values make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError { message });
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval > Duration::from_millis(500)
+        {
+            return fail(format!(
+                "heartbeat_interval is {:?}; it must be above 0 and at most 500 ms so peers \
+                 that expire after 2 s always hear several beacons",
+                self.heartbeat_interval
+            ));
+        }
+        if self.min_beacon_gap > self.heartbeat_interval {
+            return fail(format!(
+                "min_beacon_gap ({:?}) must not exceed heartbeat_interval ({:?})",
+                self.min_beacon_gap, self.heartbeat_interval
+            ));
+        }
+        if self.peer_expiry < self.heartbeat_interval * 2 {
+            return fail(format!(
+                "peer_expiry ({:?}) must be at least twice heartbeat_interval ({:?}) or peers \
+                 flap when one beacon is lost",
+                self.peer_expiry, self.heartbeat_interval
+            ));
+        }
+        if !self.preemption_threshold_ms.is_finite() || self.preemption_threshold_ms < 0.0 {
+            return fail(format!(
+                "preemption_threshold_ms is {}; use a finite number of milliseconds >= 0",
+                self.preemption_threshold_ms
+            ));
+        }
+        if self.start_backoff_initial.is_zero() || self.start_backoff_max < self.start_backoff_initial
+        {
+            return fail(format!(
+                "start back-off must be positive with max ({:?}) >= initial ({:?})",
+                self.start_backoff_max, self.start_backoff_initial
+            ));
+        }
+        if self.leaf_start_timeout.is_zero() {
+            return fail("leaf_start_timeout must be positive".into());
+        }
+        if self.max_peers == 0 {
+            return fail("max_peers must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The back-off after `failures` consecutive failures (1 → initial, doubling, capped).
+    pub fn backoff_after(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(20);
+        self.start_backoff_initial
+            .saturating_mul(1u32 << doublings)
+            .min(self.start_backoff_max)
+    }
+}
+
+/// An [`ElectionConfig`] (or node id) that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid election configuration: {message}")]
+pub struct ConfigError {
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_backoff_doubles_to_the_cap() {
+        let config = ElectionConfig::new("studio");
+        config.validate().unwrap();
+        assert_eq!(config.backoff_after(1), Duration::from_secs(2));
+        assert_eq!(config.backoff_after(2), Duration::from_secs(4));
+        assert_eq!(config.backoff_after(5), Duration::from_secs(32));
+        assert_eq!(config.backoff_after(6), Duration::from_secs(60));
+        assert_eq!(config.backoff_after(u32::MAX), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let mut config = ElectionConfig::new("studio");
+        config.heartbeat_interval = Duration::from_millis(800);
+        assert!(config.validate().unwrap_err().to_string().contains("500 ms"));
+        let mut config = ElectionConfig::new("studio");
+        config.peer_expiry = Duration::from_millis(600);
+        assert!(config.validate().is_err());
+        let mut config = ElectionConfig::new("studio");
+        config.preemption_threshold_ms = f64::NAN;
+        assert!(config.validate().is_err());
+    }
+}

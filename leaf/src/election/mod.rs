@@ -1,0 +1,51 @@
+//! The LAN election of `kinopio leaf auto`: which device of a discovery namespace runs the
+//! leaf. Pure code, no sockets: the beacon wire format shared with kinopio-hub 0.1.1
+//! ([`beacon`], [`codec`], [`auth`]), the ranking rules ([`rank`]) and the deterministic,
+//! clock-injected state machine ([`Election`]) that the multicast and mDNS shells drive.
+//!
+//! A shell's loop, in outline:
+//!
+//! ```text
+//! let mut codec = BeaconCodec::open(ns, node_id);        // or ::secured(ns, node_id, &secret)
+//! let mut election = Election::new(ElectionConfig::new(ns), node_id, Instant::now())?;
+//! loop {
+//!     let input = select! {
+//!         datagram = socket.recv() => match codec.decode(&datagram, SystemTime::now()) {
+//!             Ok(beacon) => Input::beacon(beacon, Instant::now()),
+//!             Err(err) => { drops.record(&err); continue }
+//!         },
+//!         _ = sleep_until(election.poll_timeout()) => Input::Tick,
+//!         outcome = leaf_events.recv() => outcome,          // LeafStarted / LeafFailed / ...
+//!     };
+//!     for action in election.handle(Instant::now(), input) {
+//!         match action {
+//!             Action::SendBeacon(b) => socket.send(&codec.encode(&b, SystemTime::now())?),
+//!             Action::StartLeaf { epoch } => spawn_leaf_start(epoch),   // never block here
+//!             ...
+//!         }
+//!     }
+//! }
+//! ```
+
+pub mod auth;
+pub mod beacon;
+pub mod codec;
+pub mod config;
+pub mod events;
+pub mod machine;
+pub mod rank;
+pub mod status;
+mod wire_json;
+
+pub use auth::{AUTH_ALG, EmptySecret, NamespaceSecret};
+pub use beacon::{
+    BEACON_VERSION, Beacon, BeaconError, BeaconErrorKind, DropCounts, MAX_BEACON_BYTES,
+    MAX_DATAGRAM_BYTES, MAX_SAFE_INTEGER, MULTICAST_GROUP, MULTICAST_TTL, PORT_BASE, PORT_SPAN,
+    port_for_namespace,
+};
+pub use codec::{BeaconCodec, DEFAULT_LEASE, DEFAULT_REPLAY_WINDOW, EncodeError, unix_ms};
+pub use config::{ConfigError, ElectionConfig};
+pub use events::{Action, Input, LeafAdvert, MDNS_SERVICE_TYPE, MdnsAdvert};
+pub use machine::Election;
+pub use rank::{LeaderClaim, Rank, best_leader, has_rtt_advantage, next_epoch};
+pub use status::{LeaderSummary, Role, State, Status, UnknownName};

@@ -1,0 +1,11 @@
+//! `kinopio-leaf` runs a local `nats-server` as a leaf node bridged to upstream backbone
+//! servers: it provisions the binary, renders its config, generates the local CA and the
+//! short-lived WSS certificate, serves the discovery manifest over HTTPS and, in auto mode,
+//! takes part in the LAN election so that one device per namespace runs the leaf.
+
+pub mod binary;
+pub mod discovery_server;
+pub mod election;
+pub mod manifest;
+pub mod paths;
+pub mod tls;

@@ -1,0 +1,64 @@
+//! # kinopio
+//!
+//! Remote variables and functions that feel local, on top of NATS.
+//!
+//! A [`Hub`] connects to one of several NATS servers (ranked by measured round-trip time,
+//! re-probed in the background, hot-switched without losing anything). `hub.scope("chat")?
+//! .variable("messages")?` is the subject `chat.messages`; a [`Variable`] can
+//! [publish](Variable::publish), [subscribe](Variable::subscribe),
+//! [request](Variable::request) and [serve](Variable::serve), and remembers the latest
+//! [value](Variable::value) it has seen.
+//!
+//! kinopio speaks the wire protocol of the Python package kinopio-hub 0.1.1: subjects,
+//! payload encoding ([`codec`]), the `<subject>.service` queue group and the
+//! `{"error": true, "message": ...}` error reply are identical, so mixed fleets work.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use futures::StreamExt;
+//! let hub = kinopio::Hub::connect(kinopio::HubOptions::new()).await?;
+//! let calc = hub.scope("math")?.variable("double")?;
+//! calc.serve(|req: kinopio::Message| async move {
+//!     Ok::<_, kinopio::DecodeError>(req.decode::<i64>()? * 2)
+//! }).await?;
+//! let answer: i64 = calc.request(&21).await?;
+//! assert_eq!(answer, 42);
+//! # Ok(()) }
+//! ```
+
+pub mod backoff;
+pub mod codec;
+mod connection;
+pub mod error;
+mod hub;
+pub mod name;
+pub mod options;
+mod overlap;
+mod scope;
+pub mod selection;
+mod server;
+mod service;
+pub mod state;
+mod subscription;
+mod supervisor;
+#[cfg(feature = "test-support")]
+pub mod testing;
+pub mod value;
+mod variable;
+
+pub use codec::{DecodeError, EncodeError, Payload};
+pub use error::{
+    ConnectError, ConnectErrorKind, PublishError, PublishErrorKind, RequestError, RequestErrorKind, SubscribeError,
+    SubscribeErrorKind, SwitchError, SwitchErrorKind,
+};
+pub use hub::Hub;
+pub use name::InvalidName;
+pub use options::{DiscoveryOptions, HubOptions};
+pub use scope::Scope;
+pub use selection::SelectionMode;
+pub use server::{ServerUrl, ServerUrlError};
+pub use service::Service;
+pub use state::{ConnectionState, HubEvent, SwitchReason};
+pub use subscription::{HeaderMap, Message, Subject, Subscription};
+pub use value::Value;
+pub use variable::{ERROR_HEADER, RequestOptions, ValueWatch, Variable};

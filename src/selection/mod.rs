@@ -1,0 +1,57 @@
+//! Server selection: the order in which a hub tries its servers, and when it moves.
+//!
+//! - [`SelectionMode::Ordered`]: the order given.
+//! - [`SelectionMode::Random`]: shuffled at every fresh connect.
+//! - [`SelectionMode::Latency`] (default): every server is probed in parallel (connect, then
+//!   one round trip) and ordered by (reachable, RTT, input order); after connecting the hub
+//!   re-probes in the background and hot-switches when another server is faster by at least
+//!   the switch threshold, confirmed by a second probe round ([`ranking`] decides, purely).
+
+pub mod probe;
+pub mod ranking;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use probe::ProbeResult;
+pub use ranking::{Decision, Ranking};
+
+/// How a hub orders its candidate servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SelectionMode {
+    /// Keep the order given.
+    Ordered,
+    /// Shuffle at every fresh connect.
+    Random,
+    /// Probe and order by measured round-trip time; re-probe in the background.
+    #[default]
+    Latency,
+}
+
+impl fmt::Display for SelectionMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SelectionMode::Ordered => "ordered",
+            SelectionMode::Random => "random",
+            SelectionMode::Latency => "latency",
+        })
+    }
+}
+
+/// An unknown selection mode name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("server selection mode must be one of 'ordered', 'random', or 'latency' (got {0:?})")]
+pub struct UnknownSelectionMode(pub String);
+
+impl FromStr for SelectionMode {
+    type Err = UnknownSelectionMode;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "ordered" => Ok(SelectionMode::Ordered),
+            "random" => Ok(SelectionMode::Random),
+            "latency" => Ok(SelectionMode::Latency),
+            _ => Err(UnknownSelectionMode(s.to_owned())),
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Latency probes: a short-lived connection per server, RTT = one round trip after connect.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::connection::round_trip;
+use crate::options::HubOptions;
+use crate::server::ServerUrl;
+
+/// The result of probing one server.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProbeResult {
+    /// The server probed.
+    pub server: ServerUrl,
+    /// Round-trip time, if the server answered.
+    #[serde(with = "opt_millis")]
+    pub rtt: Option<Duration>,
+    /// Why the probe failed.
+    pub error: Option<String>,
+}
+
+/// Probes every server in parallel, each bounded by the probe timeout. Results are in input
+/// order.
+pub async fn probe_all(options: &HubOptions, servers: &[ServerUrl]) -> Vec<ProbeResult> {
+    join_all(servers.iter().map(|s| probe_one(options, s))).await
+}
+
+/// Probes one server: connect (same TLS, name and echo settings as the hub), one round trip,
+/// close.
+pub async fn probe_one(options: &HubOptions, server: &ServerUrl) -> ProbeResult {
+    let limit = options.probe_timeout;
+    let attempt = async {
+        let addr = server.to_server_addr().map_err(|e| e.to_string())?;
+        let mut nats = async_nats::ConnectOptions::new()
+            .connection_timeout(limit)
+            .max_reconnects(Some(0))
+            .ignore_discovered_servers()
+            .request_timeout(Some(limit));
+        if let Some(name) = &options.name {
+            nats = nats.name(format!("{name} (probe)"));
+        }
+        nats = nats.no_echo();
+        if let Some(ca) = &options.tls_ca_file {
+            nats = nats.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &options.tls_client_cert {
+            nats = nats.add_client_certificate(cert.clone(), key.clone());
+        }
+        if options.tls_handshake_first {
+            nats = nats.tls_first();
+        }
+        let client = nats.connect(addr).await.map_err(|e| e.to_string())?;
+        let rtt = round_trip(&client, limit).await.map_err(|e| e.to_string());
+        drop(client);
+        rtt
+    };
+    let outcome = match tokio::time::timeout(limit, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+    };
+    match outcome {
+        Ok(rtt) => ProbeResult {
+            server: server.clone(),
+            rtt: Some(rtt),
+            error: None,
+        },
+        Err(error) => {
+            tracing::debug!(server = %server, %error, "probe failed");
+            ProbeResult {
+                server: server.clone(),
+                rtt: None,
+                error: Some(error),
+            }
+        }
+    }
+}
+
+mod opt_millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64() * 1000.0),
+            None => s.serialize_none(),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Connection state and hub events, observable as a snapshot, a `watch` and a stream.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::server::ServerUrl;
+
+/// The state of a hub's connection, named as in the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionState {
+    /// Not connected (initially, during an outage, after close).
+    Disconnected,
+    /// A connection attempt is in progress.
+    Connecting,
+    /// Connected to a server.
+    Connected,
+    /// Gave up connecting (auto retry off or attempts exhausted).
+    Error,
+}
+
+impl fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectionState::Disconnected => "disconnected",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Connected => "connected",
+            ConnectionState::Error => "error",
+        })
+    }
+}
+
+/// Why the hub changed servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwitchReason {
+    /// A background probe found a clearly faster server.
+    Faster,
+    /// `Hub::reconnect()` was called.
+    Manual,
+    /// A local leader was discovered and connected.
+    LocalLeader,
+    /// The local leader went away; back to the configured servers.
+    LocalLeaderLost,
+}
+
+/// Something that happened to a hub's connection.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum HubEvent {
+    /// Connected (or reconnected) to a server.
+    Connected { server: Option<ServerUrl> },
+    /// Lost the connection; the hub is reconnecting.
+    Disconnected { server: Option<ServerUrl> },
+    /// Moved to another server without losing subscriptions or services.
+    #[serde(rename = "switched")]
+    ServerSwitched {
+        from: Option<ServerUrl>,
+        to: ServerUrl,
+        #[serde(rename = "rttBeforeMs", serialize_with = "opt_ms")]
+        rtt_before: Option<Duration>,
+        #[serde(rename = "rttAfterMs", serialize_with = "opt_ms")]
+        rtt_after: Option<Duration>,
+        reason: SwitchReason,
+    },
+    /// A subscription could not keep up and the client dropped messages for it. Raise
+    /// `HubOptions::subscription_capacity` or consume faster.
+    SlowConsumer { sid: u64 },
+    /// The server is shutting down gracefully (lame duck mode); expect a reconnect.
+    LameDuck { server: Option<ServerUrl> },
+    /// The server reported an error (e.g. a permissions violation).
+    ServerError { message: String },
+    /// The hub gave up connecting.
+    Failed { message: String },
+    /// The hub was closed.
+    Closed,
+}
+
+fn opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3),
+        None => s.serialize_none(),
+    }
+}

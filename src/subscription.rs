@@ -1,0 +1,305 @@
+//! [`Subscription`]: a stream of [`Message`]s on one variable that survives server restarts,
+//! manual reconnects and hot switches.
+//!
+//! In steady state the stream polls the async-nats subscriber directly (no extra task or
+//! channel on the hot path). When the hub moves to another connection it hands the stream a
+//! subscriber on the new connection; the stream then merges old and new through a short-lived
+//! task that passes every message on exactly once (see [`crate::overlap`]) and hands the new
+//! subscriber back.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::codec::{DecodeError, Encoding};
+use crate::hub::Hub;
+use crate::overlap::{OverlapFilter, fingerprint};
+use crate::value::Value;
+use crate::variable::VariableState;
+
+pub use async_nats::{HeaderMap, Subject};
+
+/// A message received on a variable.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The subject it arrived on.
+    pub subject: Subject,
+    /// Where to send a reply, for requests.
+    pub reply: Option<Subject>,
+    /// NATS headers, if any.
+    pub headers: Option<HeaderMap>,
+    /// The raw payload.
+    pub payload: Bytes,
+    encoding: Encoding,
+}
+
+impl Message {
+    pub(crate) fn from_nats(msg: async_nats::Message, encoding: &Encoding) -> Message {
+        Message {
+            subject: msg.subject,
+            reply: msg.reply,
+            headers: msg.headers,
+            payload: msg.payload,
+            encoding: encoding.clone(),
+        }
+    }
+
+    /// Decodes the payload into `T` (JSON, then text, then bytes; see [`crate::codec::decode`]).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        self.encoding
+            .decode(&self.payload)
+            .map_err(|e| e.with_subject(self.subject.as_str()))
+    }
+
+    /// Decodes the payload into a [`Value`]; never fails.
+    pub fn value(&self) -> Value {
+        self.encoding.decode_value(&self.payload)
+    }
+}
+
+/// A new subscriber for a binding, on the connection the hub moved to.
+#[derive(Debug)]
+pub(crate) struct Rebind {
+    pub subscriber: async_nats::Subscriber,
+    /// Filter duplicates (plain subscriptions); queue groups need none.
+    pub dedup: bool,
+    pub overlap: Duration,
+}
+
+/// What the hub keeps about a live subscription so it can re-create it elsewhere.
+#[derive(Debug, Clone)]
+pub(crate) struct Binding {
+    pub subject: String,
+    pub queue: Option<String>,
+    pub rebind: mpsc::UnboundedSender<Rebind>,
+}
+
+/// Removes the binding from the hub when the subscription goes away.
+#[derive(Debug)]
+struct BindingGuard {
+    hub: Hub,
+    id: u64,
+}
+
+impl Drop for BindingGuard {
+    fn drop(&mut self) {
+        self.hub.shared().unbind(self.id);
+    }
+}
+
+enum Merged {
+    Message(async_nats::Message),
+    Done(async_nats::Subscriber),
+}
+
+/// A stream of [`Message`]s on a variable's subject.
+///
+/// Dropping it unsubscribes. Every message also updates the variable's
+/// [`value()`](crate::Variable::value).
+#[must_use = "a subscription delivers nothing unless polled"]
+pub struct Subscription {
+    subscriber: Option<async_nats::Subscriber>,
+    merging: Option<mpsc::Receiver<Merged>>,
+    rebinds: mpsc::UnboundedReceiver<Rebind>,
+    variable: Arc<VariableState>,
+    encoding: Encoding,
+    subject: String,
+    queue: Option<String>,
+    _binding: BindingGuard,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("subject", &self.subject)
+            .field("queue", &self.queue)
+            .field("switching", &self.merging.is_some())
+            .finish()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        hub: Hub,
+        id: u64,
+        subscriber: async_nats::Subscriber,
+        rebinds: mpsc::UnboundedReceiver<Rebind>,
+        variable: Arc<VariableState>,
+        queue: Option<String>,
+    ) -> Subscription {
+        Subscription {
+            subscriber: Some(subscriber),
+            merging: None,
+            rebinds,
+            encoding: hub.shared().encoding.clone(),
+            subject: variable.subject.to_string(),
+            variable,
+            queue,
+            _binding: BindingGuard { hub, id },
+        }
+    }
+
+    /// The subject.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The queue group, if any.
+    pub fn queue_group(&self) -> Option<&str> {
+        self.queue.as_deref()
+    }
+
+    /// Unsubscribes. Messages already received are dropped.
+    pub fn unsubscribe(self) {
+        drop(self);
+    }
+
+    /// Decoded values instead of messages: each item is the payload decoded into `T`, or a
+    /// [`DecodeError`] that keeps the raw payload.
+    pub fn values<T: DeserializeOwned>(self) -> impl Stream<Item = Result<T, DecodeError>> + Send + Unpin {
+        self.map(|m| m.decode::<T>())
+    }
+
+    fn deliver(&mut self, msg: async_nats::Message) -> Message {
+        self.variable.record(&msg.payload);
+        Message::from_nats(msg, &self.encoding)
+    }
+
+    fn start_merge(&mut self, rebind: Rebind) {
+        let (tx, rx) = mpsc::channel(256);
+        match self.subscriber.take() {
+            Some(old) => {
+                tokio::spawn(merge(old, rebind, tx));
+            }
+            None => {
+                // No old subscriber (it ended): the new one simply takes over.
+                let _ = tx.try_send(Merged::Done(rebind.subscriber));
+            }
+        }
+        self.merging = Some(rx);
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Message;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        let this = &mut *self;
+        loop {
+            if let Some(merging) = &mut this.merging {
+                match merging.poll_recv(cx) {
+                    Poll::Ready(Some(Merged::Message(msg))) => return Poll::Ready(Some(this.deliver(msg))),
+                    Poll::Ready(Some(Merged::Done(subscriber))) => {
+                        this.subscriber = Some(subscriber);
+                        this.merging = None;
+                    }
+                    Poll::Ready(None) => {
+                        // The merge task ended without handing back (runtime shutting down).
+                        this.merging = None;
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+                continue;
+            }
+            if let Poll::Ready(Some(rebind)) = this.rebinds.poll_recv(cx) {
+                this.start_merge(rebind);
+                continue;
+            }
+            let Some(subscriber) = &mut this.subscriber else {
+                return if this._binding.hub.shared().is_closed() { Poll::Ready(None) } else { Poll::Pending };
+            };
+            return match subscriber.poll_next_unpin(cx) {
+                Poll::Ready(Some(msg)) => Poll::Ready(Some(this.deliver(msg))),
+                Poll::Ready(None) => {
+                    // The connection closed for good (hub closed, or a dead connection the
+                    // hub is replacing): wait for a rebind if the hub is still alive.
+                    this.subscriber = None;
+                    if this._binding.hub.shared().is_closed() {
+                        Poll::Ready(None)
+                    } else {
+                        Poll::Pending
+                    }
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+/// Upper bound for how long the old subscription may take to drain after the overlap.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// Messages held back from the new connection before the overlap is cut short.
+const HOLD_LIMIT: usize = 100_000;
+
+/// Merges the old and the new subscriber of one binding during a switch (module docs).
+async fn merge(mut old: async_nats::Subscriber, rebind: Rebind, out: mpsc::Sender<Merged>) {
+    let Rebind { subscriber: mut new, dedup, overlap } = rebind;
+    let mut filter = OverlapFilter::new();
+    let mut held = std::collections::VecDeque::new();
+    let overlap_end = tokio::time::sleep(overlap);
+    tokio::pin!(overlap_end);
+    let mut old_open = true;
+
+    // Phase 1: old keeps delivering, new is held back, until the overlap ends.
+    while old_open && held.len() < HOLD_LIMIT {
+        tokio::select! {
+            biased;
+            msg = old.next() => match msg {
+                Some(msg) => {
+                    if dedup { filter.record_old(fingerprint(&msg)); }
+                    if out.send(Merged::Message(msg)).await.is_err() { return; }
+                }
+                None => old_open = false,
+            },
+            msg = new.next() => match msg {
+                Some(msg) => held.push_back(msg),
+                None => break,
+            },
+            _ = &mut overlap_end => break,
+        }
+    }
+
+    // Phase 2: unsubscribe the old one and pass on what it still has in flight.
+    if old_open {
+        if old.drain().await.is_ok() {
+            let deadline = tokio::time::sleep(DRAIN_LIMIT);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    biased;
+                    msg = old.next() => match msg {
+                        Some(msg) => {
+                            if dedup { filter.record_old(fingerprint(&msg)); }
+                            if out.send(Merged::Message(msg)).await.is_err() { return; }
+                        }
+                        None => break,
+                    },
+                    msg = new.next(), if held.len() < HOLD_LIMIT => match msg {
+                        Some(msg) => held.push_back(msg),
+                        None => break,
+                    },
+                    _ = &mut deadline => {
+                        tracing::warn!("old subscription did not drain in time; switching anyway");
+                        break;
+                    }
+                }
+            }
+        }
+        drop(old);
+    }
+
+    // Phase 3: what the new connection delivered meanwhile, minus what old already passed on.
+    for msg in held {
+        let admit = !dedup || filter.admit_new(fingerprint(&msg));
+        if admit && out.send(Merged::Message(msg)).await.is_err() {
+            return;
+        }
+    }
+    let _ = out.send(Merged::Done(new)).await;
+}

@@ -1,0 +1,303 @@
+//! The hub's background task: makes the first connection (probing first in latency mode),
+//! turns async-nats events into [`ConnectionState`] and [`HubEvent`]s, re-probes in the
+//! background and performs hot switches (make-before-break) for faster servers, manual
+//! reconnects and local leaders.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connection::{Connection, ConnectionEvent, FirstConnect, round_trip};
+use crate::error::{SwitchError, SwitchErrorKind};
+use crate::hub::Shared;
+use crate::selection::probe::probe_all;
+use crate::selection::ranking::{self, Decision, Ranking};
+use crate::selection::{ProbeResult, SelectionMode};
+use crate::server::ServerUrl;
+use crate::state::{ConnectionState, HubEvent, SwitchReason};
+use crate::subscription::Rebind;
+
+/// Requests to the supervisor.
+#[derive(Debug)]
+pub enum Command {
+    /// Re-plan and move to the best reachable server (`Hub::reconnect`).
+    Reconnect(oneshot::Sender<Result<ServerUrl, SwitchError>>),
+    /// Move to this server now (tests, discovery).
+    SwitchTo(ServerUrl, SwitchReason, oneshot::Sender<Result<ServerUrl, SwitchError>>),
+}
+
+/// How soon a faster server seen in one probe round is probed again to confirm it.
+const CONFIRM_AFTER: Duration = Duration::from_secs(1);
+
+struct Supervisor {
+    shared: Arc<Shared>,
+    events_tx: mpsc::UnboundedSender<ConnectionEvent>,
+    ranking: Ranking,
+}
+
+/// Runs until the hub is closed or dropped.
+pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut sup = Supervisor {
+        ranking: Ranking::new(shared.options.switch_threshold, 2),
+        shared,
+        events_tx,
+    };
+    let cancel = sup.shared.cancel.clone();
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        () = sup.first_connection() => {}
+    }
+    let mut next_probe = sup.reprobe_interval().map(|d| tokio::time::Instant::now() + d);
+    loop {
+        let probe_at = next_probe.unwrap_or_else(far_future);
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(event) = events.recv() => sup.on_event(event),
+            Some(command) = commands.recv() => sup.on_command(command).await,
+            _ = tokio::time::sleep_until(probe_at), if next_probe.is_some() => {
+                let confirm = sup.reprobe().await;
+                next_probe = sup.reprobe_interval().map(|d| tokio::time::Instant::now() + if confirm { CONFIRM_AFTER } else { d });
+            }
+        }
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+impl Supervisor {
+    fn options(&self) -> &crate::HubOptions {
+        &self.shared.options
+    }
+
+    fn reprobe_interval(&self) -> Option<Duration> {
+        let o = self.options();
+        if o.selection == SelectionMode::Latency && o.servers.len() > 1 {
+            o.reprobe_interval
+        } else {
+            None
+        }
+    }
+
+    /// The servers in the order this mode wants them now (probing in latency mode).
+    async fn plan(&self) -> Vec<ServerUrl> {
+        let servers = self.options().servers.clone();
+        match self.options().selection {
+            SelectionMode::Ordered => servers,
+            SelectionMode::Random => {
+                let mut s = servers;
+                use rand::seq::SliceRandom;
+                s.shuffle(&mut rand::rng());
+                s
+            }
+            SelectionMode::Latency if servers.len() < 2 => servers,
+            SelectionMode::Latency => {
+                let results = probe_all(self.options(), &servers).await;
+                let order = ranking::order(&results);
+                let plan = order.iter().map(|&i| results[i].server.clone()).collect();
+                self.record_probes(&results);
+                plan
+            }
+        }
+    }
+
+    fn record_probes(&self, results: &[ProbeResult]) {
+        for r in results {
+            tracing::debug!(server = %r.server, rtt_ms = r.rtt.map(|d| d.as_secs_f64() * 1e3), error = r.error.as_deref(), "probe");
+        }
+        self.shared.set_probes(results.to_vec());
+    }
+
+    async fn first_connection(&mut self) {
+        self.shared.set_state(ConnectionState::Connecting);
+        let plan = self.plan().await;
+        match Connection::open(self.options(), plan, FirstConnect::Background, self.events_tx.clone(), true).await {
+            Ok(conn) => {
+                self.shared.replace_connection(Arc::new(conn));
+            }
+            Err(e) => {
+                // Only invalid options end here (the background connect never fails).
+                tracing::error!(error = %e, "cannot create the connection");
+                self.shared.set_last_error(e.to_string());
+                self.shared.set_state(ConnectionState::Error);
+                self.shared.emit(HubEvent::Failed { message: e.to_string() });
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: ConnectionEvent) {
+        let current = self.shared.current();
+        let is_current = current.as_ref().is_some_and(|c| c.id == ev.connection);
+        let server = current.as_ref().and_then(|c| c.server());
+        use async_nats::Event;
+        match ev.event {
+            Event::SlowConsumer(sid) => {
+                tracing::warn!(sid, "slow consumer: messages dropped; raise subscription_capacity or consume faster");
+                self.shared.emit(HubEvent::SlowConsumer { sid });
+            }
+            _ if !is_current => {}
+            Event::Connected => {
+                tracing::info!(server = ?server.as_ref().map(ToString::to_string), "connected");
+                self.shared.set_state(ConnectionState::Connected);
+                self.shared.emit(HubEvent::Connected { server });
+            }
+            Event::Disconnected => {
+                tracing::warn!(server = ?server.as_ref().map(ToString::to_string), "disconnected; reconnecting");
+                self.shared.set_state(ConnectionState::Disconnected);
+                self.shared.emit(HubEvent::Disconnected { server });
+            }
+            Event::LameDuckMode => self.shared.emit(HubEvent::LameDuck { server }),
+            Event::ServerError(e) => {
+                self.shared.set_last_error(e.to_string());
+                self.shared.emit(HubEvent::ServerError { message: e.to_string() });
+            }
+            Event::ClientError(async_nats::ClientError::MaxReconnects) | Event::Closed => {
+                if self.shared.is_closed() {
+                    return;
+                }
+                let message = format!(
+                    "gave up after {} connection attempts",
+                    self.options().max_reconnect_attempts.unwrap_or(0)
+                );
+                tracing::error!("{message}");
+                self.shared.set_state(ConnectionState::Error);
+                self.shared.emit(HubEvent::Failed { message });
+            }
+            Event::ClientError(e) => {
+                tracing::debug!(error = %e, "connection attempt failed");
+                self.shared.set_last_error(e.to_string());
+            }
+            Event::Draining => {}
+        }
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Reconnect(reply) => {
+                self.ranking.reset();
+                let plan = self.plan().await;
+                let result = self.switch_plan(plan, SwitchReason::Manual, None).await;
+                let _ = reply.send(result);
+            }
+            Command::SwitchTo(server, reason, reply) => {
+                let mut plan = vec![server.clone()];
+                plan.extend(self.options().servers.iter().filter(|s| **s != server).cloned());
+                let result = self.switch_to(plan, reason, None, None).await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// One background probe round. Returns true when a confirmation round should follow soon.
+    async fn reprobe(&mut self) -> bool {
+        if self.shared.is_closed() {
+            return false;
+        }
+        let results = probe_all(self.options(), &self.options().servers.clone()).await;
+        self.record_probes(&results);
+        let current = self.shared.current().and_then(|c| c.server());
+        match self.ranking.observe(current.as_ref(), &results) {
+            Decision::Stay => false,
+            Decision::Confirm { candidate } => {
+                tracing::debug!(%candidate, "faster server seen; confirming");
+                true
+            }
+            Decision::Switch { to, rtt_before, rtt_after } => {
+                let order = ranking::order(&results);
+                let mut plan = vec![to.clone()];
+                plan.extend(order.iter().map(|&i| results[i].server.clone()).filter(|s| *s != to));
+                if let Err(e) = self.switch_to(plan, SwitchReason::Faster, rtt_before, Some(rtt_after)).await {
+                    tracing::warn!(%to, error = %e, "switch to a faster server failed; staying");
+                }
+                false
+            }
+        }
+    }
+
+    /// Tries each server of `plan` in order until one accepts a connection.
+    async fn switch_plan(&mut self, plan: Vec<ServerUrl>, reason: SwitchReason, rtt_before: Option<Duration>) -> Result<ServerUrl, SwitchError> {
+        let mut last = SwitchError::new(SwitchErrorKind::Unreachable);
+        for i in 0..plan.len() {
+            let mut rotated = plan[i..].to_vec();
+            rotated.extend_from_slice(&plan[..i]);
+            match self.switch_to(rotated, reason, rtt_before, None).await {
+                Ok(server) => return Ok(server),
+                Err(e) if e.kind() == SwitchErrorKind::Unreachable => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Make-before-break move to `plan[0]` (see the crate docs on hot switching).
+    pub(crate) async fn switch_to(
+        &mut self,
+        plan: Vec<ServerUrl>,
+        reason: SwitchReason,
+        rtt_before: Option<Duration>,
+        rtt_after: Option<Duration>,
+    ) -> Result<ServerUrl, SwitchError> {
+        let shared = Arc::clone(&self.shared);
+        let Some(target) = plan.first().cloned() else {
+            return Err(SwitchError::new(SwitchErrorKind::Unreachable));
+        };
+        let options = shared.options.clone();
+        let new = Connection::open(&options, plan, FirstConnect::SingleAttempt, self.events_tx.clone(), false)
+            .await
+            .map_err(|e| SwitchError::new(SwitchErrorKind::Unreachable).with_detail(target.to_string()).with_source(e))?;
+        let new = Arc::new(new);
+
+        let _switching = shared.switch_lock.lock().await;
+        if shared.is_closed() {
+            return Err(SwitchError::new(SwitchErrorKind::Closed));
+        }
+        // 1. Re-create every subscription on the new connection and wait until the server
+        //    has them all.
+        let mut rebinds = Vec::new();
+        for (_, binding) in shared.bindings() {
+            let sub = match &binding.queue {
+                Some(q) => new.client.queue_subscribe(binding.subject.clone(), q.clone()).await,
+                None => new.client.subscribe(binding.subject.clone()).await,
+            }
+            .map_err(|e| SwitchError::new(SwitchErrorKind::Rebind).with_source(e))?;
+            rebinds.push((binding, sub));
+        }
+        let rtt_new = round_trip(&new.client, options.connect_timeout)
+            .await
+            .map_err(|e| SwitchError::new(SwitchErrorKind::Rebind).with_detail(e.to_string()))?;
+        // 2. Make it current (publishes wait at its gate), hand every subscription its new
+        //    subscriber, then let the old connection flush before the gate opens, so a
+        //    publisher's messages stay in order across the switch.
+        let old = shared.replace_connection(Arc::clone(&new));
+        for (binding, subscriber) in rebinds {
+            let rebind = Rebind {
+                subscriber,
+                dedup: binding.queue.is_none(),
+                overlap: options.switch_overlap,
+            };
+            // A subscription dropped meanwhile: its new subscriber is dropped here too.
+            let _ = binding.rebind.send(rebind);
+        }
+        let from = old.as_ref().and_then(|o| o.server());
+        if let Some(old) = &old {
+            if old.is_connected() {
+                let _ = round_trip(&old.client, options.connect_timeout).await;
+            }
+            old.retire();
+        }
+        new.open_gate();
+        shared.set_state(ConnectionState::Connected);
+        tracing::info!(from = ?from.as_ref().map(ToString::to_string), to = %target, ?reason, "switched server");
+        shared.emit(HubEvent::ServerSwitched {
+            from,
+            to: target.clone(),
+            rtt_before,
+            rtt_after: rtt_after.or(Some(rtt_new)),
+            reason,
+        });
+        Ok(target)
+    }
+}
