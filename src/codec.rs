@@ -51,11 +51,7 @@ impl Payload {
     /// (`()`, `None`) becomes the empty payload.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Payload, EncodeError> {
         let bytes = to_python_json(value)?;
-        if bytes.as_slice() == b"null" {
-            Ok(Payload::null())
-        } else {
-            Ok(Payload(Bytes::from(bytes)))
-        }
+        if bytes.as_slice() == b"null" { Ok(Payload::null()) } else { Ok(Payload(Bytes::from(bytes))) }
     }
 
     /// A [`Value`] encoded by the reference's rules: null → empty, string → unquoted text,
@@ -274,17 +270,11 @@ pub fn decode<T: DeserializeOwned>(payload: &Bytes) -> Result<T, DecodeError> {
     let text = match std::str::from_utf8(payload) {
         Ok(text) => text,
         Err(_) => {
-            return Value::Bytes(payload.clone())
-                .deserialize_into()
-                .map_err(|e| fail("bytes", e.to_string()));
+            return Value::Bytes(payload.clone()).deserialize_into().map_err(|e| fail("bytes", e.to_string()));
         }
     };
     Value::String(text.to_owned()).deserialize_into().map_err(|text_error| {
-        if json_error.is_data() {
-            fail("JSON", json_error.to_string())
-        } else {
-            fail("text", text_error.to_string())
-        }
+        if json_error.is_data() { fail("JSON", json_error.to_string()) } else { fail("text", text_error.to_string()) }
     })
 }
 
@@ -500,10 +490,7 @@ mod tests {
     fn json_output_is_byte_identical_to_python() {
         let v = json!({"x": 1, "s": "\u{e9}", "l": [1, 2.0, null, true], "e": "😀\u{7f}\n\"/"});
         let out = String::from_utf8(to_python_json(&v).unwrap()).unwrap();
-        assert_eq!(
-            out,
-            r#"{"e": "\ud83d\ude00\u007f\n\"/", "l": [1, 2.0, null, true], "s": "\u00e9", "x": 1}"#
-        );
+        assert_eq!(out, r#"{"e": "\ud83d\ude00\u007f\n\"/", "l": [1, 2.0, null, true], "s": "\u00e9", "x": 1}"#);
         assert_eq!(
             Payload::json(&json!({"error": true, "message": "boom"})).unwrap().as_bytes(),
             br#"{"error": true, "message": "boom"}"#

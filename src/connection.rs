@@ -66,10 +66,7 @@ impl Rotation {
         if let Ok(mut target) = self.target.lock() {
             *target = self.plan.get(index).cloned();
         }
-        async_nats::ReconnectToServer {
-            addr: self.addrs[index % self.addrs.len()].clone(),
-            delay: Some(delay),
-        }
+        async_nats::ReconnectToServer { addr: self.addrs[index % self.addrs.len()].clone(), delay: Some(delay) }
     }
 
     fn connected(&self) {
@@ -136,12 +133,7 @@ impl Connection {
         }
         let client = nats.connect(addrs).await?;
         let (gate, _) = watch::channel(gate_open);
-        Ok(Connection {
-            id,
-            client,
-            rotation,
-            gate,
-        })
+        Ok(Connection { id, client, rotation, gate })
     }
 
     /// The server this connection is on (or trying right now).

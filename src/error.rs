@@ -86,7 +86,9 @@ pub enum ConnectErrorKind {
 impl fmt::Display for ConnectErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ConnectErrorKind::TimedOut => "not connected in time (is a nats-server running at the given --server URLs?)",
+            ConnectErrorKind::TimedOut => {
+                "not connected in time (is a nats-server running at the given --server URLs?)"
+            }
             ConnectErrorKind::Failed => "gave up connecting",
             ConnectErrorKind::Closed => "the hub is closed",
         })

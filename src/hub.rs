@@ -57,10 +57,7 @@ struct HubInner {
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub")
-            .field("state", &self.state())
-            .field("server", &self.server())
-            .finish()
+        f.debug_struct("Hub").field("state", &self.state()).field("server", &self.server()).finish()
     }
 }
 
@@ -120,12 +117,7 @@ impl Hub {
             options,
         });
         tokio::spawn(supervisor::run(Arc::clone(&shared), commands_rx));
-        Hub {
-            inner: Arc::new(HubInner {
-                shared,
-                _stop_supervisor: cancel.drop_guard(),
-            }),
-        }
+        Hub { inner: Arc::new(HubInner { shared, _stop_supervisor: cancel.drop_guard() }) }
     }
 
     /// Creates a hub and waits until it is connected, for at most the connect timeout (plus
@@ -294,10 +286,7 @@ impl Shared {
     }
 
     pub fn variable_state(&self, subject: &str) -> Arc<VariableState> {
-        lock(&self.variables)
-            .entry(subject.to_owned())
-            .or_insert_with(|| Arc::new(VariableState::new(subject)))
-            .clone()
+        lock(&self.variables).entry(subject.to_owned()).or_insert_with(|| Arc::new(VariableState::new(subject))).clone()
     }
 
     fn not_connected_detail(&self) -> String {
@@ -348,7 +337,12 @@ impl Shared {
     }
 
     /// Publishes raw bytes on the current connection.
-    pub async fn publish(&self, subject: async_nats::Subject, payload: Bytes, headers: Option<HeaderMap>) -> Result<(), PublishError> {
+    pub async fn publish(
+        &self,
+        subject: async_nats::Subject,
+        payload: Bytes,
+        headers: Option<HeaderMap>,
+    ) -> Result<(), PublishError> {
         let conn = self.connected(self.options.request_timeout).await.map_err(|e| match e.kind() {
             ConnectErrorKind::Closed => PublishError::new(PublishErrorKind::Closed),
             _ => PublishError::new(PublishErrorKind::NotConnected).with_source(e),
@@ -370,7 +364,12 @@ impl Shared {
 
     /// Subscribes on the current connection and registers the binding so it follows every
     /// connection change. Returns once the server has the interest (when connected).
-    pub async fn subscribe(&self, hub: &Hub, variable: Arc<VariableState>, queue: Option<String>) -> Result<Subscription, SubscribeError> {
+    pub async fn subscribe(
+        &self,
+        hub: &Hub,
+        variable: Arc<VariableState>,
+        queue: Option<String>,
+    ) -> Result<Subscription, SubscribeError> {
         if self.is_closed() {
             return Err(SubscribeError::new(SubscribeErrorKind::Closed));
         }
@@ -391,14 +390,8 @@ impl Shared {
             }
             .map_err(|e| SubscribeError::new(SubscribeErrorKind::Other).with_source(e))?;
             let id = self.next_id();
-            lock(&self.bindings).insert(
-                id,
-                Binding {
-                    subject: variable.subject.to_string(),
-                    queue: queue.clone(),
-                    rebind: rebind_tx,
-                },
-            );
+            lock(&self.bindings)
+                .insert(id, Binding { subject: variable.subject.to_string(), queue: queue.clone(), rebind: rebind_tx });
             (id, subscriber, conn)
         };
         if conn.is_connected() {
@@ -415,6 +408,11 @@ impl Shared {
         }
         self.cancel.cancel();
         if let Some(conn) = self.current() {
+            // A round trip first: it proves the server has every publish sent so far (the
+            // drain alone may close the socket before a just-queued publish is written).
+            if conn.is_connected() {
+                let _ = round_trip(&conn.client, self.options.connect_timeout).await;
+            }
             let drained = tokio::time::timeout(self.options.connect_timeout, conn.client.drain()).await;
             if !matches!(drained, Ok(Ok(()))) {
                 tracing::debug!("drain on close did not complete");
@@ -424,5 +422,4 @@ impl Shared {
         self.set_state(ConnectionState::Disconnected);
         self.emit(HubEvent::Closed);
     }
-
 }

@@ -57,13 +57,7 @@ impl fmt::Display for NameErrorKind {
 
 /// Checks one scope or variable name. `what` names the kind of name in the error.
 pub fn validate(what: &'static str, name: &str) -> Result<(), InvalidName> {
-    let fail = |kind| {
-        Err(InvalidName {
-            what,
-            name: name.to_owned(),
-            kind,
-        })
-    };
+    let fail = |kind| Err(InvalidName { what, name: name.to_owned(), kind });
     if name.is_empty() {
         return fail(NameErrorKind::Empty);
     }

@@ -133,10 +133,7 @@ impl HubOptions {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let parsed = servers
-            .into_iter()
-            .map(|s| s.as_ref().parse::<ServerUrl>())
-            .collect::<Result<Vec<_>, _>>()?;
+        let parsed = servers.into_iter().map(|s| s.as_ref().parse::<ServerUrl>()).collect::<Result<Vec<_>, _>>()?;
         if !parsed.is_empty() {
             self.servers = parsed;
         }

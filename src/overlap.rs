@@ -24,10 +24,8 @@ pub(crate) fn fingerprint(msg: &async_nats::Message) -> u64 {
     msg.subject.as_str().hash(&mut h);
     msg.reply.as_ref().map(|r| r.as_str()).hash(&mut h);
     if let Some(headers) = &msg.headers {
-        let mut pairs: Vec<(String, String)> = headers
-            .iter()
-            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_string(), v.to_string())))
-            .collect();
+        let mut pairs: Vec<(String, String)> =
+            headers.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_string(), v.to_string()))).collect();
         pairs.sort();
         pairs.hash(&mut h);
     }
@@ -45,10 +43,7 @@ pub(crate) struct OverlapFilter {
 impl OverlapFilter {
     /// A filter for a plain (deduplicating) subscription.
     pub fn new() -> Self {
-        OverlapFilter {
-            delivered_by_old: HashMap::new(),
-            matching: true,
-        }
+        OverlapFilter { delivered_by_old: HashMap::new(), matching: true }
     }
 
     /// The old connection delivered a message with this fingerprint.

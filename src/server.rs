@@ -104,21 +104,12 @@ impl FromStr for ServerUrl {
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         let trimmed = raw.trim();
-        let with_scheme = if trimmed.contains("://") {
-            trimmed.to_owned()
-        } else {
-            format!("nats://{trimmed}")
-        };
-        let mut url = Url::parse(&with_scheme).map_err(|e| ServerUrlError::Invalid {
-            url: raw.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let with_scheme = if trimmed.contains("://") { trimmed.to_owned() } else { format!("nats://{trimmed}") };
+        let mut url = Url::parse(&with_scheme)
+            .map_err(|e| ServerUrlError::Invalid { url: raw.to_owned(), reason: e.to_string() })?;
         let scheme = url.scheme().to_ascii_lowercase();
         let Some(port) = default_port(&scheme) else {
-            return Err(ServerUrlError::Scheme {
-                url: raw.to_owned(),
-                scheme,
-            });
+            return Err(ServerUrlError::Scheme { url: raw.to_owned(), scheme });
         };
         if url.host_str().is_none_or(str::is_empty) {
             return Err(ServerUrlError::NoHost { url: raw.to_owned() });

@@ -73,7 +73,8 @@ pub(crate) fn error_reply(message: &str) -> Payload {
         error: bool,
         message: &'a str,
     }
-    Payload::json(&ErrorReply { error: true, message }).unwrap_or_else(|_| Payload::text("{\"error\": true, \"message\": \"\"}"))
+    Payload::json(&ErrorReply { error: true, message })
+        .unwrap_or_else(|_| Payload::text("{\"error\": true, \"message\": \"\"}"))
 }
 
 pub(crate) fn start<F, Fut, R, E>(hub: Hub, mut subscription: Subscription, handler: F) -> Service
@@ -111,12 +112,7 @@ where
         // Wait for in-flight handlers so their replies go out before `stop()` returns.
         let _ = permits.acquire_many(limit as u32).await;
     });
-    Service {
-        subject,
-        queue,
-        control: Control { cancel },
-        task,
-    }
+    Service { subject, queue, control: Control { cancel }, task }
 }
 
 async fn handle<F, Fut, R, E>(hub: Hub, msg: Message, handler: Arc<F>)

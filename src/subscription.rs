@@ -52,9 +52,7 @@ impl Message {
 
     /// Decodes the payload into `T` (JSON, then text, then bytes; see [`crate::codec::decode`]).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
-        self.encoding
-            .decode(&self.payload)
-            .map_err(|e| e.with_subject(self.subject.as_str()))
+        self.encoding.decode(&self.payload).map_err(|e| e.with_subject(self.subject.as_str()))
     }
 
     /// Decodes the payload into a [`Value`]; never fails.
@@ -220,11 +218,7 @@ impl Stream for Subscription {
                     // The connection closed for good (hub closed, or a dead connection the
                     // hub is replacing): wait for a rebind if the hub is still alive.
                     this.subscriber = None;
-                    if this._binding.hub.shared().is_closed() {
-                        Poll::Ready(None)
-                    } else {
-                        Poll::Pending
-                    }
+                    if this._binding.hub.shared().is_closed() { Poll::Ready(None) } else { Poll::Pending }
                 }
                 Poll::Pending => Poll::Pending,
             };

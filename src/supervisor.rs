@@ -39,11 +39,7 @@ struct Supervisor {
 /// Runs until the hub is closed or dropped.
 pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut sup = Supervisor {
-        ranking: Ranking::new(shared.options.switch_threshold, 2),
-        shared,
-        events_tx,
-    };
+    let mut sup = Supervisor { ranking: Ranking::new(shared.options.switch_threshold, 2), shared, events_tx };
     let cancel = sup.shared.cancel.clone();
     tokio::select! {
         _ = cancel.cancelled() => return,
@@ -75,11 +71,7 @@ impl Supervisor {
 
     fn reprobe_interval(&self) -> Option<Duration> {
         let o = self.options();
-        if o.selection == SelectionMode::Latency && o.servers.len() > 1 {
-            o.reprobe_interval
-        } else {
-            None
-        }
+        if o.selection == SelectionMode::Latency && o.servers.len() > 1 { o.reprobe_interval } else { None }
     }
 
     /// The servers in the order this mode wants them now (probing in latency mode).
@@ -158,10 +150,8 @@ impl Supervisor {
                 if self.shared.is_closed() {
                     return;
                 }
-                let message = format!(
-                    "gave up after {} connection attempts",
-                    self.options().max_reconnect_attempts.unwrap_or(0)
-                );
+                let message =
+                    format!("gave up after {} connection attempts", self.options().max_reconnect_attempts.unwrap_or(0));
                 tracing::error!("{message}");
                 self.shared.set_state(ConnectionState::Error);
                 self.shared.emit(HubEvent::Failed { message });
@@ -218,7 +208,12 @@ impl Supervisor {
     }
 
     /// Tries each server of `plan` in order until one accepts a connection.
-    async fn switch_plan(&mut self, plan: Vec<ServerUrl>, reason: SwitchReason, rtt_before: Option<Duration>) -> Result<ServerUrl, SwitchError> {
+    async fn switch_plan(
+        &mut self,
+        plan: Vec<ServerUrl>,
+        reason: SwitchReason,
+        rtt_before: Option<Duration>,
+    ) -> Result<ServerUrl, SwitchError> {
         let mut last = SwitchError::new(SwitchErrorKind::Unreachable);
         for i in 0..plan.len() {
             let mut rotated = plan[i..].to_vec();
@@ -247,7 +242,9 @@ impl Supervisor {
         let options = shared.options.clone();
         let new = Connection::open(&options, plan, FirstConnect::SingleAttempt, self.events_tx.clone(), false)
             .await
-            .map_err(|e| SwitchError::new(SwitchErrorKind::Unreachable).with_detail(target.to_string()).with_source(e))?;
+            .map_err(|e| {
+                SwitchError::new(SwitchErrorKind::Unreachable).with_detail(target.to_string()).with_source(e)
+            })?;
         let new = Arc::new(new);
 
         let _switching = shared.switch_lock.lock().await;
@@ -273,11 +270,7 @@ impl Supervisor {
         //    publisher's messages stay in order across the switch.
         let old = shared.replace_connection(Arc::clone(&new));
         for (binding, subscriber) in rebinds {
-            let rebind = Rebind {
-                subscriber,
-                dedup: binding.queue.is_none(),
-                overlap: options.switch_overlap,
-            };
+            let rebind = Rebind { subscriber, dedup: binding.queue.is_none(), overlap: options.switch_overlap };
             // A subscription dropped meanwhile: its new subscriber is dropped here too.
             let _ = binding.rebind.send(rebind);
         }

@@ -85,11 +85,7 @@ impl NatsServer {
         }
         cmd.args(&self.extra_args);
         cmd.stdout(Stdio::null()).stderr(Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.path().join("server.log"))
-                .unwrap(),
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap(),
         ));
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!(

@@ -229,9 +229,7 @@ impl From<serde_json::Value> for Value {
             }
             serde_json::Value::String(s) => Value::String(s),
             serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
-            serde_json::Value::Object(o) => {
-                Value::Object(o.into_iter().map(|(k, v)| (k, Value::from(v))).collect())
-            }
+            serde_json::Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, Value::from(v))).collect()),
         }
     }
 }
@@ -480,10 +478,7 @@ struct EnumAccess {
 impl<'de> de::EnumAccess<'de> for EnumAccess {
     type Error = ValueError;
     type Variant = VariantAccess;
-    fn variant_seed<S: DeserializeSeed<'de>>(
-        self,
-        seed: S,
-    ) -> Result<(S::Value, VariantAccess), ValueError> {
+    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, VariantAccess), ValueError> {
         let variant = seed.deserialize(self.variant.into_deserializer())?;
         Ok((variant, VariantAccess(self.value)))
     }

@@ -143,10 +143,7 @@ impl Variable {
     /// Publishes an encoded payload, with optional headers.
     pub async fn publish_payload(&self, payload: Payload, headers: Option<HeaderMap>) -> Result<(), PublishError> {
         let bytes = payload.into_bytes();
-        self.hub
-            .shared()
-            .publish(self.state.subject.clone(), bytes.clone(), headers)
-            .await?;
+        self.hub.shared().publish(self.state.subject.clone(), bytes.clone(), headers).await?;
         self.state.record(&bytes);
         Ok(())
     }
@@ -158,10 +155,7 @@ impl Variable {
 
     /// Subscribes as a member of a queue group: each message goes to one member.
     pub async fn subscribe_queue(&self, group: &str) -> Result<Subscription, SubscribeError> {
-        self.hub
-            .shared()
-            .subscribe(&self.hub, Arc::clone(&self.state), Some(group.to_owned()))
-            .await
+        self.hub.shared().subscribe(&self.hub, Arc::clone(&self.state), Some(group.to_owned())).await
     }
 
     /// Sends a request and decodes the reply into `R`, with the hub's default timeout.
@@ -178,9 +172,7 @@ impl Variable {
             .encode(value)
             .map_err(|e| RequestError::new(RequestErrorKind::Encode).with_source(e))?;
         let reply = self.request_with(payload, RequestOptions::default()).await?;
-        reply
-            .decode()
-            .map_err(|e| RequestError::new(RequestErrorKind::Decode).with_source(e))
+        reply.decode().map_err(|e| RequestError::new(RequestErrorKind::Decode).with_source(e))
     }
 
     /// Sends an encoded request and returns the raw reply.
@@ -198,23 +190,20 @@ impl Variable {
         if let Some(h) = options.headers {
             request = request.headers(h);
         }
-        let reply = conn
-            .client
-            .send_request(self.state.subject.clone(), request)
-            .await
-            .map_err(|e| {
-                let kind = match e.kind() {
-                    async_nats::RequestErrorKind::TimedOut => RequestErrorKind::TimedOut,
-                    async_nats::RequestErrorKind::NoResponders => RequestErrorKind::NoResponders,
-                    async_nats::RequestErrorKind::MaxPayloadExceeded => RequestErrorKind::MaxPayloadExceeded,
-                    _ if shared.is_closed() => RequestErrorKind::Closed,
-                    _ => RequestErrorKind::Other,
-                };
-                RequestError::new(kind).with_detail(format!("subject {}", self.subject())).with_source(e)
-            })?;
+        let reply = conn.client.send_request(self.state.subject.clone(), request).await.map_err(|e| {
+            let kind = match e.kind() {
+                async_nats::RequestErrorKind::TimedOut => RequestErrorKind::TimedOut,
+                async_nats::RequestErrorKind::NoResponders => RequestErrorKind::NoResponders,
+                async_nats::RequestErrorKind::MaxPayloadExceeded => RequestErrorKind::MaxPayloadExceeded,
+                _ if shared.is_closed() => RequestErrorKind::Closed,
+                _ => RequestErrorKind::Other,
+            };
+            RequestError::new(kind).with_detail(format!("subject {}", self.subject())).with_source(e)
+        })?;
         let reply = Message::from_nats(reply, &shared.encoding);
         if let Some(message) = remote_error(&reply) {
-            return Err(RequestError::new(RequestErrorKind::Remote { message }).with_detail(format!("subject {}", self.subject())));
+            return Err(RequestError::new(RequestErrorKind::Remote { message })
+                .with_detail(format!("subject {}", self.subject())));
         }
         Ok(reply)
     }
@@ -271,13 +260,7 @@ impl Variable {
     /// The latest value decoded into `T`.
     pub fn value_as<T: DeserializeOwned>(&self) -> Option<Result<T, DecodeError>> {
         let latest = self.state.latest.borrow().clone()?;
-        Some(
-            self.hub
-                .shared()
-                .encoding
-                .decode(&latest)
-                .map_err(|e| e.with_subject(self.subject())),
-        )
+        Some(self.hub.shared().encoding.decode(&latest).map_err(|e| e.with_subject(self.subject())))
     }
 
     /// Watches the value: subscribes (once per variable, shared by all watches) so remote
@@ -294,11 +277,7 @@ impl Variable {
                 tracker
             }
         };
-        Ok(ValueWatch {
-            rx: self.state.latest.subscribe(),
-            variable: self.clone(),
-            _tracker: tracker,
-        })
+        Ok(ValueWatch { rx: self.state.latest.subscribe(), variable: self.clone(), _tracker: tracker })
     }
 }
 

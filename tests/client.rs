@@ -73,10 +73,7 @@ async fn publish_subscribe_round_trip_with_decoded_values_and_headers() {
     var_a.publish(&"123").await.unwrap();
     let mut headers = kinopio::HeaderMap::new();
     headers.insert("X-Trace", "abc");
-    var_a
-        .publish_payload(kinopio::Payload::json(&7).unwrap(), Some(headers))
-        .await
-        .unwrap();
+    var_a.publish_payload(kinopio::Payload::json(&7).unwrap(), Some(headers)).await.unwrap();
 
     let m = next(&mut sub).await;
     assert_eq!(m.subject.as_str(), "chat.messages");
@@ -173,10 +170,7 @@ async fn request_and_serve_with_typed_errors() {
     let err = remote.request::<i64, _>(&13).await.unwrap_err();
     assert!(matches!(err.kind(), RequestErrorKind::Remote { message } if message.contains("unlucky")), "{err}");
     // The raw error reply is exactly what a Python service sends.
-    let raw = remote
-        .request_with(kinopio::Payload::json(&-5).unwrap(), Default::default())
-        .await
-        .unwrap_err();
+    let raw = remote.request_with(kinopio::Payload::json(&-5).unwrap(), Default::default()).await.unwrap_err();
     assert!(matches!(raw.kind(), RequestErrorKind::Remote { .. }));
 
     let err = remote.request::<Vec<String>, _>(&2).await.unwrap_err();
@@ -214,10 +208,7 @@ async fn request_times_out_with_its_own_kind() {
     let err = slow
         .request_with(
             kinopio::Payload::null(),
-            kinopio::RequestOptions {
-                timeout: Some(Duration::from_millis(300)),
-                headers: None,
-            },
+            kinopio::RequestOptions { timeout: Some(Duration::from_millis(300)), headers: None },
         )
         .await
         .unwrap_err();

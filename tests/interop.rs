@@ -21,10 +21,7 @@ fn python() -> PathBuf {
         return p.into();
     }
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "the Python reference peer is missing: run scripts/install-deps.sh (or set KINOPIO_PYTHON)"
-    );
+    assert!(venv.exists(), "the Python reference peer is missing: run scripts/install-deps.sh (or set KINOPIO_PYTHON)");
     venv
 }
 
@@ -68,9 +65,7 @@ impl Peer {
 }
 
 async fn hub(server: &NatsServer) -> Hub {
-    Hub::connect(HubOptions::new().servers([server.url()]).unwrap().selection(SelectionMode::Ordered))
-        .await
-        .unwrap()
+    Hub::connect(HubOptions::new().servers([server.url()]).unwrap().selection(SelectionMode::Ordered)).await.unwrap()
 }
 
 fn ordered(json: &str) -> Value {
@@ -124,8 +119,21 @@ async fn python_publishes_rust_receives() {
     let hub = hub(&server).await;
     let mut sub = hub.variable("interop.py2rs").unwrap().subscribe().await.unwrap();
     let cases = [
-        "null", "text", "empty", "numeric_text", "int", "big_int", "float", "neg_zero", "nan", "inf", "bool", "list",
-        "nested", "bytes", "utf8_bytes",
+        "null",
+        "text",
+        "empty",
+        "numeric_text",
+        "int",
+        "big_int",
+        "float",
+        "neg_zero",
+        "nan",
+        "inf",
+        "bool",
+        "list",
+        "nested",
+        "bytes",
+        "utf8_bytes",
     ];
     let mut args = vec!["pub", "interop.py2rs"];
     args.extend(cases);
@@ -166,9 +174,7 @@ async fn python_requests_rust_serves() {
     let echo = hub.variable("interop.echo").unwrap();
     echo.serve(|m: Message| async move { Ok::<_, String>(m.value()) }).await.unwrap();
     let fail = hub.variable("interop.fail").unwrap();
-    fail.serve(|m: Message| async move { Err::<(), _>(format!("boom {}", m.value())) })
-        .await
-        .unwrap();
+    fail.serve(|m: Message| async move { Err::<(), _>(format!("boom {}", m.value())) }).await.unwrap();
     let nothing = hub.variable("interop.nothing").unwrap();
     nothing.serve(|_m: Message| async move { Ok::<_, String>(()) }).await.unwrap();
 

@@ -80,10 +80,7 @@ pub struct HealthReport {
 impl HealthReport {
     /// A report with no details.
     pub fn new(ok: bool) -> Self {
-        HealthReport {
-            ok,
-            details: Map::new(),
-        }
+        HealthReport { ok, details: Map::new() }
     }
 
     /// Adds a detail field (an `ok` key is ignored: `ok` is the field above).
@@ -158,9 +155,7 @@ pub struct DiscoveryServer {
 
 impl fmt::Debug for DiscoveryServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DiscoveryServer")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("DiscoveryServer").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -175,17 +170,8 @@ impl DiscoveryServer {
     }
 
     /// Like [`DiscoveryServer::new`] with already shared providers.
-    pub fn with_providers(
-        cert: Arc<SwappableServerCert>,
-        manifest: ManifestProvider,
-        health: HealthProvider,
-    ) -> Self {
-        DiscoveryServer {
-            cert,
-            manifest,
-            health,
-            config: DiscoveryServerConfig::default(),
-        }
+    pub fn with_providers(cert: Arc<SwappableServerCert>, manifest: ManifestProvider, health: HealthProvider) -> Self {
+        DiscoveryServer { cert, manifest, health, config: DiscoveryServerConfig::default() }
     }
 
     /// Replaces the timeouts and limits.
@@ -195,37 +181,22 @@ impl DiscoveryServer {
     }
 
     /// Binds `addr` (port 0 picks a free port) and starts serving.
-    pub async fn bind(
-        self,
-        addr: SocketAddr,
-    ) -> Result<DiscoveryServerHandle, DiscoveryServerError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| DiscoveryServerError::Bind { addr, source })?;
+    pub async fn bind(self, addr: SocketAddr) -> Result<DiscoveryServerHandle, DiscoveryServerError> {
+        let listener = TcpListener::bind(addr).await.map_err(|source| DiscoveryServerError::Bind { addr, source })?;
         self.serve(listener)
     }
 
     /// Serves on an already bound std listener (made non-blocking here). Must be called
     /// inside a tokio runtime.
-    pub fn serve_std(
-        self,
-        listener: std::net::TcpListener,
-    ) -> Result<DiscoveryServerHandle, DiscoveryServerError> {
-        listener
-            .set_nonblocking(true)
-            .map_err(DiscoveryServerError::Listener)?;
+    pub fn serve_std(self, listener: std::net::TcpListener) -> Result<DiscoveryServerHandle, DiscoveryServerError> {
+        listener.set_nonblocking(true).map_err(DiscoveryServerError::Listener)?;
         let listener = TcpListener::from_std(listener).map_err(DiscoveryServerError::Listener)?;
         self.serve(listener)
     }
 
     /// Serves on an already bound tokio listener. Must be called inside a tokio runtime.
-    pub fn serve(
-        self,
-        listener: TcpListener,
-    ) -> Result<DiscoveryServerHandle, DiscoveryServerError> {
-        let local_addr = listener
-            .local_addr()
-            .map_err(DiscoveryServerError::Listener)?;
+    pub fn serve(self, listener: TcpListener) -> Result<DiscoveryServerHandle, DiscoveryServerError> {
+        let local_addr = listener.local_addr().map_err(DiscoveryServerError::Listener)?;
         let tls = tls_config(self.cert.clone())?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = Arc::new(ServerState {
@@ -236,19 +207,12 @@ impl DiscoveryServer {
         });
         let task = tokio::spawn(accept_loop(listener, state, shutdown_rx));
         tracing::info!(%local_addr, "discovery server listening");
-        Ok(DiscoveryServerHandle {
-            local_addr,
-            cert: self.cert,
-            shutdown_tx,
-            task: Some(task),
-        })
+        Ok(DiscoveryServerHandle { local_addr, cert: self.cert, shutdown_tx, task: Some(task) })
     }
 }
 
 /// Builds the rustls server configuration (ring provider, HTTP/1.1 ALPN).
-fn tls_config(
-    cert: Arc<SwappableServerCert>,
-) -> Result<rustls::ServerConfig, DiscoveryServerError> {
+fn tls_config(cert: Arc<SwappableServerCert>) -> Result<rustls::ServerConfig, DiscoveryServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -286,10 +250,7 @@ impl DiscoveryServerHandle {
     pub fn well_known_url(&self, host: &str) -> String {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.parse::<std::net::Ipv6Addr>().is_ok() {
-            format!(
-                "https://[{host}]:{}{WELL_KNOWN_PATH}",
-                self.local_addr.port()
-            )
+            format!("https://[{host}]:{}{WELL_KNOWN_PATH}", self.local_addr.port())
         } else {
             format!("https://{host}:{}{WELL_KNOWN_PATH}", self.local_addr.port())
         }
@@ -310,17 +271,13 @@ impl DiscoveryServerHandle {
     pub async fn shutdown(mut self) -> ShutdownReport {
         let _ = self.shutdown_tx.send(true);
         let Some(task) = self.task.take() else {
-            return ShutdownReport {
-                forced_connections: 0,
-            };
+            return ShutdownReport { forced_connections: 0 };
         };
         match task.await {
             Ok(report) => report,
             Err(err) => {
                 tracing::warn!(error = %err, "discovery server task failed");
-                ShutdownReport {
-                    forced_connections: 0,
-                }
+                ShutdownReport { forced_connections: 0 }
             }
         }
     }
@@ -374,19 +331,15 @@ async fn accept_loop(
     drop(listener);
     let open = connections.len();
     tracing::debug!(open, "discovery server stopping");
-    let drained = tokio::time::timeout(state.config.shutdown_grace, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(state.config.shutdown_grace, async { while connections.join_next().await.is_some() {} })
+            .await;
     let forced_connections = match drained {
         Ok(()) => 0,
         Err(_) => {
             let left = connections.len();
             connections.shutdown().await;
-            tracing::warn!(
-                left,
-                "closed discovery connections that outlived the shutdown grace period"
-            );
+            tracing::warn!(left, "closed discovery connections that outlived the shutdown grace period");
             left
         }
     };
@@ -403,10 +356,7 @@ async fn serve_connection(
     if *shutdown.borrow() {
         return;
     }
-    let handshake = tokio::time::timeout(
-        state.config.handshake_timeout,
-        state.acceptor.accept(stream),
-    );
+    let handshake = tokio::time::timeout(state.config.handshake_timeout, state.acceptor.accept(stream));
     let tls = tokio::select! {
         result = handshake => match result {
             Ok(Ok(tls)) => tls,
@@ -428,10 +378,7 @@ async fn serve_connection(
         async move { Ok::<_, Infallible>(response) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.config.header_read_timeout)
-        .keep_alive(true);
+    builder.timer(TokioTimer::new()).header_read_timeout(state.config.header_read_timeout).keep_alive(true);
     let connection = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(connection);
     let result = tokio::select! {
@@ -469,10 +416,7 @@ fn respond<B>(request: &Request<B>, state: &ServerState) -> Response<Full<Bytes>
     let Some(resource) = resource(path) else {
         return json_response(
             StatusCode::NOT_FOUND,
-            &error_body(
-                "not_found",
-                &format!("no resource at {path}; the manifest is at {WELL_KNOWN_PATH}"),
-            ),
+            &error_body("not_found", &format!("no resource at {path}; the manifest is at {WELL_KNOWN_PATH}")),
         );
     };
     let head = match *method {
@@ -482,14 +426,9 @@ fn respond<B>(request: &Request<B>, state: &ServerState) -> Response<Full<Bytes>
         _ => {
             let mut response = json_response(
                 StatusCode::METHOD_NOT_ALLOWED,
-                &error_body(
-                    "method_not_allowed",
-                    &format!("{method} is not supported; use {ALLOWED_METHODS}"),
-                ),
+                &error_body("method_not_allowed", &format!("{method} is not supported; use {ALLOWED_METHODS}")),
             );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
             return response;
         }
     };
@@ -501,19 +440,13 @@ fn respond<B>(request: &Request<B>, state: &ServerState) -> Response<Full<Bytes>
                     StatusCode::SERVICE_UNAVAILABLE,
                     &error_body("starting", "the leaf is starting; retry in a moment"),
                 );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 response
             }
         },
         Resource::Health => {
             let report = (state.health)();
-            let status = if report.ok {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
+            let status = if report.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             json_response(status, &report)
         }
     };
@@ -534,9 +467,7 @@ fn bytes_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     add_common_headers(&mut response);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
 }
 
@@ -550,38 +481,17 @@ fn preflight() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::NO_CONTENT;
     add_common_headers(&mut response);
-    response.headers_mut().insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
+    response.headers_mut().insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     response
 }
 
 fn add_common_headers(response: &mut Response<Full<Bytes>>) {
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static(ALLOWED_METHODS),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("*"),
-    );
-    headers.insert(
-        "access-control-allow-private-network",
-        HeaderValue::from_static("true"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOWED_METHODS));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+    headers.insert("access-control-allow-private-network", HeaderValue::from_static("true"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }

@@ -86,10 +86,7 @@ pub struct LeaderManifest {
     /// `"leader"` for a leader manifest.
     pub candidate_role: String,
     /// When the manifest was generated (manual mode only).
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "serialize_optional_wire_time"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_optional_wire_time")]
     pub generated_at: Option<OffsetDateTime>,
     /// The election namespace (auto mode only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,20 +169,12 @@ impl ManifestUrl {
                 None => return Err(err),
             },
         };
-        Ok(ManifestUrl {
-            raw: text.to_owned(),
-            url,
-        })
+        Ok(ManifestUrl { raw: text.to_owned(), url })
     }
 
     /// `scheme://host:port` followed by `path` (which may be empty or start with `/`),
     /// bracketing IPv6 literals.
-    pub fn from_parts(
-        scheme: &str,
-        host: &str,
-        port: u16,
-        path: &str,
-    ) -> Result<Self, url::ParseError> {
+    pub fn from_parts(scheme: &str, host: &str, port: u16, path: &str) -> Result<Self, url::ParseError> {
         let host = host.trim().trim_start_matches('[').trim_end_matches(']');
         let text = if host.parse::<Ipv6Addr>().is_ok() {
             format!("{scheme}://[{host}]:{port}{path}")
@@ -246,10 +235,7 @@ fn bracket_ipv6_host(text: &str) -> Option<String> {
             return Some(format!("{scheme}://[{host}]:{port}{tail}"));
         }
     }
-    authority
-        .parse::<Ipv6Addr>()
-        .ok()
-        .map(|_| format!("{scheme}://[{authority}]{tail}"))
+    authority.parse::<Ipv6Addr>().ok().map(|_| format!("{scheme}://[{authority}]{tail}"))
 }
 
 /// The listener URLs a manifest advertises.
@@ -312,18 +298,12 @@ impl LeaderManifest {
     /// seconds like the reference). Pure: no I/O, no clock.
     pub fn build(inputs: &ManifestInputs, now: OffsetDateTime, ttl: Duration) -> LeaderManifest {
         let now = truncate_to_seconds(now);
-        let expires_at = now.saturating_add(time::Duration::seconds(
-            i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
-        ));
+        let expires_at = now.saturating_add(time::Duration::seconds(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)));
         let (generated_at, discovery_namespace, state) = match &inputs.mode {
             ManifestMode::Manual => (Some(now), None, None),
-            ManifestMode::Auto {
-                discovery_namespace,
-            } => (
-                None,
-                Some(discovery_namespace.clone()),
-                Some(LEADER_ROLE.to_owned()),
-            ),
+            ManifestMode::Auto { discovery_namespace } => {
+                (None, Some(discovery_namespace.clone()), Some(LEADER_ROLE.to_owned()))
+            }
         };
         let listeners = &inputs.listeners;
         LeaderManifest {
@@ -370,9 +350,7 @@ impl LeaderManifest {
     /// Validates an already decoded JSON value, without the expiry check (use
     /// [`LeaderManifest::is_expired`]).
     pub fn from_json_value(value: &Value) -> Result<LeaderManifest, ManifestError> {
-        let object = value.as_object().ok_or(ManifestError::NotAnObject {
-            found: json_kind(value),
-        })?;
+        let object = value.as_object().ok_or(ManifestError::NotAnObject { found: json_kind(value) })?;
         let fields = Fields(object);
 
         let version = fields.unsigned("version")?;
@@ -389,11 +367,7 @@ impl LeaderManifest {
             discovery_url: fields.url("discoveryUrl", &["http", "https"])?,
             fallback_servers: fields.url_list("fallbackServers")?,
             backbone_rtt_ms: fields.optional_number("backboneRttMs")?,
-            backbone_servers: fields
-                .string_list("backboneServers")?
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            backbone_servers: fields.string_list("backboneServers")?.into_iter().map(str::to_owned).collect(),
             bridge_state: fields.bridge_state("bridgeState")?,
             leader_epoch: fields.unsigned("leaderEpoch")?,
             expires_at: fields.timestamp("expiresAt")?,
@@ -437,17 +411,13 @@ pub enum ManifestError {
     )]
     NotJson(#[source] serde_json::Error),
     /// The body is JSON but not an object.
-    #[error(
-        "the discovery manifest is a JSON {found}, expected an object with the manifest fields"
-    )]
+    #[error("the discovery manifest is a JSON {found}, expected an object with the manifest fields")]
     NotAnObject {
         /// JSON kind found instead.
         found: &'static str,
     },
     /// A required field is absent.
-    #[error(
-        "the discovery manifest lacks the required field `{field}`; the leader may run an incompatible version"
-    )]
+    #[error("the discovery manifest lacks the required field `{field}`; the leader may run an incompatible version")]
     MissingField {
         /// The missing field's wire name.
         field: String,
@@ -463,17 +433,13 @@ pub enum ManifestError {
         found: &'static str,
     },
     /// `version` is not 1.
-    #[error(
-        "discovery manifest version {version} is not supported (only version 1 is); upgrade kinopio"
-    )]
+    #[error("discovery manifest version {version} is not supported (only version 1 is); upgrade kinopio")]
     UnsupportedVersion {
         /// The version received.
         version: u64,
     },
     /// A URL field does not parse or has the wrong scheme.
-    #[error(
-        "discovery manifest field `{field}` holds `{value}`, which is not a usable URL: {reason}"
-    )]
+    #[error("discovery manifest field `{field}` holds `{value}`, which is not a usable URL: {reason}")]
     InvalidUrl {
         /// The field's wire name (with an index for list items).
         field: String,
@@ -491,9 +457,7 @@ pub enum ManifestError {
         value: String,
     },
     /// A timestamp does not parse.
-    #[error(
-        "discovery manifest field `{field}` holds `{value}`, expected a UTC time like 2026-11-22T08:28:37Z"
-    )]
+    #[error("discovery manifest field `{field}` holds `{value}`, expected a UTC time like 2026-11-22T08:28:37Z")]
     InvalidTimestamp {
         /// The field's wire name.
         field: String,
@@ -517,11 +481,7 @@ struct Fields<'a>(&'a Map<String, Value>);
 
 impl<'a> Fields<'a> {
     fn required(&self, field: &str) -> Result<&'a Value, ManifestError> {
-        self.0
-            .get(field)
-            .ok_or_else(|| ManifestError::MissingField {
-                field: field.to_owned(),
-            })
+        self.0.get(field).ok_or_else(|| ManifestError::MissingField { field: field.to_owned() })
     }
 
     /// `None` when the field is absent or null.
@@ -534,30 +494,22 @@ impl<'a> Fields<'a> {
     }
 
     fn optional_string(&self, field: &str) -> Result<Option<String>, ManifestError> {
-        self.optional(field)
-            .map(|value| expect_str(field, value).map(str::to_owned))
-            .transpose()
+        self.optional(field).map(|value| expect_str(field, value).map(str::to_owned)).transpose()
     }
 
     fn bridge_state(&self, field: &str) -> Result<BridgeState, ManifestError> {
         let text = self.string(field)?;
-        BridgeState::from_wire(text).ok_or_else(|| ManifestError::InvalidBridgeState {
-            value: text.to_owned(),
-        })
+        BridgeState::from_wire(text).ok_or_else(|| ManifestError::InvalidBridgeState { value: text.to_owned() })
     }
 
     fn unsigned(&self, field: &str) -> Result<u64, ManifestError> {
         let value = self.required(field)?;
-        value
-            .as_u64()
-            .ok_or_else(|| wrong_type(field, "a non-negative integer", value))
+        value.as_u64().ok_or_else(|| wrong_type(field, "a non-negative integer", value))
     }
 
     fn boolean(&self, field: &str) -> Result<bool, ManifestError> {
         let value = self.required(field)?;
-        value
-            .as_bool()
-            .ok_or_else(|| wrong_type(field, "a boolean", value))
+        value.as_bool().ok_or_else(|| wrong_type(field, "a boolean", value))
     }
 
     /// A number or null; the field itself must be present.
@@ -566,22 +518,13 @@ impl<'a> Fields<'a> {
         if value.is_null() {
             return Ok(None);
         }
-        value
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| wrong_type(field, "a number or null", value))
+        value.as_f64().map(Some).ok_or_else(|| wrong_type(field, "a number or null", value))
     }
 
     fn string_list(&self, field: &str) -> Result<Vec<&'a str>, ManifestError> {
         let value = self.required(field)?;
-        let items = value
-            .as_array()
-            .ok_or_else(|| wrong_type(field, "an array of strings", value))?;
-        items
-            .iter()
-            .enumerate()
-            .map(|(index, item)| expect_str(&format!("{field}[{index}]"), item))
-            .collect()
+        let items = value.as_array().ok_or_else(|| wrong_type(field, "an array of strings", value))?;
+        items.iter().enumerate().map(|(index, item)| expect_str(&format!("{field}[{index}]"), item)).collect()
     }
 
     fn url(&self, field: &str, schemes: &[&str]) -> Result<ManifestUrl, ManifestError> {
@@ -601,33 +544,22 @@ impl<'a> Fields<'a> {
     }
 
     fn optional_timestamp(&self, field: &str) -> Result<Option<OffsetDateTime>, ManifestError> {
-        self.optional(field)
-            .map(|value| parse_timestamp(field, expect_str(field, value)?))
-            .transpose()
+        self.optional(field).map(|value| parse_timestamp(field, expect_str(field, value)?)).transpose()
     }
 }
 
 fn expect_str<'v>(field: &str, value: &'v Value) -> Result<&'v str, ManifestError> {
-    value
-        .as_str()
-        .ok_or_else(|| wrong_type(field, "a string", value))
+    value.as_str().ok_or_else(|| wrong_type(field, "a string", value))
 }
 
 fn wrong_type(field: &str, expected: &'static str, value: &Value) -> ManifestError {
-    ManifestError::WrongType {
-        field: field.to_owned(),
-        expected,
-        found: json_kind(value),
-    }
+    ManifestError::WrongType { field: field.to_owned(), expected, found: json_kind(value) }
 }
 
 /// Parses a URL field; `schemes` empty means any scheme.
 fn parse_url(field: &str, text: &str, schemes: &[&str]) -> Result<ManifestUrl, ManifestError> {
-    let invalid = |reason: String| ManifestError::InvalidUrl {
-        field: field.to_owned(),
-        value: text.to_owned(),
-        reason,
-    };
+    let invalid =
+        |reason: String| ManifestError::InvalidUrl { field: field.to_owned(), value: text.to_owned(), reason };
     let url = ManifestUrl::parse(text).map_err(|err| invalid(err.to_string()))?;
     if url.url().host().is_none() {
         return Err(invalid("it has no host".to_owned()));
@@ -635,21 +567,15 @@ fn parse_url(field: &str, text: &str, schemes: &[&str]) -> Result<ManifestUrl, M
     if !schemes.is_empty() && !schemes.contains(&url.scheme()) {
         return Err(invalid(format!(
             "the scheme must be {}",
-            schemes
-                .iter()
-                .map(|s| format!("{s}://"))
-                .collect::<Vec<_>>()
-                .join(" or ")
+            schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ")
         )));
     }
     Ok(url)
 }
 
 fn parse_timestamp(field: &str, text: &str) -> Result<OffsetDateTime, ManifestError> {
-    parse_wire_time(text).ok_or_else(|| ManifestError::InvalidTimestamp {
-        field: field.to_owned(),
-        value: text.to_owned(),
-    })
+    parse_wire_time(text)
+        .ok_or_else(|| ManifestError::InvalidTimestamp { field: field.to_owned(), value: text.to_owned() })
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -669,8 +595,7 @@ const WIRE_TIME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>]
 /// Formats `at` as the manifest does: UTC, whole seconds, `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_wire_time(at: OffsetDateTime) -> String {
     let utc = truncate_to_seconds(at).to_offset(time::UtcOffset::UTC);
-    utc.format(WIRE_TIME_FORMAT)
-        .unwrap_or_else(|_| utc.unix_timestamp().to_string())
+    utc.format(WIRE_TIME_FORMAT).unwrap_or_else(|_| utc.unix_timestamp().to_string())
 }
 
 /// Parses a manifest timestamp. Accepts the reference's `YYYY-MM-DDTHH:MM:SSZ` and, more
@@ -686,17 +611,11 @@ fn truncate_to_seconds(at: OffsetDateTime) -> OffsetDateTime {
     at.replace_nanosecond(0).unwrap_or(at)
 }
 
-fn serialize_wire_time<S: Serializer>(
-    at: &OffsetDateTime,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_wire_time<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_wire_time(*at))
 }
 
-fn serialize_optional_wire_time<S: Serializer>(
-    at: &Option<OffsetDateTime>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_optional_wire_time<S: Serializer>(at: &Option<OffsetDateTime>, serializer: S) -> Result<S::Ok, S::Error> {
     match at {
         Some(at) => serialize_wire_time(at, serializer),
         None => serializer.serialize_none(),
@@ -735,10 +654,7 @@ mod tests {
     }
 
     fn parse_map(map: Map<String, Value>) -> Result<LeaderManifest, ManifestError> {
-        LeaderManifest::parse(
-            &serde_json::to_vec(&Value::Object(map)).unwrap(),
-            BEFORE_EXPIRY,
-        )
+        LeaderManifest::parse(&serde_json::to_vec(&Value::Object(map)).unwrap(), BEFORE_EXPIRY)
     }
 
     fn sample_inputs(mode: ManifestMode) -> ManifestInputs {
@@ -777,10 +693,7 @@ mod tests {
         assert_eq!(manifest.bridge_state, BridgeState::Connecting);
         assert_eq!(manifest.backbone_rtt_ms, None);
         assert_eq!(manifest.expires_at, datetime!(2026-11-22 08:28:37 UTC));
-        assert_eq!(
-            manifest.generated_at,
-            Some(datetime!(2026-11-22 08:28:32 UTC))
-        );
+        assert_eq!(manifest.generated_at, Some(datetime!(2026-11-22 08:28:32 UTC)));
         assert_eq!(manifest.discovery_namespace, None);
         assert!(manifest.is_leader);
     }
@@ -810,10 +723,8 @@ mod tests {
         let json = String::from_utf8(manifest.to_json_bytes()).unwrap();
         let keys: Vec<String> = object(&json).keys().cloned().collect();
         // serde_json's Map is sorted unless preserve_order is on, so read the order from text.
-        let mut positions: Vec<(usize, &str)> = keys
-            .iter()
-            .map(|key| (json.find(&format!("\"{key}\":")).unwrap(), key.as_str()))
-            .collect();
+        let mut positions: Vec<(usize, &str)> =
+            keys.iter().map(|key| (json.find(&format!("\"{key}\":")).unwrap(), key.as_str())).collect();
         positions.sort();
         let order: Vec<&str> = positions.into_iter().map(|(_, key)| key).collect();
         assert_eq!(
@@ -843,15 +754,8 @@ mod tests {
     #[test]
     fn build_manual_mode_sets_generated_at_and_ttl() {
         let now = datetime!(2026-01-02 03:04:05.987 UTC);
-        let manifest = LeaderManifest::build(
-            &sample_inputs(ManifestMode::Manual),
-            now,
-            MANUAL_MANIFEST_TTL,
-        );
-        assert_eq!(
-            manifest.generated_at,
-            Some(datetime!(2026-01-02 03:04:05 UTC))
-        );
+        let manifest = LeaderManifest::build(&sample_inputs(ManifestMode::Manual), now, MANUAL_MANIFEST_TTL);
+        assert_eq!(manifest.generated_at, Some(datetime!(2026-01-02 03:04:05 UTC)));
         assert_eq!(manifest.expires_at, datetime!(2026-01-02 03:04:10 UTC));
         assert_eq!(manifest.lease_expires_at, manifest.expires_at);
         assert_eq!(manifest.fallback_servers, vec![manifest.wss_url.clone()]);
@@ -870,9 +774,7 @@ mod tests {
     fn build_auto_mode_sets_namespace_and_state() {
         let now = datetime!(2026-01-02 03:04:05 UTC);
         let manifest = LeaderManifest::build(
-            &sample_inputs(ManifestMode::Auto {
-                discovery_namespace: "studio".into(),
-            }),
+            &sample_inputs(ManifestMode::Auto { discovery_namespace: "studio".into() }),
             now,
             AUTO_MANIFEST_TTL,
         );
@@ -887,17 +789,10 @@ mod tests {
     #[test]
     fn built_manifest_round_trips_through_parse() {
         let now = datetime!(2026-01-02 03:04:05 UTC);
-        let built = LeaderManifest::build(
-            &sample_inputs(ManifestMode::Manual),
-            now,
-            MANUAL_MANIFEST_TTL,
-        );
+        let built = LeaderManifest::build(&sample_inputs(ManifestMode::Manual), now, MANUAL_MANIFEST_TTL);
         let parsed = LeaderManifest::parse(&built.to_json_bytes(), now).unwrap();
         assert_eq!(parsed, built);
-        assert_eq!(
-            parsed.ca_cert_sha256.as_deref(),
-            Some("ab".repeat(32).as_str())
-        );
+        assert_eq!(parsed.ca_cert_sha256.as_deref(), Some("ab".repeat(32).as_str()));
     }
 
     #[test]
@@ -909,18 +804,12 @@ mod tests {
 
     #[test]
     fn rejects_non_json_and_non_objects() {
-        assert!(matches!(
-            LeaderManifest::parse(b"<html>", BEFORE_EXPIRY),
-            Err(ManifestError::NotJson(_))
-        ));
+        assert!(matches!(LeaderManifest::parse(b"<html>", BEFORE_EXPIRY), Err(ManifestError::NotJson(_))));
         assert!(matches!(
             LeaderManifest::parse(b"[1]", BEFORE_EXPIRY),
             Err(ManifestError::NotAnObject { found: "array" })
         ));
-        assert!(matches!(
-            LeaderManifest::parse(b"{}", BEFORE_EXPIRY),
-            Err(ManifestError::MissingField { .. })
-        ));
+        assert!(matches!(LeaderManifest::parse(b"{}", BEFORE_EXPIRY), Err(ManifestError::MissingField { .. })));
     }
 
     #[test]
@@ -983,10 +872,7 @@ mod tests {
     fn rejects_other_versions() {
         let mut map = object(PYTHON_MANUAL);
         map.insert("version".into(), Value::from(2));
-        assert!(matches!(
-            parse_map(map),
-            Err(ManifestError::UnsupportedVersion { version: 2 })
-        ));
+        assert!(matches!(parse_map(map), Err(ManifestError::UnsupportedVersion { version: 2 })));
     }
 
     #[test]
@@ -1002,9 +888,7 @@ mod tests {
             let mut map = object(PYTHON_MANUAL);
             map.insert(field.into(), Value::from(text));
             match parse_map(map) {
-                Err(ManifestError::InvalidUrl {
-                    field: f, value, ..
-                }) => {
+                Err(ManifestError::InvalidUrl { field: f, value, .. }) => {
                     assert_eq!(f, field);
                     assert_eq!(value, text);
                 }
@@ -1012,10 +896,7 @@ mod tests {
             }
         }
         let mut map = object(PYTHON_MANUAL);
-        map.insert(
-            "fallbackServers".into(),
-            serde_json::json!(["wss://ok:1", "::"]),
-        );
+        map.insert("fallbackServers".into(), serde_json::json!(["wss://ok:1", "::"]));
         assert!(matches!(
             parse_map(map),
             Err(ManifestError::InvalidUrl { field, .. }) if field == "fallbackServers[1]"
@@ -1027,10 +908,7 @@ mod tests {
         let mut map = object(PYTHON_MANUAL);
         map.insert("wssUrl".into(), Value::from("ws://127.0.0.1:1"));
         map.insert("clientUrl".into(), Value::from("tls://127.0.0.1:2"));
-        map.insert(
-            "discoveryUrl".into(),
-            Value::from("https://127.0.0.1:3/.well-known/kinopio-leader.json"),
-        );
+        map.insert("discoveryUrl".into(), Value::from("https://127.0.0.1:3/.well-known/kinopio-leader.json"));
         let manifest = parse_map(map).unwrap();
         assert_eq!(manifest.wss_url.scheme(), "ws");
         assert_eq!(manifest.discovery_url.scheme(), "https");
@@ -1040,10 +918,7 @@ mod tests {
     fn repairs_unbracketed_ipv6_hosts_from_the_reference() {
         let mut map = object(PYTHON_MANUAL);
         map.insert("wssUrl".into(), Value::from("wss://fe80::1:35277"));
-        map.insert(
-            "discoveryUrl".into(),
-            Value::from("http://::1:47069/manifest.json"),
-        );
+        map.insert("discoveryUrl".into(), Value::from("http://::1:47069/manifest.json"));
         let manifest = parse_map(map).unwrap();
         assert_eq!(manifest.wss_url.as_str(), "wss://fe80::1:35277");
         assert_eq!(manifest.wss_url.url().host_str(), Some("[fe80::1]"));
@@ -1063,9 +938,7 @@ mod tests {
     fn rejects_bad_bridge_state_and_timestamps() {
         let mut map = object(PYTHON_MANUAL);
         map.insert("bridgeState".into(), Value::from("flying"));
-        assert!(
-            matches!(parse_map(map), Err(ManifestError::InvalidBridgeState { value }) if value == "flying")
-        );
+        assert!(matches!(parse_map(map), Err(ManifestError::InvalidBridgeState { value }) if value == "flying"));
 
         for (field, text) in [
             ("expiresAt", "tomorrow"),
@@ -1107,14 +980,8 @@ mod tests {
 
     #[test]
     fn wire_time_accepts_rfc3339_and_formats_whole_seconds() {
-        assert_eq!(
-            parse_wire_time("2026-11-22T09:28:37.5+01:00"),
-            Some(datetime!(2026-11-22 08:28:37.5 UTC))
-        );
-        assert_eq!(
-            format_wire_time(datetime!(2026-11-22 09:28:37.9 +01:00)),
-            "2026-11-22T08:28:37Z"
-        );
+        assert_eq!(parse_wire_time("2026-11-22T09:28:37.5+01:00"), Some(datetime!(2026-11-22 08:28:37.5 UTC)));
+        assert_eq!(format_wire_time(datetime!(2026-11-22 09:28:37.9 +01:00)), "2026-11-22T08:28:37Z");
     }
 
     #[test]
@@ -1127,16 +994,10 @@ mod tests {
 
     #[test]
     fn json_schema_lists_exactly_the_manifest_fields() {
-        let schema: Value = serde_json::from_str(include_str!(
-            "../../manifests/discovery-manifest.schema.json"
-        ))
-        .unwrap();
-        let mut required: Vec<&str> = schema["required"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let schema: Value =
+            serde_json::from_str(include_str!("../../manifests/discovery-manifest.schema.json")).unwrap();
+        let mut required: Vec<&str> =
+            schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         required.sort();
         let mut expected = vec![
             "version",
@@ -1162,9 +1023,7 @@ mod tests {
         // Every field we can emit is described.
         let properties = schema["properties"].as_object().unwrap();
         let full = LeaderManifest::build(
-            &sample_inputs(ManifestMode::Auto {
-                discovery_namespace: "x".into(),
-            }),
+            &sample_inputs(ManifestMode::Auto { discovery_namespace: "x".into() }),
             BEFORE_EXPIRY,
             AUTO_MANIFEST_TTL,
         );

@@ -1,19 +1,21 @@
 //! nats-server provisioning against a real HTTP server on 127.0.0.1 serving archives built
 //! from the real nats-server binary (or hostile ones), with temporary cache directories.
 
+#![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support_binary;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kinopio_leaf::binary::{
-    BinaryError, BinaryErrorKind, BinaryOptions, BinarySource, CHECKSUMS_ASSET, ExplicitOrigin,
-    ExplicitPathProblem, ProvisionEvent, ReleaseTable, resolve,
+    BinaryError, BinaryErrorKind, BinaryOptions, BinarySource, CHECKSUMS_ASSET, ExplicitOrigin, ExplicitPathProblem,
+    ProvisionEvent, ReleaseTable, resolve,
 };
 use support_binary::{
-    Archive, Entry, ReleaseServer, Reply, leftovers, platform, real_archive, real_binary,
-    real_version, release_archive, release_dir, release_path, script, set_mode, tar_gz,
-    write_executable,
+    Archive, Entry, ReleaseServer, Reply, leftovers, platform, real_archive, real_binary, real_version,
+    release_archive, release_dir, release_path, script, set_mode, tar_gz, write_executable,
 };
 use tempfile::TempDir;
 
@@ -22,9 +24,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// A release table for `version` pinning `sha256` for this platform.
 fn table(version: &str, sha256: [u8; 32]) -> ReleaseTable {
-    ReleaseTable::new(version)
-        .unwrap()
-        .with_sha256(platform(), sha256)
+    ReleaseTable::new(version).unwrap().with_sha256(platform(), sha256)
 }
 
 /// Options isolated from the environment: temp cache root, the test server, no PATH.
@@ -44,19 +44,11 @@ fn asset(version: &str) -> String {
 
 /// A server that serves `archive` as `version`'s asset.
 async fn serve_archive(version: &str, archive: &Archive) -> ReleaseServer {
-    ReleaseServer::start(vec![(
-        release_path(version, &asset(version)),
-        Reply::Body(archive.bytes.clone()),
-    )])
-    .await
+    ReleaseServer::start(vec![(release_path(version, &asset(version)), Reply::Body(archive.bytes.clone()))]).await
 }
 
-async fn resolve_bounded(
-    options: &BinaryOptions,
-) -> Result<kinopio_leaf::binary::ResolvedBinary, BinaryError> {
-    tokio::time::timeout(WAIT, resolve(options))
-        .await
-        .expect("resolve did not finish in time")
+async fn resolve_bounded(options: &BinaryOptions) -> Result<kinopio_leaf::binary::ResolvedBinary, BinaryError> {
+    tokio::time::timeout(WAIT, resolve(options)).await.expect("resolve did not finish in time")
 }
 
 /// Asserts a failed provisioning left nothing but the lock file, in the cache dir and
@@ -69,26 +61,16 @@ fn assert_failed_cleanly(root: &TempDir, err: &BinaryError, kind: BinaryErrorKin
         "message does not say how to supply a binary: {msg}"
     );
     let cache = root.path().join("nats-server");
-    assert_eq!(
-        leftovers(&cache),
-        Vec::<String>::new(),
-        "leftovers after: {err}"
-    );
+    assert_eq!(leftovers(&cache), Vec::<String>::new(), "leftovers after: {err}");
     let root_entries: Vec<String> = std::fs::read_dir(root.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(
-        root_entries.iter().all(|n| n == "nats-server"),
-        "something escaped the cache dir: {root_entries:?}"
-    );
+    assert!(root_entries.iter().all(|n| n == "nats-server"), "something escaped the cache dir: {root_entries:?}");
 }
 
 fn run_version(path: &Path) -> String {
-    let out = std::process::Command::new(path)
-        .arg("--version")
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(path).arg("--version").output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -127,18 +109,13 @@ async fn downloads_verifies_installs_then_uses_the_cache() {
     assert_eq!(sha256_file(&resolved.path), sha256_file(&real_binary()));
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&resolved.path)
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(&resolved.path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o755);
     }
     assert!(run_version(&resolved.path).contains(&format!("v{version}")));
     assert_eq!(leftovers(&cache), [release_dir(version)]);
-    let installed: Vec<_> = std::fs::read_dir(cache.join(release_dir(version)))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let installed: Vec<_> =
+        std::fs::read_dir(cache.join(release_dir(version))).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(installed, ["nats-server"], "only the binary is extracted");
     assert_eq!(server.hits(&release_path(version, &asset(version))), 1);
 
@@ -146,24 +123,19 @@ async fn downloads_verifies_installs_then_uses_the_cache() {
     while let Ok(event) = events_rx.try_recv() {
         events.push(event);
     }
+    assert!(matches!(events.first(), Some(ProvisionEvent::Downloading { .. })), "{events:?}");
     assert!(
-        matches!(events.first(), Some(ProvisionEvent::Downloading { .. })),
-        "{events:?}"
+        events
+            .iter()
+            .any(|e| matches!(e, ProvisionEvent::Verified { bytes, .. } if *bytes == archive.bytes.len() as u64))
     );
-    assert!(events.iter().any(|e| matches!(e, ProvisionEvent::Verified { bytes, .. } if *bytes == archive.bytes.len() as u64)));
-    assert!(
-        matches!(events.last(), Some(ProvisionEvent::Installed { path, .. }) if *path == expected_path)
-    );
+    assert!(matches!(events.last(), Some(ProvisionEvent::Installed { path, .. }) if *path == expected_path));
 
     let again = resolve_bounded(&opts).await.unwrap();
     assert_eq!(again.source, BinarySource::Cached);
     assert_eq!(again.path, expected_path);
     assert_eq!(again.version, version);
-    assert_eq!(
-        server.total_hits(),
-        1,
-        "the cached binary must not trigger a request"
-    );
+    assert_eq!(server.total_hits(), 1, "the cached binary must not trigger a request");
 }
 
 #[tokio::test]
@@ -173,9 +145,7 @@ async fn checksum_mismatch_installs_nothing() {
     let root = TempDir::new().unwrap();
     let mut wrong = real_archive().sha256;
     wrong[0] ^= 0xff;
-    let err = resolve_bounded(&options(root.path(), &server, table(version, wrong)))
-        .await
-        .unwrap_err();
+    let err = resolve_bounded(&options(root.path(), &server, table(version, wrong))).await.unwrap_err();
     assert_failed_cleanly(&root, &err, BinaryErrorKind::ChecksumMismatch);
     assert!(err.to_string().contains(&hex::encode(wrong)), "{err}");
 }
@@ -187,13 +157,7 @@ async fn truncated_archive_is_rejected_even_with_a_matching_sum() {
     let truncated = Archive::new(full[..full.len() / 2].to_vec());
     let server = serve_archive(version, &truncated).await;
     let root = TempDir::new().unwrap();
-    let err = resolve_bounded(&options(
-        root.path(),
-        &server,
-        table(version, truncated.sha256),
-    ))
-    .await
-    .unwrap_err();
+    let err = resolve_bounded(&options(root.path(), &server, table(version, truncated.sha256))).await.unwrap_err();
     assert_failed_cleanly(&root, &err, BinaryErrorKind::CorruptArchive);
 }
 
@@ -203,20 +167,11 @@ async fn connection_cut_mid_download_is_an_http_error() {
     let archive = real_archive();
     let server = ReleaseServer::start(vec![(
         release_path(version, &asset(version)),
-        Reply::CutShort {
-            body: archive.bytes.clone(),
-            send: archive.bytes.len() / 3,
-        },
+        Reply::CutShort { body: archive.bytes.clone(), send: archive.bytes.len() / 3 },
     )])
     .await;
     let root = TempDir::new().unwrap();
-    let err = resolve_bounded(&options(
-        root.path(),
-        &server,
-        table(version, archive.sha256),
-    ))
-    .await
-    .unwrap_err();
+    let err = resolve_bounded(&options(root.path(), &server, table(version, archive.sha256))).await.unwrap_err();
     assert_failed_cleanly(&root, &err, BinaryErrorKind::Http);
 }
 
@@ -224,10 +179,7 @@ async fn connection_cut_mid_download_is_an_http_error() {
 async fn archives_with_escaping_entries_are_rejected() {
     let version = "9.1.0";
     let dir = release_dir(version);
-    let binary = Entry::File(
-        format!("{dir}/nats-server"),
-        script("echo nats-server: v9.1.0"),
-    );
+    let binary = Entry::File(format!("{dir}/nats-server"), script("echo nats-server: v9.1.0"));
     let hostile = [
         Entry::File("../evil".into(), b"pwned".to_vec()),
         Entry::File(format!("{dir}/../../evil"), b"pwned".to_vec()),
@@ -240,13 +192,7 @@ async fn archives_with_escaping_entries_are_rejected() {
         let archive = Archive::new(tar_gz(&[binary.clone(), bad.clone()]));
         let server = serve_archive(version, &archive).await;
         let root = TempDir::new().unwrap();
-        let err = resolve_bounded(&options(
-            root.path(),
-            &server,
-            table(version, archive.sha256),
-        ))
-        .await
-        .unwrap_err();
+        let err = resolve_bounded(&options(root.path(), &server, table(version, archive.sha256))).await.unwrap_err();
         assert_failed_cleanly(&root, &err, BinaryErrorKind::UnsafeArchive);
         assert!(!Path::new("/tmp/kinopio-test-evil-absolute").exists());
         assert!(!root.path().join("evil").exists(), "{bad:?}");
@@ -264,13 +210,7 @@ async fn archive_without_the_binary_is_rejected() {
     ]));
     let server = serve_archive(version, &archive).await;
     let root = TempDir::new().unwrap();
-    let err = resolve_bounded(&options(
-        root.path(),
-        &server,
-        table(version, archive.sha256),
-    ))
-    .await
-    .unwrap_err();
+    let err = resolve_bounded(&options(root.path(), &server, table(version, archive.sha256))).await.unwrap_err();
     assert_failed_cleanly(&root, &err, BinaryErrorKind::MissingBinary);
 }
 
@@ -279,20 +219,9 @@ async fn http_404_is_a_typed_error() {
     let server = ReleaseServer::start(Vec::new()).await;
     let root = TempDir::new().unwrap();
     let version = real_version();
-    let err = resolve_bounded(&options(root.path(), &server, table(version, [7; 32])))
-        .await
-        .unwrap_err();
+    let err = resolve_bounded(&options(root.path(), &server, table(version, [7; 32]))).await.unwrap_err();
     assert_failed_cleanly(&root, &err, BinaryErrorKind::Http);
-    assert!(
-        matches!(
-            err,
-            BinaryError::Http {
-                status: Some(404),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, BinaryError::Http { status: Some(404), .. }), "{err:?}");
     assert_eq!(server.hits(&release_path(version, &asset(version))), 1);
 }
 
@@ -302,13 +231,7 @@ async fn binary_that_fails_version_is_not_installed() {
     let archive = release_archive(version, script("echo broken >&2; exit 3"));
     let server = serve_archive(version, &archive).await;
     let root = TempDir::new().unwrap();
-    let err = resolve_bounded(&options(
-        root.path(),
-        &server,
-        table(version, archive.sha256),
-    ))
-    .await
-    .unwrap_err();
+    let err = resolve_bounded(&options(root.path(), &server, table(version, archive.sha256))).await.unwrap_err();
     assert_failed_cleanly(&root, &err, BinaryErrorKind::NotRunnable);
     assert!(err.to_string().contains("broken"), "{err}");
 }
@@ -319,13 +242,7 @@ async fn binary_reporting_another_version_is_not_installed() {
     let archive = release_archive(version, script("echo 'nats-server: v2.1.0'"));
     let server = serve_archive(version, &archive).await;
     let root = TempDir::new().unwrap();
-    let err = resolve_bounded(&options(
-        root.path(),
-        &server,
-        table(version, archive.sha256),
-    ))
-    .await
-    .unwrap_err();
+    let err = resolve_bounded(&options(root.path(), &server, table(version, archive.sha256))).await.unwrap_err();
     assert_failed_cleanly(&root, &err, BinaryErrorKind::WrongVersion);
     assert!(
         matches!(&err, BinaryError::WrongVersion { expected, reported } if expected == "9.2.1" && reported == "2.1.0"),
@@ -356,21 +273,13 @@ async fn sha256sums_fallback_verifies_the_download() {
         asset(version)
     );
     let server = ReleaseServer::start(vec![
-        (
-            release_path(version, &asset(version)),
-            Reply::Body(archive.bytes.clone()),
-        ),
-        (
-            release_path(version, CHECKSUMS_ASSET),
-            Reply::Body(sums.into_bytes().into()),
-        ),
+        (release_path(version, &asset(version)), Reply::Body(archive.bytes.clone())),
+        (release_path(version, CHECKSUMS_ASSET), Reply::Body(sums.into_bytes().into())),
     ])
     .await;
     let root = TempDir::new().unwrap();
     let no_pinned_sum = ReleaseTable::new(version).unwrap();
-    let resolved = resolve_bounded(&options(root.path(), &server, no_pinned_sum))
-        .await
-        .unwrap();
+    let resolved = resolve_bounded(&options(root.path(), &server, no_pinned_sum)).await.unwrap();
     assert_eq!(resolved.source, BinarySource::Downloaded);
     assert_eq!(resolved.version, version);
     assert_eq!(server.hits(&release_path(version, CHECKSUMS_ASSET)), 1);
@@ -381,30 +290,16 @@ async fn sha256sums_fallback_verifies_the_download() {
 async fn sha256sums_without_the_asset_fails_closed() {
     let version = "9.3.1";
     let archive = release_archive(version, script("echo 'nats-server: v9.3.1'"));
-    let other_sums = format!(
-        "{}  nats-server-v9.3.1-plan9-amd64.tar.gz\n",
-        hex::encode(archive.sha256)
-    );
-    for sums_reply in [
-        Reply::Body(other_sums.into_bytes().into()),
-        Reply::Status(404),
-    ] {
+    let other_sums = format!("{}  nats-server-v9.3.1-plan9-amd64.tar.gz\n", hex::encode(archive.sha256));
+    for sums_reply in [Reply::Body(other_sums.into_bytes().into()), Reply::Status(404)] {
         let server = ReleaseServer::start(vec![
-            (
-                release_path(version, &asset(version)),
-                Reply::Body(archive.bytes.clone()),
-            ),
+            (release_path(version, &asset(version)), Reply::Body(archive.bytes.clone())),
             (release_path(version, CHECKSUMS_ASSET), sums_reply.clone()),
         ])
         .await;
         let root = TempDir::new().unwrap();
-        let err = resolve_bounded(&options(
-            root.path(),
-            &server,
-            ReleaseTable::new(version).unwrap(),
-        ))
-        .await
-        .unwrap_err();
+        let err =
+            resolve_bounded(&options(root.path(), &server, ReleaseTable::new(version).unwrap())).await.unwrap_err();
         assert_failed_cleanly(&root, &err, BinaryErrorKind::ChecksumUnavailable);
         assert_eq!(
             server.hits(&release_path(version, &asset(version))),
@@ -426,9 +321,8 @@ async fn explicit_path_wins_over_cache_and_path() {
     let path_dir = TempDir::new().unwrap();
     std::os::unix::fs::symlink(real_binary(), path_dir.path().join("nats-server")).unwrap();
 
-    let opts = options(root.path(), &server, table(version, [0; 32]))
-        .search_path(path_dir.path())
-        .binary_path(&explicit);
+    let opts =
+        options(root.path(), &server, table(version, [0; 32])).search_path(path_dir.path()).binary_path(&explicit);
     let resolved = resolve_bounded(&opts).await.unwrap();
     assert_eq!(resolved.source, BinarySource::Explicit);
     assert_eq!(resolved.path, explicit);
@@ -455,12 +349,7 @@ async fn unusable_explicit_paths_are_typed_errors() {
     for (path, want) in cases {
         let opts = options(root.path(), &server, table("2.12.7", [0; 32])).binary_path(&path);
         let err = resolve_bounded(&opts).await.unwrap_err();
-        let BinaryError::ExplicitPath {
-            origin,
-            path: got,
-            problem,
-        } = &err
-        else {
+        let BinaryError::ExplicitPath { origin, path: got, problem } = &err else {
             panic!("expected an explicit-path error, got {err:?}");
         };
         assert_eq!(*origin, ExplicitOrigin::Option);
@@ -474,11 +363,7 @@ async fn unusable_explicit_paths_are_typed_errors() {
         assert_eq!(name, want, "{err}");
         assert!(err.to_string().contains("--binary-path"), "{err}");
     }
-    assert_eq!(
-        server.total_hits(),
-        0,
-        "an explicit path never falls back to a download"
-    );
+    assert_eq!(server.total_hits(), 0, "an explicit path never falls back to a download");
 }
 
 #[tokio::test]
@@ -554,23 +439,13 @@ async fn waiting_for_the_lock_then_using_what_the_holder_installed() {
     let opts = options(root.path(), &server, table(version, archive.sha256)).events(events_tx);
     let waiter = tokio::spawn(async move { resolve(&opts).await });
 
-    let event = tokio::time::timeout(WAIT, events_rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        matches!(event, ProvisionEvent::WaitingForLock { .. }),
-        "{event:?}"
-    );
+    let event = tokio::time::timeout(WAIT, events_rx.recv()).await.unwrap().unwrap();
+    assert!(matches!(event, ProvisionEvent::WaitingForLock { .. }), "{event:?}");
     // The "other process" finishes its install and releases the lock.
     let installed = seed_cache(root.path(), version);
     drop(guard);
 
-    let resolved = tokio::time::timeout(WAIT, waiter)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let resolved = tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap().unwrap();
     assert_eq!(resolved.source, BinarySource::Cached);
     assert_eq!(resolved.path, installed);
     assert_eq!(server.total_hits(), 0, "the waiter must not download again");
@@ -590,10 +465,7 @@ async fn concurrent_resolves_download_once() {
     assert_eq!(sources, [BinarySource::Downloaded, BinarySource::Cached]);
     assert_eq!(a.path, b.path);
     assert_eq!(server.hits(&release_path(version, &asset(version))), 1);
-    assert_eq!(
-        leftovers(&root.path().join("nats-server")),
-        [release_dir(version)]
-    );
+    assert_eq!(leftovers(&root.path().join("nats-server")), [release_dir(version)]);
 }
 
 /// Environment of [`cross_process_child`]: `root|base_url|version|sha256 hex`.
@@ -613,11 +485,7 @@ async fn cross_process_child() {
     };
     let mut digest = [0u8; 32];
     hex::decode_to_slice(sha, &mut digest).unwrap();
-    let opts = BinaryOptions::new()
-        .cache_dir(root)
-        .base_url(base)
-        .release(table(version, digest))
-        .progress(false);
+    let opts = BinaryOptions::new().cache_dir(root).base_url(base).release(table(version, digest)).progress(false);
     let resolved = resolve_bounded(&opts).await.unwrap();
     println!("RESOLVED {}", serde_json::to_string(&resolved).unwrap());
 }
@@ -628,29 +496,16 @@ async fn two_processes_share_one_download() {
     let archive = real_archive();
     let server = serve_archive(version, archive).await;
     let root = TempDir::new().unwrap();
-    let spec = format!(
-        "{}|{}|{version}|{}",
-        root.path().display(),
-        server.base_url(),
-        hex::encode(archive.sha256)
-    );
+    let spec = format!("{}|{}|{version}|{}", root.path().display(), server.base_url(), hex::encode(archive.sha256));
     let spawn = || {
         tokio::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "cross_process_child",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["cross_process_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &spec)
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .output()
     };
-    let (a, b) = tokio::time::timeout(WAIT, async { tokio::join!(spawn(), spawn()) })
-        .await
-        .unwrap();
+    let (a, b) = tokio::time::timeout(WAIT, async { tokio::join!(spawn(), spawn()) }).await.unwrap();
     let mut sources = Vec::new();
     for out in [a.unwrap(), b.unwrap()] {
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -666,8 +521,95 @@ async fn two_processes_share_one_download() {
     sources.sort_by_key(|s| *s == BinarySource::Cached);
     assert_eq!(sources, [BinarySource::Downloaded, BinarySource::Cached]);
     assert_eq!(server.hits(&release_path(version, &asset(version))), 1);
-    assert_eq!(
-        leftovers(&root.path().join("nats-server")),
-        [release_dir(version)]
-    );
+    assert_eq!(leftovers(&root.path().join("nats-server")), [release_dir(version)]);
+}
+
+/// Set (to anything) to make [`env_child`] run.
+const ENV_CHILD: &str = "KINOPIO_BINARY_TEST_ENV_CHILD";
+
+/// Not a test on its own: a child process that resolves with
+/// [`BinaryOptions::from_env`], so the parent can set environment variables for it
+/// (changing this process's environment would race with the other tests).
+#[tokio::test]
+#[ignore = "child process of the environment tests"]
+async fn env_child() {
+    if std::env::var_os(ENV_CHILD).is_none() {
+        return;
+    }
+    match resolve_bounded(&BinaryOptions::from_env().progress(false)).await {
+        Ok(resolved) => println!("RESOLVED {}", serde_json::to_string(&resolved).unwrap()),
+        Err(err) => println!("FAILED {:?} {err}", err.kind()),
+    }
+}
+
+/// Runs [`env_child`] with `vars` (plus an isolated cache root and an empty PATH unless
+/// given) and returns its result line.
+async fn run_env_child(vars: &[(&str, &std::ffi::OsStr)]) -> String {
+    let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["env_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(ENV_CHILD, "1")
+        .env_remove("KINOPIO_NATS_SERVER")
+        .env_remove("KINOPIO_NATS_SERVER_BASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let out = tokio::time::timeout(WAIT, command.output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "child failed: {stdout}");
+    stdout
+        .lines()
+        .find_map(|l| l.find("RESOLVED ").or_else(|| l.find("FAILED ")).map(|at| l[at..].to_owned()))
+        .unwrap_or_else(|| panic!("child printed no result: {stdout}"))
+}
+
+#[tokio::test]
+async fn environment_names_the_binary() {
+    let root = TempDir::new().unwrap();
+    let empty = TempDir::new().unwrap();
+    let line = run_env_child(&[
+        ("KINOPIO_NATS_SERVER", real_binary().as_os_str()),
+        ("KINOPIO_HUB_CACHE_DIR", root.path().as_os_str()),
+        ("PATH", empty.path().as_os_str()),
+    ])
+    .await;
+    let json = line.strip_prefix("RESOLVED ").unwrap_or_else(|| panic!("{line}"));
+    let resolved: kinopio_leaf::binary::ResolvedBinary = serde_json::from_str(json).unwrap();
+    assert_eq!(resolved.source, BinarySource::Explicit);
+    assert_eq!(resolved.path, real_binary());
+
+    let missing = root.path().join("no-such-nats-server");
+    let line = run_env_child(&[
+        ("KINOPIO_NATS_SERVER", missing.as_os_str()),
+        ("KINOPIO_HUB_CACHE_DIR", root.path().as_os_str()),
+        ("PATH", empty.path().as_os_str()),
+    ])
+    .await;
+    assert!(line.starts_with("FAILED ExplicitPath"), "{line}");
+    assert!(line.contains("KINOPIO_NATS_SERVER"), "{line}");
+}
+
+#[tokio::test]
+async fn environment_redirects_the_download_base_url() {
+    // The pinned release is requested from the mirror given by the environment. The
+    // locally built archive cannot match the real pinned SHA-256 (or, on platforms
+    // without a pinned sum, the mirror has no SHA256SUMS), so it must be refused.
+    let pinned = ReleaseTable::pinned().unwrap();
+    let version = pinned.version().to_owned();
+    let server = serve_archive(&version, &release_archive(&version, script("exit 0"))).await;
+    let root = TempDir::new().unwrap();
+    let empty = TempDir::new().unwrap();
+    let base = server.base_url();
+    let line = run_env_child(&[
+        ("KINOPIO_NATS_SERVER_BASE_URL", base.as_ref()),
+        ("KINOPIO_HUB_CACHE_DIR", root.path().as_os_str()),
+        ("PATH", empty.path().as_os_str()),
+    ])
+    .await;
+    assert!(line.starts_with("FAILED ChecksumMismatch") || line.starts_with("FAILED ChecksumUnavailable"), "{line}");
+    assert!(line.contains(&base), "{line}");
+    assert!(server.total_hits() >= 1, "the mirror was not asked");
+    assert_eq!(leftovers(&root.path().join("nats-server")), Vec::<String>::new());
 }

@@ -9,18 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use kinopio_leaf::tls::ca::{
-    CA_CERT_FILE, CA_COMMON_NAME, CA_KEY_FILE, CA_LIFETIME, CA_RENEWAL_MARGIN, CaProblem,
-};
+use kinopio_leaf::tls::ca::{CA_CERT_FILE, CA_COMMON_NAME, CA_KEY_FILE, CA_LIFETIME, CA_RENEWAL_MARGIN, CaProblem};
 use kinopio_leaf::tls::leaf_cert::{
     DEFAULT_LEAF_LIFETIME, LEAF_CERT_FILE, LEAF_KEY_FILE, common_name, subject_alt_names,
 };
-use kinopio_leaf::tls::trust::{
-    SKIP_ENV, SystemAnchorStore, TrustStoreConfig, anchor_file_name, install_ca,
-};
+use kinopio_leaf::tls::trust::{SKIP_ENV, SystemAnchorStore, TrustStoreConfig, anchor_file_name, install_ca};
 use kinopio_leaf::tls::{
-    CaOrigin, CaValidity, LeafCertRequest, LocalCa, PreparedTls, SanEntry, SuppliedTls, TlsError,
-    TlsOptions, TlsSource, TrustState, ca_validity, next_renewal_at, prepare, renewal_due,
+    CaOrigin, CaValidity, LeafCertRequest, LocalCa, PreparedTls, SanEntry, SuppliedTls, TlsError, TlsOptions,
+    TlsSource, TrustState, ca_validity, next_renewal_at, prepare, renewal_due,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -42,10 +38,7 @@ fn mode(path: &Path) -> u32 {
 
 /// `Some(())` when the `openssl` binary can run; prints a notice otherwise.
 fn openssl_available() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|out| out.status.success());
+    let ok = Command::new("openssl").arg("version").output().is_ok_and(|out| out.status.success());
     if !ok {
         eprintln!("NOTICE: openssl is not installed; skipping the openssl verification");
     }
@@ -54,11 +47,7 @@ fn openssl_available() -> bool {
 
 fn openssl(args: &[&str]) -> (bool, String) {
     let out = Command::new("openssl").args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
@@ -89,12 +78,7 @@ fn extensions(der: &[u8]) -> Extensions {
             ParsedExtension::KeyUsage(ku) => {
                 out.key_usage = Some((
                     ext.critical,
-                    [
-                        ku.digital_signature(),
-                        ku.key_cert_sign(),
-                        ku.crl_sign(),
-                        ku.key_encipherment(),
-                    ],
+                    [ku.digital_signature(), ku.key_cert_sign(), ku.crl_sign(), ku.key_encipherment()],
                 ))
             }
             ParsedExtension::ExtendedKeyUsage(eku) => out.server_auth = Some(eku.server_auth),
@@ -122,13 +106,7 @@ fn extensions(der: &[u8]) -> Extensions {
 
 fn common_name_of(der: &[u8]) -> String {
     let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
-    cert.subject()
-        .iter_common_name()
-        .next()
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_owned()
+    cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_owned()
 }
 
 #[test]
@@ -138,19 +116,11 @@ fn ca_is_created_with_the_required_properties() {
     let at = now();
     let ca = LocalCa::load_or_create(&dir, at).unwrap();
 
-    assert!(matches!(
-        ca.origin(),
-        CaOrigin::Created {
-            reason: CaProblem::Missing { .. }
-        }
-    ));
+    assert!(matches!(ca.origin(), CaOrigin::Created { reason: CaProblem::Missing { .. } }));
     assert_eq!(ca.cert_path(), dir.join(CA_CERT_FILE));
     assert_eq!(ca.key_path(), dir.join(CA_KEY_FILE));
     let key_pem = std::fs::read_to_string(dir.join(CA_KEY_FILE)).unwrap();
-    assert!(
-        key_pem.starts_with("-----BEGIN PRIVATE KEY-----"),
-        "PKCS#8 expected"
-    );
+    assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 expected");
     #[cfg(unix)]
     {
         assert_eq!(mode(&dir.join(CA_KEY_FILE)), 0o600);
@@ -164,16 +134,10 @@ fn ca_is_created_with_the_required_properties() {
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 
     let der = ca.cert_der().to_vec();
-    assert_eq!(
-        std::fs::read_to_string(ca.cert_path()).unwrap(),
-        ca.cert_pem()
-    );
+    assert_eq!(std::fs::read_to_string(ca.cert_path()).unwrap(), ca.cert_pem());
     assert_eq!(common_name_of(&der), CA_COMMON_NAME);
     let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-    assert_eq!(
-        cert.public_key().algorithm.algorithm,
-        x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY
-    );
+    assert_eq!(cert.public_key().algorithm.algorithm, x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY);
     let ext = extensions(&der);
     assert_eq!(ext.basic_constraints, Some((true, true, Some(0))));
     let (ku_critical, [digital, cert_sign, crl_sign, _]) = ext.key_usage.unwrap();
@@ -205,12 +169,7 @@ fn ca_is_replaced_when_renewal_is_due() {
     let second = LocalCa::load_or_create(temp.path(), near_end).unwrap();
     assert!(matches!(
         second.origin(),
-        CaOrigin::Created {
-            reason: CaProblem::Validity {
-                validity: CaValidity::RenewalDue,
-                ..
-            }
-        }
+        CaOrigin::Created { reason: CaProblem::Validity { validity: CaValidity::RenewalDue, .. } }
     ));
     assert_ne!(first.sha256_hex(), second.sha256_hex());
     assert!(second.not_after() > first.not_after());
@@ -224,26 +183,12 @@ fn ca_is_replaced_when_key_does_not_match() {
     let other = tempfile::tempdir().unwrap();
     let first = LocalCa::load_or_create(temp.path(), now()).unwrap();
     LocalCa::load_or_create(other.path(), now()).unwrap();
-    std::fs::copy(
-        other.path().join(CA_KEY_FILE),
-        temp.path().join(CA_KEY_FILE),
-    )
-    .unwrap();
+    std::fs::copy(other.path().join(CA_KEY_FILE), temp.path().join(CA_KEY_FILE)).unwrap();
 
     let second = LocalCa::load_or_create(temp.path(), now()).unwrap();
-    assert!(matches!(
-        second.origin(),
-        CaOrigin::Created {
-            reason: CaProblem::KeyMismatch
-        }
-    ));
+    assert!(matches!(second.origin(), CaOrigin::Created { reason: CaProblem::KeyMismatch }));
     assert_ne!(second.sha256_hex(), first.sha256_hex());
-    assert_eq!(
-        LocalCa::load_or_create(temp.path(), now())
-            .unwrap()
-            .origin(),
-        &CaOrigin::Reused
-    );
+    assert_eq!(LocalCa::load_or_create(temp.path(), now()).unwrap().origin(), &CaOrigin::Reused);
 }
 
 #[test]
@@ -252,19 +197,12 @@ fn ca_is_replaced_when_files_are_garbage_or_missing() {
     LocalCa::load_or_create(temp.path(), now()).unwrap();
     std::fs::write(temp.path().join(CA_CERT_FILE), "not a certificate").unwrap();
     let ca = LocalCa::load_or_create(temp.path(), now()).unwrap();
-    assert!(matches!(
-        ca.origin(),
-        CaOrigin::Created {
-            reason: CaProblem::Unreadable { .. }
-        }
-    ));
+    assert!(matches!(ca.origin(), CaOrigin::Created { reason: CaProblem::Unreadable { .. } }));
 
     std::fs::remove_file(temp.path().join(CA_KEY_FILE)).unwrap();
     let ca = LocalCa::load_or_create(temp.path(), now()).unwrap();
     match ca.origin() {
-        CaOrigin::Created {
-            reason: CaProblem::Missing { file },
-        } => assert_eq!(file, &temp.path().join(CA_KEY_FILE)),
+        CaOrigin::Created { reason: CaProblem::Missing { file } } => assert_eq!(file, &temp.path().join(CA_KEY_FILE)),
         other => panic!("{other:?}"),
     }
 }
@@ -289,12 +227,7 @@ fn concurrent_creation_agrees_on_one_ca() {
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let dir = dir.clone();
-            std::thread::spawn(move || {
-                LocalCa::load_or_create(&dir, now())
-                    .unwrap()
-                    .sha256_hex()
-                    .to_owned()
-            })
+            std::thread::spawn(move || LocalCa::load_or_create(&dir, now()).unwrap().sha256_hex().to_owned())
         })
         .collect();
     let prints: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -309,18 +242,9 @@ fn ca_validity_is_a_pure_function_of_the_window() {
     let nb = datetime!(2026-01-01 00:00 UTC);
     let na = nb + CA_LIFETIME;
     assert_eq!(ca_validity(nb, na, nb), CaValidity::Valid);
-    assert_eq!(
-        ca_validity(nb, na, nb - time::Duration::seconds(1)),
-        CaValidity::NotYetValid
-    );
-    assert_eq!(
-        ca_validity(nb, na, na - CA_RENEWAL_MARGIN - time::Duration::seconds(1)),
-        CaValidity::Valid
-    );
-    assert_eq!(
-        ca_validity(nb, na, na - CA_RENEWAL_MARGIN),
-        CaValidity::RenewalDue
-    );
+    assert_eq!(ca_validity(nb, na, nb - time::Duration::seconds(1)), CaValidity::NotYetValid);
+    assert_eq!(ca_validity(nb, na, na - CA_RENEWAL_MARGIN - time::Duration::seconds(1)), CaValidity::Valid);
+    assert_eq!(ca_validity(nb, na, na - CA_RENEWAL_MARGIN), CaValidity::RenewalDue);
     assert_eq!(ca_validity(nb, na, na), CaValidity::Expired);
 }
 
@@ -329,13 +253,8 @@ fn leaf_certificate_has_the_required_extensions() {
     let temp = tempfile::tempdir().unwrap();
     let ca = LocalCa::load_or_create(&temp.path().join("ca"), now()).unwrap();
     let at = now();
-    let request = LeafCertRequest::new(hosts(&[
-        "192.168.1.5",
-        " myhost.local ",
-        "127.0.0.1",
-        "fe80::1",
-        "MyHost.Local",
-    ]));
+    let request =
+        LeafCertRequest::new(hosts(&["192.168.1.5", " myhost.local ", "127.0.0.1", "fe80::1", "MyHost.Local"]));
     let leaf = ca.issue_leaf(&request, at).unwrap();
     let der = leaf.cert_der().to_vec();
 
@@ -361,23 +280,15 @@ fn leaf_certificate_has_the_required_extensions() {
     assert_eq!(ext.aki, Some(ca_ski), "AKI must be the CA's key id");
 
     let backdate = at - leaf.not_before();
-    assert!(
-        backdate >= time::Duration::minutes(4) && backdate <= time::Duration::minutes(6),
-        "{backdate}"
-    );
+    assert!(backdate >= time::Duration::minutes(4) && backdate <= time::Duration::minutes(6), "{backdate}");
     let lifetime = leaf.not_after() - at;
     let expected = time::Duration::try_from(DEFAULT_LEAF_LIFETIME).unwrap();
-    assert!(
-        (lifetime - expected).abs() <= time::Duration::seconds(2),
-        "{lifetime}"
-    );
+    assert!((lifetime - expected).abs() <= time::Duration::seconds(2), "{lifetime}");
 
     let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
     let (_, ca_parsed) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();
     assert_eq!(parsed.issuer(), ca_parsed.subject());
-    parsed
-        .verify_signature(Some(ca_parsed.public_key()))
-        .unwrap();
+    parsed.verify_signature(Some(ca_parsed.public_key())).unwrap();
 }
 
 #[test]
@@ -385,19 +296,12 @@ fn leaf_lifetime_is_configurable_and_capped_by_the_ca() {
     let temp = tempfile::tempdir().unwrap();
     let ca = LocalCa::load_or_create(temp.path(), now()).unwrap();
     let at = now();
-    let short = ca
-        .issue_leaf(
-            &LeafCertRequest::new(hosts(&["a.local"])).with_lifetime(Duration::from_secs(3600)),
-            at,
-        )
-        .unwrap();
-    assert!(
-        (short.not_after() - at - time::Duration::hours(1)).abs() <= time::Duration::seconds(1)
-    );
+    let short =
+        ca.issue_leaf(&LeafCertRequest::new(hosts(&["a.local"])).with_lifetime(Duration::from_secs(3600)), at).unwrap();
+    assert!((short.not_after() - at - time::Duration::hours(1)).abs() <= time::Duration::seconds(1));
     let huge = ca
         .issue_leaf(
-            &LeafCertRequest::new(hosts(&["a.local"]))
-                .with_lifetime(Duration::from_secs(100 * 365 * 86400)),
+            &LeafCertRequest::new(hosts(&["a.local"])).with_lifetime(Duration::from_secs(100 * 365 * 86400)),
             at,
         )
         .unwrap();
@@ -408,27 +312,17 @@ fn leaf_lifetime_is_configurable_and_capped_by_the_ca() {
 fn leaf_files_are_written_with_private_key_permissions() {
     let temp = tempfile::tempdir().unwrap();
     let ca = LocalCa::load_or_create(&temp.path().join("ca"), now()).unwrap();
-    let leaf = ca
-        .issue_leaf(&LeafCertRequest::new(hosts(&["127.0.0.1"])), now())
-        .unwrap();
+    let leaf = ca.issue_leaf(&LeafCertRequest::new(hosts(&["127.0.0.1"])), now()).unwrap();
     let runtime = temp.path().join("run/here");
     let files = leaf.write_to(&runtime).unwrap();
     assert_eq!(files.cert_file, runtime.join(LEAF_CERT_FILE));
     assert_eq!(files.key_file, runtime.join(LEAF_KEY_FILE));
-    assert_eq!(
-        std::fs::read_to_string(&files.cert_file).unwrap(),
-        leaf.cert_pem()
-    );
-    assert!(
-        std::fs::read_to_string(&files.key_file)
-            .unwrap()
-            .starts_with("-----BEGIN PRIVATE KEY-----")
-    );
+    assert_eq!(std::fs::read_to_string(&files.cert_file).unwrap(), leaf.cert_pem());
+    assert!(std::fs::read_to_string(&files.key_file).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
     #[cfg(unix)]
     assert_eq!(mode(&files.key_file), 0o600);
     // The written pair loads as supplied material (key matches certificate).
-    let supplied =
-        SuppliedTls::load(&files.cert_file, &files.key_file, ca.cert_path(), now()).unwrap();
+    let supplied = SuppliedTls::load(&files.cert_file, &files.key_file, ca.cert_path(), now()).unwrap();
     assert_eq!(supplied.material().ca_cert_sha256, ca.sha256_hex());
 }
 
@@ -439,25 +333,12 @@ fn openssl_strict_verification_accepts_the_generated_chain() {
     }
     let temp = tempfile::tempdir().unwrap();
     let ca = LocalCa::load_or_create(&temp.path().join("ca"), now()).unwrap();
-    let leaf = ca
-        .issue_leaf(
-            &LeafCertRequest::new(hosts(&["192.168.1.5", "myhost.local"])),
-            now(),
-        )
-        .unwrap();
+    let leaf = ca.issue_leaf(&LeafCertRequest::new(hosts(&["192.168.1.5", "myhost.local"])), now()).unwrap();
     let files = leaf.write_to(&temp.path().join("run")).unwrap();
     let ca_file = ca.cert_path().to_str().unwrap();
     let leaf_file = files.cert_file.to_str().unwrap();
 
-    let (ok, out) = openssl(&[
-        "verify",
-        "-x509_strict",
-        "-purpose",
-        "sslserver",
-        "-CAfile",
-        ca_file,
-        leaf_file,
-    ]);
+    let (ok, out) = openssl(&["verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", ca_file, leaf_file]);
     assert!(ok, "openssl verify failed: {out}");
     assert!(out.contains(": OK"), "{out}");
 
@@ -468,30 +349,14 @@ fn openssl_strict_verification_accepts_the_generated_chain() {
         ("-verify_hostname", "myhost.local"),
         ("-verify_hostname", "localhost"),
     ] {
-        let (ok, out) = openssl(&[
-            "verify",
-            "-x509_strict",
-            "-purpose",
-            "sslserver",
-            flag,
-            name,
-            "-CAfile",
-            ca_file,
-            leaf_file,
-        ]);
+        let (ok, out) =
+            openssl(&["verify", "-x509_strict", "-purpose", "sslserver", flag, name, "-CAfile", ca_file, leaf_file]);
         assert!(ok, "{flag} {name}: {out}");
     }
     // And a name that is not in the certificate is refused, so the checks above mean
     // something.
-    let (ok, _) = openssl(&[
-        "verify",
-        "-x509_strict",
-        "-verify_hostname",
-        "elsewhere.example",
-        "-CAfile",
-        ca_file,
-        leaf_file,
-    ]);
+    let (ok, _) =
+        openssl(&["verify", "-x509_strict", "-verify_hostname", "elsewhere.example", "-CAfile", ca_file, leaf_file]);
     assert!(!ok);
     // The CA itself passes strict checks as a trust anchor.
     let (ok, out) = openssl(&["verify", "-x509_strict", "-CAfile", ca_file, ca_file]);
@@ -511,12 +376,7 @@ fn openssl_rejects_a_leaf_from_another_ca() {
         .unwrap()
         .write_to(&temp.path().join("run"))
         .unwrap();
-    let (ok, _) = openssl(&[
-        "verify",
-        "-CAfile",
-        ca.cert_path().to_str().unwrap(),
-        files.cert_file.to_str().unwrap(),
-    ]);
+    let (ok, _) = openssl(&["verify", "-CAfile", ca.cert_path().to_str().unwrap(), files.cert_file.to_str().unwrap()]);
     assert!(!ok);
 }
 
@@ -527,17 +387,12 @@ fn renewal_schedule_is_two_thirds_of_the_lifetime() {
     assert_eq!(next_renewal_at(nb, na), datetime!(2026-01-05 00:00 UTC));
     assert!(!renewal_due(nb, na, datetime!(2026-01-04 23:59:59 UTC)));
     assert!(renewal_due(nb, na, datetime!(2026-01-05 00:00 UTC)));
-    assert!(
-        renewal_due(nb, nb, nb),
-        "a zero-length window is due at once"
-    );
+    assert!(renewal_due(nb, nb, nb), "a zero-length window is due at once");
 
     let temp = tempfile::tempdir().unwrap();
     let ca = LocalCa::load_or_create(temp.path(), now()).unwrap();
     let at = now();
-    let leaf = ca
-        .issue_leaf(&LeafCertRequest::new(hosts(&["x.local"])), at)
-        .unwrap();
+    let leaf = ca.issue_leaf(&LeafCertRequest::new(hosts(&["x.local"])), at).unwrap();
     assert!(!leaf.renewal_due(at));
     assert!(leaf.renewal_due(leaf.next_renewal_at()));
     assert!(leaf.next_renewal_at() > at + time::Duration::days(4));
@@ -547,8 +402,7 @@ fn renewal_schedule_is_two_thirds_of_the_lifetime() {
 fn san_list_and_common_name_rules() {
     assert_eq!(common_name(&hosts(&["", "  ", "[::1]", "b"])), "::1");
     assert_eq!(common_name(&[]), "localhost");
-    let sans =
-        subject_alt_names(&hosts(&["0.0.0.0", "::", "", "[fe80::2]", "Host.Example."])).unwrap();
+    let sans = subject_alt_names(&hosts(&["0.0.0.0", "::", "", "[fe80::2]", "Host.Example."])).unwrap();
     assert_eq!(
         sans,
         vec![
@@ -560,13 +414,7 @@ fn san_list_and_common_name_rules() {
         ]
     );
     for bad in ["bad host", "ünïcode.local", "a..b", "x/y"] {
-        assert!(
-            matches!(
-                subject_alt_names(&hosts(&[bad])),
-                Err(TlsError::InvalidHost { .. })
-            ),
-            "{bad}"
-        );
+        assert!(matches!(subject_alt_names(&hosts(&[bad])), Err(TlsError::InvalidHost { .. })), "{bad}");
     }
 }
 
@@ -575,80 +423,36 @@ fn supplied_material_requires_cert_and_key_together() {
     let p = PathBuf::from("/nonexistent/cert.pem");
     assert!(matches!(
         SuppliedTls::from_options(Some(&p), None, None, now()),
-        Err(TlsError::IncompleteSupplied {
-            missing: "key_file"
-        })
+        Err(TlsError::IncompleteSupplied { missing: "key_file" })
     ));
     assert!(matches!(
         SuppliedTls::from_options(None, Some(&p), None, now()),
-        Err(TlsError::IncompleteSupplied {
-            missing: "cert_file"
-        })
+        Err(TlsError::IncompleteSupplied { missing: "cert_file" })
     ));
-    assert!(
-        SuppliedTls::from_options(None, None, None, now())
-            .unwrap()
-            .is_none()
-    );
+    assert!(SuppliedTls::from_options(None, None, None, now()).unwrap().is_none());
 }
 
 #[test]
 fn supplied_material_reports_clear_errors() {
     let temp = tempfile::tempdir().unwrap();
     let ca = LocalCa::load_or_create(&temp.path().join("ca"), now()).unwrap();
-    let a = ca
-        .issue_leaf(&LeafCertRequest::new(hosts(&["a"])), now())
-        .unwrap()
-        .write_to(&temp.path().join("a"))
-        .unwrap();
-    let b = ca
-        .issue_leaf(&LeafCertRequest::new(hosts(&["b"])), now())
-        .unwrap()
-        .write_to(&temp.path().join("b"))
-        .unwrap();
+    let a =
+        ca.issue_leaf(&LeafCertRequest::new(hosts(&["a"])), now()).unwrap().write_to(&temp.path().join("a")).unwrap();
+    let b =
+        ca.issue_leaf(&LeafCertRequest::new(hosts(&["b"])), now()).unwrap().write_to(&temp.path().join("b")).unwrap();
     let missing = temp.path().join("missing.pem");
     let garbage = temp.path().join("garbage.pem");
     std::fs::write(&garbage, "hello").unwrap();
 
     let err = SuppliedTls::load(&missing, &a.key_file, &a.cert_file, now()).unwrap_err();
-    assert!(
-        matches!(&err, TlsError::MissingFile { path, .. } if path == &missing),
-        "{err}"
-    );
+    assert!(matches!(&err, TlsError::MissingFile { path, .. } if path == &missing), "{err}");
     let err = SuppliedTls::load(&garbage, &a.key_file, &a.cert_file, now()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TlsError::NotPem {
-                expected: "CERTIFICATE",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, TlsError::NotPem { expected: "CERTIFICATE", .. }), "{err}");
     let err = SuppliedTls::load(&a.cert_file, &garbage, &a.cert_file, now()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TlsError::NotPem {
-                expected: "PRIVATE KEY",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, TlsError::NotPem { expected: "PRIVATE KEY", .. }), "{err}");
     // A certificate file passed as the key.
     let err = SuppliedTls::load(&a.cert_file, &a.cert_file, &a.cert_file, now()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TlsError::NotPem {
-                expected: "PRIVATE KEY",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, TlsError::NotPem { expected: "PRIVATE KEY", .. }), "{err}");
     let err = SuppliedTls::load(&a.cert_file, &b.key_file, &a.cert_file, now()).unwrap_err();
     assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
     assert!(err.to_string().contains("does not match"), "{err}");
@@ -660,14 +464,10 @@ fn supplied_material_reports_clear_errors() {
 fn supplied_ca_defaults_to_the_certificate_file() {
     let temp = tempfile::tempdir().unwrap();
     let ca = LocalCa::load_or_create(&temp.path().join("ca"), now()).unwrap();
-    let leaf = ca
-        .issue_leaf(&LeafCertRequest::new(hosts(&["a"])), now())
-        .unwrap();
+    let leaf = ca.issue_leaf(&LeafCertRequest::new(hosts(&["a"])), now()).unwrap();
     let files = leaf.write_to(temp.path()).unwrap();
     let supplied =
-        SuppliedTls::from_options(Some(&files.cert_file), Some(&files.key_file), None, now())
-            .unwrap()
-            .unwrap();
+        SuppliedTls::from_options(Some(&files.cert_file), Some(&files.key_file), None, now()).unwrap().unwrap();
     assert_eq!(supplied.ca_file(), files.cert_file.as_path());
     let material = supplied.material();
     assert_eq!(material.source, TlsSource::Supplied);
@@ -704,14 +504,7 @@ fn supplied_rsa_material_from_openssl_is_accepted() {
     ]);
     assert!(ok, "{out}");
     let pkcs1 = temp.path().join("rsa-key-pkcs1.pem");
-    let (ok, out) = openssl(&[
-        "rsa",
-        "-traditional",
-        "-in",
-        key.to_str().unwrap(),
-        "-out",
-        pkcs1.to_str().unwrap(),
-    ]);
+    let (ok, out) = openssl(&["rsa", "-traditional", "-in", key.to_str().unwrap(), "-out", pkcs1.to_str().unwrap()]);
     assert!(ok, "{out}");
     for key_file in [&key, &pkcs1] {
         let supplied = SuppliedTls::load(&cert, key_file, &cert, now()).unwrap();
@@ -722,19 +515,12 @@ fn supplied_rsa_material_from_openssl_is_accepted() {
 #[test]
 fn prepare_generates_or_uses_supplied_material() {
     let temp = tempfile::tempdir().unwrap();
-    let options = TlsOptions::generated(
-        temp.path().join("ca"),
-        temp.path().join("run"),
-        hosts(&["10.0.0.7"]),
-    );
+    let options = TlsOptions::generated(temp.path().join("ca"), temp.path().join("run"), hosts(&["10.0.0.7"]));
     let prepared = prepare(&options, now()).unwrap();
     let material = prepared.material();
     assert_eq!(material.source, TlsSource::Generated);
     assert_eq!(material.ca_file, temp.path().join("ca").join(CA_CERT_FILE));
-    assert_eq!(
-        material.cert_file,
-        temp.path().join("run").join(LEAF_CERT_FILE)
-    );
+    assert_eq!(material.cert_file, temp.path().join("run").join(LEAF_CERT_FILE));
     assert!(material.key_file.exists());
     prepared.certified_key().unwrap();
     let json = serde_json::to_value(&material).unwrap();
@@ -750,29 +536,19 @@ fn prepare_generates_or_uses_supplied_material() {
     assert!(generated.renewal_due(due_at));
     generated.renew(due_at).unwrap();
     assert_ne!(generated.leaf().cert_der(), &before);
-    assert_eq!(
-        std::fs::read_to_string(&generated.files().cert_file).unwrap(),
-        generated.leaf().cert_pem()
-    );
+    assert_eq!(std::fs::read_to_string(&generated.files().cert_file).unwrap(), generated.leaf().cert_pem());
     assert!(generated.leaf().not_after() > due_at + time::Duration::days(6));
 
     let supplied_options = TlsOptions {
         cert_file: Some(material.cert_file.clone()),
         key_file: Some(material.key_file.clone()),
         ca_file: Some(material.ca_file.clone()),
-        ..TlsOptions::generated(
-            temp.path().join("unused-ca"),
-            temp.path().join("unused-run"),
-            vec![],
-        )
+        ..TlsOptions::generated(temp.path().join("unused-ca"), temp.path().join("unused-run"), vec![])
     };
     let supplied = prepare(&supplied_options, now()).unwrap();
     assert!(matches!(supplied, PreparedTls::Supplied(_)));
     assert_eq!(supplied.material().ca_cert_sha256, material.ca_cert_sha256);
-    assert!(
-        !temp.path().join("unused-ca").exists(),
-        "no CA for supplied material"
-    );
+    assert!(!temp.path().join("unused-ca").exists(), "no CA for supplied material");
 }
 
 fn anchor_config(anchor_dir: &Path, update: Option<Vec<&str>>) -> TrustStoreConfig {
@@ -797,30 +573,13 @@ fn trust_install_into_anchor_dir_is_idempotent_and_verifies() {
 
     let state = install_ca(&ca, &config);
     let store = format!("system:{}", anchors.display());
-    assert_eq!(
-        state,
-        TrustState::Installed {
-            stores: vec![store.clone()]
-        }
-    );
+    assert_eq!(state, TrustState::Installed { stores: vec![store.clone()] });
     let anchor = anchors.join(anchor_file_name(&ca));
-    assert!(
-        anchor
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with("kinopio-")
-    );
+    assert!(anchor.file_name().unwrap().to_str().unwrap().starts_with("kinopio-"));
     assert!(anchor.to_str().unwrap().ends_with(".crt"));
     assert_eq!(std::fs::read_to_string(&anchor).unwrap(), ca.cert_pem());
 
-    assert_eq!(
-        install_ca(&ca, &config),
-        TrustState::AlreadyInstalled {
-            stores: vec![store]
-        }
-    );
+    assert_eq!(install_ca(&ca, &config), TrustState::AlreadyInstalled { stores: vec![store] });
     let json = serde_json::to_value(install_ca(&ca, &config)).unwrap();
     assert_eq!(json["state"], "alreadyInstalled");
 
@@ -839,10 +598,7 @@ fn trust_install_into_anchor_dir_is_idempotent_and_verifies() {
             anchors.to_str().unwrap(),
             leaf.cert_file.to_str().unwrap(),
         ]);
-        assert!(
-            ok,
-            "verification through the hashed anchor dir failed: {out}"
-        );
+        assert!(ok, "verification through the hashed anchor dir failed: {out}");
     }
 }
 
@@ -857,16 +613,10 @@ fn trust_install_failure_is_reported_and_retried() {
         TrustState::Failed { error } => assert!(error.contains("false"), "{error}"),
         other => panic!("{other:?}"),
     }
-    assert!(
-        !anchors.join(anchor_file_name(&ca)).exists(),
-        "a failed update must not leave the anchor behind"
-    );
+    assert!(!anchors.join(anchor_file_name(&ca)).exists(), "a failed update must not leave the anchor behind");
 
     let missing_dir = anchor_config(&temp.path().join("does-not-exist"), None);
-    assert!(matches!(
-        install_ca(&ca, &missing_dir),
-        TrustState::Skipped { .. }
-    ));
+    assert!(matches!(install_ca(&ca, &missing_dir), TrustState::Skipped { .. }));
 }
 
 #[test]
@@ -876,17 +626,13 @@ fn trust_install_honours_the_skip_variable() {
     std::fs::create_dir(&anchors).unwrap();
     let ca = LocalCa::load_or_create(&temp.path().join("ca"), now()).unwrap();
 
-    let config = anchor_config(&anchors, None)
-        .with_env_skip(|name| (name == SKIP_ENV).then(|| "1".to_owned()));
+    let config = anchor_config(&anchors, None).with_env_skip(|name| (name == SKIP_ENV).then(|| "1".to_owned()));
     let state = install_ca(&ca, &config);
     assert!(matches!(&state, TrustState::Skipped { reason } if reason.contains(SKIP_ENV)));
     assert_eq!(std::fs::read_dir(&anchors).unwrap().count(), 0);
 
     let not_skipped = anchor_config(&anchors, None).with_env_skip(|_| Some("0".to_owned()));
-    assert!(matches!(
-        install_ca(&ca, &not_skipped),
-        TrustState::Installed { .. }
-    ));
+    assert!(matches!(install_ca(&ca, &not_skipped), TrustState::Installed { .. }));
 }
 
 /// Runs in a child process with the real environment variable set (see the test below).
@@ -901,10 +647,7 @@ fn trust_skip_child_process() {
     // Start from the platform defaults (which read the real environment) but point every
     // store at the temporary directory.
     let mut config = TrustStoreConfig::platform_default();
-    config.system_anchors = Some(SystemAnchorStore {
-        anchor_dir: anchors.clone(),
-        update_command: None,
-    });
+    config.system_anchors = Some(SystemAnchorStore { anchor_dir: anchors.clone(), update_command: None });
     config.nss.clear();
     config.macos_keychain = None;
     config.windows_user_root = None;
@@ -928,11 +671,7 @@ fn trust_skip_works_through_the_real_environment() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("1 passed"), "{text}");
     assert_eq!(std::fs::read_dir(&anchors).unwrap().count(), 0);
 }

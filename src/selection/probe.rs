@@ -60,18 +60,10 @@ pub async fn probe_one(options: &HubOptions, server: &ServerUrl) -> ProbeResult 
         Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
     };
     match outcome {
-        Ok(rtt) => ProbeResult {
-            server: server.clone(),
-            rtt: Some(rtt),
-            error: None,
-        },
+        Ok(rtt) => ProbeResult { server: server.clone(), rtt: Some(rtt), error: None },
         Err(error) => {
             tracing::debug!(server = %server, %error, "probe failed");
-            ProbeResult {
-                server: server.clone(),
-                rtt: None,
-                error: Some(error),
-            }
+            ProbeResult { server: server.clone(), rtt: None, error: Some(error) }
         }
     }
 }

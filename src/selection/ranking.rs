@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
-use crate::server::ServerUrl;
 use crate::selection::probe::ProbeResult;
+use crate::server::ServerUrl;
 
 /// Orders probe results: reachable first, then RTT, then input position. Returns indexes into
 /// `results`. If no server is reachable, the input order.
@@ -48,11 +48,7 @@ impl Ranking {
     /// A ranking that switches for `threshold` or more, after `confirmations` rounds in a row
     /// (at least 1).
     pub fn new(threshold: Duration, confirmations: u32) -> Self {
-        Ranking {
-            threshold,
-            confirmations: confirmations.max(1),
-            streak: None,
-        }
+        Ranking { threshold, confirmations: confirmations.max(1), streak: None }
     }
 
     /// Feeds one probe round; `current` is the server in use.
@@ -80,11 +76,7 @@ impl Ranking {
         };
         if count >= self.confirmations {
             self.streak = None;
-            Decision::Switch {
-                to: best.server.clone(),
-                rtt_before: current_rtt,
-                rtt_after: best_rtt,
-            }
+            Decision::Switch { to: best.server.clone(), rtt_before: current_rtt, rtt_after: best_rtt }
         } else {
             self.streak = Some((best.server.clone(), count));
             Decision::Confirm { candidate: best.server.clone() }

@@ -112,9 +112,7 @@ pub fn check_symlink_target(entry: &str, target: &str) -> Result<(), PathProblem
 
 /// Checks a hard link's target, which tar stores relative to the archive root.
 pub fn check_hardlink_target(target: &str) -> Result<(), PathProblem> {
-    normalize_entry_path(target)
-        .map(|_| ())
-        .map_err(|_| PathProblem::LinkEscapes)
+    normalize_entry_path(target).map(|_| ()).map_err(|_| PathProblem::LinkEscapes)
 }
 
 /// What to extract and where.
@@ -141,27 +139,17 @@ pub(crate) fn extract_binary(archive: &Path, spec: ExtractSpec<'_>) -> Result<()
         ArchiveKind::Zip => extract_zip(file, spec)?,
     };
     if !found {
-        return Err(BinaryError::MissingBinary {
-            asset: spec.asset.to_owned(),
-            entry: spec.entry.to_owned(),
-        });
+        return Err(BinaryError::MissingBinary { asset: spec.asset.to_owned(), entry: spec.entry.to_owned() });
     }
     Ok(())
 }
 
 fn corrupt(spec: &ExtractSpec<'_>, reason: impl fmt::Display) -> BinaryError {
-    BinaryError::CorruptArchive {
-        asset: spec.asset.to_owned(),
-        reason: reason.to_string(),
-    }
+    BinaryError::CorruptArchive { asset: spec.asset.to_owned(), reason: reason.to_string() }
 }
 
 fn unsafe_entry(spec: &ExtractSpec<'_>, entry: &str, reason: impl fmt::Display) -> BinaryError {
-    BinaryError::UnsafeArchive {
-        asset: spec.asset.to_owned(),
-        entry: entry.to_owned(),
-        reason: reason.to_string(),
-    }
+    BinaryError::UnsafeArchive { asset: spec.asset.to_owned(), entry: entry.to_owned(), reason: reason.to_string() }
 }
 
 fn extract_tar_gz(file: File, spec: ExtractSpec<'_>) -> Result<bool, BinaryError> {
@@ -174,22 +162,12 @@ fn extract_tar_gz(file: File, spec: ExtractSpec<'_>) -> Result<bool, BinaryError
         let path = normalize_entry_path(&raw).map_err(|p| unsafe_entry(&spec, &raw, p))?;
         let kind = entry.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
-            let target = entry
-                .link_name_bytes()
-                .map(|t| String::from_utf8_lossy(&t).into_owned())
-                .unwrap_or_default();
-            let check = if kind.is_symlink() {
-                check_symlink_target(&path, &target)
-            } else {
-                check_hardlink_target(&target)
-            };
+            let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
+            let check =
+                if kind.is_symlink() { check_symlink_target(&path, &target) } else { check_hardlink_target(&target) };
             check.map_err(|p| unsafe_entry(&spec, &raw, format!("({target:?}) {p}")))?;
             if path == spec.entry {
-                return Err(unsafe_entry(
-                    &spec,
-                    &raw,
-                    "is a link, not the binary itself",
-                ));
+                return Err(unsafe_entry(&spec, &raw, "is a link, not the binary itself"));
             }
         } else if kind.is_file() && path == spec.entry {
             if found {
@@ -198,11 +176,7 @@ fn extract_tar_gz(file: File, spec: ExtractSpec<'_>) -> Result<bool, BinaryError
             if entry.size() > spec.max_size {
                 return Err(corrupt(
                     &spec,
-                    format!(
-                        "the binary is {} bytes, above the {}-byte limit",
-                        entry.size(),
-                        spec.max_size
-                    ),
+                    format!("the binary is {} bytes, above the {}-byte limit", entry.size(), spec.max_size),
                 ));
             }
             write_binary(&mut entry, &spec)?;
@@ -224,18 +198,10 @@ fn extract_zip(file: File, spec: ExtractSpec<'_>) -> Result<bool, BinaryError> {
         let path = normalize_entry_path(&raw).map_err(|p| unsafe_entry(&spec, &raw, p))?;
         if entry.is_symlink() {
             let mut target = String::new();
-            (&mut entry)
-                .take(4096)
-                .read_to_string(&mut target)
-                .map_err(|e| corrupt(&spec, e))?;
-            check_symlink_target(&path, &target)
-                .map_err(|p| unsafe_entry(&spec, &raw, format!("({target:?}) {p}")))?;
+            (&mut entry).take(4096).read_to_string(&mut target).map_err(|e| corrupt(&spec, e))?;
+            check_symlink_target(&path, &target).map_err(|p| unsafe_entry(&spec, &raw, format!("({target:?}) {p}")))?;
             if path == spec.entry {
-                return Err(unsafe_entry(
-                    &spec,
-                    &raw,
-                    "is a link, not the binary itself",
-                ));
+                return Err(unsafe_entry(&spec, &raw, "is a link, not the binary itself"));
             }
         } else if entry.is_file() && path == spec.entry {
             if found {
@@ -244,11 +210,7 @@ fn extract_zip(file: File, spec: ExtractSpec<'_>) -> Result<bool, BinaryError> {
             if entry.size() > spec.max_size {
                 return Err(corrupt(
                     &spec,
-                    format!(
-                        "the binary is {} bytes, above the {}-byte limit",
-                        entry.size(),
-                        spec.max_size
-                    ),
+                    format!("the binary is {} bytes, above the {}-byte limit", entry.size(), spec.max_size),
                 ));
             }
             write_binary(&mut entry, &spec)?;
@@ -272,9 +234,7 @@ fn write_binary(reader: &mut impl Read, spec: &ExtractSpec<'_>) -> Result<(), Bi
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o755);
     }
-    let mut out = options
-        .open(dest)
-        .map_err(|e| BinaryError::io("create", dest, e))?;
+    let mut out = options.open(dest).map_err(|e| BinaryError::io("create", dest, e))?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut written: u64 = 0;
     loop {
@@ -284,13 +244,9 @@ fn write_binary(reader: &mut impl Read, spec: &ExtractSpec<'_>) -> Result<(), Bi
         }
         written += n as u64;
         if written > spec.max_size {
-            return Err(corrupt(
-                spec,
-                format!("the binary is larger than the {}-byte limit", spec.max_size),
-            ));
+            return Err(corrupt(spec, format!("the binary is larger than the {}-byte limit", spec.max_size)));
         }
-        out.write_all(&buf[..n])
-            .map_err(|e| BinaryError::io("write", dest, e))?;
+        out.write_all(&buf[..n]).map_err(|e| BinaryError::io("write", dest, e))?;
     }
     #[cfg(unix)]
     {
@@ -299,8 +255,7 @@ fn write_binary(reader: &mut impl Read, spec: &ExtractSpec<'_>) -> Result<(), Bi
         out.set_permissions(std::fs::Permissions::from_mode(0o755))
             .map_err(|e| BinaryError::io("set permissions of", dest, e))?;
     }
-    out.sync_all()
-        .map_err(|e| BinaryError::io("sync", dest, e))?;
+    out.sync_all().map_err(|e| BinaryError::io("sync", dest, e))?;
     Ok(())
 }
 
@@ -323,30 +278,12 @@ mod tests {
     #[test]
     fn rejects_escaping_names() {
         assert_eq!(normalize_entry_path("../evil"), Err(PathProblem::ParentDir));
-        assert_eq!(
-            normalize_entry_path("a/../../evil"),
-            Err(PathProblem::ParentDir)
-        );
-        assert_eq!(
-            normalize_entry_path("a\\..\\evil"),
-            Err(PathProblem::ParentDir)
-        );
-        assert_eq!(
-            normalize_entry_path("/etc/passwd"),
-            Err(PathProblem::Absolute)
-        );
-        assert_eq!(
-            normalize_entry_path("\\\\server\\x"),
-            Err(PathProblem::Absolute)
-        );
-        assert_eq!(
-            normalize_entry_path("C:\\evil"),
-            Err(PathProblem::DrivePrefix)
-        );
-        assert_eq!(
-            normalize_entry_path("c:evil"),
-            Err(PathProblem::DrivePrefix)
-        );
+        assert_eq!(normalize_entry_path("a/../../evil"), Err(PathProblem::ParentDir));
+        assert_eq!(normalize_entry_path("a\\..\\evil"), Err(PathProblem::ParentDir));
+        assert_eq!(normalize_entry_path("/etc/passwd"), Err(PathProblem::Absolute));
+        assert_eq!(normalize_entry_path("\\\\server\\x"), Err(PathProblem::Absolute));
+        assert_eq!(normalize_entry_path("C:\\evil"), Err(PathProblem::DrivePrefix));
+        assert_eq!(normalize_entry_path("c:evil"), Err(PathProblem::DrivePrefix));
         assert_eq!(normalize_entry_path("a\0b"), Err(PathProblem::Nul));
     }
 
@@ -354,26 +291,11 @@ mod tests {
     fn checks_link_targets() {
         assert_eq!(check_symlink_target("d/l", "f"), Ok(()));
         assert_eq!(check_symlink_target("d/e/l", "../../f"), Ok(()));
-        assert_eq!(
-            check_symlink_target("d/l", "../../f"),
-            Err(PathProblem::LinkEscapes)
-        );
-        assert_eq!(
-            check_symlink_target("l", ".."),
-            Err(PathProblem::LinkEscapes)
-        );
-        assert_eq!(
-            check_symlink_target("d/l", "/etc/passwd"),
-            Err(PathProblem::LinkEscapes)
-        );
-        assert_eq!(
-            check_symlink_target("d/l", "C:/x"),
-            Err(PathProblem::LinkEscapes)
-        );
-        assert_eq!(
-            check_symlink_target("d/l", "x/../../../y"),
-            Err(PathProblem::LinkEscapes)
-        );
+        assert_eq!(check_symlink_target("d/l", "../../f"), Err(PathProblem::LinkEscapes));
+        assert_eq!(check_symlink_target("l", ".."), Err(PathProblem::LinkEscapes));
+        assert_eq!(check_symlink_target("d/l", "/etc/passwd"), Err(PathProblem::LinkEscapes));
+        assert_eq!(check_symlink_target("d/l", "C:/x"), Err(PathProblem::LinkEscapes));
+        assert_eq!(check_symlink_target("d/l", "x/../../../y"), Err(PathProblem::LinkEscapes));
         assert_eq!(check_hardlink_target("d/f"), Ok(()));
         assert_eq!(check_hardlink_target("../f"), Err(PathProblem::LinkEscapes));
         assert_eq!(check_hardlink_target("/f"), Err(PathProblem::LinkEscapes));
@@ -414,16 +336,8 @@ mod tests {
         let archive = dir.path().join("archive");
         std::fs::write(&archive, bytes).unwrap();
         let dest = dir.path().join("out").join(ENTRY);
-        let result = extract_binary(
-            &archive,
-            ExtractSpec {
-                asset: "asset",
-                kind,
-                entry: ENTRY,
-                dest: &dest,
-                max_size: 1024,
-            },
-        );
+        let result =
+            extract_binary(&archive, ExtractSpec { asset: "asset", kind, entry: ENTRY, dest: &dest, max_size: 1024 });
         (dir, result)
     }
 
@@ -433,19 +347,9 @@ mod tests {
     fn extracts_only_the_binary_from_tar_gz() {
         let bytes = tar_gz(&[
             ("nats-server-v2.12.7-linux-amd64/", T::Directory, None, b""),
-            (
-                "nats-server-v2.12.7-linux-amd64/README.md",
-                T::Regular,
-                None,
-                b"readme",
-            ),
+            ("nats-server-v2.12.7-linux-amd64/README.md", T::Regular, None, b"readme"),
             (ENTRY, T::Regular, None, b"#!/bin/sh\n"),
-            (
-                "nats-server-v2.12.7-linux-amd64/link",
-                T::Symlink,
-                Some("nats-server"),
-                b"",
-            ),
+            ("nats-server-v2.12.7-linux-amd64/link", T::Symlink, Some("nats-server"), b""),
         ]);
         let (dir, result) = extract(&bytes, ArchiveKind::TarGz);
         result.unwrap();
@@ -459,10 +363,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(out.join(ENTRY))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(out.join(ENTRY)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o755);
         }
     }
@@ -472,21 +373,9 @@ mod tests {
         let cases: [(&str, T, Option<&str>); 5] = [
             ("../evil", T::Regular, None),
             ("/tmp/evil", T::Regular, None),
-            (
-                "nats-server-v2.12.7-linux-amd64/l",
-                T::Symlink,
-                Some("../../etc"),
-            ),
-            (
-                "nats-server-v2.12.7-linux-amd64/l",
-                T::Symlink,
-                Some("/etc/passwd"),
-            ),
-            (
-                "nats-server-v2.12.7-linux-amd64/h",
-                T::Link,
-                Some("../outside"),
-            ),
+            ("nats-server-v2.12.7-linux-amd64/l", T::Symlink, Some("../../etc")),
+            ("nats-server-v2.12.7-linux-amd64/l", T::Symlink, Some("/etc/passwd")),
+            ("nats-server-v2.12.7-linux-amd64/h", T::Link, Some("../outside")),
         ];
         for (name, kind, link) in cases {
             let bytes = tar_gz(&[(ENTRY, T::Regular, None, b"bin"), (name, kind, link, b"x")]);
@@ -500,46 +389,22 @@ mod tests {
     #[test]
     fn rejects_binary_that_is_a_link_or_duplicated_or_too_big() {
         let link = tar_gz(&[(ENTRY, T::Symlink, Some("other"), b"")]);
-        assert_eq!(
-            extract(&link, ArchiveKind::TarGz).1.unwrap_err().kind(),
-            BinaryErrorKind::UnsafeArchive
-        );
-        let twice = tar_gz(&[
-            (ENTRY, T::Regular, None, b"a"),
-            (ENTRY, T::Regular, None, b"b"),
-        ]);
-        assert_eq!(
-            extract(&twice, ArchiveKind::TarGz).1.unwrap_err().kind(),
-            BinaryErrorKind::UnsafeArchive
-        );
+        assert_eq!(extract(&link, ArchiveKind::TarGz).1.unwrap_err().kind(), BinaryErrorKind::UnsafeArchive);
+        let twice = tar_gz(&[(ENTRY, T::Regular, None, b"a"), (ENTRY, T::Regular, None, b"b")]);
+        assert_eq!(extract(&twice, ArchiveKind::TarGz).1.unwrap_err().kind(), BinaryErrorKind::UnsafeArchive);
         let big = vec![0u8; 2048];
         let too_big = tar_gz(&[(ENTRY, T::Regular, None, &big)]);
-        assert_eq!(
-            extract(&too_big, ArchiveKind::TarGz).1.unwrap_err().kind(),
-            BinaryErrorKind::CorruptArchive
-        );
+        assert_eq!(extract(&too_big, ArchiveKind::TarGz).1.unwrap_err().kind(), BinaryErrorKind::CorruptArchive);
     }
 
     #[test]
     fn reports_missing_binary_and_truncation() {
-        let other = tar_gz(&[(
-            "nats-server-v2.12.7-linux-amd64/README.md",
-            T::Regular,
-            None,
-            b"x",
-        )]);
-        assert_eq!(
-            extract(&other, ArchiveKind::TarGz).1.unwrap_err().kind(),
-            BinaryErrorKind::MissingBinary
-        );
+        let other = tar_gz(&[("nats-server-v2.12.7-linux-amd64/README.md", T::Regular, None, b"x")]);
+        assert_eq!(extract(&other, ArchiveKind::TarGz).1.unwrap_err().kind(), BinaryErrorKind::MissingBinary);
         let good = tar_gz(&[(ENTRY, T::Regular, None, b"binary")]);
         for cut in [good.len() - 4, good.len() / 2, 5] {
             let err = extract(&good[..cut], ArchiveKind::TarGz).1.unwrap_err();
-            assert_eq!(
-                err.kind(),
-                BinaryErrorKind::CorruptArchive,
-                "cut at {cut}: {err}"
-            );
+            assert_eq!(err.kind(), BinaryErrorKind::CorruptArchive, "cut at {cut}: {err}");
         }
     }
 
@@ -561,10 +426,7 @@ mod tests {
         let good = zip_bytes(&[(ENTRY, b"zipbin"), ("x/LICENSE", b"l")], &[]);
         let (dir, result) = extract(&good, ArchiveKind::Zip);
         result.unwrap();
-        assert_eq!(
-            std::fs::read(dir.path().join("out").join(ENTRY)).unwrap(),
-            b"zipbin"
-        );
+        assert_eq!(std::fs::read(dir.path().join("out").join(ENTRY)).unwrap(), b"zipbin");
 
         let escaping = zip_bytes(&[(ENTRY, b"zipbin")], &[("x/l", "../../etc")]);
         let err = extract(&escaping, ArchiveKind::Zip).1.unwrap_err();
@@ -578,9 +440,7 @@ mod tests {
         let err = extract(&missing, ArchiveKind::Zip).1.unwrap_err();
         assert_eq!(err.kind(), BinaryErrorKind::MissingBinary);
 
-        let err = extract(&good[..good.len() / 2], ArchiveKind::Zip)
-            .1
-            .unwrap_err();
+        let err = extract(&good[..good.len() / 2], ArchiveKind::Zip).1.unwrap_err();
         assert_eq!(err.kind(), BinaryErrorKind::CorruptArchive);
     }
 }

@@ -48,8 +48,7 @@ impl BinaryCache {
 
     /// The installed binary of `version` for `platform`.
     pub fn binary_path(&self, platform: Platform, version: &str) -> PathBuf {
-        self.release_dir(platform, version)
-            .join(platform.binary_name())
+        self.release_dir(platform, version).join(platform.binary_name())
     }
 }
 
@@ -85,11 +84,9 @@ pub fn rank_cached(mut entries: Vec<CachedBinary>, preferred: &str) -> Vec<Cache
     entries.sort_by(|a, b| {
         let a_pref = a.version == preferred;
         let b_pref = b.version == preferred;
-        b_pref.cmp(&a_pref).then_with(|| {
-            match (Version::parse(&a.version), Version::parse(&b.version)) {
-                (Some(va), Some(vb)) => vb.cmp(&va),
-                _ => b.version.cmp(&a.version),
-            }
+        b_pref.cmp(&a_pref).then_with(|| match (Version::parse(&a.version), Version::parse(&b.version)) {
+            (Some(va), Some(vb)) => vb.cmp(&va),
+            _ => b.version.cmp(&a.version),
         })
     });
     entries
@@ -108,11 +105,7 @@ pub(crate) fn scan(cache: &BinaryCache, platform: Platform) -> Vec<CachedBinary>
             let version = cached_version(name.to_str()?, platform)?;
             let path = entry.path().join(platform.binary_name());
             let executable = is_executable_file(&path);
-            Some(CachedBinary {
-                version,
-                path,
-                executable,
-            })
+            Some(CachedBinary { version, path, executable })
         })
         .collect()
 }
@@ -151,14 +144,8 @@ mod tests {
     #[test]
     fn parses_cache_dir_names_for_this_platform_only() {
         let p = Platform::LinuxAmd64;
-        assert_eq!(
-            cached_version("nats-server-v2.12.7-linux-amd64", p).as_deref(),
-            Some("2.12.7")
-        );
-        assert_eq!(
-            cached_version("nats-server-v2.11.0-RC.1-linux-amd64", p).as_deref(),
-            Some("2.11.0-RC.1")
-        );
+        assert_eq!(cached_version("nats-server-v2.12.7-linux-amd64", p).as_deref(), Some("2.12.7"));
+        assert_eq!(cached_version("nats-server-v2.11.0-RC.1-linux-amd64", p).as_deref(), Some("2.11.0-RC.1"));
         for other in [
             "nats-server-v2.12.7-darwin-amd64",
             "nats-server-v2.12.7-linux-amd64.tar.gz",

@@ -48,11 +48,7 @@ impl Downloader {
                 status: None,
                 reason: format!("cannot build the HTTP client: {e}"),
             })?;
-        Ok(Downloader {
-            client,
-            limits,
-            progress,
-        })
+        Ok(Downloader { client, limits, progress })
     }
 
     async fn get(&self, url: &Url) -> Result<reqwest::Response, BinaryError> {
@@ -65,19 +61,12 @@ impl Downloader {
         .map_err(|e| http_error(url, None, describe(&e)))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(http_error(
-                url,
-                Some(status.as_u16()),
-                format!("HTTP {status}"),
-            ));
+            return Err(http_error(url, Some(status.as_u16()), format!("HTTP {status}")));
         }
         if let Some(len) = response.content_length()
             && len > self.limits.max_bytes
         {
-            return Err(BinaryError::TooLarge {
-                url: url.to_string(),
-                limit: self.limits.max_bytes,
-            });
+            return Err(BinaryError::TooLarge { url: url.to_string(), limit: self.limits.max_bytes });
         }
         Ok(response)
     }
@@ -98,37 +87,21 @@ impl Downloader {
         loop {
             let chunk = tokio::time::timeout(self.limits.stall_timeout, response.chunk())
                 .await
-                .map_err(|_| {
-                    http_error(
-                        url,
-                        None,
-                        format!("no data for {:?} (stalled)", self.limits.stall_timeout),
-                    )
-                })?
+                .map_err(|_| http_error(url, None, format!("no data for {:?} (stalled)", self.limits.stall_timeout)))?
                 .map_err(|e| http_error(url, None, describe(&e)))?;
             let Some(chunk) = chunk else { break };
             bytes += chunk.len() as u64;
             if bytes > self.limits.max_bytes {
                 bar.abandon();
-                return Err(BinaryError::TooLarge {
-                    url: url.to_string(),
-                    limit: self.limits.max_bytes,
-                });
+                return Err(BinaryError::TooLarge { url: url.to_string(), limit: self.limits.max_bytes });
             }
             hasher.update(&chunk);
-            out.write_all(&chunk)
-                .await
-                .map_err(|e| BinaryError::io("write the download to", out_path, e))?;
+            out.write_all(&chunk).await.map_err(|e| BinaryError::io("write the download to", out_path, e))?;
             bar.inc(chunk.len() as u64);
         }
-        out.flush()
-            .await
-            .map_err(|e| BinaryError::io("write the download to", out_path, e))?;
+        out.flush().await.map_err(|e| BinaryError::io("write the download to", out_path, e))?;
         bar.finish_and_clear();
-        Ok(Fetched {
-            bytes,
-            sha256: hasher.finalize().into(),
-        })
+        Ok(Fetched { bytes, sha256: hasher.finalize().into() })
     }
 
     /// Fetches a small text file (such as `SHA256SUMS`) into memory, at most `limit` bytes.
@@ -142,24 +115,16 @@ impl Downloader {
                 .map_err(|e| http_error(url, None, describe(&e)))?;
             let Some(chunk) = chunk else { break };
             if (body.len() + chunk.len()) as u64 > limit {
-                return Err(BinaryError::TooLarge {
-                    url: url.to_string(),
-                    limit,
-                });
+                return Err(BinaryError::TooLarge { url: url.to_string(), limit });
             }
             body.extend_from_slice(&chunk);
         }
-        String::from_utf8(body)
-            .map_err(|_| http_error(url, None, "the file is not UTF-8 text".into()))
+        String::from_utf8(body).map_err(|_| http_error(url, None, "the file is not UTF-8 text".into()))
     }
 }
 
 fn http_error(url: &Url, status: Option<u16>, reason: String) -> BinaryError {
-    BinaryError::Http {
-        url: url.to_string(),
-        status,
-        reason,
-    }
+    BinaryError::Http { url: url.to_string(), status, reason }
 }
 
 /// A reqwest error with its causes, which carry the useful detail.

@@ -47,9 +47,7 @@ impl fmt::Display for ExplicitPathProblem {
         match self {
             ExplicitPathProblem::NotFound(why) => write!(f, "does not exist ({why})"),
             ExplicitPathProblem::NotAFile => f.write_str("is not a regular file"),
-            ExplicitPathProblem::NotExecutable => {
-                f.write_str("is not executable (fix with: chmod +x <path>)")
-            }
+            ExplicitPathProblem::NotExecutable => f.write_str("is not executable (fix with: chmod +x <path>)"),
             ExplicitPathProblem::VersionCheck(why) => {
                 write!(f, "does not run as nats-server: {why}")
             }
@@ -199,9 +197,7 @@ pub enum BinaryError {
         actual: String,
     },
     /// The archive cannot be read.
-    #[error(
-        "the archive {asset} is truncated or corrupt: {reason}; nothing was installed. {HOW_TO_SUPPLY}"
-    )]
+    #[error("the archive {asset} is truncated or corrupt: {reason}; nothing was installed. {HOW_TO_SUPPLY}")]
     CorruptArchive {
         /// The asset name.
         asset: String,
@@ -290,16 +286,8 @@ impl BinaryError {
         }
     }
 
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        BinaryError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        BinaryError::Io { action, path: path.into(), source }
     }
 }
 
@@ -310,47 +298,24 @@ mod tests {
     #[test]
     fn download_errors_say_how_to_supply_a_binary() {
         let errors = [
-            BinaryError::Http {
-                url: "http://x/a".into(),
-                status: Some(404),
-                reason: "HTTP 404".into(),
-            },
-            BinaryError::ChecksumMismatch {
-                url: "http://x/a".into(),
-                expected: "aa".into(),
-                actual: "bb".into(),
-            },
-            BinaryError::MissingBinary {
-                asset: "a.tar.gz".into(),
-                entry: "x/nats-server".into(),
-            },
-            BinaryError::WrongVersion {
-                expected: "2.12.7".into(),
-                reported: "9.9.9".into(),
-            },
+            BinaryError::Http { url: "http://x/a".into(), status: Some(404), reason: "HTTP 404".into() },
+            BinaryError::ChecksumMismatch { url: "http://x/a".into(), expected: "aa".into(), actual: "bb".into() },
+            BinaryError::MissingBinary { asset: "a.tar.gz".into(), entry: "x/nats-server".into() },
+            BinaryError::WrongVersion { expected: "2.12.7".into(), reported: "9.9.9".into() },
         ];
         for err in errors {
             let msg = err.to_string();
             assert!(msg.contains("--binary-path"), "{msg}");
-            assert!(
-                msg.contains("KINOPIO_NATS_SERVER=/path/to/nats-server"),
-                "{msg}"
-            );
+            assert!(msg.contains("KINOPIO_NATS_SERVER=/path/to/nats-server"), "{msg}");
             assert!(msg.contains("PATH"), "{msg}");
         }
     }
 
     #[test]
     fn unsupported_platform_points_to_binary_path() {
-        let err = BinaryError::UnsupportedPlatform {
-            os: "freebsd".into(),
-            arch: "x86_64".into(),
-        };
+        let err = BinaryError::UnsupportedPlatform { os: "freebsd".into(), arch: "x86_64".into() };
         assert_eq!(err.kind(), BinaryErrorKind::UnsupportedPlatform);
         let msg = err.to_string();
-        assert!(
-            msg.contains("freebsd/x86_64") && msg.contains("--binary-path"),
-            "{msg}"
-        );
+        assert!(msg.contains("freebsd/x86_64") && msg.contains("--binary-path"), "{msg}");
     }
 }

@@ -11,9 +11,7 @@ use super::error::BinaryError;
 use super::options::{BinaryOptions, ProvisionEvent};
 use super::platform::Platform;
 use super::probe::probe_version;
-use super::release::{
-    CHECKSUMS_ASSET, ReleaseTable, Sha256Digest, checksum_for_asset, release_file_url,
-};
+use super::release::{CHECKSUMS_ASSET, ReleaseTable, Sha256Digest, checksum_for_asset, release_file_url};
 
 /// Largest accepted `SHA256SUMS` file.
 const MAX_SUMS_BYTES: u64 = 1024 * 1024;
@@ -62,11 +60,7 @@ pub(crate) async fn download_and_install(
     let url = release_file_url(base_url, version, &asset)?;
     let (connect_timeout, stall_timeout, version_timeout, _) = options.timeouts();
     let downloader = Downloader::new(
-        Limits {
-            connect_timeout,
-            stall_timeout,
-            max_bytes: options.max_bytes(),
-        },
+        Limits { connect_timeout, stall_timeout, max_bytes: options.max_bytes() },
         options.progress_wanted(),
     )?;
 
@@ -80,18 +74,11 @@ pub(crate) async fn download_and_install(
         .prefix(".download-")
         .tempfile_in(cache.dir())
         .map_err(|e| BinaryError::io("create a temporary file in", cache.dir(), e))?;
-    let writer = archive
-        .as_file()
-        .try_clone()
-        .map_err(|e| BinaryError::io("open", archive.path(), e))?;
+    let writer = archive.as_file().try_clone().map_err(|e| BinaryError::io("open", archive.path(), e))?;
     let mut writer = tokio::fs::File::from_std(writer);
     tracing::info!(%url, "downloading nats-server {version}");
-    options.emit(ProvisionEvent::Downloading {
-        url: url.to_string(),
-    });
-    let fetched = downloader
-        .fetch_to_file(&url, &mut writer, archive.path(), &asset)
-        .await?;
+    options.emit(ProvisionEvent::Downloading { url: url.to_string() });
+    let fetched = downloader.fetch_to_file(&url, &mut writer, archive.path(), &asset).await?;
     drop(writer);
     if fetched.sha256 != expected {
         return Err(BinaryError::ChecksumMismatch {
@@ -123,13 +110,7 @@ pub(crate) async fn download_and_install(
         tokio::task::spawn_blocking(move || {
             extract_binary(
                 &archive_path,
-                ExtractSpec {
-                    asset: &asset_name,
-                    kind,
-                    entry: &entry,
-                    dest: &dest,
-                    max_size: MAX_BINARY_BYTES,
-                },
+                ExtractSpec { asset: &asset_name, kind, entry: &entry, dest: &dest, max_size: MAX_BINARY_BYTES },
             )
         })
         .await
@@ -143,32 +124,22 @@ pub(crate) async fn download_and_install(
     // 3. The binary must run and report the expected version.
     let reported = probe_version(&staged_binary, version_timeout)
         .await
-        .map_err(|reason| BinaryError::NotRunnable {
-            path: staged_binary.clone(),
-            reason,
-        })?;
+        .map_err(|reason| BinaryError::NotRunnable { path: staged_binary.clone(), reason })?;
     if reported != version {
-        return Err(BinaryError::WrongVersion {
-            expected: version.to_owned(),
-            reported,
-        });
+        return Err(BinaryError::WrongVersion { expected: version.to_owned(), reported });
     }
 
     // 4. Move into place atomically.
     let final_dir = cache.release_dir(platform, version);
     clear_broken_install(cache, &final_dir)?;
-    std::fs::rename(&staged_dir, &final_dir)
-        .map_err(|e| BinaryError::io("move the new binary into", &final_dir, e))?;
+    std::fs::rename(&staged_dir, &final_dir).map_err(|e| BinaryError::io("move the new binary into", &final_dir, e))?;
     sync_dir(cache.dir());
     if let Err(e) = staging.close() {
         tracing::warn!(error = %e, "could not remove the empty staging directory");
     }
     let installed = cache.binary_path(platform, version);
     tracing::info!(path = %installed.display(), "installed nats-server {version}");
-    options.emit(ProvisionEvent::Installed {
-        path: installed.clone(),
-        version: version.to_owned(),
-    });
+    options.emit(ProvisionEvent::Installed { path: installed.clone(), version: version.to_owned() });
     Ok(installed)
 }
 
@@ -187,19 +158,14 @@ async fn checksum_from_sums(
         reason,
     };
     tracing::info!(url = %sums_url, "no pinned SHA-256 for {asset}; fetching the release checksums");
-    options.emit(ProvisionEvent::Downloading {
-        url: sums_url.to_string(),
-    });
-    let text = downloader
-        .fetch_text(&sums_url, MAX_SUMS_BYTES)
-        .await
-        .map_err(|e| {
-            unavailable(match e {
-                BinaryError::Http { reason, .. } => reason,
-                BinaryError::TooLarge { limit, .. } => format!("larger than {limit} bytes"),
-                other => other.to_string(),
-            })
-        })?;
+    options.emit(ProvisionEvent::Downloading { url: sums_url.to_string() });
+    let text = downloader.fetch_text(&sums_url, MAX_SUMS_BYTES).await.map_err(|e| {
+        unavailable(match e {
+            BinaryError::Http { reason, .. } => reason,
+            BinaryError::TooLarge { limit, .. } => format!("larger than {limit} bytes"),
+            other => other.to_string(),
+        })
+    })?;
     checksum_for_asset(&text, asset).map_err(|e| unavailable(e.to_string()))
 }
 
@@ -215,8 +181,7 @@ fn clear_broken_install(cache: &BinaryCache, target: &Path) -> Result<(), Binary
         .tempdir_in(cache.dir())
         .map_err(|e| BinaryError::io("create a temporary directory in", cache.dir(), e))?;
     let moved = aside.path().join("old");
-    std::fs::rename(target, &moved)
-        .map_err(|e| BinaryError::io("move aside the broken install", target, e))?;
+    std::fs::rename(target, &moved).map_err(|e| BinaryError::io("move aside the broken install", target, e))?;
     if !meta.is_dir() {
         let _ = std::fs::remove_file(&moved);
     }

@@ -63,9 +63,7 @@ impl CacheLock {
             Err(std::io::Error::other("the lock thread stopped"))
         };
         match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(())) => Ok(CacheLock {
-                _release: release_tx,
-            }),
+            Ok(Ok(())) => Ok(CacheLock { _release: release_tx }),
             Ok(Err(e)) => Err(BinaryError::io("lock", owned_path, e)),
             Err(_) => Err(BinaryError::io(
                 "lock",
@@ -80,11 +78,7 @@ impl CacheLock {
 }
 
 /// Lock-holder thread: lock, report, wait for release (or for the waiter to go away).
-fn hold(
-    file: std::fs::File,
-    state: async_mpsc::UnboundedSender<LockState>,
-    release: mpsc::Receiver<()>,
-) {
+fn hold(file: std::fs::File, state: async_mpsc::UnboundedSender<LockState>, release: mpsc::Receiver<()>) {
     let mut lock = fd_lock::RwLock::new(file);
     match lock.try_write() {
         Ok(guard) => return serve(guard, &state, &release),

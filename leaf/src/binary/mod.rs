@@ -42,13 +42,11 @@ use serde::{Deserialize, Serialize};
 pub use archive::{PathProblem, check_hardlink_target, check_symlink_target, normalize_entry_path};
 pub use cache::{BinaryCache, CachedBinary, LOCK_FILE_NAME, cached_version, rank_cached};
 pub use error::{BinaryError, BinaryErrorKind, ExplicitOrigin, ExplicitPathProblem, HOW_TO_SUPPLY};
-pub use options::{
-    BASE_URL_ENV, BINARY_ENV, BinaryOptions, DEFAULT_MAX_DOWNLOAD_BYTES, ProvisionEvent,
-};
+pub use options::{BASE_URL_ENV, BINARY_ENV, BinaryOptions, DEFAULT_MAX_DOWNLOAD_BYTES, ProvisionEvent};
 pub use platform::{ArchiveKind, Platform, UnsupportedPlatform};
 pub use release::{
-    CHECKSUMS_ASSET, ChecksumLookupError, OFFICIAL_BASE_URL, ReleaseTable, Sha256Digest,
-    checksum_for_asset, parse_sha256_hex, release_file_url,
+    CHECKSUMS_ASSET, ChecksumLookupError, OFFICIAL_BASE_URL, ReleaseTable, Sha256Digest, checksum_for_asset,
+    parse_sha256_hex, release_file_url,
 };
 pub use version::{Version, version_from_output};
 
@@ -108,29 +106,18 @@ pub async fn resolve(options: &BinaryOptions) -> Result<ResolvedBinary, BinaryEr
         return Ok(found);
     }
     if !options.download_allowed() {
-        return Err(BinaryError::DownloadDisabled {
-            cache_dir: cache.dir().to_owned(),
-        });
+        return Err(BinaryError::DownloadDisabled { cache_dir: cache.dir().to_owned() });
     }
-    let platform = platform.map_err(|u| BinaryError::UnsupportedPlatform {
-        os: u.os,
-        arch: u.arch,
-    })?;
-    let base_url = options
-        .base_url_override()
-        .unwrap_or(table.base_url())
-        .to_owned();
+    let platform = platform.map_err(|u| BinaryError::UnsupportedPlatform { os: u.os, arch: u.arch })?;
+    let base_url = options.base_url_override().unwrap_or(table.base_url()).to_owned();
     release::parse_base_url(&base_url)?;
 
-    std::fs::create_dir_all(cache.dir())
-        .map_err(|e| BinaryError::io("create the cache directory", cache.dir(), e))?;
+    std::fs::create_dir_all(cache.dir()).map_err(|e| BinaryError::io("create the cache directory", cache.dir(), e))?;
     let lock_path = cache.lock_path();
     let (_, _, _, lock_timeout) = options.timeouts();
     let _lock = CacheLock::acquire(&lock_path, lock_timeout, || {
         tracing::info!(lock = %lock_path.display(), "waiting for another process's nats-server download");
-        options.emit(ProvisionEvent::WaitingForLock {
-            lock: lock_path.clone(),
-        });
+        options.emit(ProvisionEvent::WaitingForLock { lock: lock_path.clone() });
     })
     .await?;
     // Another process may have installed it while we waited.
@@ -139,11 +126,7 @@ pub async fn resolve(options: &BinaryOptions) -> Result<ResolvedBinary, BinaryEr
     }
     install::sweep_leftovers(&cache);
     let path = install::download_and_install(&cache, platform, &table, &base_url, options).await?;
-    Ok(ResolvedBinary {
-        path,
-        version: table.version().to_owned(),
-        source: BinarySource::Downloaded,
-    })
+    Ok(ResolvedBinary { path, version: table.version().to_owned(), source: BinarySource::Downloaded })
 }
 
 async fn resolve_explicit(
@@ -152,13 +135,8 @@ async fn resolve_explicit(
     options: &BinaryOptions,
 ) -> Result<ResolvedBinary, BinaryError> {
     let path = crate::paths::expand_tilde(path.to_owned());
-    let fail = |problem| BinaryError::ExplicitPath {
-        origin,
-        path: path.clone(),
-        problem,
-    };
-    let meta =
-        std::fs::metadata(&path).map_err(|e| fail(ExplicitPathProblem::NotFound(e.to_string())))?;
+    let fail = |problem| BinaryError::ExplicitPath { origin, path: path.clone(), problem };
+    let meta = std::fs::metadata(&path).map_err(|e| fail(ExplicitPathProblem::NotFound(e.to_string())))?;
     if !meta.is_file() {
         return Err(fail(ExplicitPathProblem::NotAFile));
     }
@@ -166,14 +144,9 @@ async fn resolve_explicit(
         return Err(fail(ExplicitPathProblem::NotExecutable));
     }
     let (_, _, version_timeout, _) = options.timeouts();
-    let version = probe_version(&path, version_timeout)
-        .await
-        .map_err(|why| fail(ExplicitPathProblem::VersionCheck(why)))?;
-    Ok(ResolvedBinary {
-        path,
-        version,
-        source: BinarySource::Explicit,
-    })
+    let version =
+        probe_version(&path, version_timeout).await.map_err(|why| fail(ExplicitPathProblem::VersionCheck(why)))?;
+    Ok(ResolvedBinary { path, version, source: BinarySource::Explicit })
 }
 
 /// The best cached binary that runs and reports the version of its directory.
@@ -187,11 +160,7 @@ async fn find_cached(
     for candidate in rank_cached(cache::scan(cache, platform), preferred) {
         match probe_version(&candidate.path, version_timeout).await {
             Ok(reported) if reported == candidate.version => {
-                return Some(ResolvedBinary {
-                    path: candidate.path,
-                    version: reported,
-                    source: BinarySource::Cached,
-                });
+                return Some(ResolvedBinary { path: candidate.path, version: reported, source: BinarySource::Cached });
             }
             Ok(reported) => tracing::warn!(
                 path = %candidate.path.display(),
@@ -210,17 +179,10 @@ async fn find_cached(
 /// Candidate binaries on a `PATH`-style list, in order. Empty and relative entries are
 /// skipped (they would depend on the current directory).
 pub fn path_candidates(search_path: &OsStr, binary_name: &str) -> Vec<PathBuf> {
-    std::env::split_paths(search_path)
-        .filter(|dir| dir.is_absolute())
-        .map(|dir| dir.join(binary_name))
-        .collect()
+    std::env::split_paths(search_path).filter(|dir| dir.is_absolute()).map(|dir| dir.join(binary_name)).collect()
 }
 
-async fn find_on_path(
-    search_path: &OsStr,
-    binary_name: &str,
-    options: &BinaryOptions,
-) -> Option<ResolvedBinary> {
+async fn find_on_path(search_path: &OsStr, binary_name: &str, options: &BinaryOptions) -> Option<ResolvedBinary> {
     let (_, _, version_timeout, _) = options.timeouts();
     for candidate in path_candidates(search_path, binary_name) {
         if !cache::is_executable_file(&candidate) {
@@ -228,11 +190,7 @@ async fn find_on_path(
         }
         match probe_version(&candidate, version_timeout).await {
             Ok(version) => {
-                return Some(ResolvedBinary {
-                    path: candidate,
-                    version,
-                    source: BinarySource::Path,
-                });
+                return Some(ResolvedBinary { path: candidate, version, source: BinarySource::Path });
             }
             Err(why) => tracing::warn!(
                 path = %candidate.display(),
@@ -252,10 +210,7 @@ mod tests {
         let joined = std::env::join_paths(["/a", "", "rel", "/b/c"]).unwrap();
         assert_eq!(
             path_candidates(&joined, "nats-server"),
-            [
-                PathBuf::from("/a/nats-server"),
-                PathBuf::from("/b/c/nats-server")
-            ]
+            [PathBuf::from("/a/nats-server"), PathBuf::from("/b/c/nats-server")]
         );
     }
 
@@ -267,13 +222,7 @@ mod tests {
             source: BinarySource::Downloaded,
         };
         let json = serde_json::to_string(&resolved).unwrap();
-        assert_eq!(
-            json,
-            r#"{"path":"/x/nats-server","version":"2.12.7","source":"downloaded"}"#
-        );
-        assert_eq!(
-            serde_json::from_str::<ResolvedBinary>(&json).unwrap(),
-            resolved
-        );
+        assert_eq!(json, r#"{"path":"/x/nats-server","version":"2.12.7","source":"downloaded"}"#);
+        assert_eq!(serde_json::from_str::<ResolvedBinary>(&json).unwrap(), resolved);
     }
 }

@@ -213,11 +213,7 @@ impl BinaryOptions {
         self.binary_path
             .as_deref()
             .map(|p| (p, ExplicitOrigin::Option))
-            .or_else(|| {
-                self.env_binary_path
-                    .as_deref()
-                    .map(|p| (p, ExplicitOrigin::Env))
-            })
+            .or_else(|| self.env_binary_path.as_deref().map(|p| (p, ExplicitOrigin::Env)))
     }
 
     /// The binary cache these options use.
@@ -254,12 +250,7 @@ impl BinaryOptions {
     }
 
     pub(crate) fn timeouts(&self) -> (Duration, Duration, Duration, Duration) {
-        (
-            self.connect_timeout,
-            self.stall_timeout,
-            self.version_timeout,
-            self.lock_timeout,
-        )
+        (self.connect_timeout, self.stall_timeout, self.version_timeout, self.lock_timeout)
     }
 
     pub(crate) fn emit(&self, event: ProvisionEvent) {
@@ -279,18 +270,10 @@ mod tests {
         let mut options = BinaryOptions::new();
         options.env_binary_path = Some("/env/nats-server".into());
         options.env_base_url = Some("https://env.example".into());
-        assert_eq!(
-            options.explicit_binary(),
-            Some((Path::new("/env/nats-server"), ExplicitOrigin::Env))
-        );
+        assert_eq!(options.explicit_binary(), Some((Path::new("/env/nats-server"), ExplicitOrigin::Env)));
         assert_eq!(options.base_url_override(), Some("https://env.example"));
-        let options = options
-            .binary_path("/opt/nats-server")
-            .base_url("https://opt.example");
-        assert_eq!(
-            options.explicit_binary(),
-            Some((Path::new("/opt/nats-server"), ExplicitOrigin::Option))
-        );
+        let options = options.binary_path("/opt/nats-server").base_url("https://opt.example");
+        assert_eq!(options.explicit_binary(), Some((Path::new("/opt/nats-server"), ExplicitOrigin::Option)));
         assert_eq!(options.base_url_override(), Some("https://opt.example"));
     }
 
@@ -302,10 +285,7 @@ mod tests {
 
     #[test]
     fn events_serialize_as_tagged_json() {
-        let event = ProvisionEvent::Installed {
-            path: "/c/nats-server".into(),
-            version: "2.12.7".into(),
-        };
+        let event = ProvisionEvent::Installed { path: "/c/nats-server".into(), version: "2.12.7".into() };
         assert_eq!(
             serde_json::to_string(&event).unwrap(),
             r#"{"event":"installed","path":"/c/nats-server","version":"2.12.7"}"#

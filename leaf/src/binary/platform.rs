@@ -83,10 +83,7 @@ impl Platform {
             ("linux", "x86_64") => Ok(Platform::LinuxAmd64),
             ("linux", "aarch64") => Ok(Platform::LinuxArm64),
             ("windows", "x86_64") => Ok(Platform::WindowsAmd64),
-            _ => Err(UnsupportedPlatform {
-                os: os.to_owned(),
-                arch: arch.to_owned(),
-            }),
+            _ => Err(UnsupportedPlatform { os: os.to_owned(), arch: arch.to_owned() }),
         }
     }
 
@@ -131,11 +128,7 @@ impl Platform {
     /// The official asset file name for `version`, e.g.
     /// `nats-server-v2.12.7-linux-amd64.tar.gz`.
     pub fn asset_name(self, version: &str) -> String {
-        format!(
-            "{}.{}",
-            self.release_dir_name(version),
-            self.archive_kind().extension()
-        )
+        format!("{}.{}", self.release_dir_name(version), self.archive_kind().extension())
     }
 
     /// The binary's path inside the archive, `/`-separated, e.g.
@@ -171,13 +164,9 @@ mod tests {
 
     #[test]
     fn rejects_unsupported_targets() {
-        for (os, arch) in [
-            ("linux", "x86"),
-            ("linux", "arm"),
-            ("windows", "aarch64"),
-            ("freebsd", "x86_64"),
-            ("linux", "riscv64"),
-        ] {
+        for (os, arch) in
+            [("linux", "x86"), ("linux", "arm"), ("windows", "aarch64"), ("freebsd", "x86_64"), ("linux", "riscv64")]
+        {
             let err = Platform::from_rust(os, arch).unwrap_err();
             assert_eq!((err.os.as_str(), err.arch.as_str()), (os, arch));
         }
@@ -185,26 +174,11 @@ mod tests {
 
     #[test]
     fn names_assets_like_the_official_releases() {
-        assert_eq!(
-            Platform::LinuxAmd64.asset_name("2.12.7"),
-            "nats-server-v2.12.7-linux-amd64.tar.gz"
-        );
-        assert_eq!(
-            Platform::DarwinArm64.asset_name("2.12.7"),
-            "nats-server-v2.12.7-darwin-arm64.tar.gz"
-        );
-        assert_eq!(
-            Platform::WindowsAmd64.asset_name("2.12.7"),
-            "nats-server-v2.12.7-windows-amd64.zip"
-        );
-        assert_eq!(
-            Platform::WindowsAmd64.binary_entry("2.12.7"),
-            "nats-server-v2.12.7-windows-amd64/nats-server.exe"
-        );
-        assert_eq!(
-            Platform::LinuxArm64.binary_entry("2.12.7"),
-            "nats-server-v2.12.7-linux-arm64/nats-server"
-        );
+        assert_eq!(Platform::LinuxAmd64.asset_name("2.12.7"), "nats-server-v2.12.7-linux-amd64.tar.gz");
+        assert_eq!(Platform::DarwinArm64.asset_name("2.12.7"), "nats-server-v2.12.7-darwin-arm64.tar.gz");
+        assert_eq!(Platform::WindowsAmd64.asset_name("2.12.7"), "nats-server-v2.12.7-windows-amd64.zip");
+        assert_eq!(Platform::WindowsAmd64.binary_entry("2.12.7"), "nats-server-v2.12.7-windows-amd64/nats-server.exe");
+        assert_eq!(Platform::LinuxArm64.binary_entry("2.12.7"), "nats-server-v2.12.7-linux-arm64/nats-server");
     }
 
     #[test]

@@ -42,20 +42,11 @@ pub(crate) async fn probe_version(path: &Path, timeout: Duration) -> Result<Stri
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        return Err(format!(
-            "`--version` exited with {}{}",
-            output.status,
-            excerpt(&stderr, &stdout)
-        ));
+        return Err(format!("`--version` exited with {}{}", output.status, excerpt(&stderr, &stdout)));
     }
     version_from_output(&stdout)
         .or_else(|| version_from_output(&stderr))
-        .ok_or_else(|| {
-            format!(
-                "`--version` printed no nats-server version{}",
-                excerpt(&stderr, &stdout)
-            )
-        })
+        .ok_or_else(|| format!("`--version` printed no nats-server version{}", excerpt(&stderr, &stdout)))
 }
 
 fn is_text_file_busy(e: &std::io::Error) -> bool {
@@ -72,11 +63,7 @@ fn is_text_file_busy(e: &std::io::Error) -> bool {
 
 /// A short quote of the program's output for error messages.
 fn excerpt(stderr: &str, stdout: &str) -> String {
-    let text = if stderr.trim().is_empty() {
-        stdout
-    } else {
-        stderr
-    };
+    let text = if stderr.trim().is_empty() { stdout } else { stderr };
     let text = text.trim();
     if text.is_empty() {
         return String::new();

@@ -75,15 +75,9 @@ impl ReleaseTable {
     pub fn new(version: impl Into<String>) -> Result<ReleaseTable, BinaryError> {
         let version = version.into();
         if !is_valid_version(&version) {
-            return Err(table_error(format!(
-                "version {version:?} is not like 2.12.7"
-            )));
+            return Err(table_error(format!("version {version:?} is not like 2.12.7")));
         }
-        Ok(ReleaseTable {
-            version,
-            base_url: OFFICIAL_BASE_URL.to_owned(),
-            sha256: BTreeMap::new(),
-        })
+        Ok(ReleaseTable { version, base_url: OFFICIAL_BASE_URL.to_owned(), sha256: BTreeMap::new() })
     }
 
     /// Pins the SHA-256 of `platform`'s archive.
@@ -95,8 +89,7 @@ impl ReleaseTable {
     /// Parses and validates a release table in the `manifests/nats-server-release.json`
     /// format.
     pub fn from_json(json: &str) -> Result<ReleaseTable, BinaryError> {
-        let file: ReleaseFile =
-            serde_json::from_str(json).map_err(|e| table_error(format!("not valid JSON: {e}")))?;
+        let file: ReleaseFile = serde_json::from_str(json).map_err(|e| table_error(format!("not valid JSON: {e}")))?;
         let mut table = ReleaseTable::new(file.version)?;
         if file.checksums_asset != CHECKSUMS_ASSET {
             return Err(table_error(format!(
@@ -107,14 +100,10 @@ impl ReleaseTable {
         parse_base_url(&file.base_url)?;
         table.base_url = file.base_url;
         for (tag, entry) in file.assets {
-            let platform = Platform::from_tag(&tag)
-                .ok_or_else(|| table_error(format!("unknown platform {tag:?}")))?;
+            let platform = Platform::from_tag(&tag).ok_or_else(|| table_error(format!("unknown platform {tag:?}")))?;
             let want = platform.asset_name(&table.version);
             if entry.asset != want {
-                return Err(table_error(format!(
-                    "asset for {tag} is {:?}, expected {want:?}",
-                    entry.asset
-                )));
+                return Err(table_error(format!("asset for {tag} is {:?}, expected {want:?}", entry.asset)));
             }
             if let Some(hex_sum) = entry.sha256 {
                 let digest = parse_sha256_hex(&hex_sum)
@@ -147,16 +136,10 @@ fn table_error(reason: String) -> BinaryError {
 
 /// Checks that `base` is an absolute http(s) URL usable as a download base.
 pub fn parse_base_url(base: &str) -> Result<Url, BinaryError> {
-    let invalid = |reason: String| BinaryError::InvalidBaseUrl {
-        base: base.to_owned(),
-        reason,
-    };
+    let invalid = |reason: String| BinaryError::InvalidBaseUrl { base: base.to_owned(), reason };
     let url = Url::parse(base).map_err(|e| invalid(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(format!(
-            "scheme {:?} is not http or https",
-            url.scheme()
-        )));
+        return Err(invalid(format!("scheme {:?} is not http or https", url.scheme())));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("it must not have a query or fragment".to_owned()));
@@ -174,14 +157,8 @@ pub fn parse_base_url(base: &str) -> Result<Url, BinaryError> {
 /// ```
 pub fn release_file_url(base: &str, version: &str, file: &str) -> Result<Url, BinaryError> {
     let base_url = parse_base_url(base)?;
-    let joined = format!(
-        "{}/v{version}/{file}",
-        base_url.as_str().trim_end_matches('/')
-    );
-    Url::parse(&joined).map_err(|e| BinaryError::InvalidBaseUrl {
-        base: base.to_owned(),
-        reason: e.to_string(),
-    })
+    let joined = format!("{}/v{version}/{file}", base_url.as_str().trim_end_matches('/'));
+    Url::parse(&joined).map_err(|e| BinaryError::InvalidBaseUrl { base: base.to_owned(), reason: e.to_string() })
 }
 
 /// Parses 64 hex digits (either case).
@@ -213,9 +190,7 @@ impl std::fmt::Display for ChecksumLookupError {
             ChecksumLookupError::Malformed(line) => {
                 write!(f, "the line for this asset is malformed: {line:?}")
             }
-            ChecksumLookupError::Conflicting => {
-                f.write_str("the file lists this asset twice with different digests")
-            }
+            ChecksumLookupError::Conflicting => f.write_str("the file lists this asset twice with different digests"),
         }
     }
 }
@@ -243,8 +218,7 @@ pub fn checksum_for_asset(sums: &str, asset: &str) -> Result<Sha256Digest, Check
         if name != asset {
             continue;
         }
-        let digest = parse_sha256_hex(hex_sum)
-            .ok_or_else(|| ChecksumLookupError::Malformed(line.to_owned()))?;
+        let digest = parse_sha256_hex(hex_sum).ok_or_else(|| ChecksumLookupError::Malformed(line.to_owned()))?;
         match found {
             Some(previous) if previous != digest => return Err(ChecksumLookupError::Conflicting),
             _ => found = Some(digest),
@@ -263,17 +237,11 @@ mod tests {
         assert_eq!(table.version(), "2.12.7");
         assert_eq!(table.base_url(), OFFICIAL_BASE_URL);
         assert_eq!(
-            table
-                .sha256(Platform::LinuxAmd64)
-                .map(hex::encode)
-                .as_deref(),
+            table.sha256(Platform::LinuxAmd64).map(hex::encode).as_deref(),
             Some("570d2d627db111e679cc1e6bc57ba78f373ed1769acd8dc9c21c8f62d15b3c52")
         );
         assert_eq!(
-            table
-                .sha256(Platform::LinuxArm64)
-                .map(hex::encode)
-                .as_deref(),
+            table.sha256(Platform::LinuxArm64).map(hex::encode).as_deref(),
             Some("3b9a79986778285c0e5acaba0b1218b72f6159db68fe5b8916a7d846240f9f22")
         );
         assert_eq!(table.sha256(Platform::WindowsAmd64), None);
@@ -299,11 +267,7 @@ mod tests {
         let bad_base = r#"{"version":"2.12.7","baseUrl":"ftp://x/y","checksumsAsset":"SHA256SUMS","assets":{}}"#;
         for json in [bad_asset, bad_sum, bad_platform, bad_version] {
             let err = ReleaseTable::from_json(json).unwrap_err();
-            assert_eq!(
-                err.kind(),
-                super::super::BinaryErrorKind::ReleaseTable,
-                "{err}"
-            );
+            assert_eq!(err.kind(), super::super::BinaryErrorKind::ReleaseTable, "{err}");
         }
         let err = ReleaseTable::from_json(bad_base).unwrap_err();
         assert_eq!(err.kind(), super::super::BinaryErrorKind::InvalidBaseUrl);
@@ -311,12 +275,7 @@ mod tests {
 
     #[test]
     fn builds_release_urls() {
-        let url = release_file_url(
-            OFFICIAL_BASE_URL,
-            "2.12.7",
-            "nats-server-v2.12.7-linux-amd64.tar.gz",
-        )
-        .unwrap();
+        let url = release_file_url(OFFICIAL_BASE_URL, "2.12.7", "nats-server-v2.12.7-linux-amd64.tar.gz").unwrap();
         assert_eq!(
             url.as_str(),
             "https://github.com/nats-io/nats-server/releases/download/v2.12.7/nats-server-v2.12.7-linux-amd64.tar.gz"
@@ -337,14 +296,8 @@ mod tests {
              {b} *nats-server-v2.12.7-windows-amd64.zip\n\
              {a}  nats-server-v2.12.7-linux-amd64.tar.gz.sig\n"
         );
-        assert_eq!(
-            checksum_for_asset(&sums, "nats-server-v2.12.7-linux-amd64.tar.gz"),
-            Ok([0xaa; 32])
-        );
-        assert_eq!(
-            checksum_for_asset(&sums, "nats-server-v2.12.7-windows-amd64.zip"),
-            Ok([0xbb; 32])
-        );
+        assert_eq!(checksum_for_asset(&sums, "nats-server-v2.12.7-linux-amd64.tar.gz"), Ok([0xaa; 32]));
+        assert_eq!(checksum_for_asset(&sums, "nats-server-v2.12.7-windows-amd64.zip"), Ok([0xbb; 32]));
         assert_eq!(
             checksum_for_asset(&sums, "nats-server-v2.12.7-darwin-arm64.tar.gz"),
             Err(ChecksumLookupError::Missing)
@@ -354,14 +307,8 @@ mod tests {
             Err(ChecksumLookupError::Malformed("zz  x.tar.gz".into()))
         );
         let twice = format!("{a}  x.tar.gz\n{b}  x.tar.gz\n");
-        assert_eq!(
-            checksum_for_asset(&twice, "x.tar.gz"),
-            Err(ChecksumLookupError::Conflicting)
-        );
+        assert_eq!(checksum_for_asset(&twice, "x.tar.gz"), Err(ChecksumLookupError::Conflicting));
         // A line naming a longer file must not match a prefix of it.
-        assert_eq!(
-            checksum_for_asset(&format!("{a}  x.tar.gz.sig\n"), "x.tar.gz"),
-            Err(ChecksumLookupError::Missing)
-        );
+        assert_eq!(checksum_for_asset(&format!("{a}  x.tar.gz.sig\n"), "x.tar.gz"), Err(ChecksumLookupError::Missing));
     }
 }

@@ -29,18 +29,12 @@ impl Version {
             })
             .collect::<Option<Vec<u64>>>()?;
         if let Some(pre) = pre {
-            let valid = !pre.is_empty()
-                && pre
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            let valid = !pre.is_empty() && pre.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
             if !valid {
                 return None;
             }
         }
-        Some(Version {
-            numbers,
-            pre: pre.map(str::to_owned),
-        })
+        Some(Version { numbers, pre: pre.map(str::to_owned) })
     }
 }
 
@@ -100,15 +94,7 @@ mod tests {
         assert!(is_valid_version("2.12.7"));
         assert!(is_valid_version("2.11.0-RC.1"));
         assert!(is_valid_version("10"));
-        for bad in [
-            "",
-            "v2.12.7",
-            "2..7",
-            "2.x.7",
-            "2.12.7-",
-            "2.12.7-a b",
-            "2.12.7/..",
-        ] {
+        for bad in ["", "v2.12.7", "2..7", "2.x.7", "2.12.7-", "2.12.7-a b", "2.12.7/.."] {
             assert!(!is_valid_version(bad), "{bad:?}");
         }
     }
@@ -125,14 +111,8 @@ mod tests {
 
     #[test]
     fn reads_version_from_nats_server_output() {
-        assert_eq!(
-            version_from_output("nats-server: v2.12.7").as_deref(),
-            Some("2.12.7")
-        );
-        assert_eq!(
-            version_from_output("nats-server: v2.11.0-RC.1\n").as_deref(),
-            Some("2.11.0-RC.1")
-        );
+        assert_eq!(version_from_output("nats-server: v2.12.7").as_deref(), Some("2.12.7"));
+        assert_eq!(version_from_output("nats-server: v2.11.0-RC.1\n").as_deref(), Some("2.11.0-RC.1"));
         assert_eq!(version_from_output("nats-server: version unknown"), None);
         assert_eq!(version_from_output(""), None);
     }

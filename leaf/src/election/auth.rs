@@ -127,10 +127,7 @@ impl Signer {
             ("alg".to_owned(), Value::from(AUTH_ALG)),
             ("ts".to_owned(), Value::from(now_unix_ms)),
             ("seq".to_owned(), Value::from(seq)),
-            (
-                "mac".to_owned(),
-                Value::from(hex::encode(mac.finalize().into_bytes())),
-            ),
+            ("mac".to_owned(), Value::from(hex::encode(mac.finalize().into_bytes()))),
         ];
         let mut out = String::with_capacity(160);
         wire_json::write_object(&mut out, entries.iter().map(|(k, v)| (k, v)));
@@ -150,11 +147,7 @@ pub(crate) struct Verifier {
 
 impl Verifier {
     pub(crate) fn new(key: BeaconKey, window_ms: u64) -> Verifier {
-        Verifier {
-            key,
-            window_ms,
-            last_accepted: HashMap::new(),
-        }
+        Verifier { key, window_ms, last_accepted: HashMap::new() }
     }
 
     pub(crate) fn set_window_ms(&mut self, window_ms: u64) {
@@ -174,38 +167,26 @@ impl Verifier {
             return Err(BeaconError::Unsigned);
         };
         let Value::Object(auth) = auth else {
-            return Err(malformed(format!(
-                "it is {}, expected an object",
-                wire_json::type_name(auth)
-            )));
+            return Err(malformed(format!("it is {}, expected an object", wire_json::type_name(auth))));
         };
         match auth.get("alg") {
             Some(Value::String(alg)) if alg == AUTH_ALG => {}
             Some(Value::String(alg)) => {
-                return Err(malformed(format!(
-                    "unsupported alg {:?}, only {AUTH_ALG:?} is known",
-                    truncate(alg)
-                )));
+                return Err(malformed(format!("unsupported alg {:?}, only {AUTH_ALG:?} is known", truncate(alg))));
             }
             _ => return Err(malformed("`alg` is missing or not a string".into())),
         }
         let number = |name: &'static str| -> Result<u64, BeaconError> {
-            let value = auth
-                .get(name)
-                .ok_or_else(|| malformed(format!("`{name}` is missing")))?;
+            let value = auth.get(name).ok_or_else(|| malformed(format!("`{name}` is missing")))?;
             integer_value(name, value)
         };
         let ts = number("ts")?;
         let seq = number("seq")?;
         let mac_bytes = match auth.get("mac") {
-            Some(Value::String(mac)) => hex::decode(mac)
-                .map_err(|_| malformed("`mac` is not hex".into()))?,
+            Some(Value::String(mac)) => hex::decode(mac).map_err(|_| malformed("`mac` is not hex".into()))?,
             _ => return Err(malformed("`mac` is missing or not a string".into())),
         };
-        self.key
-            .mac(ts, seq, canonical_body)
-            .verify_slice(&mac_bytes)
-            .map_err(|_| BeaconError::Forged)?;
+        self.key.mac(ts, seq, canonical_body).verify_slice(&mac_bytes).map_err(|_| BeaconError::Forged)?;
 
         let skew_ms = i128::from(ts) - i128::from(now_unix_ms);
         if skew_ms.unsigned_abs() > u128::from(self.window_ms) {
@@ -217,14 +198,9 @@ impl Verifier {
         if let Some(&(last, _)) = self.last_accepted.get(node_id)
             && seq <= last
         {
-            return Err(BeaconError::Replayed {
-                node_id: node_id.to_owned(),
-                seq,
-                last,
-            });
+            return Err(BeaconError::Replayed { node_id: node_id.to_owned(), seq, last });
         }
-        self.last_accepted
-            .insert(node_id.to_owned(), (seq, now_unix_ms));
+        self.last_accepted.insert(node_id.to_owned(), (seq, now_unix_ms));
         self.prune(now_unix_ms);
         Ok(())
     }
@@ -236,8 +212,7 @@ impl Verifier {
             return;
         }
         let horizon = now_unix_ms.saturating_sub(self.window_ms.saturating_mul(2));
-        self.last_accepted
-            .retain(|_, (_, accepted_at)| *accepted_at >= horizon);
+        self.last_accepted.retain(|_, (_, accepted_at)| *accepted_at >= horizon);
     }
 }
 
@@ -278,9 +253,7 @@ mod tests {
         let now = 1_700_000_000_000;
         let auth = sign(&mut signer, now);
         assert_eq!(auth["seq"], json!(now));
-        verifier
-            .verify("a", &canonical(&body()), Some(&auth), now + 5)
-            .unwrap();
+        verifier.verify("a", &canonical(&body()), Some(&auth), now + 5).unwrap();
         assert!(matches!(
             verifier.verify("a", &canonical(&body()), Some(&auth), now + 6),
             Err(BeaconError::Replayed { .. })
@@ -288,9 +261,7 @@ mod tests {
         // The next beacon in the same millisecond still gets a larger seq.
         let next = sign(&mut signer, now);
         assert_eq!(next["seq"], json!(now + 1));
-        verifier
-            .verify("a", &canonical(&body()), Some(&next), now + 7)
-            .unwrap();
+        verifier.verify("a", &canonical(&body()), Some(&next), now + 7).unwrap();
     }
 
     #[test]
@@ -299,21 +270,12 @@ mod tests {
         let auth = sign(&mut Signer::new(key("s3cret", "studio")), now);
         let mut other_secret = Verifier::new(key("other", "studio"), 30_000);
         let mut other_ns = Verifier::new(key("s3cret", "studio-a"), 30_000);
-        assert_eq!(
-            other_secret.verify("a", &canonical(&body()), Some(&auth), now),
-            Err(BeaconError::Forged)
-        );
-        assert_eq!(
-            other_ns.verify("a", &canonical(&body()), Some(&auth), now),
-            Err(BeaconError::Forged)
-        );
+        assert_eq!(other_secret.verify("a", &canonical(&body()), Some(&auth), now), Err(BeaconError::Forged));
+        assert_eq!(other_ns.verify("a", &canonical(&body()), Some(&auth), now), Err(BeaconError::Forged));
         let mut altered = body();
         altered.insert("leaderEpoch".into(), json!(99));
         let mut verifier = Verifier::new(key("s3cret", "studio"), 30_000);
-        assert_eq!(
-            verifier.verify("a", &canonical(&altered), Some(&auth), now),
-            Err(BeaconError::Forged)
-        );
+        assert_eq!(verifier.verify("a", &canonical(&altered), Some(&auth), now), Err(BeaconError::Forged));
     }
 
     #[test]
@@ -323,19 +285,13 @@ mod tests {
         let mut verifier = Verifier::new(key("s", "ns"), 30_000);
         assert!(matches!(
             verifier.verify("a", &canonical(&body()), Some(&auth), now + 30_001),
-            Err(BeaconError::Stale {
-                skew_ms: -30_001,
-                ..
-            })
+            Err(BeaconError::Stale { skew_ms: -30_001, .. })
         ));
         assert!(matches!(
             verifier.verify("a", &canonical(&body()), Some(&auth), now - 30_001),
             Err(BeaconError::Stale { .. })
         ));
-        assert_eq!(
-            verifier.verify("a", &canonical(&body()), None, now),
-            Err(BeaconError::Unsigned)
-        );
+        assert_eq!(verifier.verify("a", &canonical(&body()), None, now), Err(BeaconError::Unsigned));
         for bad in [
             json!("x"),
             json!({"alg": "md5", "ts": now, "seq": now, "mac": "00"}),
@@ -344,10 +300,7 @@ mod tests {
             json!({"alg": AUTH_ALG, "ts": now, "seq": now, "mac": "zz"}),
             json!({"alg": AUTH_ALG, "ts": now, "seq": now}),
         ] {
-            let kind = verifier
-                .verify("a", &canonical(&body()), Some(&bad), now)
-                .unwrap_err()
-                .kind();
+            let kind = verifier.verify("a", &canonical(&body()), Some(&bad), now).unwrap_err().kind();
             assert!(
                 matches!(
                     kind,

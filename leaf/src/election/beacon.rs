@@ -293,10 +293,7 @@ impl Beacon {
             (field::VERSION, Value::from(self.version)),
             (field::NODE_ID, Value::from(self.node_id.clone())),
             (field::LEADER_EPOCH, Value::from(self.leader_epoch)),
-            (
-                field::ADVERTISED_HOSTNAME,
-                Value::from(self.advertised_hostname.clone()),
-            ),
+            (field::ADVERTISED_HOSTNAME, Value::from(self.advertised_hostname.clone())),
             (field::WSS_URL, text(&self.wss_url)),
         ];
         if self.client_url.is_some() {
@@ -315,29 +312,17 @@ impl Beacon {
         entries.extend([
             (field::BACKBONE_RTT_MS, rtt),
             (field::DISCOVERY_URL, text(&self.discovery_url)),
-            (
-                field::LEASE_EXPIRES_AT,
-                Value::from(self.lease_expires_at.clone()),
-            ),
+            (field::LEASE_EXPIRES_AT, Value::from(self.lease_expires_at.clone())),
             (field::EXPIRES_AT, Value::from(self.expires_at.clone())),
-            (
-                field::DISCOVERY_NAMESPACE,
-                Value::from(self.discovery_namespace.clone()),
-            ),
+            (field::DISCOVERY_NAMESPACE, Value::from(self.discovery_namespace.clone())),
             (field::IS_LEADER, Value::from(self.is_leader)),
-            (
-                field::CANDIDATE_ROLE,
-                Value::from(self.candidate_role.clone()),
-            ),
+            (field::CANDIDATE_ROLE, Value::from(self.candidate_role.clone())),
             (field::STATE, Value::from(self.state.clone())),
         ]);
         if let Some(eligible) = self.eligible {
             entries.push((field::ELIGIBLE, Value::from(eligible)));
         }
-        let mut out: Vec<(String, Value)> = entries
-            .into_iter()
-            .map(|(key, value)| (key.to_owned(), value))
-            .collect();
+        let mut out: Vec<(String, Value)> = entries.into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
         out.extend(
             self.extra
                 .iter()
@@ -394,13 +379,10 @@ impl Beacon {
             wss_url: take_opt_string(&mut map, field::WSS_URL)?,
             client_url: take_opt_string(&mut map, field::CLIENT_URL)?,
             monitor_url: take_opt_string(&mut map, field::MONITOR_URL)?,
-            fallback_servers: take_opt_strings(&mut map, field::FALLBACK_SERVERS)?
-                .unwrap_or_default(),
+            fallback_servers: take_opt_strings(&mut map, field::FALLBACK_SERVERS)?.unwrap_or_default(),
             bridge_state: take_opt_string(&mut map, field::BRIDGE_STATE)?,
             backbone_servers: take_opt_strings(&mut map, field::BACKBONE_SERVERS)?,
-            backbone_rtt_ms: map
-                .remove(field::BACKBONE_RTT_MS)
-                .and_then(|value| wire_json::python_float(&value)),
+            backbone_rtt_ms: map.remove(field::BACKBONE_RTT_MS).and_then(|value| wire_json::python_float(&value)),
             discovery_url: take_opt_string(&mut map, field::DISCOVERY_URL)?,
             lease_expires_at: take_string(&mut map, field::LEASE_EXPIRES_AT)?,
             expires_at: take_string(&mut map, field::EXPIRES_AT)?,
@@ -427,31 +409,18 @@ impl Beacon {
 /// Checks size and encoding and parses a datagram into a JSON object.
 pub(crate) fn parse_object(datagram: &[u8]) -> Result<Map<String, Value>, BeaconError> {
     if datagram.len() > MAX_DATAGRAM_BYTES {
-        return Err(BeaconError::TooLarge {
-            len: datagram.len(),
-            max: MAX_DATAGRAM_BYTES,
-        });
+        return Err(BeaconError::TooLarge { len: datagram.len(), max: MAX_DATAGRAM_BYTES });
     }
-    let text = std::str::from_utf8(datagram).map_err(|err| BeaconError::NotUtf8 {
-        valid_up_to: err.valid_up_to(),
-    })?;
-    let value: Value = serde_json::from_str(text).map_err(|err| BeaconError::NotJson {
-        reason: err.to_string(),
-    })?;
+    let text = std::str::from_utf8(datagram).map_err(|err| BeaconError::NotUtf8 { valid_up_to: err.valid_up_to() })?;
+    let value: Value = serde_json::from_str(text).map_err(|err| BeaconError::NotJson { reason: err.to_string() })?;
     match value {
         Value::Object(map) => Ok(map),
-        other => Err(BeaconError::NotObject {
-            found: wire_json::type_name(&other),
-        }),
+        other => Err(BeaconError::NotObject { found: wire_json::type_name(&other) }),
     }
 }
 
 fn wrong_type(field: &'static str, expected: &'static str, found: &Value) -> BeaconError {
-    BeaconError::WrongType {
-        field,
-        expected,
-        found: wire_json::type_name(found),
-    }
+    BeaconError::WrongType { field, expected, found: wire_json::type_name(found) }
 }
 
 /// Reads a JSON integer in `0..=MAX_SAFE_INTEGER` (integer tokens only, as Python sends).
@@ -461,18 +430,11 @@ pub(crate) fn integer_value(field: &'static str, value: &Value) -> Result<u64, B
     };
     match number.as_u64() {
         Some(n) if n <= MAX_SAFE_INTEGER => Ok(n),
-        _ => Err(BeaconError::InvalidInteger {
-            field,
-            value: number.to_string(),
-        }),
+        _ => Err(BeaconError::InvalidInteger { field, value: number.to_string() }),
     }
 }
 
-fn take_integer(
-    map: &mut Map<String, Value>,
-    field: &'static str,
-    default: u64,
-) -> Result<u64, BeaconError> {
+fn take_integer(map: &mut Map<String, Value>, field: &'static str, default: u64) -> Result<u64, BeaconError> {
     match map.remove(field) {
         None => Ok(default),
         Some(value) => integer_value(field, &value),
@@ -487,10 +449,7 @@ fn take_string(map: &mut Map<String, Value>, field: &'static str) -> Result<Stri
     }
 }
 
-fn take_opt_string(
-    map: &mut Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<String>, BeaconError> {
+fn take_opt_string(map: &mut Map<String, Value>, field: &'static str) -> Result<Option<String>, BeaconError> {
     match map.remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text)),
@@ -498,10 +457,7 @@ fn take_opt_string(
     }
 }
 
-fn take_opt_strings(
-    map: &mut Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<Vec<String>>, BeaconError> {
+fn take_opt_strings(map: &mut Map<String, Value>, field: &'static str) -> Result<Option<Vec<String>>, BeaconError> {
     match map.remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
@@ -564,9 +520,7 @@ pub enum BeaconError {
     },
     /// An integer field (`leaderEpoch`, `version`, auth counters) is negative, fractional or
     /// larger than 2^53 - 1.
-    #[error(
-        "beacon field `{field}` is {value}, expected a whole number from 0 to 2^53-1; dropped"
-    )]
+    #[error("beacon field `{field}` is {value}, expected a whole number from 0 to 2^53-1; dropped")]
     InvalidInteger {
         /// The field.
         field: &'static str,
@@ -696,10 +650,7 @@ impl BeaconErrorKind {
     }
 
     fn index(self) -> usize {
-        BeaconErrorKind::ALL
-            .iter()
-            .position(|kind| *kind == self)
-            .unwrap_or(0)
+        BeaconErrorKind::ALL.iter().position(|kind| *kind == self).unwrap_or(0)
     }
 }
 
@@ -727,10 +678,7 @@ impl BeaconError {
     /// `true` for drops that are normal operation rather than bad input: our own looped-back
     /// beacons and other namespaces sharing the port.
     pub fn is_benign(&self) -> bool {
-        matches!(
-            self.kind(),
-            BeaconErrorKind::OwnBeacon | BeaconErrorKind::ForeignNamespace
-        )
+        matches!(self.kind(), BeaconErrorKind::OwnBeacon | BeaconErrorKind::ForeignNamespace)
     }
 }
 
@@ -759,10 +707,7 @@ impl DropCounts {
 
     /// Non-zero counters, in [`BeaconErrorKind::ALL`] order.
     pub fn iter(&self) -> impl Iterator<Item = (BeaconErrorKind, u64)> + '_ {
-        BeaconErrorKind::ALL
-            .into_iter()
-            .map(|kind| (kind, self.get(kind)))
-            .filter(|(_, n)| *n > 0)
+        BeaconErrorKind::ALL.into_iter().map(|kind| (kind, self.get(kind))).filter(|(_, n)| *n > 0)
     }
 }
 
@@ -843,11 +788,7 @@ mod tests {
         let beacon = Beacon::from_json_bytes(value.to_string().as_bytes()).unwrap();
         assert_eq!(beacon.extra.get("zeta"), Some(&json!({"nested": [1, 2]})));
         assert!(!beacon.extra.contains_key("auth"));
-        assert!(
-            beacon
-                .to_python_json()
-                .ends_with(r#""state": "discovering", "zeta": {"nested": [1, 2]}}"#)
-        );
+        assert!(beacon.to_python_json().ends_with(r#""state": "discovering", "zeta": {"nested": [1, 2]}}"#));
     }
 
     #[test]
@@ -855,9 +796,7 @@ mod tests {
         let with_rtt = |rtt: Value| {
             let mut value: Value = serde_json::from_str(PY_CANDIDATE).unwrap();
             value["backboneRttMs"] = rtt;
-            Beacon::from_json_bytes(value.to_string().as_bytes())
-                .unwrap()
-                .backbone_rtt_ms
+            Beacon::from_json_bytes(value.to_string().as_bytes()).unwrap().backbone_rtt_ms
         };
         assert_eq!(with_rtt(json!(5.177308999975594)), Some(5.177308999975594));
         assert_eq!(with_rtt(json!("12.5")), Some(12.5));
@@ -880,40 +819,19 @@ mod tests {
         assert_eq!(kind(b"{not json"), BeaconErrorKind::NotJson);
         assert_eq!(kind(b"[1,2]"), BeaconErrorKind::NotObject);
         assert_eq!(kind(b"{}"), BeaconErrorKind::MissingField);
-        assert_eq!(
-            kind(&vec![b' '; MAX_DATAGRAM_BYTES + 1]),
-            BeaconErrorKind::TooLarge
-        );
+        assert_eq!(kind(&vec![b' '; MAX_DATAGRAM_BYTES + 1]), BeaconErrorKind::TooLarge);
         let epoch = |v: Value| decode_with("leaderEpoch", v).map_err(|e| e.kind());
         assert_eq!(epoch(json!(null)), Err(BeaconErrorKind::WrongType));
         assert_eq!(epoch(json!("abc")), Err(BeaconErrorKind::WrongType));
         assert_eq!(epoch(json!(-1)), Err(BeaconErrorKind::InvalidInteger));
         assert_eq!(epoch(json!(1.5)), Err(BeaconErrorKind::InvalidInteger));
         assert_eq!(epoch(json!(1e300)), Err(BeaconErrorKind::InvalidInteger));
-        assert_eq!(
-            epoch(json!(MAX_SAFE_INTEGER + 1)),
-            Err(BeaconErrorKind::InvalidInteger)
-        );
-        assert_eq!(
-            epoch(json!(MAX_SAFE_INTEGER)).map(|b| b.leader_epoch),
-            Ok(MAX_SAFE_INTEGER)
-        );
-        assert_eq!(
-            decode_with("nodeId", json!("")).unwrap_err(),
-            BeaconError::MissingField("nodeId")
-        );
-        assert_eq!(
-            decode_with("nodeId", json!(7)).unwrap_err().kind(),
-            BeaconErrorKind::WrongType
-        );
-        assert_eq!(
-            decode_with("isLeader", json!("true")).unwrap_err().kind(),
-            BeaconErrorKind::WrongType
-        );
-        assert_eq!(
-            decode_with("fallbackServers", json!([1])).unwrap_err().kind(),
-            BeaconErrorKind::WrongType
-        );
+        assert_eq!(epoch(json!(MAX_SAFE_INTEGER + 1)), Err(BeaconErrorKind::InvalidInteger));
+        assert_eq!(epoch(json!(MAX_SAFE_INTEGER)).map(|b| b.leader_epoch), Ok(MAX_SAFE_INTEGER));
+        assert_eq!(decode_with("nodeId", json!("")).unwrap_err(), BeaconError::MissingField("nodeId"));
+        assert_eq!(decode_with("nodeId", json!(7)).unwrap_err().kind(), BeaconErrorKind::WrongType);
+        assert_eq!(decode_with("isLeader", json!("true")).unwrap_err().kind(), BeaconErrorKind::WrongType);
+        assert_eq!(decode_with("fallbackServers", json!([1])).unwrap_err().kind(), BeaconErrorKind::WrongType);
         assert!(decode_with("wssUrl", json!(null)).is_ok());
     }
 

@@ -7,9 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use super::auth::{BeaconKey, NamespaceSecret, Signer, Verifier, canonical};
-use super::beacon::{
-    Beacon, BeaconError, MAX_BEACON_BYTES, field, parse_object, port_for_namespace,
-};
+use super::beacon::{Beacon, BeaconError, MAX_BEACON_BYTES, field, parse_object, port_for_namespace};
 use super::wire_json;
 
 /// Default accepted clock difference for signed beacons.
@@ -149,10 +147,7 @@ impl BeaconCodec {
             }
         };
         if text.len() > MAX_BEACON_BYTES {
-            return Err(EncodeError::TooLarge {
-                len: text.len(),
-                max: MAX_BEACON_BYTES,
-            });
+            return Err(EncodeError::TooLarge { len: text.len(), max: MAX_BEACON_BYTES });
         }
         Ok(text.into_bytes())
     }
@@ -169,14 +164,10 @@ impl BeaconCodec {
             return Err(BeaconError::OwnBeacon);
         }
         if beacon.discovery_namespace != self.namespace {
-            return Err(BeaconError::ForeignNamespace {
-                found: beacon.discovery_namespace.chars().take(64).collect(),
-            });
+            return Err(BeaconError::ForeignNamespace { found: beacon.discovery_namespace.chars().take(64).collect() });
         }
         if let (Some(security), Some(body)) = (&mut self.security, canonical_body) {
-            security
-                .verifier
-                .verify(&beacon.node_id, &body, auth.as_ref(), unix_ms(now))?;
+            security.verifier.verify(&beacon.node_id, &body, auth.as_ref(), unix_ms(now))?;
         }
         Ok(beacon)
     }
@@ -188,18 +179,14 @@ fn duration_ms(duration: Duration) -> u64 {
 
 /// Milliseconds since the Unix epoch (0 for times before it).
 pub fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(duration_ms)
-        .unwrap_or(0)
+    time.duration_since(UNIX_EPOCH).map(duration_ms).unwrap_or(0)
 }
 
 /// Formats unix milliseconds as `YYYY-MM-DDTHH:MM:SSZ` (seconds truncated, like Python's
 /// `time.gmtime`).
 pub(crate) fn format_utc_seconds(unix_ms: u64) -> String {
     let secs = i64::try_from(unix_ms / 1000).unwrap_or(i64::MAX);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    );
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
         .and_then(|at| at.format(&format).ok())
@@ -218,15 +205,7 @@ mod tests {
     const NOW: u64 = 1_795_336_141_500; // 2026-11-22T08:29:01.5Z
 
     fn beacon(node: &str, ns: &str) -> Beacon {
-        Beacon::candidate(
-            node,
-            ns,
-            4,
-            "10.0.0.2",
-            Some(12.345),
-            Role::Follower,
-            State::FollowingLeader,
-        )
+        Beacon::candidate(node, ns, 4, "10.0.0.2", Some(12.345), Role::Follower, State::FollowingLeader)
     }
 
     #[test]
@@ -235,7 +214,10 @@ mod tests {
         let mut codec = BeaconCodec::open("studio", "a");
         let bytes = codec.encode(&beacon("a", "studio"), at(NOW)).unwrap();
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.contains(r#""leaseExpiresAt": "2026-11-22T08:29:03Z", "expiresAt": "2026-11-22T08:29:03Z""#), "{text}");
+        assert!(
+            text.contains(r#""leaseExpiresAt": "2026-11-22T08:29:03Z", "expiresAt": "2026-11-22T08:29:03Z""#),
+            "{text}"
+        );
         assert!(!text.contains("auth"));
         assert!(text.contains(r#""backboneRttMs": 12.345"#));
     }
@@ -250,10 +232,7 @@ mod tests {
         assert_eq!(decoded.leader_epoch, 4);
         assert_eq!(decoded.backbone_rtt_ms, Some(12.345));
         assert_eq!(a.decode(&bytes, at(NOW)), Err(BeaconError::OwnBeacon));
-        assert_eq!(
-            other.decode(&bytes, at(NOW)).unwrap_err().kind(),
-            BeaconErrorKind::ForeignNamespace
-        );
+        assert_eq!(other.decode(&bytes, at(NOW)).unwrap_err().kind(), BeaconErrorKind::ForeignNamespace);
     }
 
     #[test]
@@ -270,10 +249,7 @@ mod tests {
         assert!(text.contains(r#", "auth": {"alg": "hmac-sha256", "ts": "#), "{text}");
         assert_eq!(b.decode(&signed, at(NOW + 10)).unwrap().node_id, "a");
         // Replay of the same datagram.
-        assert_eq!(
-            b.decode(&signed, at(NOW + 20)).unwrap_err().kind(),
-            BeaconErrorKind::Replayed
-        );
+        assert_eq!(b.decode(&signed, at(NOW + 20)).unwrap_err().kind(), BeaconErrorKind::Replayed);
         // An open codec accepts signed beacons (the auth field is ignored).
         assert!(BeaconCodec::open("studio", "z").decode(&signed, at(NOW)).is_ok());
         // Unsigned, forged, stale.
@@ -282,17 +258,11 @@ mod tests {
         let forged = forger.encode(&beacon("a", "studio"), at(NOW + 50)).unwrap();
         assert_eq!(b.decode(&forged, at(NOW + 60)), Err(BeaconError::Forged));
         let later = a.encode(&beacon("a", "studio"), at(NOW + 70)).unwrap();
-        assert_eq!(
-            b.decode(&later, at(NOW + 70 + 30_001)).unwrap_err().kind(),
-            BeaconErrorKind::Stale
-        );
+        assert_eq!(b.decode(&later, at(NOW + 70 + 30_001)).unwrap_err().kind(), BeaconErrorKind::Stale);
         // Tampering with a signed datagram breaks the MAC.
         let tampered = text.replace(r#""leaderEpoch": 4"#, r#""leaderEpoch": 400"#);
         let mut c = BeaconCodec::secured("studio", "c", &secret);
-        assert_eq!(
-            c.decode(tampered.as_bytes(), at(NOW)),
-            Err(BeaconError::Forged)
-        );
+        assert_eq!(c.decode(tampered.as_bytes(), at(NOW)), Err(BeaconError::Forged));
         // Same secret, other namespace: the derived key differs.
         let mut ns_b = BeaconCodec::secured("studio-b", "b", &secret);
         let mut ns_a = BeaconCodec::secured("studio-b", "a", &secret);
@@ -318,9 +288,7 @@ mod tests {
         }
         // A restarted sender (fresh codec) a second later is still accepted.
         let mut restarted = BeaconCodec::secured("studio", "a", &secret);
-        let bytes = restarted
-            .encode(&beacon("a", "studio"), at(NOW + 1000))
-            .unwrap();
+        let bytes = restarted.encode(&beacon("a", "studio"), at(NOW + 1000)).unwrap();
         receiver.decode(&bytes, at(NOW + 1000)).unwrap();
     }
 
@@ -329,9 +297,6 @@ mod tests {
         let mut codec = BeaconCodec::open("studio", "a");
         let mut big = beacon("a", "studio");
         big.advertised_hostname = "h".repeat(MAX_BEACON_BYTES);
-        assert!(matches!(
-            codec.encode(&big, at(NOW)),
-            Err(EncodeError::TooLarge { .. })
-        ));
+        assert!(matches!(codec.encode(&big, at(NOW)), Err(EncodeError::TooLarge { .. })));
     }
 }

@@ -66,8 +66,7 @@ impl ElectionConfig {
     /// Checks the values make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |message: String| Err(ConfigError { message });
-        if self.heartbeat_interval.is_zero() || self.heartbeat_interval > Duration::from_millis(500)
-        {
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval > Duration::from_millis(500) {
             return fail(format!(
                 "heartbeat_interval is {:?}; it must be above 0 and at most 500 ms so peers \
                  that expire after 2 s always hear several beacons",
@@ -93,8 +92,7 @@ impl ElectionConfig {
                 self.preemption_threshold_ms
             ));
         }
-        if self.start_backoff_initial.is_zero() || self.start_backoff_max < self.start_backoff_initial
-        {
+        if self.start_backoff_initial.is_zero() || self.start_backoff_max < self.start_backoff_initial {
             return fail(format!(
                 "start back-off must be positive with max ({:?}) >= initial ({:?})",
                 self.start_backoff_max, self.start_backoff_initial
@@ -112,9 +110,7 @@ impl ElectionConfig {
     /// The back-off after `failures` consecutive failures (1 → initial, doubling, capped).
     pub fn backoff_after(&self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(20);
-        self.start_backoff_initial
-            .saturating_mul(1u32 << doublings)
-            .min(self.start_backoff_max)
+        self.start_backoff_initial.saturating_mul(1u32 << doublings).min(self.start_backoff_max)
     }
 }
 
@@ -127,9 +123,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub(crate) fn new(message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            message: message.into(),
-        }
+        ConfigError { message: message.into() }
     }
 }
 

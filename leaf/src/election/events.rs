@@ -56,10 +56,7 @@ pub enum Input {
 impl Input {
     /// Wraps a received beacon.
     pub fn beacon(beacon: Beacon, received_at: Instant) -> Input {
-        Input::Beacon {
-            beacon: Box::new(beacon),
-            received_at,
-        }
+        Input::Beacon { beacon: Box::new(beacon), received_at }
     }
 }
 

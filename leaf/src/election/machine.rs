@@ -110,11 +110,7 @@ struct Outbox {
 impl Election {
     /// A node that has just started: state `discovering`, role `candidate`, epoch 0, no
     /// leader. Its first heartbeat is due at `now`.
-    pub fn new(
-        config: ElectionConfig,
-        node_id: impl Into<String>,
-        now: Instant,
-    ) -> Result<Election, ConfigError> {
+    pub fn new(config: ElectionConfig, node_id: impl Into<String>, now: Instant) -> Result<Election, ConfigError> {
         config.validate()?;
         let node_id = node_id.into();
         if node_id.is_empty() {
@@ -156,14 +152,9 @@ impl Election {
         let mut out = Outbox::default();
         match input {
             Input::Tick => {}
-            Input::Beacon {
-                beacon,
-                received_at,
-            } => self.on_beacon(*beacon, received_at.min(now)),
+            Input::Beacon { beacon, received_at } => self.on_beacon(*beacon, received_at.min(now)),
             Input::BackboneRtt(rtt) => {
-                self.own_rtt_ms = rtt
-                    .filter(|v| v.is_finite())
-                    .map(|v| (v * 1000.0).round() / 1000.0);
+                self.own_rtt_ms = rtt.filter(|v| v.is_finite()).map(|v| (v * 1000.0).round() / 1000.0);
             }
             Input::LeafStarted { epoch, advert } => self.on_leaf_started(epoch, advert, &mut out),
             Input::LeafUpdated { epoch, advert } => self.on_leaf_updated(epoch, advert, &mut out),
@@ -199,18 +190,10 @@ impl Election {
             deadlines.push(self.started_at + self.config.settle);
         }
         deadlines.extend(self.grace.as_ref().map(|(_, until)| *until));
-        deadlines.extend(
-            self.advantage
-                .as_ref()
-                .map(|(_, since)| *since + self.config.preemption_window),
-        );
+        deadlines.extend(self.advantage.as_ref().map(|(_, since)| *since + self.config.preemption_window));
         deadlines.extend(self.backoff_until);
         deadlines.extend(self.starting.map(|s| s.since + start_timeout));
-        deadlines
-            .into_iter()
-            .filter(|at| *at > now)
-            .min()
-            .or(Some(self.next_heartbeat.max(now)))
+        deadlines.into_iter().filter(|at| *at > now).min().or(Some(self.next_heartbeat.max(now)))
     }
 
     /// This node's id.
@@ -256,10 +239,7 @@ impl Election {
     /// The last beacon of the peer leader being followed (`None` when this node leads or no
     /// leader is visible).
     pub fn current_leader(&self) -> Option<&Beacon> {
-        self.current_leader
-            .as_ref()
-            .and_then(|id| self.peers.get(id))
-            .map(|peer| &peer.beacon)
+        self.current_leader.as_ref().and_then(|id| self.peers.get(id)).map(|peer| &peer.beacon)
     }
 
     /// Own backbone RTT as advertised (rounded to microseconds).
@@ -289,11 +269,8 @@ impl Election {
                 &leading.advert,
             );
         }
-        let (role, state) = if self.state == State::Stopped {
-            (Role::Follower, State::Stopped)
-        } else {
-            (self.role, self.state)
-        };
+        let (role, state) =
+            if self.state == State::Stopped { (Role::Follower, State::Stopped) } else { (self.role, self.state) };
         let mut beacon = Beacon::candidate(
             &self.node_id,
             &self.config.namespace,
@@ -312,8 +289,7 @@ impl Election {
     // ----- inputs -------------------------------------------------------------------------
 
     fn on_beacon(&mut self, beacon: Beacon, received_at: Instant) {
-        if beacon.node_id == self.node_id || beacon.discovery_namespace != self.config.namespace
-        {
+        if beacon.node_id == self.node_id || beacon.discovery_namespace != self.config.namespace {
             return;
         }
         let epoch = beacon.leader_epoch;
@@ -343,14 +319,8 @@ impl Election {
                     return;
                 }
                 debug!(peer = %beacon.node_id, state = %beacon.state, "new election peer");
-                self.peers.insert(
-                    beacon.node_id.clone(),
-                    Peer {
-                        beacon,
-                        last_seen: received_at,
-                        state_since: received_at,
-                    },
-                );
+                self.peers
+                    .insert(beacon.node_id.clone(), Peer { beacon, last_seen: received_at, state_since: received_at });
             }
         }
         self.max_seen_epoch = self.max_seen_epoch.max(epoch);
@@ -366,10 +336,7 @@ impl Election {
             return;
         };
         self.starting = None;
-        let claim = LeaderClaim {
-            epoch,
-            rank: self.rank(),
-        };
+        let claim = LeaderClaim { epoch, rank: self.rank() };
         if let Some(other) = self.best_peer_leader()
             && (!starting.preempting || LeaderClaim::of(other).beats(&claim))
         {
@@ -385,11 +352,7 @@ impl Election {
         info!(epoch, wss_url = %advert.wss_url, "leaf started; leading the namespace");
         let mdns = self.mdns_advert(epoch, &advert);
         out.effects.push(Action::PublishMdns(mdns.clone()));
-        self.leading = Some(Leading {
-            epoch,
-            advert,
-            published: Some(mdns),
-        });
+        self.leading = Some(Leading { epoch, advert, published: Some(mdns) });
         self.max_seen_epoch = self.max_seen_epoch.max(epoch);
         self.failures = 0;
         self.backoff_until = None;
@@ -444,14 +407,10 @@ impl Election {
     fn on_stop(&mut self, out: &mut Outbox) {
         info!("stopping the election; resigning");
         if let Some(starting) = self.starting.take() {
-            out.effects.push(Action::StopLeaf {
-                epoch: starting.epoch,
-            });
+            out.effects.push(Action::StopLeaf { epoch: starting.epoch });
         }
         if let Some(leading) = self.leading.take() {
-            out.effects.push(Action::StopLeaf {
-                epoch: leading.epoch,
-            });
+            out.effects.push(Action::StopLeaf { epoch: leading.epoch });
             if leading.published.is_some() {
                 out.effects.push(Action::WithdrawMdns);
             }
@@ -473,14 +432,8 @@ impl Election {
         {
             self.starting = None;
             let backoff = self.register_failure(now);
-            warn!(
-                epoch = starting.epoch,
-                ?backoff,
-                "leaf start did not finish in time; abandoning it"
-            );
-            out.effects.push(Action::StopLeaf {
-                epoch: starting.epoch,
-            });
+            warn!(epoch = starting.epoch, ?backoff, "leaf start did not finish in time; abandoning it");
+            out.effects.push(Action::StopLeaf { epoch: starting.epoch });
             self.set_state(State::Electing, Role::Candidate);
         }
         if self.leading.is_some() {
@@ -500,10 +453,7 @@ impl Election {
 
     fn evaluate_leader(&mut self, out: &mut Outbox) {
         let Some(leading) = &self.leading else { return };
-        let own = LeaderClaim {
-            epoch: leading.epoch,
-            rank: self.rank(),
-        };
+        let own = LeaderClaim { epoch: leading.epoch, rank: self.rank() };
         let Some(other) = self.best_peer_leader() else {
             return;
         };
@@ -513,9 +463,7 @@ impl Election {
         let (other_id, other_epoch) = (other.node_id.clone(), other.leader_epoch);
         info!(leader = %other_id, epoch = other_epoch, "a better leader is visible; stepping down");
         if let Some(leading) = self.leading.take() {
-            out.effects.push(Action::StopLeaf {
-                epoch: leading.epoch,
-            });
+            out.effects.push(Action::StopLeaf { epoch: leading.epoch });
             if leading.published.is_some() {
                 out.effects.push(Action::WithdrawMdns);
             }
@@ -527,13 +475,8 @@ impl Election {
 
     fn evaluate_starting(&mut self, now: Instant, out: &mut Outbox) {
         let Some(starting) = self.starting else { return };
-        let claim = LeaderClaim {
-            epoch: starting.epoch,
-            rank: self.rank(),
-        };
-        let leader = self
-            .best_peer_leader()
-            .map(|l| (l.node_id.clone(), LeaderClaim::of(l).beats(&claim)));
+        let claim = LeaderClaim { epoch: starting.epoch, rank: self.rank() };
+        let leader = self.best_peer_leader().map(|l| (l.node_id.clone(), LeaderClaim::of(l).beats(&claim)));
         let abort_reason = match &leader {
             Some((_, beats_us)) if !starting.preempting || *beats_us => Some("a leader appeared"),
             _ if self.better_peer_starting(now) => Some("a better-ranked peer is starting its leaf"),
@@ -546,20 +489,14 @@ impl Election {
         if let Some(reason) = abort_reason {
             info!(epoch = starting.epoch, reason, "abandoning our leaf start");
             self.starting = None;
-            out.effects.push(Action::StopLeaf {
-                epoch: starting.epoch,
-            });
+            out.effects.push(Action::StopLeaf { epoch: starting.epoch });
             self.set_state(State::Electing, Role::Candidate);
         }
     }
 
     fn evaluate_candidate(&mut self, now: Instant, out: &mut Outbox) {
         if let Some(leader) = self.best_peer_leader() {
-            let (id, epoch, rtt) = (
-                leader.node_id.clone(),
-                leader.leader_epoch,
-                leader.backbone_rtt_ms,
-            );
+            let (id, epoch, rtt) = (leader.node_id.clone(), leader.leader_epoch, leader.backbone_rtt_ms);
             if self.current_leader.as_deref() != Some(id.as_str()) {
                 info!(leader = %id, epoch, "following leader");
             }
@@ -627,11 +564,7 @@ impl Election {
     fn begin_start(&mut self, now: Instant, preempting: bool, out: &mut Outbox) {
         let epoch = next_epoch(self.max_seen_epoch);
         info!(epoch, preempting, "standing for election; starting the leaf");
-        self.starting = Some(Starting {
-            epoch,
-            since: now,
-            preempting,
-        });
+        self.starting = Some(Starting { epoch, since: now, preempting });
         self.advantage = None;
         if !preempting {
             self.current_leader = None;
@@ -688,10 +621,7 @@ impl Election {
     /// The reference's best-candidate check, minus peers that cannot lead right now.
     fn is_best_candidate(&self, now: Instant) -> bool {
         let own = self.rank();
-        self.peers
-            .values()
-            .filter(|peer| self.is_candidate_peer(peer, now))
-            .all(|peer| Rank::of(&peer.beacon) > own)
+        self.peers.values().filter(|peer| self.is_candidate_peer(peer, now)).all(|peer| Rank::of(&peer.beacon) > own)
     }
 
     fn is_starting_peer(&self, peer: &Peer, now: Instant) -> bool {
@@ -699,23 +629,17 @@ impl Election {
     }
 
     fn any_peer_starting(&self, now: Instant) -> bool {
-        self.peers
-            .values()
-            .any(|peer| self.is_starting_peer(peer, now))
+        self.peers.values().any(|peer| self.is_starting_peer(peer, now))
     }
 
     fn better_peer_starting(&self, now: Instant) -> bool {
         let own = self.rank();
-        self.peers
-            .values()
-            .any(|peer| self.is_starting_peer(peer, now) && Rank::of(&peer.beacon) < own)
+        self.peers.values().any(|peer| self.is_starting_peer(peer, now) && Rank::of(&peer.beacon) < own)
     }
 
     /// Some peer still follows a leader we cannot see: we are probably missing its beacons.
     fn any_peer_following(&self, _now: Instant) -> bool {
-        self.peers
-            .values()
-            .any(|peer| peer.beacon.state == State::FollowingLeader.as_str())
+        self.peers.values().any(|peer| peer.beacon.state == State::FollowingLeader.as_str())
     }
 
     fn set_state(&mut self, state: State, role: Role) {
@@ -748,10 +672,7 @@ impl Election {
             state: self.state,
             role: self.role,
             eligible: self.is_eligible(now),
-            epoch: self
-                .leading
-                .as_ref()
-                .map_or(self.max_seen_epoch, |l| l.epoch),
+            epoch: self.leading.as_ref().map_or(self.max_seen_epoch, |l| l.epoch),
         }
     }
 
@@ -772,8 +693,7 @@ impl Election {
             self.next_heartbeat = self.next_heartbeat.min(earliest.max(now));
         }
         if now >= self.next_heartbeat {
-            out.beacons
-                .push(Action::SendBeacon(Box::new(self.heartbeat())));
+            out.beacons.push(Action::SendBeacon(Box::new(self.heartbeat())));
             self.last_beacon_at = Some(now);
             self.last_beacon_shape = Some(shape);
             self.next_heartbeat = now + self.config.heartbeat_interval;

@@ -28,10 +28,7 @@ pub struct Rank<'a> {
 impl<'a> Rank<'a> {
     /// The rank of a node with backbone RTT `rtt_ms`.
     pub fn new(rtt_ms: Option<f64>, node_id: &'a str) -> Rank<'a> {
-        Rank {
-            rtt_ms: rtt_ms.filter(|v| !v.is_nan()),
-            node_id,
-        }
+        Rank { rtt_ms: rtt_ms.filter(|v| !v.is_nan()), node_id }
     }
 
     /// The rank a beacon advertises.
@@ -89,10 +86,7 @@ pub struct LeaderClaim<'a> {
 impl<'a> LeaderClaim<'a> {
     /// The claim a leader beacon makes.
     pub fn of(beacon: &'a Beacon) -> LeaderClaim<'a> {
-        LeaderClaim {
-            epoch: beacon.leader_epoch,
-            rank: Rank::of(beacon),
-        }
+        LeaderClaim { epoch: beacon.leader_epoch, rank: Rank::of(beacon) }
     }
 
     /// The reference's "beats" rule: `self` beats `other` when its epoch is greater, or the
@@ -105,10 +99,7 @@ impl<'a> LeaderClaim<'a> {
 
 impl Ord for LeaderClaim<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .epoch
-            .cmp(&self.epoch)
-            .then_with(|| self.rank.cmp(&other.rank))
+        other.epoch.cmp(&self.epoch).then_with(|| self.rank.cmp(&other.rank))
     }
 }
 
@@ -121,10 +112,7 @@ impl PartialOrd for LeaderClaim<'_> {
 /// The best leader among `beacons` (only those with `isLeader == true` count), by
 /// `(-leaderEpoch, rank)`.
 pub fn best_leader<'a>(beacons: impl IntoIterator<Item = &'a Beacon>) -> Option<&'a Beacon> {
-    beacons
-        .into_iter()
-        .filter(|beacon| beacon.is_leader)
-        .min_by(|a, b| LeaderClaim::of(a).cmp(&LeaderClaim::of(b)))
+    beacons.into_iter().filter(|beacon| beacon.is_leader).min_by(|a, b| LeaderClaim::of(a).cmp(&LeaderClaim::of(b)))
 }
 
 /// The epoch for a new leadership: `max(seen) + 1`, saturating at 2^53 - 1.
@@ -181,9 +169,7 @@ mod tests {
         for (ra, ia) in samples {
             for (rb, ib) in samples {
                 let ours = Rank::new(ra, ia).cmp(&Rank::new(rb, ib));
-                let theirs = py_rank(ra, ia)
-                    .partial_cmp(&py_rank(rb, ib))
-                    .unwrap();
+                let theirs = py_rank(ra, ia).partial_cmp(&py_rank(rb, ib)).unwrap();
                 assert_eq!(ours, theirs, "{ra:?} {ia} vs {rb:?} {ib}");
             }
         }

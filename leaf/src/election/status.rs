@@ -68,15 +68,12 @@ impl FromStr for State {
     type Err = UnknownName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        State::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| UnknownName {
-                what: "state",
-                value: s.to_owned(),
-                expected: "discovering, following-leader, leader-missing-grace, electing, \
+        State::ALL.into_iter().find(|state| state.as_str() == s).ok_or_else(|| UnknownName {
+            what: "state",
+            value: s.to_owned(),
+            expected: "discovering, following-leader, leader-missing-grace, electing, \
                            starting-leaf, leader, stopped",
-            })
+        })
     }
 }
 
@@ -115,11 +112,7 @@ impl FromStr for Role {
         [Role::Candidate, Role::Follower, Role::Leader]
             .into_iter()
             .find(|role| role.as_str() == s)
-            .ok_or_else(|| UnknownName {
-                what: "role",
-                value: s.to_owned(),
-                expected: "candidate, follower, leader",
-            })
+            .ok_or_else(|| UnknownName { what: "role", value: s.to_owned(), expected: "candidate, follower, leader" })
     }
 }
 

@@ -27,10 +27,7 @@ pub(crate) fn write_value(out: &mut String, value: &Value) {
 }
 
 /// Appends a JSON object made of `entries` (in the given order), Python-formatted.
-pub(crate) fn write_object<'a>(
-    out: &mut String,
-    entries: impl IntoIterator<Item = (&'a String, &'a Value)>,
-) {
+pub(crate) fn write_object<'a>(out: &mut String, entries: impl IntoIterator<Item = (&'a String, &'a Value)>) {
     out.push('{');
     for (index, (key, value)) in entries.into_iter().enumerate() {
         if index > 0 {
@@ -92,9 +89,7 @@ pub(crate) fn python_float_repr(value: f64) -> String {
     }
     // `{:e}` gives the shortest round-trip digits, e.g. "-1.2345e-7" or "5e0".
     let scientific = format!("{value:e}");
-    let (mantissa, exponent) = scientific
-        .split_once('e')
-        .unwrap_or((scientific.as_str(), "0"));
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((scientific.as_str(), "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let (sign, mantissa) = match mantissa.strip_prefix('-') {
         Some(rest) => ("-", rest),
@@ -159,10 +154,7 @@ fn parse_python_float_str(text: &str) -> Option<f64> {
     let mut cleaned = String::with_capacity(trimmed.len());
     for (index, &byte) in bytes.iter().enumerate() {
         if byte == b'_' {
-            let before = index
-                .checked_sub(1)
-                .and_then(|i| bytes.get(i))
-                .is_some_and(u8::is_ascii_digit);
+            let before = index.checked_sub(1).and_then(|i| bytes.get(i)).is_some_and(u8::is_ascii_digit);
             let after = bytes.get(index + 1).is_some_and(u8::is_ascii_digit);
             if !(before && after) {
                 return None;
@@ -181,10 +173,7 @@ fn parse_python_float_str(text: &str) -> Option<f64> {
     }
     // Rust accepts exactly Python's decimal float grammar, except that it also accepts
     // `inf`/`nan` spellings handled above.
-    if !unsigned
-        .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'+' | b'-'))
-    {
+    if !unsigned.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'+' | b'-')) {
         return None;
     }
     lower.parse::<f64>().ok()
@@ -275,15 +264,9 @@ mod tests {
     #[test]
     fn dumps_matches_python_formatting() {
         let mut out = String::new();
-        write_value(
-            &mut out,
-            &json!({"a": [1, 2.5, null, true], "b": "é\u{1F600}\"\\\n\u{7f}", "c": {}}),
-        );
+        write_value(&mut out, &json!({"a": [1, 2.5, null, true], "b": "é\u{1F600}\"\\\n\u{7f}", "c": {}}));
         // json.dumps({"a": [1, 2.5, None, True], "b": "é😀\"\\\n\x7f", "c": {}})
-        assert_eq!(
-            out,
-            r#"{"a": [1, 2.5, null, true], "b": "\u00e9\ud83d\ude00\"\\\n\u007f", "c": {}}"#
-        );
+        assert_eq!(out, r#"{"a": [1, 2.5, null, true], "b": "\u00e9\ud83d\ude00\"\\\n\u007f", "c": {}}"#);
     }
 
     #[test]
@@ -311,9 +294,6 @@ mod tests {
     fn canonical_form_sorts_keys_at_every_level() {
         let mut out = Vec::new();
         write_canonical(&mut out, &json!({"b": 1, "a": {"z": [1, {"y": 2, "x": 3}], "c": "é"}}));
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            r#"{"a":{"c":"é","z":[1,{"x":3,"y":2}]},"b":1}"#
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":{"c":"é","z":[1,{"x":3,"y":2}]},"b":1}"#);
     }
 }

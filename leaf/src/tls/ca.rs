@@ -12,8 +12,8 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PublicKeyData,
 };
 use rustls::pki_types::CertificateDer;
 use serde::{Serialize, Serializer};
@@ -54,11 +54,7 @@ pub enum CaValidity {
 }
 
 /// Decides whether a CA valid from `not_before` to `not_after` can still be used at `now`.
-pub fn ca_validity(
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-    now: OffsetDateTime,
-) -> CaValidity {
+pub fn ca_validity(not_before: OffsetDateTime, not_after: OffsetDateTime, now: OffsetDateTime) -> CaValidity {
     if now < not_before {
         CaValidity::NotYetValid
     } else if now >= not_after {
@@ -109,11 +105,7 @@ impl fmt::Display for CaProblem {
             }
             CaProblem::KeyMismatch => f.write_str("the CA key does not match the CA certificate"),
             CaProblem::NotACa => f.write_str("the stored certificate is not a CA certificate"),
-            CaProblem::Validity {
-                validity,
-                not_before,
-                not_after,
-            } => match validity {
+            CaProblem::Validity { validity, not_before, not_after } => match validity {
                 CaValidity::Valid => f.write_str("the CA is valid"),
                 CaValidity::NotYetValid => {
                     write!(f, "the CA is not valid before {not_before} (clock skew?)")
@@ -186,9 +178,7 @@ impl LocalCa {
             .open(&lock_path)
             .map_err(|err| TlsError::io("open", &lock_path, err))?;
         let mut lock = fd_lock::RwLock::new(lock_file);
-        let _guard = lock
-            .write()
-            .map_err(|err| TlsError::io("lock", &lock_path, err))?;
+        let _guard = lock.write().map_err(|err| TlsError::io("lock", &lock_path, err))?;
 
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
@@ -207,42 +197,22 @@ impl LocalCa {
                 tracing::warn!(dir = %dir.display(), reason = %other, "replacing the local CA")
             }
         }
-        let ca = Self::generate(
-            cert_path,
-            key_path,
-            now,
-            CaOrigin::Created { reason: problem },
-        )?;
-        files::write_atomically(
-            &ca.key_path,
-            ca.key.serialize_pem().as_bytes(),
-            PRIVATE_MODE,
-        )?;
+        let ca = Self::generate(cert_path, key_path, now, CaOrigin::Created { reason: problem })?;
+        files::write_atomically(&ca.key_path, ca.key.serialize_pem().as_bytes(), PRIVATE_MODE)?;
         files::write_atomically(&ca.cert_path, ca.cert_pem.as_bytes(), PUBLIC_MODE)?;
         Ok(ca)
     }
 
     /// Reads the stored CA. I/O errors other than "not found" are errors; everything that
     /// calls for a new CA is a [`CaProblem`].
-    fn load(
-        cert_path: &Path,
-        key_path: &Path,
-        now: OffsetDateTime,
-    ) -> Result<Result<LocalCa, CaProblem>, TlsError> {
+    fn load(cert_path: &Path, key_path: &Path, now: OffsetDateTime) -> Result<Result<LocalCa, CaProblem>, TlsError> {
         let Some(cert_bytes) = files::read_if_exists(cert_path)? else {
-            return Ok(Err(CaProblem::Missing {
-                file: cert_path.to_path_buf(),
-            }));
+            return Ok(Err(CaProblem::Missing { file: cert_path.to_path_buf() }));
         };
         let Some(key_bytes) = files::read_if_exists(key_path)? else {
-            return Ok(Err(CaProblem::Missing {
-                file: key_path.to_path_buf(),
-            }));
+            return Ok(Err(CaProblem::Missing { file: key_path.to_path_buf() }));
         };
-        let unreadable = |file: &Path, reason: String| CaProblem::Unreadable {
-            file: file.to_path_buf(),
-            reason,
-        };
+        let unreadable = |file: &Path, reason: String| CaProblem::Unreadable { file: file.to_path_buf(), reason };
         let cert_der = match pem_certificates(cert_path, &cert_bytes) {
             Ok(mut certs) => certs.swap_remove(0),
             Err(err) => return Ok(Err(unreadable(cert_path, err.to_string()))),
@@ -296,21 +266,15 @@ impl LocalCa {
         now: OffsetDateTime,
         origin: CaOrigin,
     ) -> Result<LocalCa, TlsError> {
-        let generate_err = |source| TlsError::Generate {
-            what: "local CA",
-            source,
-        };
+        let generate_err = |source| TlsError::Generate { what: "local CA", source };
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_err)?;
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
         name.push(DnType::CommonName, CA_COMMON_NAME);
         params.distinguished_name = name;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         params.not_before = whole_seconds(now - CERT_BACKDATE);
         params.not_after = params.not_before + CA_LIFETIME;
@@ -330,20 +294,14 @@ impl LocalCa {
     }
 
     /// Issues a leaf (server) certificate; see [`LeafCertificate::issue`].
-    pub fn issue_leaf(
-        &self,
-        request: &LeafCertRequest,
-        now: OffsetDateTime,
-    ) -> Result<LeafCertificate, TlsError> {
+    pub fn issue_leaf(&self, request: &LeafCertRequest, now: OffsetDateTime) -> Result<LeafCertificate, TlsError> {
         LeafCertificate::issue(self, request, now)
     }
 
     /// An rcgen issuer for this CA (its subject, key id and key).
     pub(crate) fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, TlsError> {
-        Issuer::from_ca_cert_der(&self.cert_der, &self.key).map_err(|source| TlsError::Generate {
-            what: "issuer from the local CA",
-            source,
-        })
+        Issuer::from_ca_cert_der(&self.cert_der, &self.key)
+            .map_err(|source| TlsError::Generate { what: "issuer from the local CA", source })
     }
 
     /// The CA certificate as PEM.

@@ -23,9 +23,7 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<(), TlsError> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder
-        .create(dir)
-        .map_err(|err| TlsError::io("create directory", dir, err))
+    builder.create(dir).map_err(|err| TlsError::io("create directory", dir, err))
 }
 
 /// Writes `contents` to `path` atomically: a temporary file in the same directory, created
@@ -46,14 +44,11 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Resul
     }
     #[cfg(not(unix))]
     let _ = mode;
-    let mut temp = builder
-        .tempfile_in(dir)
-        .map_err(|err| TlsError::io("create a temporary file in", dir, err))?;
+    let mut temp = builder.tempfile_in(dir).map_err(|err| TlsError::io("create a temporary file in", dir, err))?;
     temp.write_all(contents)
         .and_then(|()| temp.as_file().sync_all())
         .map_err(|err| TlsError::io("write", temp.path(), err))?;
-    temp.persist(path)
-        .map_err(|err| TlsError::io("replace", path, err.error))?;
+    temp.persist(path).map_err(|err| TlsError::io("replace", path, err.error))?;
     sync_dir(dir);
     Ok(())
 }

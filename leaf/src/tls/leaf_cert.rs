@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::Serialize;
@@ -52,9 +51,7 @@ impl fmt::Display for SanEntry {
 /// Trims whitespace and IPv6 brackets.
 fn clean_host(host: &str) -> &str {
     let host = host.trim();
-    host.strip_prefix('[')
-        .and_then(|inner| inner.strip_suffix(']'))
-        .unwrap_or(host)
+    host.strip_prefix('[').and_then(|inner| inner.strip_suffix(']')).unwrap_or(host)
 }
 
 /// The SANs of a leaf certificate: `localhost`, `127.0.0.1`, `::1`, then every host in
@@ -62,10 +59,7 @@ fn clean_host(host: &str) -> &str {
 /// Empty hosts and the unspecified addresses (`0.0.0.0`, `::`) are skipped. Pure.
 pub fn subject_alt_names(hosts: &[String]) -> Result<Vec<SanEntry>, TlsError> {
     let mut entries: Vec<SanEntry> = Vec::new();
-    let all = LOOPBACK_NAMES
-        .iter()
-        .copied()
-        .chain(hosts.iter().map(String::as_str));
+    let all = LOOPBACK_NAMES.iter().copied().chain(hosts.iter().map(String::as_str));
     for raw in all {
         let host = clean_host(raw);
         if host.is_empty() {
@@ -85,10 +79,7 @@ pub fn subject_alt_names(hosts: &[String]) -> Result<Vec<SanEntry>, TlsError> {
 
 /// Lowercases a DNS name and checks that it can be a dNSName.
 fn validate_dns_name(raw: &str, host: &str) -> Result<String, TlsError> {
-    let invalid = |reason: &str| TlsError::InvalidHost {
-        host: raw.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let invalid = |reason: &str| TlsError::InvalidHost { host: raw.to_owned(), reason: reason.to_owned() };
     let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     if !name.is_ascii() {
         return Err(invalid("it is not ASCII; pass its punycode (xn--) form"));
@@ -99,9 +90,7 @@ fn validate_dns_name(raw: &str, host: &str) -> Result<String, TlsError> {
     let label_ok = |label: &str| {
         !label.is_empty()
             && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     if !name.split('.').all(label_ok) {
         return Err(invalid(
@@ -113,12 +102,7 @@ fn validate_dns_name(raw: &str, host: &str) -> Result<String, TlsError> {
 
 /// The subject CN: the first non-empty host of `hosts`, else `localhost`. Pure.
 pub fn common_name(hosts: &[String]) -> String {
-    hosts
-        .iter()
-        .map(|host| clean_host(host))
-        .find(|host| !host.is_empty())
-        .unwrap_or("localhost")
-        .to_owned()
+    hosts.iter().map(|host| clean_host(host)).find(|host| !host.is_empty()).unwrap_or("localhost").to_owned()
 }
 
 /// When a certificate valid from `not_before` to `not_after` should be renewed: after two
@@ -132,11 +116,7 @@ pub fn next_renewal_at(not_before: OffsetDateTime, not_after: OffsetDateTime) ->
 
 /// True when a certificate valid from `not_before` to `not_after` should be renewed at
 /// `now` (two thirds of its lifetime have passed). Pure.
-pub fn renewal_due(
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-    now: OffsetDateTime,
-) -> bool {
+pub fn renewal_due(not_before: OffsetDateTime, not_after: OffsetDateTime, now: OffsetDateTime) -> bool {
     now >= next_renewal_at(not_before, not_after)
 }
 
@@ -150,10 +130,7 @@ pub struct LeafCertRequest {
 impl LeafCertRequest {
     /// A request for `hosts` (the first non-empty one is the CN) with the default lifetime.
     pub fn new(hosts: Vec<String>) -> Self {
-        LeafCertRequest {
-            hosts,
-            lifetime: DEFAULT_LEAF_LIFETIME,
-        }
+        LeafCertRequest { hosts, lifetime: DEFAULT_LEAF_LIFETIME }
     }
 
     /// Sets the lifetime (capped at the CA's expiry when issued).
@@ -210,15 +187,8 @@ impl LeafCertificate {
     /// Issues a certificate for `request` signed by `ca`: fresh P-256 key, CN = first host,
     /// SANs per [`subject_alt_names`], EKU serverAuth, KeyUsage digitalSignature,
     /// BasicConstraints CA:FALSE, SKI and AKI, notBefore five minutes before `now`.
-    pub fn issue(
-        ca: &LocalCa,
-        request: &LeafCertRequest,
-        now: OffsetDateTime,
-    ) -> Result<LeafCertificate, TlsError> {
-        let generate_err = |source| TlsError::Generate {
-            what: "leaf certificate",
-            source,
-        };
+    pub fn issue(ca: &LocalCa, request: &LeafCertRequest, now: OffsetDateTime) -> Result<LeafCertificate, TlsError> {
+        let generate_err = |source| TlsError::Generate { what: "leaf certificate", source };
         let sans = subject_alt_names(&request.hosts)?;
         let common_name = common_name(&request.hosts);
 
@@ -246,9 +216,7 @@ impl LeafCertificate {
         params.not_after = whole_seconds(wanted_end.min(ca.not_after()));
 
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_err)?;
-        let cert = params
-            .signed_by(&key, &ca.issuer()?)
-            .map_err(generate_err)?;
+        let cert = params.signed_by(&key, &ca.issuer()?).map_err(generate_err)?;
         Ok(LeafCertificate {
             cert_pem: cert.pem(),
             cert_der: cert.der().clone(),
@@ -264,10 +232,8 @@ impl LeafCertificate {
     /// Writes `leaf-cert.pem` (0644) and `leaf-key.pem` (0600) into `runtime_dir`
     /// atomically, creating the directory if needed.
     pub fn write_to(&self, runtime_dir: &Path) -> Result<LeafCertFiles, TlsError> {
-        let files = LeafCertFiles {
-            cert_file: runtime_dir.join(LEAF_CERT_FILE),
-            key_file: runtime_dir.join(LEAF_KEY_FILE),
-        };
+        let files =
+            LeafCertFiles { cert_file: runtime_dir.join(LEAF_CERT_FILE), key_file: runtime_dir.join(LEAF_KEY_FILE) };
         files::write_atomically(&files.key_file, self.key_pem.as_bytes(), PRIVATE_MODE)?;
         files::write_atomically(&files.cert_file, self.cert_pem.as_bytes(), PUBLIC_MODE)?;
         Ok(files)
@@ -282,10 +248,7 @@ impl LeafCertificate {
             &provider,
         )
         .map(Arc::new)
-        .map_err(|source| TlsError::Rustls {
-            what: "generated leaf certificate",
-            source,
-        })
+        .map_err(|source| TlsError::Rustls { what: "generated leaf certificate", source })
     }
 
     /// True when this certificate should be renewed at `now`.

@@ -33,9 +33,7 @@ use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 
 pub use ca::{CaOrigin, CaValidity, LocalCa, ca_validity};
-pub use leaf_cert::{
-    LeafCertFiles, LeafCertRequest, LeafCertificate, SanEntry, next_renewal_at, renewal_due,
-};
+pub use leaf_cert::{LeafCertFiles, LeafCertRequest, LeafCertificate, SanEntry, next_renewal_at, renewal_due};
 pub use resolver::SwappableServerCert;
 pub use supplied::SuppliedTls;
 pub use trust::{TrustState, TrustStoreConfig};
@@ -132,11 +130,7 @@ pub enum TlsError {
 
 impl TlsError {
     pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
-        TlsError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        }
+        TlsError::Io { action, path: path.to_path_buf(), source }
     }
 }
 
@@ -170,9 +164,7 @@ pub struct TlsMaterial {
 }
 
 fn serialize_time<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
-    let text = at
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(serde::ser::Error::custom)?;
+    let text = at.format(&time::format_description::well_known::Rfc3339).map_err(serde::ser::Error::custom)?;
     serializer.serialize_str(&text)
 }
 
@@ -317,8 +309,7 @@ pub fn prepare(options: &TlsOptions, now: OffsetDateTime) -> Result<PreparedTls,
         return Ok(PreparedTls::Supplied(supplied));
     }
     let ca = LocalCa::load_or_create(&options.ca_dir, now)?;
-    let request =
-        LeafCertRequest::new(options.advertised_hosts.clone()).with_lifetime(options.leaf_lifetime);
+    let request = LeafCertRequest::new(options.advertised_hosts.clone()).with_lifetime(options.leaf_lifetime);
     let leaf = ca.issue_leaf(&request, now)?;
     let files = leaf.write_to(&options.runtime_dir)?;
     Ok(PreparedTls::Generated(Box::new(GeneratedTls {

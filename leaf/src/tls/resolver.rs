@@ -16,27 +16,19 @@ pub struct SwappableServerCert {
 impl SwappableServerCert {
     /// Starts with `initial`.
     pub fn new(initial: Arc<CertifiedKey>) -> Arc<Self> {
-        Arc::new(SwappableServerCert {
-            current: RwLock::new(initial),
-        })
+        Arc::new(SwappableServerCert { current: RwLock::new(initial) })
     }
 
     /// Presents `next` to every handshake from now on.
     pub fn swap(&self, next: Arc<CertifiedKey>) {
         // A poisoned lock only means a writer panicked; the Arc inside is still whole.
-        let mut current = self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut current = self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         *current = next;
     }
 
     /// The certificate presented right now.
     pub fn current(&self) -> Arc<CertifiedKey> {
-        self.current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 }
 

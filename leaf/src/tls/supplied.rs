@@ -54,18 +54,12 @@ impl SuppliedTls {
                 }
                 Ok(None)
             }
-            (Some(_), None) => Err(TlsError::IncompleteSupplied {
-                missing: "key_file",
-            }),
-            (None, Some(_)) => Err(TlsError::IncompleteSupplied {
-                missing: "cert_file",
-            }),
+            (Some(_), None) => Err(TlsError::IncompleteSupplied { missing: "key_file" }),
+            (None, Some(_)) => Err(TlsError::IncompleteSupplied { missing: "cert_file" }),
             (Some(cert), Some(key)) => {
                 let cert = expand_tilde(cert.to_path_buf());
                 let key = expand_tilde(key.to_path_buf());
-                let ca = ca_file
-                    .map(|ca| expand_tilde(ca.to_path_buf()))
-                    .unwrap_or_else(|| cert.clone());
+                let ca = ca_file.map(|ca| expand_tilde(ca.to_path_buf())).unwrap_or_else(|| cert.clone());
                 Self::load(&cert, &key, &ca, now).map(Some)
             }
         }
@@ -92,26 +86,17 @@ impl SuppliedTls {
         let key = provider
             .key_provider
             .load_private_key(key_der)
-            .map_err(|err| TlsError::BadKey {
-                path: key_file.to_path_buf(),
-                reason: err.to_string(),
-            })?;
+            .map_err(|err| TlsError::BadKey { path: key_file.to_path_buf(), reason: err.to_string() })?;
         match CertifiedKey::new(chain.clone(), key.clone()).keys_match() {
             Ok(()) => {}
             Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
                 tracing::debug!(key_file = %key_file.display(), "cannot check whether the supplied key matches its certificate");
             }
             Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-                return Err(TlsError::KeyMismatch {
-                    cert: cert_file.to_path_buf(),
-                    key: key_file.to_path_buf(),
-                });
+                return Err(TlsError::KeyMismatch { cert: cert_file.to_path_buf(), key: key_file.to_path_buf() });
             }
             Err(other) => {
-                return Err(TlsError::BadCertificate {
-                    path: cert_file.to_path_buf(),
-                    reason: other.to_string(),
-                });
+                return Err(TlsError::BadCertificate { path: cert_file.to_path_buf(), reason: other.to_string() });
             }
         }
         Ok(SuppliedTls {
@@ -127,10 +112,7 @@ impl SuppliedTls {
 
     /// The certificate chain and key for a rustls server.
     pub fn certified_key(&self) -> Result<Arc<CertifiedKey>, TlsError> {
-        Ok(Arc::new(CertifiedKey::new(
-            self.chain.clone(),
-            self.key.clone(),
-        )))
+        Ok(Arc::new(CertifiedKey::new(self.chain.clone(), self.key.clone())))
     }
 
     /// The files, for configuration and status output.
@@ -163,10 +145,7 @@ impl SuppliedTls {
 
 fn read_supplied(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|err| match err.kind() {
-        std::io::ErrorKind::NotFound => TlsError::MissingFile {
-            what,
-            path: path.to_path_buf(),
-        },
+        std::io::ErrorKind::NotFound => TlsError::MissingFile { what, path: path.to_path_buf() },
         _ => TlsError::io("read", path, err),
     })
 }

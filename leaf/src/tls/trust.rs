@@ -129,16 +129,11 @@ impl TrustStoreConfig {
                 });
             }
         } else if cfg!(windows) {
-            config.windows_user_root = Some(WindowsUserRootStore {
-                certutil: "certutil".into(),
-            });
+            config.windows_user_root = Some(WindowsUserRootStore { certutil: "certutil".into() });
         } else {
             config.system_anchors = default_system_anchors();
             if let Some(home) = &home {
-                config.nss.push(NssStore {
-                    db_dir: home.join(".pki/nssdb"),
-                    certutil: "certutil".into(),
-                });
+                config.nss.push(NssStore { db_dir: home.join(".pki/nssdb"), certutil: "certutil".into() });
             }
         }
         config.with_env_skip(|name| std::env::var(name).ok())
@@ -155,43 +150,24 @@ impl TrustStoreConfig {
 
 /// True for `1`, `true`, `yes`, `on` (any case). Pure.
 pub fn skip_requested(value: Option<&str>) -> bool {
-    value.is_some_and(|value| {
-        matches!(
-            value.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on"
-        )
-    })
+    value.is_some_and(|value| matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 /// Debian-style anchors with `update-ca-certificates`, else Fedora-style with
 /// `update-ca-trust extract`, else none.
 fn default_system_anchors() -> Option<SystemAnchorStore> {
     let candidates = [
-        (
-            "/usr/local/share/ca-certificates",
-            "update-ca-certificates",
-            &[][..],
-        ),
-        (
-            "/etc/pki/ca-trust/source/anchors",
-            "update-ca-trust",
-            &["extract"][..],
-        ),
+        ("/usr/local/share/ca-certificates", "update-ca-certificates", &[][..]),
+        ("/etc/pki/ca-trust/source/anchors", "update-ca-trust", &["extract"][..]),
     ];
     candidates.into_iter().find_map(|(dir, program, args)| {
         let dir = PathBuf::from(dir);
         if !dir.is_dir() {
             return None;
         }
-        let update_command = find_program(program).map(|path| {
-            std::iter::once(path.into_os_string())
-                .chain(args.iter().map(OsString::from))
-                .collect()
-        });
-        Some(SystemAnchorStore {
-            anchor_dir: dir,
-            update_command,
-        })
+        let update_command = find_program(program)
+            .map(|path| std::iter::once(path.into_os_string()).chain(args.iter().map(OsString::from)).collect());
+        Some(SystemAnchorStore { anchor_dir: dir, update_command })
     })
 }
 
@@ -229,9 +205,7 @@ enum StoreOutcome {
 pub fn install_ca(ca: &LocalCa, config: &TrustStoreConfig) -> TrustState {
     if let Some(reason) = &config.skip_reason {
         tracing::info!(%reason, "not installing the local CA into trust stores");
-        return TrustState::Skipped {
-            reason: reason.clone(),
-        };
+        return TrustState::Skipped { reason: reason.clone() };
     }
     let mut outcomes: Vec<(String, StoreOutcome)> = Vec::new();
     if let Some(store) = &config.system_anchors {
@@ -241,22 +215,14 @@ pub fn install_ca(ca: &LocalCa, config: &TrustStoreConfig) -> TrustState {
         ));
     }
     for store in &config.nss {
-        outcomes.push((
-            format!("nss:{}", store.db_dir.display()),
-            install_nss(ca, store, config.command_timeout),
-        ));
+        outcomes.push((format!("nss:{}", store.db_dir.display()), install_nss(ca, store, config.command_timeout)));
     }
     if let Some(store) = &config.macos_keychain {
-        outcomes.push((
-            format!("macos:{}", store.keychain.display()),
-            install_macos(ca, store, config.command_timeout),
-        ));
+        outcomes
+            .push((format!("macos:{}", store.keychain.display()), install_macos(ca, store, config.command_timeout)));
     }
     if let Some(store) = &config.windows_user_root {
-        outcomes.push((
-            "windows:CurrentUser\\Root".to_owned(),
-            install_windows(ca, store, config.command_timeout),
-        ));
+        outcomes.push(("windows:CurrentUser\\Root".to_owned(), install_windows(ca, store, config.command_timeout)));
     }
     summarize(outcomes)
 }
@@ -290,26 +256,15 @@ fn summarize(outcomes: Vec<(String, StoreOutcome)>) -> TrustState {
     } else if !already.is_empty() {
         TrustState::AlreadyInstalled { stores: already }
     } else if !failures.is_empty() {
-        TrustState::Failed {
-            error: failures.join("; "),
-        }
+        TrustState::Failed { error: failures.join("; ") }
     } else {
-        TrustState::Skipped {
-            reason: "no trust store is available on this device".to_owned(),
-        }
+        TrustState::Skipped { reason: "no trust store is available on this device".to_owned() }
     }
 }
 
-fn install_system_anchor(
-    ca: &LocalCa,
-    store: &SystemAnchorStore,
-    timeout: Duration,
-) -> StoreOutcome {
+fn install_system_anchor(ca: &LocalCa, store: &SystemAnchorStore, timeout: Duration) -> StoreOutcome {
     if !store.anchor_dir.is_dir() {
-        return StoreOutcome::NotAvailable(format!(
-            "{} does not exist",
-            store.anchor_dir.display()
-        ));
+        return StoreOutcome::NotAvailable(format!("{} does not exist", store.anchor_dir.display()));
     }
     let target = store.anchor_dir.join(anchor_file_name(ca));
     if std::fs::read(&target).is_ok_and(|existing| existing == ca.cert_pem().as_bytes()) {
@@ -342,17 +297,9 @@ fn install_nss(ca: &LocalCa, store: &NssStore, timeout: Duration) -> StoreOutcom
     if !store.db_dir.is_dir() {
         return StoreOutcome::NotAvailable(format!("{} does not exist", store.db_dir.display()));
     }
-    let db: OsString = [OsStr::new("sql:"), store.db_dir.as_os_str()]
-        .into_iter()
-        .collect();
+    let db: OsString = [OsStr::new("sql:"), store.db_dir.as_os_str()].into_iter().collect();
     let nickname = nss_nickname(ca);
-    let list_args: Vec<OsString> = vec![
-        "-d".into(),
-        db.clone(),
-        "-L".into(),
-        "-n".into(),
-        nickname.clone().into(),
-    ];
+    let list_args: Vec<OsString> = vec!["-d".into(), db.clone(), "-L".into(), "-n".into(), nickname.clone().into()];
     match run_command(&store.certutil, &list_args, timeout) {
         Ok(output) if output.status.success() => return StoreOutcome::AlreadyInstalled,
         Ok(_) => {}
@@ -391,10 +338,7 @@ fn install_macos(ca: &LocalCa, store: &MacosKeychainStore, timeout: Duration) ->
         store.keychain.as_os_str().to_owned(),
     ];
     match run_command(&store.security, &find_args, timeout) {
-        Ok(output)
-            if output.status.success()
-                && output.stdout.to_ascii_lowercase().contains(ca.sha256_hex()) =>
-        {
+        Ok(output) if output.status.success() && output.stdout.to_ascii_lowercase().contains(ca.sha256_hex()) => {
             return StoreOutcome::AlreadyInstalled;
         }
         Ok(_) => {}
@@ -418,27 +362,17 @@ fn install_macos(ca: &LocalCa, store: &MacosKeychainStore, timeout: Duration) ->
 }
 
 fn install_windows(ca: &LocalCa, store: &WindowsUserRootStore, timeout: Duration) -> StoreOutcome {
-    let args: Vec<OsString> = vec![
-        "-user".into(),
-        "-addstore".into(),
-        "Root".into(),
-        ca.cert_path().as_os_str().to_owned(),
-    ];
+    let args: Vec<OsString> =
+        vec!["-user".into(), "-addstore".into(), "Root".into(), ca.cert_path().as_os_str().to_owned()];
     match run_command(&store.certutil, &args, timeout) {
         Ok(output) if output.status.success() => {
-            if output
-                .stdout
-                .to_ascii_lowercase()
-                .contains("already in store")
-            {
+            if output.stdout.to_ascii_lowercase().contains("already in store") {
                 StoreOutcome::AlreadyInstalled
             } else {
                 StoreOutcome::Installed
             }
         }
-        Err(CommandFailure::NotFound) => {
-            StoreOutcome::NotAvailable("certutil was not found".to_owned())
-        }
+        Err(CommandFailure::NotFound) => StoreOutcome::NotAvailable("certutil was not found".to_owned()),
         result => StoreOutcome::Failed(describe_failure(&store.certutil, result)),
     }
 }
@@ -473,20 +407,13 @@ fn describe_failure(program: &OsStr, result: Result<CommandOutput, CommandFailur
         Err(CommandFailure::NotFound) => format!("{program} was not found"),
         Err(CommandFailure::Spawn(err)) => format!("could not run {program}: {err}"),
         Err(CommandFailure::TimedOut(limit)) => {
-            format!(
-                "{program} did not finish within {} s and was killed",
-                limit.as_secs()
-            )
+            format!("{program} did not finish within {} s and was killed", limit.as_secs())
         }
     }
 }
 
 /// Runs a command with no stdin, capturing its output, killing it after `timeout`.
-fn run_command(
-    program: &OsStr,
-    args: &[OsString],
-    timeout: Duration,
-) -> Result<CommandOutput, CommandFailure> {
+fn run_command(program: &OsStr, args: &[OsString], timeout: Duration) -> Result<CommandOutput, CommandFailure> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -512,11 +439,7 @@ fn run_command(
             Err(err) => return Err(CommandFailure::Spawn(err)),
         }
     };
-    Ok(CommandOutput {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    })
+    Ok(CommandOutput { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() })
 }
 
 /// Reads a child's pipe to the end on a helper thread.
@@ -554,39 +477,20 @@ mod tests {
             ("b".into(), StoreOutcome::Installed),
             ("c".into(), StoreOutcome::AlreadyInstalled),
         ]);
-        assert_eq!(
-            installed,
-            TrustState::Installed {
-                stores: vec!["b".into()]
-            }
-        );
+        assert_eq!(installed, TrustState::Installed { stores: vec!["b".into()] });
         let already = summarize(vec![
             ("a".into(), StoreOutcome::NotAvailable("x".into())),
             ("c".into(), StoreOutcome::AlreadyInstalled),
         ]);
-        assert_eq!(
-            already,
-            TrustState::AlreadyInstalled {
-                stores: vec!["c".into()]
-            }
-        );
+        assert_eq!(already, TrustState::AlreadyInstalled { stores: vec!["c".into()] });
         let failed = summarize(vec![("a".into(), StoreOutcome::Failed("boom".into()))]);
-        assert_eq!(
-            failed,
-            TrustState::Failed {
-                error: "a: boom".into()
-            }
-        );
+        assert_eq!(failed, TrustState::Failed { error: "a: boom".into() });
         assert!(matches!(summarize(vec![]), TrustState::Skipped { .. }));
     }
 
     #[test]
     fn missing_program_is_reported_as_not_found() {
-        let result = run_command(
-            OsStr::new("kinopio-test-no-such-program"),
-            &[],
-            Duration::from_secs(5),
-        );
+        let result = run_command(OsStr::new("kinopio-test-no-such-program"), &[], Duration::from_secs(5));
         assert!(matches!(result, Err(CommandFailure::NotFound)));
     }
 
@@ -594,11 +498,7 @@ mod tests {
     #[test]
     fn slow_command_is_killed_after_timeout() {
         let started = Instant::now();
-        let result = run_command(
-            OsStr::new("sleep"),
-            &["30".into()],
-            Duration::from_millis(200),
-        );
+        let result = run_command(OsStr::new("sleep"), &["30".into()], Duration::from_millis(200));
         assert!(matches!(result, Err(CommandFailure::TimedOut(_))));
         assert!(started.elapsed() < Duration::from_secs(10));
     }

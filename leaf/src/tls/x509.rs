@@ -20,50 +20,31 @@ pub(crate) struct CertSummary {
 }
 
 /// All `CERTIFICATE` blocks of a PEM file; at least one.
-pub(crate) fn pem_certificates(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| TlsError::BadCertificate {
-            path: path.to_path_buf(),
-            reason: format!("malformed PEM: {err}"),
-        })?;
+pub(crate) fn pem_certificates(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(bytes).collect::<Result<Vec<_>, _>>().map_err(|err| {
+        TlsError::BadCertificate { path: path.to_path_buf(), reason: format!("malformed PEM: {err}") }
+    })?;
     if certs.is_empty() {
-        return Err(TlsError::NotPem {
-            path: path.to_path_buf(),
-            expected: "CERTIFICATE",
-        });
+        return Err(TlsError::NotPem { path: path.to_path_buf(), expected: "CERTIFICATE" });
     }
     Ok(certs)
 }
 
 /// The first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file.
-pub(crate) fn pem_private_key(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn pem_private_key(path: &Path, bytes: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_slice(bytes).map_err(|err| match err {
-        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NotPem {
-            path: path.to_path_buf(),
-            expected: "PRIVATE KEY",
-        },
-        other => TlsError::BadKey {
-            path: path.to_path_buf(),
-            reason: format!("malformed PEM: {other}"),
-        },
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            TlsError::NotPem { path: path.to_path_buf(), expected: "PRIVATE KEY" }
+        }
+        other => TlsError::BadKey { path: path.to_path_buf(), reason: format!("malformed PEM: {other}") },
     })
 }
 
 /// Parses one DER certificate.
 pub(crate) fn summarize(path: &Path, der: &[u8]) -> Result<CertSummary, TlsError> {
-    let bad = |reason: String| TlsError::BadCertificate {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|err| bad(format!("not a valid X.509 certificate: {err}")))?;
+    let bad = |reason: String| TlsError::BadCertificate { path: path.to_path_buf(), reason };
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|err| bad(format!("not a valid X.509 certificate: {err}")))?;
     let is_ca = cert
         .basic_constraints()
         .map_err(|err| bad(format!("invalid BasicConstraints: {err}")))?

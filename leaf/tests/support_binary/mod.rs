@@ -2,7 +2,7 @@
 //! serves fixed files and counts requests, and builders for release archives (the real
 //! nats-server packed like an official release, or hand-made hostile ones).
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -106,12 +106,7 @@ async fn serve(
         head.extend_from_slice(&buf[..n]);
     }
     let head = String::from_utf8_lossy(&head);
-    let path = head
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .unwrap_or("")
-        .to_owned();
+    let path = head.lines().next().and_then(|line| line.split_whitespace().nth(1)).unwrap_or("").to_owned();
     *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
     let (status, body, send) = match routes.get(&path) {
         Some(Reply::Body(body)) => (200, body.clone(), body.len()),
@@ -147,10 +142,7 @@ pub fn real_binary() -> PathBuf {
 pub fn real_version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
     VERSION.get_or_init(|| {
-        let out = std::process::Command::new(real_binary())
-            .arg("--version")
-            .output()
-            .unwrap();
+        let out = std::process::Command::new(real_binary()).arg("--version").output().unwrap();
         version_from_output(&String::from_utf8_lossy(&out.stdout)).unwrap()
     })
 }
@@ -170,10 +162,7 @@ pub struct Archive {
 impl Archive {
     pub fn new(bytes: Vec<u8>) -> Archive {
         let sha256 = Sha256::digest(&bytes).into();
-        Archive {
-            bytes: Arc::new(bytes),
-            sha256,
-        }
+        Archive { bytes: Arc::new(bytes), sha256 }
     }
 }
 
@@ -243,10 +232,8 @@ pub fn leftovers(cache_dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(cache_dir) else {
         return Vec::new();
     };
-    let mut names: Vec<String> = entries
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name != ".lock")
-        .collect();
+    let mut names: Vec<String> =
+        entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|name| name != ".lock").collect();
     names.sort();
     names
 }

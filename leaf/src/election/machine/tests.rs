@@ -44,10 +44,7 @@ impl Node {
         let mut config = ElectionConfig::new(NS);
         tweak(&mut config);
         let t0 = Instant::now();
-        Node {
-            election: Election::new(config, id, t0).unwrap(),
-            t0,
-        }
+        Node { election: Election::new(config, id, t0).unwrap(), t0 }
     }
 
     fn at(&self, millis: u64) -> Instant {
@@ -65,10 +62,7 @@ impl Node {
 
     /// Ticks every 10 ms from `from` to `to` (inclusive), collecting actions.
     fn run(&mut self, from: u64, to: u64) -> Vec<Action> {
-        (from..=to)
-            .step_by(10)
-            .flat_map(|t| self.tick(t))
-            .collect()
+        (from..=to).step_by(10).flat_map(|t| self.tick(t)).collect()
     }
 }
 
@@ -118,13 +112,7 @@ fn lone_node_settles_then_leads_without_blocking_heartbeats() {
     let beacons = sent(&pending);
     assert!(beacons.len() >= 4, "heartbeats continue while the leaf starts");
     assert!(beacons.iter().all(|b| b.state == "starting-leaf" && !b.is_leader));
-    let mut became = node.election.handle(
-        node.at(3005),
-        Input::LeafStarted {
-            epoch: 1,
-            advert: advert("10.0.0.2"),
-        },
-    );
+    let mut became = node.election.handle(node.at(3005), Input::LeafStarted { epoch: 1, advert: advert("10.0.0.2") });
     assert_eq!(node.election.role(), Role::Leader);
     // The changed beacon goes out early, at most `min_beacon_gap` after the previous one.
     became.extend(node.run(3010, 3100));
@@ -252,13 +240,7 @@ fn split_brain_the_worse_leader_steps_down_at_once() {
     let mut node = Node::new("kinopio-m");
     node.tick(0);
     node.tick(1000);
-    node.election.handle(
-        node.at(1100),
-        Input::LeafStarted {
-            epoch: 1,
-            advert: advert("10.0.0.2"),
-        },
-    );
+    node.election.handle(node.at(1100), Input::LeafStarted { epoch: 1, advert: advert("10.0.0.2") });
     assert_eq!(node.election.role(), Role::Leader);
     // A worse leader at the same epoch does not move us.
     node.recv(1200, leader("kinopio-z", 1));
@@ -276,13 +258,7 @@ fn failed_start_backs_off_exponentially_and_advertises_ineligible() {
     let mut node = Node::new("kinopio-a");
     node.tick(0);
     assert_eq!(starts(&node.tick(1000)), vec![1]);
-    node.election.handle(
-        node.at(1200),
-        Input::LeafFailed {
-            epoch: 1,
-            reason: "no binary".into(),
-        },
-    );
+    node.election.handle(node.at(1200), Input::LeafFailed { epoch: 1, reason: "no binary".into() });
     assert!(!node.election.status().eligible);
     let beacon = node.election.heartbeat();
     assert_eq!(beacon.eligible, Some(false));
@@ -290,13 +266,7 @@ fn failed_start_backs_off_exponentially_and_advertises_ineligible() {
     // Back-off 2 s: no new start before 3200 ms, a start right then.
     assert!(starts(&node.run(1210, 3190)).is_empty());
     assert_eq!(starts(&node.tick(3200)), vec![1]);
-    node.election.handle(
-        node.at(3300),
-        Input::LeafFailed {
-            epoch: 1,
-            reason: "no binary".into(),
-        },
-    );
+    node.election.handle(node.at(3300), Input::LeafFailed { epoch: 1, reason: "no binary".into() });
     // Second failure: 4 s.
     assert!(starts(&node.run(3310, 7290)).is_empty());
     assert_eq!(starts(&node.tick(7300)), vec![1]);
@@ -330,13 +300,7 @@ fn holds_back_while_any_peer_is_starting_and_aborts_for_a_better_one() {
     assert!(actions.contains(&Action::StopLeaf { epoch: 1 }));
     assert_eq!(node.election.state(), State::Electing);
     // Our late LeafStarted for the abandoned epoch is answered with a stop.
-    let late = node.election.handle(
-        node.at(1300),
-        Input::LeafStarted {
-            epoch: 1,
-            advert: advert("10.0.0.2"),
-        },
-    );
+    let late = node.election.handle(node.at(1300), Input::LeafStarted { epoch: 1, advert: advert("10.0.0.2") });
     assert!(late.contains(&Action::StopLeaf { epoch: 1 }));
     assert!(!late.iter().any(|a| matches!(a, Action::PublishMdns(_))));
     assert_ne!(node.election.role(), Role::Leader);
@@ -380,8 +344,7 @@ fn does_not_stand_while_peers_still_follow_an_unseen_leader() {
 fn preemption_needs_a_continuous_advantage_for_the_window() {
     let mut node = Node::new("kinopio-z");
     node.tick(0);
-    node.election
-        .handle(node.at(0), Input::BackboneRtt(Some(10.0)));
+    node.election.handle(node.at(0), Input::BackboneRtt(Some(10.0)));
     let slow_leader = |epoch| {
         let mut beacon = leader("kinopio-l", epoch);
         beacon.backbone_rtt_ms = Some(100.0);
@@ -394,10 +357,8 @@ fn preemption_needs_a_continuous_advantage_for_the_window() {
         assert!(starts(&node.recv(t, slow_leader(1))).is_empty());
     }
     // The advantage lapses once (our RTT got worse): the window restarts.
-    node.election
-        .handle(node.at(3000), Input::BackboneRtt(Some(70.0)));
-    node.election
-        .handle(node.at(3001), Input::BackboneRtt(Some(10.0)));
+    node.election.handle(node.at(3000), Input::BackboneRtt(Some(70.0)));
+    node.election.handle(node.at(3001), Input::BackboneRtt(Some(10.0)));
     while t < 5900 {
         t += 200;
         assert!(starts(&node.recv(t, slow_leader(1))).is_empty(), "at {t}");
@@ -406,13 +367,7 @@ fn preemption_needs_a_continuous_advantage_for_the_window() {
     assert_eq!(starts(&actions), vec![2]);
     // While taking over we still show the incumbent, and finish as leader at epoch 2.
     assert_eq!(node.election.current_leader().unwrap().node_id, "kinopio-l");
-    node.election.handle(
-        node.at(6200),
-        Input::LeafStarted {
-            epoch: 2,
-            advert: advert("10.0.0.3"),
-        },
-    );
+    node.election.handle(node.at(6200), Input::LeafStarted { epoch: 2, advert: advert("10.0.0.3") });
     assert_eq!(node.election.leading_epoch(), Some(2));
 }
 
@@ -420,8 +375,7 @@ fn preemption_needs_a_continuous_advantage_for_the_window() {
 fn a_small_advantage_never_preempts() {
     let mut node = Node::new("kinopio-a");
     node.tick(0);
-    node.election
-        .handle(node.at(0), Input::BackboneRtt(Some(60.0)));
+    node.election.handle(node.at(0), Input::BackboneRtt(Some(60.0)));
     for t in (100..60_000).step_by(300) {
         let mut beacon = leader("kinopio-z", 1);
         beacon.backbone_rtt_ms = Some(100.0);
@@ -434,20 +388,9 @@ fn dead_broker_resigns_and_backs_off() {
     let mut node = Node::with("kinopio-a", |c| c.resign_copies = 2);
     node.tick(0);
     node.tick(1000);
-    node.election.handle(
-        node.at(1100),
-        Input::LeafStarted {
-            epoch: 1,
-            advert: advert("10.0.0.2"),
-        },
-    );
-    let actions = node.election.handle(
-        node.at(5000),
-        Input::LeafDied {
-            epoch: 1,
-            reason: "nats-server exited".into(),
-        },
-    );
+    node.election.handle(node.at(1100), Input::LeafStarted { epoch: 1, advert: advert("10.0.0.2") });
+    let actions =
+        node.election.handle(node.at(5000), Input::LeafDied { epoch: 1, reason: "nats-server exited".into() });
     let resigns = sent(&actions);
     assert_eq!(resigns.len(), 2);
     assert!(resigns.iter().all(Beacon::is_resign));
@@ -464,13 +407,7 @@ fn stop_resigns_and_goes_quiet() {
     let mut node = Node::new("kinopio-a");
     node.tick(0);
     node.tick(1000);
-    node.election.handle(
-        node.at(1100),
-        Input::LeafStarted {
-            epoch: 1,
-            advert: advert("10.0.0.2"),
-        },
-    );
+    node.election.handle(node.at(1100), Input::LeafStarted { epoch: 1, advert: advert("10.0.0.2") });
     let actions = node.election.handle(node.at(2000), Input::Stop);
     let resigns = sent(&actions);
     assert_eq!(resigns.len(), 3);

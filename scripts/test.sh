@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need (scripts/install-deps.sh), then checks
+# formatting, runs clippy with warnings denied, and runs the whole workspace test suite
+# against real nats-server processes, the real Python kinopio-hub 0.1.1 peer, real TLS,
+# multicast and mDNS (network-namespace tests run when this runs as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+export KINOPIO_NATS_SERVER="$PWD/.venv/bin/nats-server"
+export KINOPIO_PYTHON="$PWD/.venv/bin/python"
+export KINOPIO_SKIP_CA_TRUST_INSTALL=1
+export RUST_BACKTRACE=1
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked --no-fail-fast "$@"
