@@ -23,7 +23,7 @@ use crate::scope::{Scope, ScopeState};
 use crate::selection::ProbeResult;
 use crate::server::ServerUrl;
 use crate::state::{ConnectionState, HubEvent, SwitchReason};
-use crate::subscription::{Binding, HeaderMap, Rebind, Subscription};
+use crate::subscription::{Binding, HeaderMap, Subscription, Switch};
 use crate::supervisor::{self, Command};
 use crate::variable::{Variable, VariableState};
 
@@ -379,7 +379,7 @@ impl Shared {
             }
         }
         self.connection_object().await?;
-        let (rebind_tx, rebind_rx) = mpsc::unbounded_channel::<Rebind>();
+        let (switch_tx, switch_rx) = mpsc::unbounded_channel::<Switch>();
         let (id, subscriber, conn) = {
             let _switching = self.switch_lock.lock().await;
             let conn = self.current().ok_or_else(|| SubscribeError::new(SubscribeErrorKind::Closed))?;
@@ -391,7 +391,7 @@ impl Shared {
             .map_err(|e| SubscribeError::new(SubscribeErrorKind::Other).with_source(e))?;
             let id = self.next_id();
             lock(&self.bindings)
-                .insert(id, Binding { subject: variable.subject.to_string(), queue: queue.clone(), rebind: rebind_tx });
+                .insert(id, Binding { subject: variable.subject.to_string(), queue: queue.clone(), switch: switch_tx });
             (id, subscriber, conn)
         };
         if conn.is_connected() {
@@ -399,7 +399,7 @@ impl Shared {
                 tracing::debug!(subject = %variable.subject, error = %e, "subscription not confirmed by the server");
             }
         }
-        Ok(Subscription::new(hub.clone(), id, subscriber, rebind_rx, variable, queue))
+        Ok(Subscription::new(hub.clone(), id, subscriber, switch_rx, variable, queue))
     }
 
     async fn close(&self) {

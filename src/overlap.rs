@@ -34,10 +34,16 @@ pub(crate) fn fingerprint(msg: &async_nats::Message) -> u64 {
 }
 
 /// The overlap bookkeeping of one subscription during one switch.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct OverlapFilter {
     delivered_by_old: HashMap<u64, u32>,
     matching: bool,
+}
+
+impl Default for OverlapFilter {
+    fn default() -> Self {
+        OverlapFilter::new()
+    }
 }
 
 impl OverlapFilter {
@@ -49,6 +55,11 @@ impl OverlapFilter {
     /// The old connection delivered a message with this fingerprint.
     pub fn record_old(&mut self, fp: u64) {
         *self.delivered_by_old.entry(fp).or_insert(0) += 1;
+    }
+
+    /// True until the filter has met a message the old connection never delivered.
+    pub fn is_matching(&self) -> bool {
+        self.matching
     }
 
     /// Whether a message the new connection delivered should be passed on.

@@ -61,10 +61,24 @@ impl Message {
     }
 }
 
+/// What the hub tells a subscription about a switch.
+#[derive(Debug)]
+pub(crate) enum Switch {
+    /// A subscription on another connection is about to be made: from now on, remember what
+    /// is delivered (those messages may arrive on the new connection too).
+    Prepare,
+    /// The new subscriber is ready: merge.
+    Rebind(Rebind),
+    /// The switch failed: forget what was remembered.
+    Abort,
+}
+
 /// A new subscriber for a binding, on the connection the hub moved to.
 #[derive(Debug)]
 pub(crate) struct Rebind {
     pub subscriber: async_nats::Subscriber,
+    /// The new connection's client (for the catch-up round trip).
+    pub client: async_nats::Client,
     /// Filter duplicates (plain subscriptions); queue groups need none.
     pub dedup: bool,
     pub overlap: Duration,
@@ -75,7 +89,7 @@ pub(crate) struct Rebind {
 pub(crate) struct Binding {
     pub subject: String,
     pub queue: Option<String>,
-    pub rebind: mpsc::UnboundedSender<Rebind>,
+    pub switch: mpsc::UnboundedSender<Switch>,
 }
 
 /// Removes the binding from the hub when the subscription goes away.
@@ -104,7 +118,9 @@ enum Merged {
 pub struct Subscription {
     subscriber: Option<async_nats::Subscriber>,
     merging: Option<mpsc::Receiver<Merged>>,
-    rebinds: mpsc::UnboundedReceiver<Rebind>,
+    switches: mpsc::UnboundedReceiver<Switch>,
+    /// Fingerprints of what was delivered since a `Prepare` (plain subscriptions only).
+    recording: Option<OverlapFilter>,
     variable: Arc<VariableState>,
     encoding: Encoding,
     subject: String,
@@ -127,14 +143,15 @@ impl Subscription {
         hub: Hub,
         id: u64,
         subscriber: async_nats::Subscriber,
-        rebinds: mpsc::UnboundedReceiver<Rebind>,
+        switches: mpsc::UnboundedReceiver<Switch>,
         variable: Arc<VariableState>,
         queue: Option<String>,
     ) -> Subscription {
         Subscription {
             subscriber: Some(subscriber),
             merging: None,
-            rebinds,
+            switches,
+            recording: None,
             encoding: hub.shared().encoding.clone(),
             subject: variable.subject.to_string(),
             variable,
@@ -166,14 +183,27 @@ impl Subscription {
 
     fn deliver(&mut self, msg: async_nats::Message) -> Message {
         self.variable.record(&msg.payload);
+        if let Some(recording) = &mut self.recording {
+            recording.record_old(fingerprint(&msg));
+        }
         Message::from_nats(msg, &self.encoding)
+    }
+
+    fn on_switch(&mut self, switch: Switch) {
+        match switch {
+            Switch::Prepare if self.queue.is_none() => self.recording = Some(OverlapFilter::new()),
+            Switch::Prepare => {}
+            Switch::Abort => self.recording = None,
+            Switch::Rebind(rebind) => self.start_merge(rebind),
+        }
     }
 
     fn start_merge(&mut self, rebind: Rebind) {
         let (tx, rx) = mpsc::channel(256);
+        let filter = self.recording.take().unwrap_or_default();
         match self.subscriber.take() {
             Some(old) => {
-                tokio::spawn(merge(old, rebind, tx));
+                tokio::spawn(merge(old, rebind, filter, tx));
             }
             None => {
                 // No old subscriber (it ended): the new one simply takes over.
@@ -205,8 +235,8 @@ impl Stream for Subscription {
                 }
                 continue;
             }
-            if let Poll::Ready(Some(rebind)) = this.rebinds.poll_recv(cx) {
-                this.start_merge(rebind);
+            if let Poll::Ready(Some(switch)) = this.switches.poll_recv(cx) {
+                this.on_switch(switch);
                 continue;
             }
             let Some(subscriber) = &mut this.subscriber else {
@@ -226,22 +256,32 @@ impl Stream for Subscription {
     }
 }
 
-/// Upper bound for how long the old subscription may take to drain after the overlap.
+/// Upper bound for how long the old subscription may take to drain after the overlap, and
+/// for the barrier round trip on the new connection.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// Messages held back from the new connection before the overlap is cut short.
 const HOLD_LIMIT: usize = 100_000;
 
-/// Merges the old and the new subscriber of one binding during a switch (module docs).
-async fn merge(mut old: async_nats::Subscriber, rebind: Rebind, out: mpsc::Sender<Merged>) {
-    let Rebind { subscriber: mut new, dedup, overlap } = rebind;
-    let mut filter = OverlapFilter::new();
+/// Merges the old and the new subscriber of one binding during a switch (module docs):
+///
+/// 0. (before: since `Prepare`, the stream itself recorded what old delivered into `filter`)
+/// 1. overlap: old delivers (fingerprints recorded), new is held back;
+/// 2. old is drained (UNSUB + round trip) and what it still had is delivered;
+/// 3. the held-back messages, then everything new delivers, go through the overlap filter
+///    until the filter meets a message old never saw, or until a round trip on the new
+///    connection (proving it has caught up with everything routed before old's UNSUB) plus
+///    one more overlap period (for cluster routes) has passed;
+/// 4. the new subscriber is handed back to the stream.
+async fn merge(mut old: async_nats::Subscriber, rebind: Rebind, mut filter: OverlapFilter, out: mpsc::Sender<Merged>) {
+    let Rebind { subscriber: mut new, client, dedup, overlap } = rebind;
     let mut held = std::collections::VecDeque::new();
     let overlap_end = tokio::time::sleep(overlap);
     tokio::pin!(overlap_end);
     let mut old_open = true;
+    let mut new_open = true;
 
-    // Phase 1: old keeps delivering, new is held back, until the overlap ends.
-    while old_open && held.len() < HOLD_LIMIT {
+    // 1. Old keeps delivering, new is held back, until the overlap ends.
+    while old_open && new_open && held.len() < HOLD_LIMIT {
         tokio::select! {
             biased;
             msg = old.next() => match msg {
@@ -253,47 +293,70 @@ async fn merge(mut old: async_nats::Subscriber, rebind: Rebind, out: mpsc::Sende
             },
             msg = new.next() => match msg {
                 Some(msg) => held.push_back(msg),
-                None => break,
+                None => new_open = false,
             },
             _ = &mut overlap_end => break,
         }
     }
 
-    // Phase 2: unsubscribe the old one and pass on what it still has in flight.
-    if old_open {
-        if old.drain().await.is_ok() {
-            let deadline = tokio::time::sleep(DRAIN_LIMIT);
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    biased;
-                    msg = old.next() => match msg {
-                        Some(msg) => {
-                            if dedup { filter.record_old(fingerprint(&msg)); }
-                            if out.send(Merged::Message(msg)).await.is_err() { return; }
-                        }
-                        None => break,
-                    },
-                    msg = new.next(), if held.len() < HOLD_LIMIT => match msg {
-                        Some(msg) => held.push_back(msg),
-                        None => break,
-                    },
-                    _ = &mut deadline => {
-                        tracing::warn!("old subscription did not drain in time; switching anyway");
-                        break;
+    // 2. Unsubscribe the old one and pass on what it still has in flight.
+    if old_open && old.drain().await.is_ok() {
+        let deadline = tokio::time::sleep(DRAIN_LIMIT);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                biased;
+                msg = old.next() => match msg {
+                    Some(msg) => {
+                        if dedup { filter.record_old(fingerprint(&msg)); }
+                        if out.send(Merged::Message(msg)).await.is_err() { return; }
                     }
+                    None => break,
+                },
+                msg = new.next(), if new_open && held.len() < HOLD_LIMIT => match msg {
+                    Some(msg) => held.push_back(msg),
+                    None => new_open = false,
+                },
+                _ = &mut deadline => {
+                    tracing::warn!("old subscription did not drain in time; switching anyway");
+                    break;
                 }
             }
         }
-        drop(old);
     }
+    drop(old);
 
-    // Phase 3: what the new connection delivered meanwhile, minus what old already passed on.
+    // 3. Replay what new held back, then filter new's own stream until it has caught up.
     for msg in held {
-        let admit = !dedup || filter.admit_new(fingerprint(&msg));
-        if admit && out.send(Merged::Message(msg)).await.is_err() {
+        if (!dedup || filter.admit_new(fingerprint(&msg))) && out.send(Merged::Message(msg)).await.is_err() {
             return;
         }
     }
+    if dedup && new_open && filter.is_matching() {
+        let barrier = crate::connection::round_trip(&client, DRAIN_LIMIT);
+        tokio::pin!(barrier);
+        let tail = tokio::time::sleep(DRAIN_LIMIT + overlap);
+        tokio::pin!(tail);
+        let mut caught_up = false;
+        while filter.is_matching() {
+            tokio::select! {
+                biased;
+                msg = new.next() => match msg {
+                    Some(msg) => {
+                        if filter.admit_new(fingerprint(&msg)) && out.send(Merged::Message(msg)).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => break,
+                },
+                _ = &mut barrier, if !caught_up => {
+                    caught_up = true;
+                    tail.as_mut().reset(tokio::time::Instant::now() + overlap);
+                }
+                _ = &mut tail => break,
+            }
+        }
+    }
+    // 4. Hand the new subscriber back.
     let _ = out.send(Merged::Done(new)).await;
 }

@@ -16,7 +16,7 @@ use crate::selection::ranking::{self, Decision, Ranking};
 use crate::selection::{ProbeResult, SelectionMode};
 use crate::server::ServerUrl;
 use crate::state::{ConnectionState, HubEvent, SwitchReason};
-use crate::subscription::Rebind;
+use crate::subscription::{Rebind, Switch};
 
 /// Requests to the supervisor.
 #[derive(Debug)]
@@ -251,28 +251,43 @@ impl Supervisor {
         if shared.is_closed() {
             return Err(SwitchError::new(SwitchErrorKind::Closed));
         }
-        // 1. Re-create every subscription on the new connection and wait until the server
-        //    has them all.
+        // 1. Tell every subscription to remember what it delivers from now on, re-create it
+        //    on the new connection, and wait until the server has them all.
+        let bindings = shared.bindings();
+        for (_, binding) in &bindings {
+            let _ = binding.switch.send(Switch::Prepare);
+        }
+        let abort = |e: SwitchError| {
+            for (_, binding) in &bindings {
+                let _ = binding.switch.send(Switch::Abort);
+            }
+            e
+        };
         let mut rebinds = Vec::new();
-        for (_, binding) in shared.bindings() {
+        for (_, binding) in &bindings {
             let sub = match &binding.queue {
                 Some(q) => new.client.queue_subscribe(binding.subject.clone(), q.clone()).await,
                 None => new.client.subscribe(binding.subject.clone()).await,
             }
-            .map_err(|e| SwitchError::new(SwitchErrorKind::Rebind).with_source(e))?;
+            .map_err(|e| abort(SwitchError::new(SwitchErrorKind::Rebind).with_source(e)))?;
             rebinds.push((binding, sub));
         }
         let rtt_new = round_trip(&new.client, options.connect_timeout)
             .await
-            .map_err(|e| SwitchError::new(SwitchErrorKind::Rebind).with_detail(e.to_string()))?;
+            .map_err(|e| abort(SwitchError::new(SwitchErrorKind::Rebind).with_detail(e.to_string())))?;
         // 2. Make it current (publishes wait at its gate), hand every subscription its new
         //    subscriber, then let the old connection flush before the gate opens, so a
         //    publisher's messages stay in order across the switch.
         let old = shared.replace_connection(Arc::clone(&new));
         for (binding, subscriber) in rebinds {
-            let rebind = Rebind { subscriber, dedup: binding.queue.is_none(), overlap: options.switch_overlap };
+            let rebind = Rebind {
+                subscriber,
+                client: new.client.clone(),
+                dedup: binding.queue.is_none(),
+                overlap: options.switch_overlap,
+            };
             // A subscription dropped meanwhile: its new subscriber is dropped here too.
-            let _ = binding.rebind.send(rebind);
+            let _ = binding.switch.send(Switch::Rebind(rebind));
         }
         let from = old.as_ref().and_then(|o| o.server());
         if let Some(old) = &old {

@@ -58,9 +58,9 @@ pub(crate) async fn download_and_install(
     let version = table.version();
     let asset = platform.asset_name(version);
     let url = release_file_url(base_url, version, &asset)?;
-    let (connect_timeout, stall_timeout, version_timeout, _) = options.timeouts();
+    let timeouts = options.timeouts();
     let downloader = Downloader::new(
-        Limits { connect_timeout, stall_timeout, max_bytes: options.max_bytes() },
+        Limits { connect_timeout: timeouts.connect, stall_timeout: timeouts.stall, max_bytes: options.max_bytes() },
         options.progress_wanted(),
     )?;
 
@@ -122,7 +122,7 @@ pub(crate) async fn download_and_install(
     drop(archive);
 
     // 3. The binary must run and report the expected version.
-    let reported = probe_version(&staged_binary, version_timeout)
+    let reported = probe_version(&staged_binary, timeouts.version)
         .await
         .map_err(|reason| BinaryError::NotRunnable { path: staged_binary.clone(), reason })?;
     if reported != version {

@@ -114,8 +114,7 @@ pub async fn resolve(options: &BinaryOptions) -> Result<ResolvedBinary, BinaryEr
 
     std::fs::create_dir_all(cache.dir()).map_err(|e| BinaryError::io("create the cache directory", cache.dir(), e))?;
     let lock_path = cache.lock_path();
-    let (_, _, _, lock_timeout) = options.timeouts();
-    let _lock = CacheLock::acquire(&lock_path, lock_timeout, || {
+    let _lock = CacheLock::acquire(&lock_path, options.timeouts().lock, || {
         tracing::info!(lock = %lock_path.display(), "waiting for another process's nats-server download");
         options.emit(ProvisionEvent::WaitingForLock { lock: lock_path.clone() });
     })
@@ -135,6 +134,8 @@ async fn resolve_explicit(
     options: &BinaryOptions,
 ) -> Result<ResolvedBinary, BinaryError> {
     let path = crate::paths::expand_tilde(path.to_owned());
+    // Relative paths are made absolute so the result stays valid if the cwd changes.
+    let path = std::path::absolute(&path).unwrap_or(path);
     let fail = |problem| BinaryError::ExplicitPath { origin, path: path.clone(), problem };
     let meta = std::fs::metadata(&path).map_err(|e| fail(ExplicitPathProblem::NotFound(e.to_string())))?;
     if !meta.is_file() {
@@ -143,7 +144,7 @@ async fn resolve_explicit(
     if !cache::is_executable_file(&path) {
         return Err(fail(ExplicitPathProblem::NotExecutable));
     }
-    let (_, _, version_timeout, _) = options.timeouts();
+    let version_timeout = options.timeouts().version;
     let version =
         probe_version(&path, version_timeout).await.map_err(|why| fail(ExplicitPathProblem::VersionCheck(why)))?;
     Ok(ResolvedBinary { path, version, source: BinarySource::Explicit })
@@ -156,7 +157,7 @@ async fn find_cached(
     preferred: &str,
     options: &BinaryOptions,
 ) -> Option<ResolvedBinary> {
-    let (_, _, version_timeout, _) = options.timeouts();
+    let version_timeout = options.timeouts().version;
     for candidate in rank_cached(cache::scan(cache, platform), preferred) {
         match probe_version(&candidate.path, version_timeout).await {
             Ok(reported) if reported == candidate.version => {
@@ -183,7 +184,7 @@ pub fn path_candidates(search_path: &OsStr, binary_name: &str) -> Vec<PathBuf> {
 }
 
 async fn find_on_path(search_path: &OsStr, binary_name: &str, options: &BinaryOptions) -> Option<ResolvedBinary> {
-    let (_, _, version_timeout, _) = options.timeouts();
+    let version_timeout = options.timeouts().version;
     for candidate in path_candidates(search_path, binary_name) {
         if !cache::is_executable_file(&candidate) {
             continue;

@@ -23,6 +23,15 @@ pub const BASE_URL_ENV: &str = "KINOPIO_NATS_SERVER_BASE_URL";
 /// Default limit on the archive size.
 pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 100 * 1024 * 1024;
 
+/// The time limits of one resolution.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub connect: Duration,
+    pub stall: Duration,
+    pub version: Duration,
+    pub lock: Duration,
+}
+
 /// A step of provisioning, for progress reporting (`--json` lines, logs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "camelCase")]
@@ -249,8 +258,13 @@ impl BinaryOptions {
         self.max_download_bytes
     }
 
-    pub(crate) fn timeouts(&self) -> (Duration, Duration, Duration, Duration) {
-        (self.connect_timeout, self.stall_timeout, self.version_timeout, self.lock_timeout)
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: self.connect_timeout,
+            stall: self.stall_timeout,
+            version: self.version_timeout,
+            lock: self.lock_timeout,
+        }
     }
 
     pub(crate) fn emit(&self, event: ProvisionEvent) {
