@@ -237,6 +237,10 @@ impl Shared {
         self.closed.load(Ordering::Acquire)
     }
 
+    pub fn state(&self) -> ConnectionState {
+        *self.state.borrow()
+    }
+
     pub fn current(&self) -> Option<Arc<Connection>> {
         self.connection.borrow().clone()
     }

@@ -29,8 +29,10 @@
 pub mod backoff;
 pub mod codec;
 mod connection;
+mod discovery;
 pub mod error;
 mod hub;
+pub mod manifest;
 pub mod name;
 pub mod options;
 mod overlap;
@@ -41,6 +43,7 @@ mod service;
 pub mod state;
 mod subscription;
 mod supervisor;
+mod tls;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod value;

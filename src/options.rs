@@ -29,6 +29,8 @@ pub struct DiscoveryOptions {
     pub local_switch_timeout: Duration,
     /// How long a fetched manifest is reused before it is fetched again.
     pub cache_ttl: Duration,
+    /// Network interfaces (by name) to browse mDNS on; empty: all of them.
+    pub interfaces: Vec<String>,
 }
 
 impl Default for DiscoveryOptions {
@@ -41,6 +43,7 @@ impl Default for DiscoveryOptions {
             probe_interval: Duration::from_secs(5),
             local_switch_timeout: Duration::from_millis(1500),
             cache_ttl: Duration::from_secs(5),
+            interfaces: Vec::new(),
         }
     }
 }

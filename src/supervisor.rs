@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connection::{Connection, ConnectionEvent, FirstConnect, round_trip};
+use crate::discovery::Discovery;
 use crate::error::{SwitchError, SwitchErrorKind};
 use crate::hub::Shared;
 use crate::selection::probe::probe_all;
@@ -30,24 +31,28 @@ pub enum Command {
 /// How soon a faster server seen in one probe round is probed again to confirm it.
 const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 
-struct Supervisor {
+pub(crate) struct Supervisor {
     shared: Arc<Shared>,
     events_tx: mpsc::UnboundedSender<ConnectionEvent>,
     ranking: Ranking,
+    discovery: Option<Discovery>,
 }
 
 /// Runs until the hub is closed or dropped.
 pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut sup = Supervisor { ranking: Ranking::new(shared.options.switch_threshold, 2), shared, events_tx };
+    let discovery = shared.options.discovery.clone().filter(|d| d.enabled).map(Discovery::new);
+    let mut sup = Supervisor { ranking: Ranking::new(shared.options.switch_threshold, 2), shared, events_tx, discovery };
     let cancel = sup.shared.cancel.clone();
     tokio::select! {
         _ = cancel.cancelled() => return,
         () = sup.first_connection() => {}
     }
     let mut next_probe = sup.reprobe_interval().map(|d| tokio::time::Instant::now() + d);
+    let mut next_discovery = sup.discovery.as_ref().map(|_| tokio::time::Instant::now());
     loop {
         let probe_at = next_probe.unwrap_or_else(far_future);
+        let discovery_at = next_discovery.unwrap_or_else(far_future);
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(event) = events.recv() => sup.on_event(event),
@@ -55,6 +60,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
             _ = tokio::time::sleep_until(probe_at), if next_probe.is_some() => {
                 let confirm = sup.reprobe().await;
                 next_probe = sup.reprobe_interval().map(|d| tokio::time::Instant::now() + if confirm { CONFIRM_AFTER } else { d });
+            }
+            _ = tokio::time::sleep_until(discovery_at), if next_discovery.is_some() => {
+                let wait = sup.discover().await;
+                next_discovery = Some(tokio::time::Instant::now() + wait);
             }
         }
     }
@@ -75,7 +84,7 @@ impl Supervisor {
     }
 
     /// The servers in the order this mode wants them now (probing in latency mode).
-    async fn plan(&self) -> Vec<ServerUrl> {
+    pub(crate) async fn plan(&self) -> Vec<ServerUrl> {
         let servers = self.options().servers.clone();
         match self.options().selection {
             SelectionMode::Ordered => servers,
@@ -181,9 +190,23 @@ impl Supervisor {
         }
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// One discovery round; returns how long to wait before the next.
+    async fn discover(&mut self) -> Duration {
+        let Some(mut discovery) = self.discovery.take() else {
+            return Duration::from_secs(3600);
+        };
+        let wait = discovery.step(self).await;
+        self.discovery = Some(discovery);
+        wait
+    }
+
     /// One background probe round. Returns true when a confirmation round should follow soon.
     async fn reprobe(&mut self) -> bool {
-        if self.shared.is_closed() {
+        if self.shared.is_closed() || self.discovery.as_ref().is_some_and(Discovery::in_use) {
             return false;
         }
         let results = probe_all(self.options(), &self.options().servers.clone()).await;
@@ -208,7 +231,7 @@ impl Supervisor {
     }
 
     /// Tries each server of `plan` in order until one accepts a connection.
-    async fn switch_plan(
+    pub(crate) async fn switch_plan(
         &mut self,
         plan: Vec<ServerUrl>,
         reason: SwitchReason,
@@ -235,12 +258,24 @@ impl Supervisor {
         rtt_before: Option<Duration>,
         rtt_after: Option<Duration>,
     ) -> Result<ServerUrl, SwitchError> {
+        let options = self.shared.options.clone();
+        self.switch_to_with(&options, plan, reason, rtt_before, rtt_after).await
+    }
+
+    /// [`Supervisor::switch_to`] with connection options of its own (a local leader's CA).
+    pub(crate) async fn switch_to_with(
+        &mut self,
+        options: &crate::HubOptions,
+        plan: Vec<ServerUrl>,
+        reason: SwitchReason,
+        rtt_before: Option<Duration>,
+        rtt_after: Option<Duration>,
+    ) -> Result<ServerUrl, SwitchError> {
         let shared = Arc::clone(&self.shared);
         let Some(target) = plan.first().cloned() else {
             return Err(SwitchError::new(SwitchErrorKind::Unreachable));
         };
-        let options = shared.options.clone();
-        let new = Connection::open(&options, plan, FirstConnect::SingleAttempt, self.events_tx.clone(), false)
+        let new = Connection::open(options, plan, FirstConnect::SingleAttempt, self.events_tx.clone(), false)
             .await
             .map_err(|e| {
                 SwitchError::new(SwitchErrorKind::Unreachable).with_detail(target.to_string()).with_source(e)

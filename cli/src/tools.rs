@@ -37,6 +37,15 @@ pub struct ConnectArgs {
     /// CA file (PEM) to trust for tls:// and wss:// servers.
     #[arg(long)]
     tls_ca_file: Option<std::path::PathBuf>,
+    /// Look for a local leader at this HTTPS manifest URL and switch to it when it connects.
+    #[arg(long)]
+    discovery_manifest_url: Option<String>,
+    /// Look for a local leader of this namespace over mDNS and switch to it when it connects.
+    #[arg(long)]
+    discovery_namespace: Option<String>,
+    /// CA file (PEM) the local leader's manifest and WSS listener are signed with.
+    #[arg(long)]
+    discovery_ca_file: Option<std::path::PathBuf>,
     /// Connection name shown in the server's monitoring.
     #[arg(long, default_value = "kinopio-cli")]
     name: String,
@@ -57,6 +66,14 @@ impl ConnectArgs {
             .reprobe_interval((self.reprobe_interval_ms > 0).then(|| Duration::from_millis(self.reprobe_interval_ms)));
         if let Some(ca) = &self.tls_ca_file {
             options = options.tls_ca_file(ca);
+        }
+        if self.discovery_manifest_url.is_some() || self.discovery_namespace.is_some() {
+            options = options.discovery(kinopio::DiscoveryOptions {
+                manifest_url: self.discovery_manifest_url.clone(),
+                namespace: self.discovery_namespace.clone(),
+                ca_file: self.discovery_ca_file.clone(),
+                ..Default::default()
+            });
         }
         Ok(options)
     }

@@ -4,8 +4,12 @@
 //! takes part in the LAN election so that one device per namespace runs the leaf.
 
 pub mod binary;
+pub mod config;
 pub mod discovery_server;
 pub mod election;
-pub mod manifest;
+/// The discovery manifest types live in the client crate (the client parses them too).
+pub use kinopio::manifest;
+pub mod net;
 pub mod paths;
+pub mod process;
 pub mod tls;

@@ -97,6 +97,7 @@ struct RustNode {
     leaf_running: Option<u64>,
     drops: DropCounts,
     status_lines: usize,
+    leaf_starts: usize,
 }
 
 #[derive(Debug)]
@@ -200,6 +201,7 @@ impl Sim {
                 leaf_running: None,
                 drops: DropCounts::default(),
                 status_lines: 0,
+                leaf_starts: 0,
             })),
         });
         self.schedule(boot_at, Event::Boot(index));
@@ -407,6 +409,7 @@ impl Sim {
                     }
                     Action::StartLeaf { epoch } => {
                         node.leaf_pending = Some(epoch);
+                        node.leaf_starts += 1;
                         leaf_starts.push((epoch, node.opts.leaf_start_ms));
                     }
                     Action::StopLeaf { epoch } => {
@@ -945,6 +948,43 @@ fn start_up_elects_exactly_one_leader_and_never_two() {
         for i in 0..nodes {
             assert!(sim.rust(i).status_lines <= 6, "seed {seed} node {i}");
         }
+    }
+}
+
+#[test]
+fn slow_leaf_start_with_staggered_boots_starts_exactly_one_leaf() {
+    // The leaf takes 3 s to start (e.g. a first download) and nodes keep booting meanwhile,
+    // some with better ranks: they hold back while a peer is `starting-leaf`.
+    for seed in 0..20 {
+        let mut sim = Sim::new(500 + seed, Net::clean());
+        for _ in 0..5 {
+            let boot = sim.rng.random_range(0..=3_500);
+            sim.add_rust(boot, RustOpts { leaf_start_ms: 3_000, ..RustOpts::default() });
+        }
+        settle(&mut sim, 20_000, 5_000);
+        let starts: usize = (0..5).map(|i| sim.rust(i).leaf_starts).sum();
+        assert_eq!(starts, 1, "seed {seed}: wasted leaf starts");
+        assert!(sim.overlaps.is_empty(), "seed {seed}");
+    }
+}
+
+#[test]
+fn joiner_that_cannot_hear_the_leader_yet_does_not_take_over() {
+    // The joiner has the best rank but misses the leader's beacons for 5 s (asymmetric
+    // loss); it hears the followers, who still follow a leader, so it must not stand.
+    for seed in 0..10 {
+        let mut sim = fleet(600 + seed, Net::clean(), 3, 200);
+        let (_, leader) = settle(&mut sim, 10_000, 2_000);
+        let leader_index = index_of(&sim, &leader);
+        let joined_at = sim.now;
+        let joiner = sim.add_rust_named("kinopio-00000000-deaf", joined_at, RustOpts::default());
+        sim.blocked.insert((leader_index, joiner));
+        sim.run_until(joined_at + 5_000);
+        sim.blocked.clear();
+        sim.run_until(joined_at + 30_000);
+        assert_eq!(sim.converged(), Some(leader.clone()), "seed {seed}");
+        assert_eq!(sim.rust(joiner).leaf_starts, 0, "seed {seed}");
+        assert_eq!(sim.history.iter().filter(|(_, l)| !l.is_empty()).count(), 1);
     }
 }
 

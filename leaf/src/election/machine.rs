@@ -692,7 +692,7 @@ impl Election {
             };
             self.next_heartbeat = self.next_heartbeat.min(earliest.max(now));
         }
-        if now >= self.next_heartbeat && self.starting.is_none() {
+        if now >= self.next_heartbeat {
             out.beacons.push(Action::SendBeacon(Box::new(self.heartbeat())));
             self.last_beacon_at = Some(now);
             self.last_beacon_shape = Some(shape);
