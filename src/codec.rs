@@ -22,7 +22,9 @@ use crate::value::Value;
 ///
 /// ```
 /// use kinopio::Payload;
-/// assert_eq!(Payload::json(&serde_json::json!({"x": 1, "s": "é"})).unwrap().as_bytes(),
+/// #[derive(serde::Serialize)]
+/// struct Reading { x: i32, s: &'static str }
+/// assert_eq!(Payload::json(&Reading { x: 1, s: "é" }).unwrap().as_bytes(),
 ///            br#"{"x": 1, "s": "\u00e9"}"#);
 /// assert_eq!(Payload::text("hello").as_bytes(), b"hello");
 /// assert!(Payload::null().as_bytes().is_empty());

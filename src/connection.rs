@@ -180,7 +180,7 @@ fn base_options(options: &HubOptions) -> async_nats::ConnectOptions {
         .request_timeout(Some(options.request_timeout))
         .retain_servers_order()
         .ignore_discovered_servers()
-        .max_reconnects(options.max_reconnect_attempts);
+        .max_reconnects(options.max_reconnect_attempts.or((!options.auto_retry).then_some(options.servers.len())));
     if let Some(name) = &options.name {
         nats = nats.name(name);
     }

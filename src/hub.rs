@@ -257,6 +257,10 @@ impl Shared {
         let _ = self.events.send(event);
     }
 
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.last_error).clone()
+    }
+
     pub fn set_last_error(&self, error: impl Into<String>) {
         *lock(&self.last_error) = Some(error.into());
     }

@@ -6,11 +6,11 @@
 //! `YYYY-MM-DDTHH:MM:SSZ` with whole seconds. Fields of our own (`caCertSha256`) are optional
 //! and ignored by 0.1.1 readers; unknown fields sent by others are ignored here.
 //!
-//! This module depends only on `serde`, `serde_json`, `time`, `url` and `thiserror` so that
-//! it can move into the client crate unchanged.
+//! The client parses manifests when it looks for a local leader; `kinopio-leaf` builds and
+//! serves them (it re-exports this module).
 //!
 //! ```
-//! use kinopio_leaf::manifest::LeaderManifest;
+//! use kinopio::manifest::LeaderManifest;
 //! use time::macros::datetime;
 //!
 //! let body = br#"{"version": 1, "nodeId": "n1", "advertisedHostname": "127.0.0.1",
@@ -995,7 +995,7 @@ mod tests {
     #[test]
     fn json_schema_lists_exactly_the_manifest_fields() {
         let schema: Value =
-            serde_json::from_str(include_str!("../../manifests/discovery-manifest.schema.json")).unwrap();
+            serde_json::from_str(include_str!("../manifests/discovery-manifest.schema.json")).unwrap();
         let mut required: Vec<&str> =
             schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         required.sort();

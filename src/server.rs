@@ -114,6 +114,9 @@ impl FromStr for ServerUrl {
         if url.host_str().is_none_or(str::is_empty) {
             return Err(ServerUrlError::NoHost { url: raw.to_owned() });
         }
+        if let Some(host) = url.host_str().map(str::to_ascii_lowercase) {
+            let _ = url.set_host(Some(&host));
+        }
         if url.port().is_none() {
             // Special schemes (ws/wss) hide their default port; set it explicitly for others.
             let _ = url.set_port(Some(port));

@@ -108,7 +108,7 @@ where
                 handle(hub, msg, handler).await;
             });
         }
-        drop(subscription);
+        subscription.unsubscribe().await;
         // Wait for in-flight handlers so their replies go out before `stop()` returns.
         let _ = permits.acquire_many(limit as u32).await;
     });

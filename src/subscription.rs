@@ -170,9 +170,21 @@ impl Subscription {
         self.queue.as_deref()
     }
 
-    /// Unsubscribes. Messages already received are dropped.
-    pub fn unsubscribe(self) {
-        drop(self);
+    /// Unsubscribes and returns once the server has dropped the interest (a request to a
+    /// subject whose only subscription this was then gets "no responders"). Dropping a
+    /// subscription also unsubscribes, without waiting.
+    pub async fn unsubscribe(mut self) {
+        if let Some(mut subscriber) = self.subscriber.take() {
+            let _ = subscriber.unsubscribe().await;
+        }
+        self.merging = None;
+        let shared = self._binding.hub.shared();
+        shared.unbind(self._binding.id);
+        if let Some(conn) = shared.current() {
+            if conn.is_connected() {
+                let _ = crate::connection::round_trip(&conn.client, shared.options.request_timeout).await;
+            }
+        }
     }
 
     /// Decoded values instead of messages: each item is the payload decoded into `T`, or a

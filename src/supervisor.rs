@@ -36,13 +36,16 @@ pub(crate) struct Supervisor {
     events_tx: mpsc::UnboundedSender<ConnectionEvent>,
     ranking: Ranking,
     discovery: Option<Discovery>,
+    /// When to start a fresh connection after async-nats gave up (auto retry on).
+    restart_at: Option<tokio::time::Instant>,
+    restarts: usize,
 }
 
 /// Runs until the hub is closed or dropped.
 pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let discovery = shared.options.discovery.clone().filter(|d| d.enabled).map(Discovery::new);
-    let mut sup = Supervisor { ranking: Ranking::new(shared.options.switch_threshold, 2), shared, events_tx, discovery };
+    let mut sup = Supervisor { ranking: Ranking::new(shared.options.switch_threshold, 2), shared, events_tx, discovery, restart_at: None, restarts: 0 };
     let cancel = sup.shared.cancel.clone();
     tokio::select! {
         _ = cancel.cancelled() => return,
@@ -53,6 +56,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
     loop {
         let probe_at = next_probe.unwrap_or_else(far_future);
         let discovery_at = next_discovery.unwrap_or_else(far_future);
+        let restart_at = sup.restart_at.unwrap_or_else(far_future);
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(event) = events.recv() => sup.on_event(event),
@@ -60,6 +64,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
             _ = tokio::time::sleep_until(probe_at), if next_probe.is_some() => {
                 let confirm = sup.reprobe().await;
                 next_probe = sup.reprobe_interval().map(|d| tokio::time::Instant::now() + if confirm { CONFIRM_AFTER } else { d });
+            }
+            _ = tokio::time::sleep_until(restart_at), if sup.restart_at.is_some() => {
+                sup.restart_at = None;
+                sup.restart().await;
             }
             _ = tokio::time::sleep_until(discovery_at), if next_discovery.is_some() => {
                 let wait = sup.discover().await;
@@ -159,8 +167,23 @@ impl Supervisor {
                 if self.shared.is_closed() {
                     return;
                 }
-                let message =
-                    format!("gave up after {} connection attempts", self.options().max_reconnect_attempts.unwrap_or(0));
+                if self.restart_at.is_some() {
+                    return;
+                }
+                if self.options().auto_retry {
+                    // Start over: re-plan and open a fresh connection after a backoff.
+                    self.restarts += 1;
+                    let delay = self.options().backoff().delay_random(self.restarts + 1);
+                    tracing::warn!(delay_ms = delay.as_millis() as u64, "connection gave up; starting over");
+                    self.shared.set_state(ConnectionState::Connecting);
+                    self.restart_at = Some(tokio::time::Instant::now() + delay);
+                    return;
+                }
+                let message = format!(
+                    "gave up after {} connection attempts; last error: {}",
+                    self.options().max_reconnect_attempts.unwrap_or(self.options().servers.len()),
+                    self.shared.last_error().unwrap_or_else(|| "none".into())
+                );
                 tracing::error!("{message}");
                 self.shared.set_state(ConnectionState::Error);
                 self.shared.emit(HubEvent::Failed { message });
@@ -187,6 +210,39 @@ impl Supervisor {
                 let result = self.switch_to(plan, reason, None, None).await;
                 let _ = reply.send(result);
             }
+        }
+    }
+
+    /// A fresh connection cycle after the old connection gave up: new plan, new connection
+    /// (connecting in the background), every subscription re-created on it.
+    async fn restart(&mut self) {
+        if self.shared.is_closed() {
+            return;
+        }
+        let plan = self.plan().await;
+        let options = self.shared.options.clone();
+        let new = match Connection::open(&options, plan, FirstConnect::Background, self.events_tx.clone(), true).await {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create a connection");
+                return;
+            }
+        };
+        let shared = Arc::clone(&self.shared);
+        let _switching = shared.switch_lock.lock().await;
+        for (_, binding) in shared.bindings() {
+            let sub = match &binding.queue {
+                Some(q) => new.client.queue_subscribe(binding.subject.clone(), q.clone()).await,
+                None => new.client.subscribe(binding.subject.clone()).await,
+            };
+            if let Ok(subscriber) = sub {
+                let rebind =
+                    Rebind { subscriber, client: new.client.clone(), dedup: false, overlap: Duration::ZERO };
+                let _ = binding.switch.send(Switch::Rebind(rebind));
+            }
+        }
+        if let Some(old) = shared.replace_connection(new) {
+            old.retire();
         }
     }
 

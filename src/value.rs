@@ -441,6 +441,19 @@ impl<'de> Deserializer<'de> for Value {
         self.deserialize_bytes(visitor)
     }
 
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
+        match self {
+            // Raw bytes into a sequence type (`Vec<u8>`): one element per byte.
+            Value::Bytes(b) => {
+                let mut seq = de::value::SeqDeserializer::new(b.to_vec().into_iter());
+                let out = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(out)
+            }
+            other => other.deserialize_any(visitor),
+        }
+    }
+
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
         match self {
             Value::Null => visitor.visit_unit(),
@@ -450,7 +463,7 @@ impl<'de> Deserializer<'de> for Value {
 
     forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        unit_struct seq tuple tuple_struct map struct identifier ignored_any
+        unit_struct tuple tuple_struct map struct identifier ignored_any
     }
 }
 

@@ -459,3 +459,46 @@ async fn slow_consumers_are_reported() {
     assert!(event > 0);
     hub.close().await;
 }
+
+#[tokio::test]
+async fn without_auto_retry_the_hub_gives_up_with_an_error_state() {
+    let port = kinopio::testing::free_port();
+    let hub = Hub::new(
+        HubOptions::new()
+            .servers([format!("nats://127.0.0.1:{port}")])
+            .unwrap()
+            .auto_retry(false)
+            .max_reconnect_attempts(Some(2))
+            .retry(Duration::from_millis(50), 1.0, Duration::from_millis(50))
+            .reconnect_wait(Duration::from_millis(50)),
+    );
+    let mut states = hub.state_watch();
+    tokio::time::timeout(WAIT, states.wait_for(|s| *s == ConnectionState::Error)).await.unwrap().unwrap();
+    let err = hub.wait_connected(Duration::from_secs(1)).await.unwrap_err();
+    assert_eq!(err.kind(), ConnectErrorKind::Failed);
+    hub.close().await;
+}
+
+#[tokio::test]
+async fn with_auto_retry_a_hub_that_exhausted_its_attempts_starts_over() {
+    let port = kinopio::testing::free_port();
+    let hub = Hub::new(
+        HubOptions::new()
+            .servers([format!("nats://127.0.0.1:{port}")])
+            .unwrap()
+            .max_reconnect_attempts(Some(2))
+            .retry(Duration::from_millis(50), 1.0, Duration::from_millis(100))
+            .reconnect_wait(Duration::from_millis(50)),
+    );
+    let var = hub.variable("late.server").unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_ne!(hub.state(), ConnectionState::Error, "auto retry keeps trying");
+    let server = NatsServer::start_with_args(&["-p", &port.to_string()]);
+    hub.wait_connected(WAIT).await.unwrap();
+    let mut sub = var.subscribe().await.unwrap();
+    let other = Hub::connect(options(&server)).await.unwrap();
+    other.variable("late.server").unwrap().publish(&1).await.unwrap();
+    assert_eq!(next(&mut sub).await.decode::<i32>().unwrap(), 1);
+    hub.close().await;
+    other.close().await;
+}

@@ -12,4 +12,5 @@ pub use kinopio::manifest;
 pub mod net;
 pub mod paths;
 pub mod process;
+pub mod runtime;
 pub mod tls;

@@ -147,6 +147,79 @@ pub async fn accepts(addr: SocketAddr, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
 }
 
+/// True when a TLS handshake with `addr` completes within `timeout`. The server's
+/// certificate is **not** verified: this only checks that a TLS listener answers (a bare
+/// TCP probe would make nats-server log a handshake error on every check). Never send
+/// data over such a connection.
+pub async fn accepts_tls(addr: SocketAddr, timeout: Duration) -> bool {
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let connector = tokio_rustls::TlsConnector::from(probe_tls_config()?);
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let mut tls = connector.connect(name, stream).await.ok()?;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+        Some(())
+    };
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(())))
+}
+
+fn probe_tls_config() -> Option<std::sync::Arc<rustls::ClientConfig>> {
+    static CONFIG: std::sync::OnceLock<Option<std::sync::Arc<rustls::ClientConfig>>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let verifier = std::sync::Arc::new(AnyServerCert(provider.clone()));
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .ok()?
+                .dangerous()
+                .with_custom_certificate_verifier(verifier)
+                .with_no_client_auth();
+            Some(std::sync::Arc::new(config))
+        })
+        .clone()
+}
+
+/// Accepts any server certificate but still checks the handshake signatures, so the
+/// probe completes only against a working TLS server. Used by [`accepts_tls`] only.
+#[derive(Debug)]
+struct AnyServerCert(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// Binds `addr` and releases it at once: `Ok` when the port is free right now, else the
 /// bind error (`AddrInUse`, `AddrNotAvailable`, ...). Used to report a taken port by name
 /// before nats-server fails on it; nats-server binds for real afterwards.

@@ -8,8 +8,9 @@
 //!   Because that signal follows the *thread* that forked, children are forked by one
 //!   dedicated thread that lives as long as the process.
 //! - [`wait_ready`] waits, with a bound, until the process is alive, its ports file names
-//!   the ports it bound, the client and WebSocket ports accept connections and the
-//!   monitor's `/healthz` answers 200; failures carry the log tail.
+//!   the ports it bound, the client port accepts connections, the WebSocket port completes
+//!   a TLS handshake and the monitor's `/healthz` answers 200; failures carry the log
+//!   tail.
 //! - [`ServerProcess::stop`] sends SIGTERM, waits a grace period, then SIGKILLs.
 //!
 //! Ports are never chosen by bind-then-close here: nats-server binds `-1` (random) ports
@@ -522,7 +523,7 @@ pub async fn wait_ready(
                 let websocket = SocketAddr::new(net::connect_address(check.websocket_host), bound.websocket);
                 let (client_ok, websocket_ok, healthy) = tokio::join!(
                     net::accepts(client, check.probe_timeout),
-                    net::accepts(websocket, check.probe_timeout),
+                    net::accepts_tls(websocket, check.probe_timeout),
                     monitor.healthy(),
                 );
                 if !client_ok {

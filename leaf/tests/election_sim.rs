@@ -6,13 +6,16 @@
 //! The number of leaders is checked after every simulated event, i.e. at every instant at
 //! which it can change.
 
+// Test code: helpers outside `#[test]` functions unwrap too.
+#![allow(clippy::unwrap_used)]
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kinopio_leaf::election::{
-    Action, Beacon, BeaconCodec, BeaconErrorKind, DropCounts, Election, ElectionConfig, Input,
-    LeafAdvert, NamespaceSecret, Role,
+    Action, Beacon, BeaconCodec, BeaconErrorKind, DropCounts, Election, ElectionConfig, Input, LeafAdvert,
+    NamespaceSecret, Role,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -40,21 +43,11 @@ struct Net {
 
 impl Net {
     fn clean() -> Net {
-        Net {
-            delay: (1, 5),
-            loss: 0.0,
-            late_prob: 0.0,
-            late_max: 0,
-        }
+        Net { delay: (1, 5), loss: 0.0, late_prob: 0.0, late_max: 0 }
     }
 
     fn lossy() -> Net {
-        Net {
-            delay: (1, 40),
-            loss: 0.10,
-            late_prob: 0.05,
-            late_max: 600,
-        }
+        Net { delay: (1, 40), loss: 0.10, late_prob: 0.05, late_max: 600 }
     }
 }
 
@@ -79,11 +72,7 @@ struct RustOpts {
 
 impl Default for RustOpts {
     fn default() -> Self {
-        RustOpts {
-            rtt: None,
-            leaf_fails: false,
-            leaf_start_ms: 300,
-        }
+        RustOpts { rtt: None, leaf_fails: false, leaf_start_ms: 300 }
     }
 }
 
@@ -245,24 +234,16 @@ impl Sim {
     }
 
     fn leader_ids(&self) -> Vec<String> {
-        self.leaders()
-            .into_iter()
-            .map(|i| self.nodes[i].id.clone())
-            .collect()
+        self.leaders().into_iter().map(|i| self.nodes[i].id.clone()).collect()
     }
 
     /// Whom node `index` considers the leader (itself when leading).
     fn followed(&self, index: usize) -> Option<String> {
         match &self.nodes[index].kind {
-            Kind::Rust(r) => r
-                .election
-                .as_ref()?
-                .status()
-                .leader
-                .map(|leader| leader.node_id),
-            Kind::Py(p) => p.current_leader.as_ref().and_then(|m| {
-                m.get("nodeId").and_then(Value::as_str).map(str::to_owned)
-            }),
+            Kind::Rust(r) => r.election.as_ref()?.status().leader.map(|leader| leader.node_id),
+            Kind::Py(p) => {
+                p.current_leader.as_ref().and_then(|m| m.get("nodeId").and_then(Value::as_str).map(str::to_owned))
+            }
         }
     }
 
@@ -328,11 +309,7 @@ impl Sim {
     }
 
     fn overlaps_since(&self, since: u64) -> Vec<(u64, usize)> {
-        self.overlaps
-            .iter()
-            .copied()
-            .filter(|(at, _)| *at >= since)
-            .collect()
+        self.overlaps.iter().copied().filter(|(at, _)| *at >= since).collect()
     }
 
     fn dispatch(&mut self, event: Event) {
@@ -365,11 +342,7 @@ impl Sim {
                 config.advertised_hostname = "10.0.0.1".into();
                 node.election = Some(Election::new(config, id, at).unwrap());
                 if let Some(rtt) = node.opts.rtt {
-                    let actions = node
-                        .election
-                        .as_mut()
-                        .unwrap()
-                        .handle(at, Input::BackboneRtt(Some(rtt)));
+                    let actions = node.election.as_mut().unwrap().handle(at, Input::BackboneRtt(Some(rtt)));
                     self.apply(index, actions);
                 }
                 self.drive(index, Input::Tick);
@@ -462,16 +435,10 @@ impl Sim {
         }
         node.leaf_pending = None;
         let input = if node.opts.leaf_fails {
-            Input::LeafFailed {
-                epoch,
-                reason: "simulated failure".into(),
-            }
+            Input::LeafFailed { epoch, reason: "simulated failure".into() }
         } else {
             node.leaf_running = Some(epoch);
-            Input::LeafStarted {
-                epoch,
-                advert: advert(&self.nodes[index].id),
-            }
+            Input::LeafStarted { epoch, advert: advert(&self.nodes[index].id) }
         };
         self.drive(index, input);
     }
@@ -593,8 +560,8 @@ fn advert(id: &str) -> LeafAdvert {
     LeafAdvert {
         advertised_hostname: host.clone(),
         wss_url: format!("wss://{host}:4443"),
-        client_url: format!("nats://127.0.0.1:4222"),
-        monitor_url: format!("http://127.0.0.1:8222"),
+        client_url: "nats://127.0.0.1:4222".into(),
+        monitor_url: "http://127.0.0.1:8222".into(),
         discovery_url: format!("https://{host}:8443/manifest.json"),
         bridge_state: "connected".into(),
         backbone_servers: vec!["nats://backbone.example:4222".into()],
@@ -692,8 +659,7 @@ impl PyNode {
             }
             self.peers.insert(node_id, (payload, now));
         }
-        self.peers
-            .retain(|_, (_, last_seen)| now.saturating_sub(*last_seen) <= EXPIRY_MS);
+        self.peers.retain(|_, (_, last_seen)| now.saturating_sub(*last_seen) <= EXPIRY_MS);
         if let Some(epoch) = self.tick(now) {
             self.pending = Some((epoch, now));
             return PyStep::Blocked(self.start_ms);
@@ -753,10 +719,7 @@ impl PyNode {
     fn sort_key(payload: &Map<String, Value>) -> (i64, PyRank) {
         (
             -py_int(payload.get("leaderEpoch")),
-            py_rank(
-                py_float(payload.get("backboneRttMs")),
-                &py_str(payload.get("nodeId")),
-            ),
+            py_rank(py_float(payload.get("backboneRttMs")), &py_str(payload.get("nodeId"))),
         )
     }
 
@@ -770,9 +733,7 @@ impl PyNode {
                 candidates.push(payload.clone());
             }
         }
-        candidates
-            .into_iter()
-            .min_by(|a, b| Self::sort_key(a).partial_cmp(&Self::sort_key(b)).unwrap())
+        candidates.into_iter().min_by(|a, b| Self::sort_key(a).partial_cmp(&Self::sort_key(b)).unwrap())
     }
 
     fn self_rank(&self) -> PyRank {
@@ -787,12 +748,8 @@ impl PyNode {
                 && py_str(best.get("nodeId")) != self.id
             {
                 let leader_epoch = py_int(best.get("leaderEpoch"));
-                let leader_rank = py_rank(
-                    py_float(best.get("backboneRttMs")),
-                    &py_str(best.get("nodeId")),
-                );
-                let beats = leader_epoch > self.epoch
-                    || (leader_epoch == self.epoch && leader_rank < self.self_rank());
+                let leader_rank = py_rank(py_float(best.get("backboneRttMs")), &py_str(best.get("nodeId")));
+                let beats = leader_epoch > self.epoch || (leader_epoch == self.epoch && leader_rank < self.self_rank());
                 if beats {
                     self.leading = false;
                     self.state = "following-leader";
@@ -897,15 +854,9 @@ fn fleet(seed: u64, net: Net, rust: usize, stagger_ms: u64) -> Sim {
 /// ms; returns (convergence time, leader).
 fn settle(sim: &mut Sim, deadline: u64, stable: u64) -> (u64, String) {
     loop {
-        let at = sim
-            .run_until_true(deadline, |s| s.converged().is_some())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no convergence by {deadline} ms; leaders {:?}; history {:?}",
-                    sim.leader_ids(),
-                    sim.history
-                )
-            });
+        let at = sim.run_until_true(deadline, |s| s.converged().is_some()).unwrap_or_else(|| {
+            panic!("no convergence by {deadline} ms; leaders {:?}; history {:?}", sim.leader_ids(), sim.history)
+        });
         let leader = sim.converged().unwrap();
         let broke = sim.run_until_true(at + stable, |s| s.converged().as_ref() != Some(&leader));
         if broke.is_none() {
@@ -920,11 +871,7 @@ fn index_of(sim: &Sim, id: &str) -> usize {
 }
 
 fn best_ranked(sim: &Sim, among: &[usize]) -> String {
-    among
-        .iter()
-        .map(|i| sim.nodes[*i].id.clone())
-        .min()
-        .unwrap()
+    among.iter().map(|i| sim.nodes[*i].id.clone()).min().unwrap()
 }
 
 // ----- tests ----------------------------------------------------------------------------
@@ -998,10 +945,7 @@ fn crash_failover_within_expiry_plus_grace_plus_1_5_s() {
         let (at, new_leader) = settle(&mut sim, crashed_at + 30_000, 3_000);
         let took = at - crashed_at;
         assert_ne!(new_leader, leader);
-        assert!(
-            took <= CRASH_FAILOVER_BOUND_MS,
-            "seed {seed}: failover took {took} ms"
-        );
+        assert!(took <= CRASH_FAILOVER_BOUND_MS, "seed {seed}: failover took {took} ms");
         assert!(took >= GRACE_MS + EXPIRY_MS - 600, "seed {seed}: grace not honoured ({took} ms)");
         assert!(sim.overlaps.is_empty(), "seed {seed}: {:?}", sim.overlaps);
         let survivors: Vec<usize> = (0..4).filter(|i| sim.nodes[*i].alive).collect();
@@ -1060,11 +1004,8 @@ fn late_joiner_without_advantage_follows_and_never_preempts() {
         let (_, leader) = settle(&mut sim, 10_000, 2_000);
         // Smallest id and 40 ms better: better rank, but below the 50 ms threshold.
         let joined_at = sim.now;
-        let joiner = sim.add_rust_named(
-            "kinopio-00000000-late",
-            joined_at,
-            RustOpts { rtt: Some(60.0), ..RustOpts::default() },
-        );
+        let joiner =
+            sim.add_rust_named("kinopio-00000000-late", joined_at, RustOpts { rtt: Some(60.0), ..RustOpts::default() });
         sim.run_until(joined_at + 60_000);
         assert_eq!(sim.leader_ids(), vec![leader.clone()], "seed {seed}");
         assert_eq!(sim.followed(joiner), Some(leader));
@@ -1083,15 +1024,10 @@ fn better_rtt_preempts_only_after_the_sustained_window() {
         let (_, leader) = settle(&mut sim, 10_000, 2_000);
         let joined_at = sim.now;
         let joiner_id = "kinopio-ffffffff-fast";
-        let joiner = sim.add_rust_named(
-            joiner_id,
-            joined_at,
-            RustOpts { rtt: Some(10.0), ..RustOpts::default() },
-        );
+        let joiner = sim.add_rust_named(joiner_id, joined_at, RustOpts { rtt: Some(10.0), ..RustOpts::default() });
         // It hears the leader within one heartbeat; the 3 s window starts then.
-        let took_over = sim
-            .run_until_true(joined_at + 10_000, |s| s.is_leader(joiner))
-            .expect("the faster node takes over");
+        let took_over =
+            sim.run_until_true(joined_at + 10_000, |s| s.is_leader(joiner)).expect("the faster node takes over");
         let waited = took_over - joined_at;
         assert!(waited >= 3_000, "seed {seed}: preempted after only {waited} ms");
         assert!(waited <= 3_000 + 500 + 300 + 200, "seed {seed}: took {waited} ms");
@@ -1140,11 +1076,7 @@ fn forged_beacons_are_rejected_in_a_secured_namespace() {
     let (_, leader) = settle(&mut sim, 10_000, 2_000);
     let start = sim.now;
     let unsigned = forged_leader(1_000_000);
-    let mut wrong_key = BeaconCodec::secured(
-        NS,
-        "kinopio-evil",
-        &NamespaceSecret::new("guessed").unwrap(),
-    );
+    let mut wrong_key = BeaconCodec::secured(NS, "kinopio-evil", &NamespaceSecret::new("guessed").unwrap());
     for k in 0..20 {
         sim.run_until(start + k * 500);
         sim.inject(&unsigned);
@@ -1185,9 +1117,7 @@ fn replayed_beacons_are_rejected_and_do_not_keep_a_dead_leader_alive() {
     let mut k = 0;
     let recovered = loop {
         let t = crashed_at + k * 250;
-        if let Some(at) = sim.run_until_true(t, |s| {
-            s.converged().is_some_and(|l| l != leader)
-        }) {
+        if let Some(at) = sim.run_until_true(t, |s| s.converged().is_some_and(|l| l != leader)) {
             break at;
         }
         sim.inject(&captured[(k as usize) % captured.len()]);
@@ -1258,11 +1188,7 @@ fn ten_percent_loss_and_reordering_still_converges() {
 #[test]
 fn failing_leaf_start_does_not_block_others() {
     let mut sim = Sim::new(3, Net::clean());
-    let broken = sim.add_rust_named(
-        "kinopio-00000000-broken",
-        0,
-        RustOpts { leaf_fails: true, ..RustOpts::default() },
-    );
+    let broken = sim.add_rust_named("kinopio-00000000-broken", 0, RustOpts { leaf_fails: true, ..RustOpts::default() });
     for _ in 0..3 {
         sim.add_rust(0, RustOpts::default());
     }
@@ -1336,4 +1262,3 @@ fn mixed_fleet_survives_a_slow_blocking_python_start() {
         assert_ne!(after, leader);
     }
 }
-

@@ -147,7 +147,11 @@ impl Election {
         let now = now.max(self.last_now);
         self.last_now = now;
         if self.state == State::Stopped {
-            return Vec::new();
+            // A leaf that finishes starting after the stop must not be left running.
+            return match input {
+                Input::LeafStarted { epoch, .. } => vec![Action::StopLeaf { epoch }],
+                _ => Vec::new(),
+            };
         }
         let mut out = Outbox::default();
         match input {
@@ -400,8 +404,8 @@ impl Election {
         if leading.published.is_some() {
             out.effects.push(Action::WithdrawMdns);
         }
-        self.push_resigns(out);
         self.set_state(State::Electing, Role::Candidate);
+        self.push_resigns(out);
     }
 
     fn on_stop(&mut self, out: &mut Outbox) {
@@ -664,6 +668,7 @@ impl Election {
             out.beacons.push(Action::SendBeacon(Box::new(resign.clone())));
         }
         self.last_beacon_at = Some(self.last_now);
+        self.last_beacon_shape = Some(self.beacon_shape(self.last_now));
         self.next_heartbeat = self.last_now + self.config.heartbeat_interval;
     }
 
@@ -705,7 +710,7 @@ impl Election {
         actions.extend(out.effects);
         let status = self.status();
         if self.last_status.as_ref() != Some(&status) {
-            info!(%status, "election status");
+            debug!(%status, "election status");
             self.last_status = Some(status.clone());
             actions.push(Action::StatusChanged(status));
         }

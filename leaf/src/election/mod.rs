@@ -40,7 +40,7 @@ mod wire_json;
 pub use auth::{AUTH_ALG, EmptySecret, NamespaceSecret};
 pub use beacon::{
     BEACON_VERSION, Beacon, BeaconError, BeaconErrorKind, DropCounts, MAX_BEACON_BYTES, MAX_DATAGRAM_BYTES,
-    MAX_SAFE_INTEGER, MULTICAST_GROUP, MULTICAST_TTL, PORT_BASE, PORT_SPAN, port_for_namespace,
+    MAX_SAFE_INTEGER, MULTICAST_GROUP, MULTICAST_TTL, PORT_BASE, PORT_SPAN, field, port_for_namespace,
 };
 pub use codec::{BeaconCodec, DEFAULT_LEASE, DEFAULT_REPLAY_WINDOW, EncodeError, unix_ms};
 pub use config::{ConfigError, ElectionConfig};

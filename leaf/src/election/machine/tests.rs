@@ -417,6 +417,9 @@ fn stop_resigns_and_goes_quiet() {
     assert_eq!(statuses(&actions)[0].state, State::Stopped);
     assert_eq!(node.election.poll_timeout(), None);
     assert!(node.tick(3000).is_empty());
+    // A leaf start that completes after the stop is stopped again.
+    let late = node.election.handle(node.at(3100), Input::LeafStarted { epoch: 2, advert: advert("10.0.0.2") });
+    assert_eq!(late, vec![Action::StopLeaf { epoch: 2 }]);
 }
 
 #[test]

@@ -1,0 +1,638 @@
+//! Runs a local leaf: composes the nats-server binary ([`crate::binary`]), TLS material
+//! ([`crate::tls`]), the rendered config ([`crate::config`]), the supervised process
+//! ([`crate::process`]) and the HTTPS discovery server ([`crate::discovery_server`]).
+//!
+//! [`LeafNode::start`] returns once nats-server is ready; [`LeafNode::status`] returns at
+//! once from a cache that a background task refreshes about every second
+//! ([`LeafNode::watch`] yields each change); [`LeafNode::stop`] stops the discovery
+//! server, then nats-server (SIGTERM, then SIGKILL after a grace period), and cleans the
+//! runtime directory. Dropping a [`LeafNode`] without `stop` kills nats-server.
+//!
+//! Listeners: the plain NATS client port and the HTTP monitor on loopback; the WSS
+//! listener and the HTTPS discovery server on the LAN address. None of them asks for
+//! authentication (as in the reference): anyone who can reach the LAN address can use the
+//! WSS listener, and what they publish is bridged to the backbone.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), kinopio_leaf::runtime::LeafError> {
+//! use kinopio_leaf::runtime::{LeafNode, LeafOptions};
+//! let leaf = LeafNode::start(LeafOptions::new().backbone_server("nats://hub.example.com:7422")).await?;
+//! let status = leaf.status();
+//! println!("{} bridge={}", leaf.urls().wss_url, status.bridge_state);
+//! leaf.stop().await;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod options;
+pub mod renewal;
+pub mod restart;
+pub mod runtime_dir;
+mod status;
+mod supervisor;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use error::{LeafError, ListenerKind};
+pub use options::{LeafOptions, LeafTimings, RestartPolicy};
+pub use status::{
+    LeafState, LeafStatus, LeafUrls, ListenerStatus, StatusChange, TlsStatus, TrustStatus, bridge_state,
+    leafz_connected, status_changes,
+};
+
+use crate::config::{self, LeafRemote, Listen, LogSettings, ServerConfig, WebsocketTls};
+use crate::discovery_server::{DiscoveryServer, HealthReport, ManifestProvider, WELL_KNOWN_PATH};
+use crate::manifest::{
+    BackboneInfo, LeaderManifest, ListenerUrls, MANUAL_MANIFEST_TTL, ManifestInputs, ManifestMode, ManifestUrl,
+};
+use crate::net;
+use crate::process::{self, Monitor, ProcessError, ReadyCheck, ServerProcess, SpawnSpec, StopOutcome};
+use crate::tls::{self, PreparedTls, SwappableServerCert, TlsOptions, TrustState};
+use restart::RestartBudget;
+use runtime_dir::{CONFIG_FILE, LOG_FILE, OUTPUT_FILE, RuntimeDir, TEMP_PREFIX};
+use supervisor::{Command, Supervisor};
+
+/// nats-server rotates its log at this size.
+pub const LOG_SIZE_LIMIT_BYTES: u64 = 10 * 1024 * 1024;
+/// nats-server keeps this many log files.
+pub const LOG_MAX_FILES: u32 = 3;
+
+/// How [`LeafNode::stop`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReport {
+    /// This call stopped the leaf; how nats-server ended.
+    Stopped(StopOutcome),
+    /// An earlier call already stopped it.
+    AlreadyStopped,
+}
+
+/// A running local leaf. See the module docs.
+pub struct LeafNode {
+    node_id: String,
+    urls: LeafUrls,
+    ca_cert_file: PathBuf,
+    status_tx: Arc<watch::Sender<LeafStatus>>,
+    status_rx: watch::Receiver<LeafStatus>,
+    commands: mpsc::Sender<Command>,
+    supervisor: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    tls_task: JoinHandle<()>,
+    runtime_dir: std::sync::Mutex<RuntimeDir>,
+    manifest: ManifestProvider,
+    manifest_override: Arc<RwLock<Option<ManifestProvider>>>,
+    timings: LeafTimings,
+}
+
+impl std::fmt::Debug for LeafNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeafNode").field("node_id", &self.node_id).field("urls", &self.urls).finish_non_exhaustive()
+    }
+}
+
+/// A fresh 32-hex-character node id (like the reference's `uuid4().hex`).
+pub fn new_node_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The hosts the leaf listens and advertises on, resolved from the options.
+#[derive(Debug, Clone)]
+struct Hosts {
+    lan_bind: IpAddr,
+    advertised: String,
+    san_hosts: Vec<String>,
+}
+
+fn resolve_hosts(options: &LeafOptions) -> Result<Hosts, LeafError> {
+    let lan_bind = options.lan_bind_address.unwrap_or_else(net::lan_address);
+    let interfaces = if lan_bind.is_unspecified() { net::interface_addresses() } else { Vec::new() };
+    let advertised = match options.advertised_host.as_deref().map(str::trim) {
+        Some(host) => {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            if bare.is_empty() || bare.chars().any(|c| c.is_whitespace() || "/?#@".contains(c)) {
+                return Err(LeafError::InvalidOption {
+                    option: "advertised host",
+                    reason: format!("{host:?} is not a host name or address"),
+                });
+            }
+            bare.to_owned()
+        }
+        None if lan_bind.is_unspecified() => net::choose_lan_address(&interfaces)
+            .unwrap_or(match lan_bind {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            })
+            .to_string(),
+        None => lan_bind.to_string(),
+    };
+    let mut san_hosts = vec![advertised.clone()];
+    if lan_bind.is_unspecified() {
+        san_hosts.extend(net::all_lan_addresses(&interfaces).into_iter().map(|ip| ip.to_string()));
+    } else {
+        san_hosts.push(lan_bind.to_string());
+    }
+    Ok(Hosts { lan_bind, advertised, san_hosts })
+}
+
+/// Refuses the same port for two listeners.
+fn check_distinct_ports(ports: &[(ListenerKind, Option<u16>)]) -> Result<(), LeafError> {
+    for (index, (kind, port)) in ports.iter().enumerate() {
+        let Some(port) = port.filter(|port| *port != 0) else { continue };
+        if let Some((other, _)) = ports[index + 1..].iter().find(|(_, other)| *other == Some(port)) {
+            return Err(LeafError::InvalidOption {
+                option: "ports",
+                reason: format!(
+                    "port {port} was given for both {} and {}; give each listener its own port",
+                    kind.port_flag(),
+                    other.port_flag()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fails with [`LeafError::PortInUse`] when a given port is taken right now.
+fn precheck_port(listener: ListenerKind, host: IpAddr, port: Option<u16>) -> Result<(), LeafError> {
+    let Some(port) = port.filter(|port| *port != 0) else { return Ok(()) };
+    let addr = SocketAddr::new(host, port);
+    net::check_bindable(addr).map_err(|source| bind_error(listener, addr, source))
+}
+
+fn bind_error(listener: ListenerKind, addr: SocketAddr, source: std::io::Error) -> LeafError {
+    if source.kind() == std::io::ErrorKind::AddrInUse {
+        LeafError::PortInUse { listener, addr }
+    } else {
+        LeafError::Bind { listener, addr, source }
+    }
+}
+
+/// Maps nats-server's "address already in use" exit to [`LeafError::PortInUse`].
+fn start_error(err: ProcessError, given: &[(ListenerKind, IpAddr, Option<u16>)]) -> LeafError {
+    if let ProcessError::Exited { log_tail, .. } = &err {
+        for port in process::ports_in_use(log_tail) {
+            if let Some((listener, host, _)) = given.iter().find(|(_, _, given)| *given == Some(port)) {
+                return LeafError::PortInUse { listener: *listener, addr: SocketAddr::new(*host, port) };
+            }
+        }
+    }
+    LeafError::Start(err)
+}
+
+fn write_config(path: &Path, text: &str) -> Result<(), LeafError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let io_error = |source| LeafError::RuntimeDir { action: "write the nats-server config", path: path.to_owned(), source };
+    let mut temp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir).map_err(io_error)?;
+    std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(io_error)?;
+    temp.persist(path).map_err(|err| io_error(err.error))?;
+    Ok(())
+}
+
+fn require_file(what: &'static str, path: &Option<PathBuf>) -> Result<(), LeafError> {
+    match path {
+        Some(path) if !path.is_file() => Err(LeafError::MissingFile { what, path: path.clone() }),
+        _ => Ok(()),
+    }
+}
+
+fn listener(url: String, host: IpAddr, port: u16) -> ListenerStatus {
+    ListenerStatus { url, host: host.to_string(), port, ready: true }
+}
+
+impl LeafNode {
+    /// Starts a leaf and returns once nats-server is ready and the discovery server serves.
+    /// On error nothing is left running and the runtime directory is cleaned up.
+    pub async fn start(options: LeafOptions) -> Result<LeafNode, LeafError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let timings = options.timings;
+        let node_id = new_node_id();
+        let server_name = options.name.clone().unwrap_or_else(|| format!("kinopio-leaf-{}", &node_id[..8]));
+        config::validate_server_name(&server_name)?;
+        let backbone = LeafRemote::from_urls(&options.backbone_servers)?.map(|remote| {
+            remote.with_ca_file(options.backbone_ca_file.clone()).with_credentials(options.backbone_credentials.clone())
+        });
+        if backbone.is_none() && (options.backbone_ca_file.is_some() || options.backbone_credentials.is_some()) {
+            return Err(LeafError::InvalidOption {
+                option: "backbone CA file / credentials",
+                reason: "they were given without a backbone server; add --backbone-server".to_owned(),
+            });
+        }
+        require_file("backbone CA file", &options.backbone_ca_file)?;
+        require_file("backbone credentials file", &options.backbone_credentials)?;
+        let backbone_servers: Vec<String> =
+            backbone.as_ref().map(|remote| remote.urls().to_vec()).unwrap_or_default();
+
+        let hosts = resolve_hosts(&options)?;
+        let given_ports = [
+            (ListenerKind::Client, options.client_host, options.client_port),
+            (ListenerKind::Websocket, hosts.lan_bind, options.websocket_port),
+            (ListenerKind::Discovery, hosts.lan_bind, options.discovery_port),
+            (ListenerKind::Monitor, options.monitor_host, options.monitor_port),
+        ];
+        check_distinct_ports(&given_ports.map(|(kind, _, port)| (kind, port)))?;
+        for (kind, host, port) in given_ports {
+            if kind != ListenerKind::Discovery {
+                precheck_port(kind, host, port)?;
+            }
+        }
+        // The discovery socket is ours: bind it now and keep it (no check-then-use race).
+        let discovery_addr = SocketAddr::new(hosts.lan_bind, options.discovery_port.unwrap_or(0));
+        let discovery_listener = std::net::TcpListener::bind(discovery_addr)
+            .map_err(|source| bind_error(ListenerKind::Discovery, discovery_addr, source))?;
+        let discovery_addr = discovery_listener
+            .local_addr()
+            .map_err(|source| LeafError::Bind { listener: ListenerKind::Discovery, addr: discovery_addr, source })?;
+
+        let runtime_dir = RuntimeDir::create(options.runtime_dir.as_deref())?;
+        let binary = crate::binary::resolve(&options.effective_binary_options()).await?;
+        tracing::info!(path = %binary.path.display(), version = %binary.version, source = ?binary.source, "using nats-server");
+
+        let tls_options = TlsOptions {
+            cert_file: options.cert_file.clone(),
+            key_file: options.key_file.clone(),
+            ca_file: options.ca_file.clone(),
+            ca_dir: options.ca_dir(),
+            runtime_dir: runtime_dir.path().to_path_buf(),
+            advertised_hosts: hosts.san_hosts.clone(),
+            leaf_lifetime: options.leaf_cert_lifetime,
+        };
+        let prepared = tokio::task::spawn_blocking(move || tls::prepare(&tls_options, OffsetDateTime::now_utc()))
+            .await
+            .map_err(|err| LeafError::task("TLS preparation", err))??;
+        let material = prepared.material();
+        let cert = SwappableServerCert::new(prepared.certified_key()?);
+
+        let mut server_config = ServerConfig {
+            server_name: server_name.clone(),
+            client: Listen::new(options.client_host, options.client_port),
+            monitor: Listen::new(options.monitor_host, options.monitor_port),
+            websocket: Listen::new(hosts.lan_bind, options.websocket_port),
+            websocket_tls: WebsocketTls { cert_file: material.cert_file.clone(), key_file: material.key_file.clone() },
+            backbone,
+            ports_file_dir: runtime_dir.path().to_path_buf(),
+            log: Some(LogSettings {
+                file: runtime_dir.file(LOG_FILE),
+                size_limit_bytes: LOG_SIZE_LIMIT_BYTES,
+                max_files: LOG_MAX_FILES,
+            }),
+        };
+        let config_file = runtime_dir.file(CONFIG_FILE);
+        write_config(&config_file, &config::render(&server_config)?)?;
+
+        let spec = SpawnSpec {
+            binary: binary.path.clone(),
+            config_file: config_file.clone(),
+            output_file: runtime_dir.file(OUTPUT_FILE),
+            working_dir: runtime_dir.path().to_path_buf(),
+        };
+        let ready_check = ReadyCheck {
+            ports_file_dir: runtime_dir.path().to_path_buf(),
+            client_host: options.client_host,
+            websocket_host: hosts.lan_bind,
+            monitor_host: options.monitor_host,
+            log_files: vec![runtime_dir.file(OUTPUT_FILE), runtime_dir.file(LOG_FILE)],
+            poll_interval: Duration::from_millis(50),
+            probe_timeout: timings.probe_timeout,
+        };
+        let mut process = ServerProcess::spawn(&spec).await.map_err(LeafError::Start)?;
+        let ports = match process::wait_ready(&mut process, &ready_check, timings.ready_timeout).await {
+            Ok(ports) => ports,
+            Err(err) => {
+                process.stop(timings.stop_grace).await;
+                let err = start_error(err, &given_ports);
+                tracing::warn!(error = %err, "failed to start the leaf");
+                return Err(err);
+            }
+        };
+        // Restarts must come back on the same, advertised ports.
+        server_config.client.port = Some(ports.client);
+        server_config.monitor.port = Some(ports.monitor);
+        server_config.websocket.port = Some(ports.websocket);
+        let rewritten = config::render(&server_config).map_err(LeafError::from).and_then(|text| write_config(&config_file, &text));
+        if let Err(err) = rewritten {
+            process.stop(timings.stop_grace).await;
+            return Err(err);
+        }
+
+        let client_connect = net::connect_address(options.client_host);
+        let monitor_connect = net::connect_address(options.monitor_host);
+        let urls = LeafUrls {
+            client_url: format!("nats://{}", net::host_port(&client_connect.to_string(), ports.client)),
+            wss_url: format!("wss://{}", net::host_port(&hosts.advertised, ports.websocket)),
+            discovery_url: format!("https://{}{WELL_KNOWN_PATH}", net::host_port(&hosts.advertised, discovery_addr.port())),
+            monitor_url: format!("http://{}", net::host_port(&monitor_connect.to_string(), ports.monitor)),
+            advertised_host: hosts.advertised.clone(),
+        };
+        let has_backbone = !backbone_servers.is_empty();
+        let trust = match &prepared {
+            PreparedTls::Generated(_) => TrustStatus::Pending,
+            PreparedTls::Supplied(_) => TrustStatus::Done(TrustState::External),
+        };
+        let initial = LeafStatus {
+            state: LeafState::Running,
+            node_id: node_id.clone(),
+            server_name,
+            client: listener(urls.client_url.clone(), options.client_host, ports.client),
+            websocket: listener(urls.wss_url.clone(), hosts.lan_bind, ports.websocket),
+            discovery: listener(urls.discovery_url.clone(), hosts.lan_bind, discovery_addr.port()),
+            monitor: listener(urls.monitor_url.clone(), options.monitor_host, ports.monitor),
+            bridge_state: bridge_state(LeafState::Running, has_backbone, true, true, None),
+            backbone_servers: backbone_servers.clone(),
+            server_ready: true,
+            process_id: Some(process.pid()),
+            restarts: 0,
+            last_error: None,
+            tls: TlsStatus { material: material.clone(), trust, renewals: 0 },
+            binary,
+            runtime_dir: runtime_dir.path().to_path_buf(),
+            log_file: runtime_dir.file(LOG_FILE),
+        };
+        let (status_tx, status_rx) = watch::channel(initial);
+        let status_tx = Arc::new(status_tx);
+
+        let inputs = match manifest_inputs(&node_id, &urls, &backbone_servers, &material.ca_cert_sha256) {
+            Ok(inputs) => inputs,
+            Err(err) => {
+                process.stop(timings.stop_grace).await;
+                return Err(err);
+            }
+        };
+        let manifest_override: Arc<RwLock<Option<ManifestProvider>>> = Arc::new(RwLock::new(None));
+        let manifest = manual_manifest_provider(inputs, status_rx.clone(), manifest_override.clone());
+        let health = health_provider(status_rx.clone());
+        let discovery = match DiscoveryServer::with_providers(cert.clone(), manifest.clone(), health)
+            .serve_std(discovery_listener)
+        {
+            Ok(handle) => handle,
+            Err(err) => {
+                process.stop(timings.stop_grace).await;
+                return Err(err.into());
+            }
+        };
+
+        let (commands_tx, commands_rx) = mpsc::channel(16);
+        let supervisor = Supervisor {
+            process: Some(process),
+            spec,
+            monitor: Monitor::new(SocketAddr::new(monitor_connect, ports.monitor), timings.probe_timeout),
+            client_addr: SocketAddr::new(client_connect, ports.client),
+            websocket_addr: SocketAddr::new(net::connect_address(hosts.lan_bind), ports.websocket),
+            ready: ready_check,
+            discovery: Some(discovery),
+            status: status_tx.clone(),
+            commands: commands_rx,
+            budget: {
+                let mut budget = RestartBudget::new(options.restart);
+                budget.on_ready(std::time::Instant::now());
+                budget
+            },
+            timings,
+            has_backbone,
+        };
+        let supervisor = tokio::spawn(supervisor.run());
+        let tls_task = tokio::spawn(renewal::tls_upkeep(
+            prepared,
+            options.trust_store.clone(),
+            status_tx.clone(),
+            cert,
+            commands_tx.clone(),
+            timings.renewal_min_interval,
+        ));
+        tracing::info!(
+            node_id = %node_id,
+            client_url = %urls.client_url,
+            wss_url = %urls.wss_url,
+            discovery_url = %urls.discovery_url,
+            backbone = ?backbone_servers,
+            "leaf started"
+        );
+        Ok(LeafNode {
+            node_id,
+            urls,
+            ca_cert_file: material.ca_file,
+            status_tx,
+            status_rx,
+            commands: commands_tx,
+            supervisor: tokio::sync::Mutex::new(Some(supervisor)),
+            tls_task,
+            runtime_dir: std::sync::Mutex::new(runtime_dir),
+            manifest,
+            manifest_override,
+            timings,
+        })
+    }
+
+    /// This start's node id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The listener URLs.
+    pub fn urls(&self) -> &LeafUrls {
+        &self.urls
+    }
+
+    /// The CA certificate clients should trust for the WSS and discovery listeners.
+    pub fn ca_cert_file(&self) -> &Path {
+        &self.ca_cert_file
+    }
+
+    /// The runtime directory.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.status_rx.borrow().runtime_dir.clone()
+    }
+
+    /// The latest status (never blocks).
+    pub fn status(&self) -> LeafStatus {
+        self.status_rx.borrow().clone()
+    }
+
+    /// A receiver that sees every status change (`changed().await`, `wait_for(..)`).
+    pub fn watch(&self) -> watch::Receiver<LeafStatus> {
+        self.status_rx.clone()
+    }
+
+    /// The manifest the discovery server serves right now (`None` while nats-server is
+    /// not ready).
+    pub fn manifest(&self) -> Option<LeaderManifest> {
+        (self.manifest)()
+    }
+
+    /// Serves manifests from `provider` instead of the manual-mode manifest (used by the
+    /// auto-leaf election); `None` restores the manual-mode manifest.
+    pub fn set_manifest_provider(&self, provider: Option<ManifestProvider>) {
+        let mut slot = self.manifest_override.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *slot = provider;
+    }
+
+    /// Stops the leaf: the discovery server, then nats-server (SIGTERM, SIGKILL after the
+    /// grace period), then removes the runtime directory (or the leaf's files in a given
+    /// one). Idempotent; later calls return [`StopReport::AlreadyStopped`].
+    pub async fn stop(&self) -> StopReport {
+        let mut slot = self.supervisor.lock().await;
+        let Some(mut task) = slot.take() else {
+            return StopReport::AlreadyStopped;
+        };
+        self.tls_task.abort();
+        let (reply, outcome) = oneshot::channel();
+        let budget = self.timings.stop_grace + Duration::from_secs(10);
+        let outcome = if self.commands.send(Command::Stop { reply }).await.is_ok() {
+            tokio::time::timeout(budget, outcome).await.ok().and_then(Result::ok)
+        } else {
+            None
+        };
+        if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+            tracing::warn!("the leaf supervisor did not finish; aborting it");
+            task.abort();
+        }
+        self.status_tx.send_if_modified(|status| {
+            let stopped = status.state == LeafState::Stopped;
+            if !stopped {
+                status.state = LeafState::Stopped;
+                status.bridge_state = crate::manifest::BridgeState::Stopped;
+                status.server_ready = false;
+                status.process_id = None;
+            }
+            !stopped
+        });
+        self.runtime_dir.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).cleanup();
+        tracing::info!(node_id = %self.node_id, "leaf stopped");
+        StopReport::Stopped(outcome.unwrap_or(StopOutcome::Killed))
+    }
+}
+
+impl Drop for LeafNode {
+    fn drop(&mut self) {
+        self.tls_task.abort();
+        if let Ok(mut slot) = self.supervisor.try_lock()
+            && let Some(task) = slot.take()
+        {
+            tracing::warn!(node_id = %self.node_id, "leaf dropped without stop(); killing nats-server");
+            // Dropping the task drops the process handle, which kills nats-server.
+            task.abort();
+        }
+    }
+}
+
+fn manifest_inputs(
+    node_id: &str,
+    urls: &LeafUrls,
+    backbone_servers: &[String],
+    ca_cert_sha256: &str,
+) -> Result<ManifestInputs, LeafError> {
+    let parse = |text: &str| {
+        ManifestUrl::parse(text).map_err(|err| LeafError::InvalidOption {
+            option: "advertised host",
+            reason: format!("it gives the URL {text:?}, which does not parse: {err}"),
+        })
+    };
+    Ok(ManifestInputs {
+        node_id: node_id.to_owned(),
+        listeners: ListenerUrls {
+            advertised_hostname: urls.advertised_host.clone(),
+            wss_url: parse(&urls.wss_url)?,
+            client_url: parse(&urls.client_url)?,
+            monitor_url: parse(&urls.monitor_url)?,
+            discovery_url: parse(&urls.discovery_url)?,
+        },
+        leader_epoch: 0,
+        backbone: BackboneInfo { servers: backbone_servers.to_vec(), rtt_ms: None },
+        bridge_state: crate::manifest::BridgeState::Connecting,
+        mode: ManifestMode::Manual,
+        ca_cert_sha256: Some(ca_cert_sha256.to_owned()),
+    })
+}
+
+/// The manual-mode manifest (5 s TTL, `generatedAt`) built from the cached status; `None`
+/// while nats-server is not ready. No I/O.
+fn manual_manifest_provider(
+    inputs: ManifestInputs,
+    status: watch::Receiver<LeafStatus>,
+    override_slot: Arc<RwLock<Option<ManifestProvider>>>,
+) -> ManifestProvider {
+    Arc::new(move || {
+        let custom = override_slot.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        if let Some(custom) = custom {
+            return custom();
+        }
+        let (ready, bridge) = {
+            let current = status.borrow();
+            (current.server_ready && current.state == LeafState::Running, current.bridge_state)
+        };
+        if !ready {
+            return None;
+        }
+        let mut inputs = inputs.clone();
+        inputs.bridge_state = bridge;
+        Some(LeaderManifest::build(&inputs, OffsetDateTime::now_utc(), MANUAL_MANIFEST_TTL))
+    })
+}
+
+/// `/healthz`: ok when nats-server is ready, with the lifecycle and bridge state.
+fn health_provider(status: watch::Receiver<LeafStatus>) -> crate::discovery_server::HealthProvider {
+    Arc::new(move || {
+        let current = status.borrow();
+        HealthReport::new(current.server_ready && current.state == LeafState::Running)
+            .with("state", current.state.as_str())
+            .with("bridgeState", current.bridge_state.as_str())
+            .with("nodeId", current.node_id.clone())
+            .with("restarts", current.restarts)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_are_32_hex_and_fresh() {
+        let a = new_node_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_ne!(a, new_node_id());
+    }
+
+    #[test]
+    fn duplicate_ports_are_refused() {
+        let ports = [(ListenerKind::Client, Some(4222)), (ListenerKind::Monitor, None), (ListenerKind::Websocket, Some(4222))];
+        let err = check_distinct_ports(&ports).unwrap_err();
+        assert!(err.to_string().contains("--client-port and --websocket-port"), "{err}");
+        assert!(check_distinct_ports(&[(ListenerKind::Client, Some(0)), (ListenerKind::Monitor, Some(0))]).is_ok());
+    }
+
+    #[test]
+    fn nats_port_in_use_exit_maps_to_the_listener() {
+        let err = ProcessError::Exited {
+            status: "exit status: 1".into(),
+            log_tail: "[FTL] Can't start monitoring: can't listen to the monitor port: listen tcp 127.0.0.1:8222: bind: address already in use".into(),
+        };
+        let given = [
+            (ListenerKind::Client, IpAddr::V4(Ipv4Addr::LOCALHOST), None),
+            (ListenerKind::Monitor, IpAddr::V4(Ipv4Addr::LOCALHOST), Some(8222)),
+        ];
+        match start_error(err, &given) {
+            LeafError::PortInUse { listener, addr } => {
+                assert_eq!(listener, ListenerKind::Monitor);
+                assert_eq!(addr.port(), 8222);
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn explicit_hosts_are_advertised_and_put_into_the_certificate() {
+        let options = LeafOptions::new().lan_bind_address("127.0.0.1".parse().unwrap());
+        let hosts = resolve_hosts(&options).unwrap();
+        assert_eq!(hosts.advertised, "127.0.0.1");
+        assert_eq!(hosts.san_hosts, ["127.0.0.1", "127.0.0.1"]);
+        let options = options.advertised_host("[::1]");
+        let hosts = resolve_hosts(&options).unwrap();
+        assert_eq!(hosts.advertised, "::1");
+        assert!(resolve_hosts(&LeafOptions::new().advertised_host("a b")).is_err());
+    }
+}
