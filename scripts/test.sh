@@ -16,5 +16,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== build (examples are run by tests/examples.rs)"
+cargo build --workspace --examples --locked
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast "$@"
