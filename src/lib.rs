@@ -65,3 +65,8 @@ pub use state::{ConnectionState, HubEvent, SwitchReason};
 pub use subscription::{HeaderMap, Message, Subject, Subscription};
 pub use value::Value;
 pub use variable::{ERROR_HEADER, RequestOptions, ValueWatch, Variable};
+
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

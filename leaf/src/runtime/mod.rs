@@ -184,7 +184,7 @@ fn start_error(err: ProcessError, given: &[(ListenerKind, IpAddr, Option<u16>)])
     LeafError::Start(err)
 }
 
-fn write_config(path: &Path, text: &str) -> Result<(), LeafError> {
+pub(crate) fn write_config(path: &Path, text: &str) -> Result<(), LeafError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let io_error = |source| LeafError::RuntimeDir { action: "write the nats-server config", path: path.to_owned(), source };
     let mut temp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir).map_err(io_error)?;
@@ -309,15 +309,19 @@ impl LeafNode {
                 return Err(err);
             }
         };
-        // Restarts must come back on the same, advertised ports.
+        // Restarts must come back on the same, advertised ports. The running process keeps
+        // its own config file until then: nats-server refuses to reload a config whose
+        // ports differ from the ones it started with (`-1`).
         server_config.client.port = Some(ports.client);
         server_config.monitor.port = Some(ports.monitor);
         server_config.websocket.port = Some(ports.websocket);
-        let rewritten = config::render(&server_config).map_err(LeafError::from).and_then(|text| write_config(&config_file, &text));
-        if let Err(err) = rewritten {
-            process.stop(timings.stop_grace).await;
-            return Err(err);
-        }
+        let restart_config = match config::render(&server_config) {
+            Ok(text) => text,
+            Err(err) => {
+                process.stop(timings.stop_grace).await;
+                return Err(err.into());
+            }
+        };
 
         let client_connect = net::connect_address(options.client_host);
         let monitor_connect = net::connect_address(options.monitor_host);
@@ -379,6 +383,7 @@ impl LeafNode {
         let supervisor = Supervisor {
             process: Some(process),
             spec,
+            restart_config: Some(restart_config),
             monitor: Monitor::new(SocketAddr::new(monitor_connect, ports.monitor), timings.probe_timeout),
             client_addr: SocketAddr::new(client_connect, ports.client),
             websocket_addr: SocketAddr::new(net::connect_address(hosts.lan_bind), ports.websocket),

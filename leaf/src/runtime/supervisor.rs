@@ -47,6 +47,8 @@ enum Event {
 pub(crate) struct Supervisor {
     pub(crate) process: Option<ServerProcess>,
     pub(crate) spec: SpawnSpec,
+    /// The config with the ports fixed, written before the first restart.
+    pub(crate) restart_config: Option<String>,
     pub(crate) ready: ReadyCheck,
     pub(crate) monitor: Monitor,
     pub(crate) client_addr: SocketAddr,
@@ -184,6 +186,13 @@ impl Supervisor {
             tracing::warn!(%reason, ?delay, log_tail = %tail, "restarting nats-server");
             if let Some(flow) = self.pause(delay).await {
                 return flow;
+            }
+            if let Some(text) = self.restart_config.take()
+                && let Err(err) = super::write_config(&self.spec.config_file, &text)
+            {
+                self.restart_config = Some(text);
+                reason = format!("could not restart nats-server: {err}");
+                continue;
             }
             let mut process = match ServerProcess::spawn(&self.spec).await {
                 Ok(process) => process,
