@@ -445,7 +445,7 @@ impl<'de> Deserializer<'de> for Value {
         match self {
             // Raw bytes into a sequence type (`Vec<u8>`): one element per byte.
             Value::Bytes(b) => {
-                let mut seq = de::value::SeqDeserializer::new(b.to_vec().into_iter());
+                let mut seq = de::value::SeqDeserializer::new(b.into_iter());
                 let out = visitor.visit_seq(&mut seq)?;
                 seq.end()?;
                 Ok(out)

@@ -1,6 +1,8 @@
 //! `kinopio`: run a local leaf (`leaf start`, `leaf auto`) and talk to variables from the
 //! shell (`pub`, `sub`, `req`, `serve`).
 
+mod bench;
+mod leaf;
 mod output;
 mod signals;
 mod tools;
@@ -27,6 +29,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a local nats-server leaf node.
+    Leaf {
+        #[command(subcommand)]
+        command: leaf::LeafCommand,
+    },
     /// Publish one value to a subject.
     Pub(tools::PubArgs),
     /// Print values published to a subject.
@@ -35,6 +42,8 @@ enum Command {
     Req(tools::ReqArgs),
     /// Answer requests on a subject.
     Serve(tools::ServeArgs),
+    /// Benchmark kinopio against raw async-nats and the Python reference; write a report.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,10 +58,12 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Leaf { command } => leaf::run(command).await,
             Command::Pub(args) => tools::publish(args).await,
             Command::Sub(args) => tools::subscribe(args).await,
             Command::Req(args) => tools::request(args).await,
             Command::Serve(args) => tools::serve(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

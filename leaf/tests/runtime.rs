@@ -399,6 +399,18 @@ async fn the_certificate_is_renewed_while_running() {
     let hub = connect(&leaf.urls().wss_url, Some(leaf.ca_cert_file())).await;
     assert!(hub.is_connected());
     hub.close().await;
+
+    // A restarted server (started from the fixed-port config) reloads renewed
+    // certificates too.
+    let pid = renewed.process_id.unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let restarted =
+        wait_status(&leaf, "a restart", |s| s.restarts == 1 && s.state == LeafState::Running && s.server_ready).await;
+    let renewals = restarted.tls.renewals;
+    wait_status(&leaf, "four more renewals", |s| s.tls.renewals >= renewals + 4).await;
+    let hub = connect(&leaf.urls().wss_url, Some(leaf.ca_cert_file())).await;
+    assert!(hub.is_connected());
+    hub.close().await;
     leaf.stop().await;
 }
 

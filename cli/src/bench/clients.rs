@@ -57,7 +57,7 @@ pub fn round_order(round: u32) -> [Client; 2] {
 
 /// Aborts a background task when dropped.
 #[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
+pub struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -135,14 +135,6 @@ impl Conn {
                 Ok(Conn::Raw { client, slow })
             }
             Client::Python => Err(fail("the Python client runs in its own process".to_owned())),
-        }
-    }
-
-    /// Which client this is.
-    pub fn client(&self) -> Client {
-        match self {
-            Conn::Kinopio { .. } => Client::Kinopio,
-            Conn::Raw { .. } => Client::Raw,
         }
     }
 
@@ -257,7 +249,10 @@ impl Publisher {
         match self {
             Publisher::Kinopio(variable) => {
                 for _ in 0..count {
-                    variable.publish_bytes(payload.clone()).await.map_err(|e| BenchError::client("kinopio", "publish", e))?;
+                    variable
+                        .publish_bytes(payload.clone())
+                        .await
+                        .map_err(|e| BenchError::client("kinopio", "publish", e))?;
                 }
             }
             Publisher::Raw(client, subject) => {

@@ -44,7 +44,9 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
             if warmup_round {
                 continue;
             }
-            report.runs.push(json!({"round": round - s.warmup_rounds, "client": client, "msgs_per_s": rate, "drops": drops}));
+            report
+                .runs
+                .push(json!({"round": round - s.warmup_rounds, "client": client, "msgs_per_s": rate, "drops": drops}));
             if let Some(flag) = drops.flag(&format!("{} round {}", client.label(), round + 1)) {
                 report.flags.push(flag);
             }

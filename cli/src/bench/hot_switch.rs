@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use futures::StreamExt;
 use kinopio::{Hub, HubOptions, SelectionMode, ServerUrl};
 use serde_json::json;
@@ -243,11 +243,7 @@ fn analyse(published: u64, got: &Received, calls: &[(Instant, Duration)]) -> Out
         highest = highest.max(Some(seq));
     }
     let lost = seen.iter().filter(|c| **c == 0).count() as u64;
-    let max_gap_ms = got
-        .arrivals
-        .windows(2)
-        .map(|w| w[1].duration_since(w[0]).as_secs_f64() * 1e3)
-        .fold(0.0, f64::max);
+    let max_gap_ms = got.arrivals.windows(2).map(|w| w[1].duration_since(w[0]).as_secs_f64() * 1e3).fold(0.0, f64::max);
     let settled_ms = calls
         .iter()
         .filter_map(|(started, _)| {
@@ -273,12 +269,36 @@ pub fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
     let k = |metric: &str| report.series(Client::Kinopio, metric);
     vec![
         Figure::single("switch_lost", ID, "hot switch: lost deliveries per round", k("lost"), Target::Zero),
-        Figure::single("switch_duplicates", ID, "hot switch: duplicate deliveries per round", k("duplicates"), Target::Zero),
-        Figure::single("switch_reordered", ID, "hot switch: out-of-order deliveries per round", k("reordered"), Target::Report),
+        Figure::single(
+            "switch_duplicates",
+            ID,
+            "hot switch: duplicate deliveries per round",
+            k("duplicates"),
+            Target::Zero,
+        ),
+        Figure::single(
+            "switch_reordered",
+            ID,
+            "hot switch: out-of-order deliveries per round",
+            k("reordered"),
+            Target::Report,
+        ),
         Figure::single("switch_call", ID, "hot switch: `switch_to` call", k("switch_ms"), Target::Report),
-        Figure::single("switch_settled", ID, "hot switch: start → back on one connection", k("settled_ms"), Target::Report)
-            .with_note("observed at the first delivery after the merge (subscription Debug output)"),
-        Figure::single("switch_max_gap", ID, "hot switch: longest pause between deliveries", k("max_gap_ms"), Target::Report),
+        Figure::single(
+            "switch_settled",
+            ID,
+            "hot switch: start → back on one connection",
+            k("settled_ms"),
+            Target::Report,
+        )
+        .with_note("observed at the first delivery after the merge (subscription Debug output)"),
+        Figure::single(
+            "switch_max_gap",
+            ID,
+            "hot switch: longest pause between deliveries",
+            k("max_gap_ms"),
+            Target::Report,
+        ),
     ]
 }
 

@@ -118,7 +118,9 @@ pub async fn child(mode: Mode, url: &str, count: usize) -> Result<ChildResult, B
             }
             let elapsed = started.elapsed();
             let var = hub.variable(&last).map_err(|e| BenchError::client("kinopio", "variable", e))?;
-            var.publish_bytes(Bytes::from_static(b"ping")).await.map_err(|e| BenchError::client("kinopio", "publish", e))?;
+            var.publish_bytes(Bytes::from_static(b"ping"))
+                .await
+                .map_err(|e| BenchError::client("kinopio", "publish", e))?;
             let verified = match subs.last_mut() {
                 Some(sub) => matches!(tokio::time::timeout(Duration::from_secs(5), sub.next()).await, Ok(Some(_))),
                 None => false,
@@ -128,7 +130,12 @@ pub async fn child(mode: Mode, url: &str, count: usize) -> Result<ChildResult, B
         (Conn::Raw { client, .. }, _) => {
             let mut subs = Vec::with_capacity(count);
             for i in 0..count {
-                subs.push(client.subscribe(subject(i)).await.map_err(|e| BenchError::client("raw async-nats", "subscribe", e))?);
+                subs.push(
+                    client
+                        .subscribe(subject(i))
+                        .await
+                        .map_err(|e| BenchError::client("raw async-nats", "subscribe", e))?,
+                );
             }
             client.flush().await.map_err(|e| BenchError::client("raw async-nats", "flush", e))?;
             let elapsed = started.elapsed();
@@ -209,7 +216,9 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
         for mode in modes.into_iter().chain([Mode::KinopioConcurrent]) {
             let r = spawn_child(ctx, mode).await?;
             if !r.verified {
-                report.flags.push(format!("{mode:?} round {}: a message to the last subscription did not arrive", round + 1));
+                report
+                    .flags
+                    .push(format!("{mode:?} round {}: a message to the last subscription did not arrive", round + 1));
             }
             let rss = mb(r.rss_subscribed_kb);
             let growth = mb(r.rss_subscribed_kb.zip(r.rss_connected_kb).map(|(a, b)| a.saturating_sub(b)));

@@ -322,8 +322,7 @@ impl Figure {
         };
         let per_round = match (kinopio, baseline) {
             (Some(k), Some(b)) if k.samples.len() == b.samples.len() && b.client != Client::Python => {
-                let ratios: Vec<f64> =
-                    k.samples.iter().zip(&b.samples).filter_map(|(k, b)| ratio(*k, *b)).collect();
+                let ratios: Vec<f64> = k.samples.iter().zip(&b.samples).filter_map(|(k, b)| ratio(*k, *b)).collect();
                 Summary::of(&ratios)
             }
             _ => None,
@@ -504,7 +503,11 @@ impl Report {
     /// Writes `bench.json` and `bench.md` into `dir` (created if needed) and returns their
     /// paths.
     pub fn write_files(&self, dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
-        std::fs::create_dir_all(dir).map_err(|source| BenchError::Io { what: "create", path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| BenchError::Io {
+            what: "create",
+            path: dir.to_owned(),
+            source,
+        })?;
         let json_path = dir.join("bench.json");
         let json = serde_json::to_string_pretty(self).map_err(|e| BenchError::Io {
             what: "serialise the report for",

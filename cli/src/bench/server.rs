@@ -49,10 +49,11 @@ impl BenchServer {
         }
         let binary: ResolvedBinary =
             kinopio_leaf::binary::resolve(&options).await.map_err(|e| BenchError::Binary(e.to_string()))?;
-        let dir = tempfile::Builder::new()
-            .prefix("kinopio-bench-")
-            .tempdir()
-            .map_err(|source| BenchError::Io { what: "create", path: std::env::temp_dir(), source })?;
+        let dir = tempfile::Builder::new().prefix("kinopio-bench-").tempdir().map_err(|source| BenchError::Io {
+            what: "create",
+            path: std::env::temp_dir(),
+            source,
+        })?;
         let config_file = dir.path().join("server.conf");
         let output_file = dir.path().join("server.log");
         let config = format!(
@@ -60,8 +61,11 @@ impl BenchServer {
              websocket {{ host: 127.0.0.1, port: -1, no_tls: true }}\nports_file_dir: {:?}\n",
             dir.path().display().to_string()
         );
-        std::fs::write(&config_file, config)
-            .map_err(|source| BenchError::Io { what: "write", path: config_file.clone(), source })?;
+        std::fs::write(&config_file, config).map_err(|source| BenchError::Io {
+            what: "write",
+            path: config_file.clone(),
+            source,
+        })?;
         let spec = SpawnSpec {
             binary: binary.path.clone(),
             config_file,
@@ -102,8 +106,16 @@ impl BenchServer {
         let client = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5)).connect(url);
         let client = tokio::time::timeout(Duration::from_secs(10), client)
             .await
-            .map_err(|_| BenchError::Connect { client: "raw async-nats", url: url.to_owned(), detail: "timed out".into() })?
-            .map_err(|e| BenchError::Connect { client: "raw async-nats", url: url.to_owned(), detail: e.to_string() })?;
+            .map_err(|_| BenchError::Connect {
+                client: "raw async-nats",
+                url: url.to_owned(),
+                detail: "timed out".into(),
+            })?
+            .map_err(|e| BenchError::Connect {
+                client: "raw async-nats",
+                url: url.to_owned(),
+                detail: e.to_string(),
+            })?;
         let version = client.server_info().version;
         let _ = client.drain().await;
         Ok(BenchServer {

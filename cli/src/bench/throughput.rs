@@ -80,7 +80,13 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
 }
 
 /// One run: fresh connections, warm-up batch, measured batch.
-pub async fn run_once(ctx: &Ctx<'_>, client: Client, size: usize, messages: u64, warmup: u64) -> Result<Run, BenchError> {
+pub async fn run_once(
+    ctx: &Ctx<'_>,
+    client: Client,
+    size: usize,
+    messages: u64,
+    warmup: u64,
+) -> Result<Run, BenchError> {
     let subject = ctx.subject("tp");
     let payload = Bytes::from(vec![b'x'; size]);
     let capacity = ctx.settings.capacity_for(warmup + messages);

@@ -1,0 +1,407 @@
+//! `kinopio bench`: measures the kinopio client against raw async-nats on the same
+//! nats-server in the same run (alternating A B / B A over several rounds, with warm-up),
+//! plus the Python reference kinopio-hub 0.1.1, and writes `bench.json` (every sample,
+//! medians, ratios, machine) and `bench.md` (the table with targets).
+//!
+//! Scenarios are modules with `ID`, `TITLE`, `run` and `figures`; each adds its rows to
+//! the table, so later ones (leaf start, election) slot in the same way.
+
+mod clients;
+mod error;
+mod fanout;
+mod forward;
+mod hot_switch;
+mod latency;
+mod machine;
+mod many_subs;
+mod python;
+mod report;
+mod server;
+mod stats;
+mod throughput;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::output::{self, Failure};
+use error::BenchError;
+use machine::Machine;
+use report::{Report, ScenarioReport, ScenarioStatus};
+use server::BenchServer;
+
+/// Options of `kinopio bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Use this running nats-server instead of starting one (e.g. nats://127.0.0.1:4222).
+    #[arg(long)]
+    server: Option<String>,
+    /// The nats-server binary to start (else KINOPIO_NATS_SERVER, the download cache, PATH,
+    /// or a download of the pinned release).
+    #[arg(long)]
+    binary_path: Option<PathBuf>,
+    /// Measured rounds per scenario (each runs kinopio and raw once, alternating which goes
+    /// first). Default 5, or 1 with --quick.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: Option<u32>,
+    /// A tiny smoke run (a few seconds): few messages, one round, no warm-up round.
+    #[arg(long)]
+    quick: bool,
+    /// Scenarios to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    scenario: Vec<ScenarioId>,
+    /// Directory for bench.json and bench.md.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// Print the report as one JSON document on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Python interpreter with kinopio-hub 0.1.1 (else KINOPIO_PYTHON, else the repository's
+    /// .venv/bin/python).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// The Python side of the bench (default: the repository's scripts/bench/python_bench.py).
+    #[arg(long)]
+    python_script: Option<PathBuf>,
+    /// Internal: measure one many-subscriptions case in this process and print it as JSON.
+    #[arg(long, hide = true, requires = "server")]
+    child_many_subs: Option<many_subs::Mode>,
+    /// Internal: subscriptions made by --child-many-subs.
+    #[arg(long, hide = true, default_value_t = 10_000)]
+    child_subs: usize,
+}
+
+/// A scenario of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioId {
+    /// Publish → subscribe throughput, 16 B and 1 KiB.
+    Throughput,
+    /// Request → serve latency.
+    Latency,
+    /// Fan-out 1 → 8.
+    Fanout,
+    /// The Python reference on the throughput and latency scenarios.
+    Python,
+    /// Hot switch under a steady publish rate.
+    HotSwitch,
+    /// 10 000 subscribed variables.
+    ManySubs,
+}
+
+const ALL: [ScenarioId; 6] = [
+    ScenarioId::Throughput,
+    ScenarioId::Latency,
+    ScenarioId::Fanout,
+    ScenarioId::Python,
+    ScenarioId::HotSwitch,
+    ScenarioId::ManySubs,
+];
+
+impl ScenarioId {
+    fn id_and_title(self) -> (&'static str, &'static str) {
+        match self {
+            ScenarioId::Throughput => (throughput::ID, throughput::TITLE),
+            ScenarioId::Latency => (latency::ID, latency::TITLE),
+            ScenarioId::Fanout => (fanout::ID, fanout::TITLE),
+            ScenarioId::Python => (python::ID, python::TITLE),
+            ScenarioId::HotSwitch => (hot_switch::ID, hot_switch::TITLE),
+            ScenarioId::ManySubs => (many_subs::ID, many_subs::TITLE),
+        }
+    }
+}
+
+/// Sizes and counts of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// `--quick`.
+    pub quick: bool,
+    /// Measured rounds.
+    pub rounds: u32,
+    /// Unrecorded rounds before them.
+    pub warmup_rounds: u32,
+    /// Messages per throughput run with 16 B payloads.
+    pub throughput_messages_16b: u64,
+    /// Messages per throughput run with 1 KiB payloads.
+    pub throughput_messages_1kib: u64,
+    /// Messages published (and awaited) before each measured throughput batch.
+    pub throughput_warmup: u64,
+    /// Requests per latency run.
+    pub latency_requests: u64,
+    /// Requests before each measured batch.
+    pub latency_warmup: u64,
+    /// Subscriber connections in the fan-out.
+    pub fanout_subscribers: usize,
+    /// Messages per fan-out run.
+    pub fanout_messages: u64,
+    /// Messages before each measured fan-out batch.
+    pub fanout_warmup: u64,
+    /// Messages per Python throughput run.
+    pub python_messages: u64,
+    /// Messages before each measured Python batch.
+    pub python_warmup_messages: u64,
+    /// Requests per Python latency run.
+    pub python_requests: u64,
+    /// Requests before each measured Python batch.
+    pub python_warmup_requests: u64,
+    /// Hot switches per round.
+    pub switches: u32,
+    /// Publish rate during the hot switches, messages per second.
+    pub switch_rate: u32,
+    /// Time between hot switches.
+    #[serde(serialize_with = "as_millis")]
+    pub switch_interval: Duration,
+    /// Subscribed variables in `many-subs`.
+    pub many_subs: usize,
+    /// Bound of every wait for messages or replies.
+    #[serde(serialize_with = "as_millis")]
+    pub wait_timeout: Duration,
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Settings {
+    /// The full benchmark, or the tiny smoke run.
+    pub fn new(quick: bool, rounds: Option<u32>) -> Settings {
+        if quick {
+            Settings {
+                quick,
+                rounds: rounds.unwrap_or(1),
+                warmup_rounds: 0,
+                throughput_messages_16b: 2_000,
+                throughput_messages_1kib: 2_000,
+                throughput_warmup: 200,
+                latency_requests: 200,
+                latency_warmup: 20,
+                fanout_subscribers: 8,
+                fanout_messages: 1_000,
+                fanout_warmup: 100,
+                python_messages: 500,
+                python_warmup_messages: 50,
+                python_requests: 100,
+                python_warmup_requests: 10,
+                switches: 2,
+                switch_rate: 500,
+                switch_interval: Duration::from_millis(400),
+                many_subs: 500,
+                wait_timeout: Duration::from_secs(30),
+            }
+        } else {
+            Settings {
+                quick,
+                rounds: rounds.unwrap_or(5),
+                warmup_rounds: 1,
+                throughput_messages_16b: 500_000,
+                throughput_messages_1kib: 100_000,
+                throughput_warmup: 20_000,
+                latency_requests: 5_000,
+                latency_warmup: 500,
+                fanout_subscribers: 8,
+                fanout_messages: 100_000,
+                fanout_warmup: 5_000,
+                python_messages: 20_000,
+                python_warmup_messages: 1_000,
+                python_requests: 2_000,
+                python_warmup_requests: 200,
+                switches: 5,
+                switch_rate: 1_000,
+                switch_interval: Duration::from_secs(1),
+                many_subs: 10_000,
+                wait_timeout: Duration::from_secs(60),
+            }
+        }
+    }
+
+    /// Messages per throughput run for a payload size.
+    pub fn throughput_messages(&self, size: usize) -> u64 {
+        if size <= 16 { self.throughput_messages_16b } else { self.throughput_messages_1kib }
+    }
+
+    /// A subscription capacity that holds `messages` whole, so a run can never drop in the
+    /// client because the consumer fell behind (at least kinopio's default, 65 536).
+    pub fn capacity_for(&self, messages: u64) -> usize {
+        usize::try_from(messages).unwrap_or(usize::MAX).max(65_536).next_power_of_two()
+    }
+}
+
+/// Messages missing from a run and drop events; anything non-zero flags the run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Drops {
+    /// Messages that should have arrived.
+    pub expected: u64,
+    /// Messages that did.
+    pub received: u64,
+    /// Client slow-consumer events (each means dropped messages).
+    pub slow_consumer_events: u64,
+    /// New slow consumers the server counted during the run (`None`: unknown).
+    pub server_slow_consumers: Option<u64>,
+}
+
+impl Drops {
+    /// A flag describing the problem, if there is one.
+    pub fn flag(&self, what: &str) -> Option<String> {
+        let missing = self.expected.saturating_sub(self.received);
+        let server = self.server_slow_consumers.unwrap_or(0);
+        (missing > 0 || self.slow_consumer_events > 0 || server > 0).then(|| {
+            format!(
+                "{what}: {missing} of {} messages missing, {} client slow-consumer events, {server} server slow consumers",
+                self.expected, self.slow_consumer_events
+            )
+        })
+    }
+}
+
+/// What scenarios share: the server, the settings, unique subjects, progress output.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    /// The server.
+    pub server: &'a BenchServer,
+    /// Sizes and counts.
+    pub settings: Settings,
+    next_subject: AtomicU64,
+    started: Instant,
+}
+
+impl Ctx<'_> {
+    /// The server's client URL.
+    pub fn url(&self) -> &str {
+        self.server.url()
+    }
+
+    /// A subject no other run uses: `bench.<prefix>.<n>`.
+    pub fn subject(&self, prefix: &str) -> String {
+        format!("bench.{prefix}.{}", self.next_subject.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The bound for a wait starting now.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.settings.wait_timeout
+    }
+
+    /// A progress line on stderr.
+    pub fn progress(&self, line: &str) {
+        eprintln!("[bench {:6.1}s] {line}", self.started.elapsed().as_secs_f64());
+    }
+
+    /// How many slow consumers the server counted since `before` was read.
+    pub async fn server_slow_delta(&self, before: Option<u64>) -> Option<u64> {
+        let after = self.server.slow_consumers().await?;
+        Some(after.saturating_sub(before?))
+    }
+}
+
+/// Runs `kinopio bench`.
+pub async fn run(args: BenchArgs) -> Result<(), Failure> {
+    let fail = |e: BenchError| Failure::new(1, "bench", e.to_string(), args.json);
+    if let Some(mode) = args.child_many_subs {
+        let url = args.server.as_deref().unwrap_or_default();
+        let result = many_subs::child(mode, url, args.child_subs).await.map_err(fail)?;
+        output::line(&serde_json::to_value(&result).unwrap_or_default());
+        return Ok(());
+    }
+    let settings = Settings::new(args.quick, args.rounds);
+    let server = match &args.server {
+        Some(url) => BenchServer::external(url).await,
+        None => BenchServer::start(args.binary_path.clone()).await,
+    }
+    .map_err(fail)?;
+    let machine = Machine::describe(server.info().clone());
+    let ctx =
+        Ctx { server: &server, settings: settings.clone(), next_subject: AtomicU64::new(1), started: Instant::now() };
+    if cfg!(debug_assertions) {
+        ctx.progress("this is a debug build: its numbers mean little (build with --release)");
+    }
+    ctx.progress(&format!("server {} ({})", server.url(), server.info().version.as_deref().unwrap_or("?")));
+
+    let selected: Vec<ScenarioId> = if args.scenario.is_empty() { ALL.to_vec() } else { args.scenario.clone() };
+    let python = python::python_path(args.python.as_deref());
+    let script = python::script_path(args.python_script.as_deref());
+    let mut scenarios: Vec<ScenarioReport> = Vec::new();
+    for scenario in ALL.into_iter().filter(|s| selected.contains(s)) {
+        let (id, title) = scenario.id_and_title();
+        ctx.progress(&format!("scenario {id}: {title}"));
+        let started = Instant::now();
+        let result = match scenario {
+            ScenarioId::Throughput => throughput::run(&ctx).await,
+            ScenarioId::Latency => latency::run(&ctx).await,
+            ScenarioId::Fanout => fanout::run(&ctx).await,
+            ScenarioId::Python => python::run(&ctx, &python, &script).await,
+            ScenarioId::HotSwitch => hot_switch::run(&ctx).await,
+            ScenarioId::ManySubs => many_subs::run(&ctx).await,
+        };
+        let mut report = result.unwrap_or_else(|e| {
+            ctx.progress(&format!("scenario {id} FAILED: {e}"));
+            ScenarioReport::not_run(id, title, ScenarioStatus::Failed { error: e.to_string() })
+        });
+        report.elapsed_s = started.elapsed().as_secs_f64();
+        report.summarize();
+        scenarios.push(report);
+    }
+    server.stop().await;
+
+    let mut figures = Vec::new();
+    figures.extend(throughput::figures(&scenarios));
+    figures.extend(latency::figures(&scenarios));
+    figures.extend(fanout::figures(&scenarios));
+    figures.extend(python::figures(&scenarios));
+    figures.extend(hot_switch::figures(&scenarios));
+    figures.extend(many_subs::figures(&scenarios, settings.many_subs));
+
+    let mut flags: Vec<String> = Vec::new();
+    if cfg!(debug_assertions) {
+        flags.push("debug build: numbers are not representative (use a release build)".to_owned());
+    }
+    if settings.quick {
+        flags.push("--quick smoke run: sample sizes are too small for conclusions".to_owned());
+    }
+    for s in &scenarios {
+        flags.extend(s.flags.iter().map(|f| format!("{}: {f}", s.id)));
+        if let ScenarioStatus::Failed { error } = &s.status {
+            flags.push(format!("{} failed: {error}", s.id));
+        }
+    }
+    let report = Report {
+        schema: report::SCHEMA_VERSION,
+        generated_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        command: command_line(),
+        build: if cfg!(debug_assertions) { "debug" } else { "release" },
+        machine,
+        settings: serde_json::to_value(&settings).unwrap_or_default(),
+        scenarios,
+        figures,
+        flags,
+    };
+    let written = report.write_files(&args.out).map_err(fail)?;
+    if args.json {
+        output::line(&serde_json::to_value(&report).unwrap_or_default());
+    } else {
+        output::text(&report.text_table());
+        for path in &written {
+            output::text(&format!("wrote {}", path.display()));
+        }
+    }
+    let failed: Vec<&str> =
+        report.scenarios.iter().filter(|s| matches!(s.status, ScenarioStatus::Failed { .. })).map(|s| s.id).collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            1,
+            "bench",
+            format!("scenarios failed: {} (see the report for the errors)", failed.join(", ")),
+            args.json,
+        ))
+    }
+}
+
+fn command_line() -> String {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    args.insert(0, "kinopio".to_owned());
+    args.join(" ")
+}

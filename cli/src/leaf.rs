@@ -1,0 +1,321 @@
+//! `kinopio leaf start`: run a local leaf until SIGINT or SIGTERM, print a status snapshot
+//! and then one line per meaningful change, stop cleanly.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use kinopio_leaf::runtime::{LeafNode, LeafOptions, LeafState, LeafStatus, StatusChange, TrustStatus, status_changes};
+use serde_json::{Value as Json, json};
+
+use crate::output::{self, Failure};
+use crate::signals;
+
+/// `kinopio leaf ...`
+#[derive(Debug, Subcommand)]
+pub enum LeafCommand {
+    /// Run a local nats-server leaf node until interrupted (SIGINT or SIGTERM).
+    ///
+    /// Serves NATS on 127.0.0.1 (plain TCP), NATS over WebSocket with TLS (wss://) and an
+    /// HTTPS discovery manifest on the LAN address, and bridges to the backbone servers
+    /// when given. Nothing on the LAN asks for authentication: anyone who can reach the
+    /// LAN address can publish and subscribe through the WSS listener, and what they
+    /// publish is bridged to the backbone.
+    ///
+    /// Prints a status snapshot (with --json: one JSON line with mode "leaf-start"), then
+    /// one line per change of state, bridge, readiness, restarts or certificate. On SIGINT
+    /// or SIGTERM it stops nats-server and removes the runtime files, then exits 0.
+    Start(StartArgs),
+}
+
+/// Options of `kinopio leaf start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Backbone server to bridge to (nats://, tls://, ws:// or wss://; repeat for
+    /// several, all in one leafnode remote). Without one the leaf runs standalone.
+    #[arg(long = "backbone-server", value_name = "URL")]
+    backbone_servers: Vec<String>,
+    /// CA file (PEM) that verifies the backbone servers' certificates (turns TLS on).
+    #[arg(long, value_name = "FILE")]
+    backbone_ca_file: Option<PathBuf>,
+    /// NATS credentials file presented to the backbone servers.
+    #[arg(long, value_name = "FILE")]
+    backbone_credentials: Option<PathBuf>,
+    /// nats-server binary to run [default: KINOPIO_NATS_SERVER, else the cache, else
+    /// `nats-server` on PATH, else a checksum-verified download of the pinned release].
+    #[arg(long, value_name = "PATH")]
+    binary_path: Option<PathBuf>,
+    /// Cache root: the downloaded nats-server goes to <DIR>/nats-server, the local CA to
+    /// <DIR>/tls [default: KINOPIO_HUB_CACHE_DIR, else the platform cache directory +
+    /// kinopio-hub].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Working directory for the config, logs and certificate. It must be empty or not
+    /// exist; it is kept on exit and only the leaf's files are removed [default: a
+    /// temporary directory, removed on exit].
+    #[arg(long, value_name = "DIR")]
+    runtime_dir: Option<PathBuf>,
+    /// IP address of the LAN-facing WSS and discovery listeners; 0.0.0.0 or :: listen on
+    /// every interface [default: the first private IPv4 address of an up interface, else
+    /// 127.0.0.1].
+    #[arg(long, value_name = "IP")]
+    lan_bind_address: Option<IpAddr>,
+    /// Host name or address put into the wss:// and https:// URLs and the certificate
+    /// [default: the LAN bind address, or the detected LAN address for 0.0.0.0 / ::].
+    #[arg(long, value_name = "HOST")]
+    advertised_host: Option<String>,
+    /// Port of the plain NATS client listener on 127.0.0.1 [default: a free port].
+    #[arg(long, value_name = "PORT")]
+    client_port: Option<u16>,
+    /// Port of the NATS WebSocket (wss://) listener on the LAN address [default: a free
+    /// port].
+    #[arg(long, value_name = "PORT")]
+    websocket_port: Option<u16>,
+    /// Port of the HTTPS discovery server on the LAN address [default: a free port].
+    #[arg(long, value_name = "PORT")]
+    discovery_port: Option<u16>,
+    /// Port of the nats-server HTTP monitor on 127.0.0.1 [default: a free port].
+    #[arg(long, value_name = "PORT")]
+    monitor_port: Option<u16>,
+    /// Certificate (PEM, chain allowed) for the WSS and discovery listeners, used as given
+    /// (no renewal, no trust-store install); needs --key-file [default: a 7-day
+    /// certificate from a local CA, renewed while running].
+    #[arg(long, value_name = "FILE", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// Private key (PEM) of --cert-file.
+    #[arg(long, value_name = "FILE", requires = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// CA certificate (PEM) that clients should trust for --cert-file [default: the
+    /// --cert-file itself].
+    #[arg(long, value_name = "FILE", requires = "cert_file")]
+    ca_file: Option<PathBuf>,
+    /// nats-server server name [default: kinopio-leaf-<first 8 hex digits of the node id>].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Print one JSON object per line (snapshot, changes, stop, errors).
+    #[arg(long)]
+    json: bool,
+}
+
+impl StartArgs {
+    fn options(&self) -> LeafOptions {
+        let mut options = LeafOptions::new().backbone_servers(self.backbone_servers.iter().cloned());
+        if let Some(path) = &self.backbone_ca_file {
+            options = options.backbone_ca_file(path);
+        }
+        if let Some(path) = &self.backbone_credentials {
+            options = options.backbone_credentials(path);
+        }
+        if let Some(path) = &self.binary_path {
+            options = options.binary_path(path);
+        }
+        if let Some(dir) = &self.cache_dir {
+            options = options.cache_dir(dir);
+        }
+        if let Some(dir) = &self.runtime_dir {
+            options = options.runtime_dir(dir);
+        }
+        if let Some(address) = self.lan_bind_address {
+            options = options.lan_bind_address(address);
+        }
+        if let Some(host) = &self.advertised_host {
+            options = options.advertised_host(host);
+        }
+        if let Some(port) = self.client_port {
+            options = options.client_port(port);
+        }
+        if let Some(port) = self.websocket_port {
+            options = options.websocket_port(port);
+        }
+        if let Some(port) = self.discovery_port {
+            options = options.discovery_port(port);
+        }
+        if let Some(port) = self.monitor_port {
+            options = options.monitor_port(port);
+        }
+        if let Some(path) = &self.cert_file {
+            options = options.cert_file(path);
+        }
+        if let Some(path) = &self.key_file {
+            options = options.key_file(path);
+        }
+        if let Some(path) = &self.ca_file {
+            options = options.ca_file(path);
+        }
+        if let Some(name) = &self.name {
+            options = options.name(name);
+        }
+        options
+    }
+}
+
+/// Runs a `kinopio leaf` command.
+pub async fn run(command: LeafCommand) -> Result<(), Failure> {
+    match command {
+        LeafCommand::Start(args) => start(args).await,
+    }
+}
+
+async fn start(args: StartArgs) -> Result<(), Failure> {
+    let json = args.json;
+    // Created (and so its signal handlers installed) before anything starts.
+    let shutdown = signals::shutdown();
+    tokio::pin!(shutdown);
+    let leaf = tokio::select! {
+        started = LeafNode::start(args.options()) => {
+            started.map_err(|err| Failure::new(1, err.kind(), err.to_string(), json))?
+        }
+        () = &mut shutdown => {
+            // Dropping the half-started leaf kills nats-server and cleans the runtime dir.
+            if !json {
+                output::text("interrupted while starting the leaf");
+            }
+            return Ok(());
+        }
+    };
+
+    let mut watch = leaf.watch();
+    let mut last = watch.borrow_and_update().clone();
+    print_snapshot(&leaf, &last, json);
+    let failure = loop {
+        tokio::select! {
+            () = &mut shutdown => break None,
+            changed = watch.changed() => {
+                if changed.is_err() {
+                    break None;
+                }
+                let current = watch.borrow_and_update().clone();
+                let changes = status_changes(&last, &current);
+                if !changes.is_empty() {
+                    print_changes(&changes, &current, json);
+                }
+                last = current;
+                if last.state == LeafState::Failed {
+                    let reason = last.last_error.clone().unwrap_or_else(|| "unknown error".to_owned());
+                    break Some(Failure::new(
+                        1,
+                        "leaf-failed",
+                        format!("nats-server keeps exiting and was not restarted again: {reason}; see {} (kept in --runtime-dir when given)", last.log_file.display()),
+                        json,
+                    ));
+                }
+            }
+        }
+    };
+
+    if !json {
+        output::text("stopping the leaf...");
+    }
+    tokio::select! {
+        _ = leaf.stop() => {}
+        () = signals::shutdown() => {
+            // A second signal: stop waiting; dropping the leaf kills nats-server.
+            if !json {
+                output::text("second signal: killing nats-server");
+            }
+        }
+    }
+    if json {
+        output::line(&json!({"mode": "leaf-start", "event": "stopped", "nodeId": leaf.node_id()}));
+    } else {
+        output::text("leaf runtime stopped");
+    }
+    match failure {
+        Some(failure) => Err(failure),
+        None => Ok(()),
+    }
+}
+
+fn print_snapshot(leaf: &LeafNode, status: &LeafStatus, json: bool) {
+    let urls = leaf.urls();
+    if json {
+        output::line(&json!({
+            "mode": "leaf-start",
+            "nodeId": leaf.node_id(),
+            "clientUrl": urls.client_url,
+            "wssUrl": urls.wss_url,
+            "discoveryUrl": urls.discovery_url,
+            "monitorUrl": urls.monitor_url,
+            "caCertFile": leaf.ca_cert_file().display().to_string(),
+            "status": to_json(status),
+        }));
+        return;
+    }
+    let backbone =
+        if status.backbone_servers.is_empty() { "none".to_owned() } else { status.backbone_servers.join(", ") };
+    let lines = [
+        "leaf runtime started".to_owned(),
+        format!("node_id: {}", leaf.node_id()),
+        format!("client_url: {}", urls.client_url),
+        format!("wss_url: {}", urls.wss_url),
+        format!("discovery_url: {}", urls.discovery_url),
+        format!("monitor_url: {}", urls.monitor_url),
+        format!("ca_cert_file: {}", leaf.ca_cert_file().display()),
+        format!("bridge_state: {}", status.bridge_state),
+        format!("backbone_servers: {backbone}"),
+        format!("tls: {} certificate, valid until {}, trust: {}", tls_source(status), status.tls.material.not_after, trust_text(&status.tls.trust)),
+        format!("nats_server: {} ({}), pid {}", status.binary.path.display(), status.binary.version, status.process_id.map_or("-".to_owned(), |pid| pid.to_string())),
+        format!("runtime_dir: {}", status.runtime_dir.display()),
+    ];
+    for line in lines {
+        output::text(&line);
+    }
+}
+
+fn print_changes(changes: &[StatusChange], status: &LeafStatus, json: bool) {
+    if json {
+        output::line(&json!({
+            "mode": "leaf-start",
+            "event": "status-changed",
+            "changes": to_json(&changes),
+            "status": to_json(status),
+        }));
+        return;
+    }
+    let parts: Vec<String> =
+        changes.iter().map(|change| format!("{}: {} -> {}", change.field, brief(&change.from), brief(&change.to))).collect();
+    output::text(&format!("leaf status changed: {}", parts.join("; ")));
+}
+
+/// `value` as JSON; a value that cannot be represented (a non-UTF-8 path) becomes an
+/// error object instead of a panic.
+fn to_json<T: serde::Serialize>(value: &T) -> Json {
+    serde_json::to_value(value).unwrap_or_else(|err| json!({"unrepresentable": err.to_string()}))
+}
+
+/// A JSON value for a one-line message: strings unquoted, trust states by name.
+fn brief(value: &Json) -> String {
+    match value {
+        Json::String(text) => text.clone(),
+        Json::Null => "none".to_owned(),
+        Json::Object(map) => match map.get("state").and_then(Json::as_str) {
+            Some(state) => state.to_owned(),
+            None => value.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn tls_source(status: &LeafStatus) -> &'static str {
+    match status.tls.material.source {
+        kinopio_leaf::tls::TlsSource::Generated => "generated",
+        kinopio_leaf::tls::TlsSource::Supplied => "supplied",
+    }
+}
+
+fn trust_text(trust: &TrustStatus) -> String {
+    brief(&to_json(trust))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brief_values_read_well() {
+        assert_eq!(brief(&json!("connected")), "connected");
+        assert_eq!(brief(&json!(null)), "none");
+        assert_eq!(brief(&json!(3)), "3");
+        assert_eq!(brief(&json!({"state": "skipped", "reason": "x"})), "skipped");
+    }
+}
