@@ -139,13 +139,14 @@ impl Discovery {
             let url = using.manifest_url.clone();
             let node = using.manifest.node_id.clone();
             match self.fetch(&url).await {
-                Ok(m) if m.node_id == node && m.is_leader => {
+                Ok(m) if m.node_id == node && usable(&m) => {
                     if let Some(using) = &mut self.in_use {
                         using.manifest = m;
                         using.checked = now;
                     }
                 }
-                Ok(m) => lost = Some(format!("{} is no longer the leader", m.node_id)),
+                Ok(m) if m.node_id == node => lost = Some(format!("the leader's bridge is {}", m.bridge_state.as_str())),
+                Ok(m) => lost = Some(format!("{} is the leader now", m.node_id)),
                 Err(e) => lost = Some(format!("manifest unavailable: {e}")),
             }
         }
@@ -187,15 +188,15 @@ impl Discovery {
     async fn find_manifest(&mut self) -> Option<(LeaderManifest, String)> {
         if let Some(url) = self.options.manifest_url.clone() {
             match self.fetch(&url).await {
-                Ok(m) if m.is_leader => return Some((m, url)),
-                Ok(_) => tracing::debug!(%url, "manifest is not a leader's"),
+                Ok(m) if usable(&m) => return Some((m, url)),
+                Ok(m) => tracing::debug!(%url, bridge = m.bridge_state.as_str(), "leader not usable yet"),
                 Err(e) => tracing::debug!(%url, error = %e, "no leader manifest"),
             }
         }
         let namespace = self.options.namespace.clone()?;
         for url in self.browse(&namespace).await {
             match self.fetch(&url).await {
-                Ok(m) if m.is_leader => return Some((m, url)),
+                Ok(m) if usable(&m) => return Some((m, url)),
                 Ok(_) => {}
                 Err(e) => tracing::debug!(%url, error = %e, "advertised manifest unusable"),
             }
@@ -290,6 +291,13 @@ impl Discovery {
         self.mdns = Some(daemon.clone());
         Ok(daemon)
     }
+}
+
+/// A leader worth switching to: it leads, and its leaf is bridged to the backbone (or has no
+/// backbone at all). A leaf still connecting upstream would cut the hub off.
+fn usable(m: &LeaderManifest) -> bool {
+    use crate::manifest::BridgeState;
+    m.is_leader && matches!(m.bridge_state, BridgeState::Connected | BridgeState::Disabled)
 }
 
 /// True for loopback addresses and addresses of this machine's interfaces.

@@ -123,6 +123,24 @@ impl NatsServer {
         self.port
     }
 
+    /// `nats://127.0.0.1:<port>` of the leafnode listener, for a server started with a
+    /// `leafnodes { listen: "127.0.0.1:-1" }` config (read from its log: nats-server does not
+    /// put leafnode ports into its ports file).
+    pub fn leafnode_url(&self) -> String {
+        let marker = "Listening for leafnode connections on ";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().rev().find(|line| line.contains(marker)) {
+                let addr = line.split(marker).nth(1).unwrap().trim();
+                let port = addr.rsplit(':').next().unwrap();
+                return format!("nats://127.0.0.1:{port}");
+            }
+            assert!(Instant::now() < deadline, "no leafnode listener in the log:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()

@@ -26,6 +26,18 @@ pub enum LeafCommand {
     /// one line per change of state, bridge, readiness, restarts or certificate. On SIGINT
     /// or SIGTERM it stops nats-server and removes the runtime files, then exits 0.
     Start(StartArgs),
+    /// Take part in the LAN election of a discovery namespace and run the leaf while
+    /// elected, until interrupted (SIGINT or SIGTERM).
+    ///
+    /// Devices running `leaf auto` with the same --discovery-namespace agree on one leader
+    /// over UDP multicast (239.255.71.71, TTL 1; wire-compatible with kinopio-hub 0.1.1);
+    /// the leader runs the leaf (as `leaf start` would), serves the leader manifest over
+    /// HTTPS and advertises it over mDNS; the others follow it and take over when it goes:
+    /// at once when it stops gracefully (it resigns), after --leader-missing-grace-ms when
+    /// it vanishes. Prints one line per change of state, role, leader or epoch (with
+    /// --json: one JSON object per line, mode "leaf-auto"). Without --namespace-secret
+    /// anyone on the LAN can claim leadership; with it, only holders of the secret.
+    Auto(crate::leaf_auto::AutoArgs),
 }
 
 /// Options of `kinopio leaf start`.
@@ -56,8 +68,8 @@ pub struct StartArgs {
     #[arg(long, value_name = "DIR")]
     runtime_dir: Option<PathBuf>,
     /// IP address of the LAN-facing WSS and discovery listeners; 0.0.0.0 or :: listen on
-    /// every interface [default: the first private IPv4 address of an up interface, else
-    /// 127.0.0.1].
+    /// every interface [default: this machine's LAN IPv4 address (an up, non-loopback,
+    /// non-link-local interface; private addresses first), else 127.0.0.1].
     #[arg(long, value_name = "IP")]
     lan_bind_address: Option<IpAddr>,
     /// Host name or address put into the wss:// and https:// URLs and the certificate
@@ -79,7 +91,8 @@ pub struct StartArgs {
     monitor_port: Option<u16>,
     /// Certificate (PEM, chain allowed) for the WSS and discovery listeners, used as given
     /// (no renewal, no trust-store install); needs --key-file [default: a 7-day
-    /// certificate from a local CA, renewed while running].
+    /// certificate from the local CA in the cache, renewed while running; the CA is
+    /// added to this device's trust stores unless KINOPIO_SKIP_CA_TRUST_INSTALL=1].
     #[arg(long, value_name = "FILE", requires = "key_file")]
     cert_file: Option<PathBuf>,
     /// Private key (PEM) of --cert-file.
@@ -94,11 +107,11 @@ pub struct StartArgs {
     name: Option<String>,
     /// Print one JSON object per line (snapshot, changes, stop, errors).
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 impl StartArgs {
-    fn options(&self) -> LeafOptions {
+    pub(crate) fn options(&self) -> LeafOptions {
         let mut options = LeafOptions::new().backbone_servers(self.backbone_servers.iter().cloned());
         if let Some(path) = &self.backbone_ca_file {
             options = options.backbone_ca_file(path);
@@ -153,6 +166,7 @@ impl StartArgs {
 pub async fn run(command: LeafCommand) -> Result<(), Failure> {
     match command {
         LeafCommand::Start(args) => start(args).await,
+        LeafCommand::Auto(args) => crate::leaf_auto::run(args).await,
     }
 }
 
@@ -253,8 +267,18 @@ fn print_snapshot(leaf: &LeafNode, status: &LeafStatus, json: bool) {
         format!("ca_cert_file: {}", leaf.ca_cert_file().display()),
         format!("bridge_state: {}", status.bridge_state),
         format!("backbone_servers: {backbone}"),
-        format!("tls: {} certificate, valid until {}, trust: {}", tls_source(status), status.tls.material.not_after, trust_text(&status.tls.trust)),
-        format!("nats_server: {} ({}), pid {}", status.binary.path.display(), status.binary.version, status.process_id.map_or("-".to_owned(), |pid| pid.to_string())),
+        format!(
+            "tls: {} certificate, valid until {}, trust: {}",
+            tls_source(status),
+            kinopio_leaf::manifest::format_wire_time(status.tls.material.not_after),
+            trust_text(&status.tls.trust)
+        ),
+        format!(
+            "nats_server: {} ({}), pid {}",
+            status.binary.path.display(),
+            status.binary.version,
+            status.process_id.map_or("-".to_owned(), |pid| pid.to_string())
+        ),
         format!("runtime_dir: {}", status.runtime_dir.display()),
     ];
     for line in lines {
@@ -272,8 +296,10 @@ fn print_changes(changes: &[StatusChange], status: &LeafStatus, json: bool) {
         }));
         return;
     }
-    let parts: Vec<String> =
-        changes.iter().map(|change| format!("{}: {} -> {}", change.field, brief(&change.from), brief(&change.to))).collect();
+    let parts: Vec<String> = changes
+        .iter()
+        .map(|change| format!("{}: {} -> {}", change.field, brief(&change.from), brief(&change.to)))
+        .collect();
     output::text(&format!("leaf status changed: {}", parts.join("; ")));
 }
 

@@ -3,6 +3,7 @@
 
 mod bench;
 mod leaf;
+mod leaf_auto;
 mod output;
 mod signals;
 mod tools;

@@ -106,7 +106,8 @@ impl LeafRemote {
         for raw in urls {
             let text = raw.as_ref().trim();
             let text = if text.contains("://") { text.to_owned() } else { format!("nats://{text}") };
-            let invalid = |reason: &str| ConfigError::InvalidBackboneUrl { url: text.clone(), reason: reason.to_owned() };
+            let invalid =
+                |reason: &str| ConfigError::InvalidBackboneUrl { url: text.clone(), reason: reason.to_owned() };
             let url = Url::parse(&text).map_err(|err| invalid(&err.to_string()))?;
             let websocket = match url.scheme() {
                 "nats" | "tls" => false,
@@ -126,7 +127,11 @@ impl LeafRemote {
         if checked.is_empty() {
             return Ok(None);
         }
-        Ok(Some(LeafRemote { urls: checked.into_iter().map(|(url, _)| url).collect(), ca_file: None, credentials: None }))
+        Ok(Some(LeafRemote {
+            urls: checked.into_iter().map(|(url, _)| url).collect(),
+            ca_file: None,
+            credentials: None,
+        }))
     }
 
     /// Sets the CA file used to verify the backbone.
@@ -182,7 +187,9 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// A backbone URL cannot be used.
-    #[error("the backbone server {url:?} is not usable: {reason}; give it as nats://host:port, tls://host:port, ws://host:port or wss://host:port (IPv6 hosts in brackets)")]
+    #[error(
+        "the backbone server {url:?} is not usable: {reason}; give it as nats://host:port, tls://host:port, ws://host:port or wss://host:port (IPv6 hosts in brackets)"
+    )]
     InvalidBackboneUrl {
         /// The URL as understood (bare `host:port` gets `nats://`).
         url: String,
@@ -190,7 +197,9 @@ pub enum ConfigError {
         reason: String,
     },
     /// WebSocket and plain backbone URLs were mixed.
-    #[error("backbone servers {websocket:?} (WebSocket) and {plain:?} (plain NATS) cannot be mixed; nats-server needs all URLs of a leaf remote to use the same transport")]
+    #[error(
+        "backbone servers {websocket:?} (WebSocket) and {plain:?} (plain NATS) cannot be mixed; nats-server needs all URLs of a leaf remote to use the same transport"
+    )]
     MixedBackboneTransports {
         /// A WebSocket URL.
         websocket: String,
@@ -421,14 +430,8 @@ mod tests {
         assert_eq!(LeafRemote::from_urls(Vec::<String>::new()).unwrap(), None);
         let bare = LeafRemote::from_urls(["127.0.0.1:7422"]).unwrap().unwrap();
         assert_eq!(bare.urls(), ["nats://127.0.0.1:7422"]);
-        assert!(matches!(
-            LeafRemote::from_urls(["http://hub:80"]),
-            Err(ConfigError::InvalidBackboneUrl { .. })
-        ));
-        assert!(matches!(
-            LeafRemote::from_urls(["nats://::1:7422"]),
-            Err(ConfigError::InvalidBackboneUrl { .. })
-        ));
+        assert!(matches!(LeafRemote::from_urls(["http://hub:80"]), Err(ConfigError::InvalidBackboneUrl { .. })));
+        assert!(matches!(LeafRemote::from_urls(["nats://::1:7422"]), Err(ConfigError::InvalidBackboneUrl { .. })));
         let mixed = LeafRemote::from_urls(["wss://a:443", "nats://b:7422"]).unwrap_err();
         assert_eq!(
             mixed,

@@ -3,6 +3,7 @@
 //! short-lived WSS certificate, serves the discovery manifest over HTTPS and, in auto mode,
 //! takes part in the LAN election so that one device per namespace runs the leaf.
 
+pub mod auto;
 pub mod binary;
 pub mod config;
 pub mod discovery_server;

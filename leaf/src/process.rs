@@ -81,6 +81,12 @@ pub enum ProcessError {
         /// The last lines of its log.
         log_tail: String,
     },
+    /// The HTTP client for the monitor could not be set up.
+    #[error("could not set up the HTTP client for the nats-server monitor: {reason}")]
+    Monitor {
+        /// Why.
+        reason: String,
+    },
     /// A signal could not be sent.
     #[error("could not send {signal} to nats-server (pid {pid}): {reason}")]
     Signal {
@@ -121,9 +127,8 @@ impl ServerProcess {
             .append(true)
             .open(&spec.output_file)
             .map_err(|source| ProcessError::Output { path: spec.output_file.clone(), source })?;
-        let stderr = output
-            .try_clone()
-            .map_err(|source| ProcessError::Output { path: spec.output_file.clone(), source })?;
+        let stderr =
+            output.try_clone().map_err(|source| ProcessError::Output { path: spec.output_file.clone(), source })?;
         let mut command = tokio::process::Command::new(&spec.binary);
         command
             .arg("-c")
@@ -257,9 +262,11 @@ fn send_signal(_child: &mut tokio::process::Child, pid: u32, signal: ServerSigna
 fn send_signal(child: &mut tokio::process::Child, pid: u32, signal: ServerSignal) -> Result<(), ProcessError> {
     match signal {
         // No SIGTERM here: stop means kill.
-        ServerSignal::Terminate => child
-            .start_kill()
-            .map_err(|err| ProcessError::Signal { signal: signal.name(), pid, reason: err.to_string() }),
+        ServerSignal::Terminate => child.start_kill().map_err(|err| ProcessError::Signal {
+            signal: signal.name(),
+            pid,
+            reason: err.to_string(),
+        }),
         ServerSignal::Reload => Err(ProcessError::Signal {
             signal: signal.name(),
             pid,
@@ -421,18 +428,15 @@ pub struct Monitor {
 
 impl Monitor {
     /// A client for the monitor at `addr`; each request gives up after `timeout`.
-    pub fn new(addr: SocketAddr, timeout: Duration) -> Monitor {
+    pub fn new(addr: SocketAddr, timeout: Duration) -> Result<Monitor, ProcessError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
-            .unwrap_or_else(|err| {
-                tracing::warn!(error = %err, "could not configure the monitor client; using defaults");
-                reqwest::Client::new()
-            });
-        Monitor { http, base: format!("http://{}", net::host_port(&addr.ip().to_string(), addr.port())) }
+            .map_err(|err| ProcessError::Monitor { reason: describe(&err) })?;
+        Ok(Monitor { http, base: format!("http://{}", net::host_port(&addr.ip().to_string(), addr.port())) })
     }
 
     /// The monitor's base URL.
@@ -443,8 +447,7 @@ impl Monitor {
     /// `Ok(true)` when `/healthz` answers 200, `Ok(false)` for another status, `Err` when
     /// it cannot be reached.
     pub async fn healthy(&self) -> Result<bool, String> {
-        let response =
-            self.http.get(format!("{}/healthz", self.base)).send().await.map_err(|err| describe(&err))?;
+        let response = self.http.get(format!("{}/healthz", self.base)).send().await.map_err(|err| describe(&err))?;
         Ok(response.status() == reqwest::StatusCode::OK)
     }
 
@@ -513,12 +516,11 @@ pub async fn wait_ready(
         match ports {
             None => pending.push("the ports file"),
             Some(bound) => {
-                let monitor = monitor.get_or_insert_with(|| {
-                    Monitor::new(
-                        SocketAddr::new(net::connect_address(check.monitor_host), bound.monitor),
-                        check.probe_timeout,
-                    )
-                });
+                if monitor.is_none() {
+                    let addr = SocketAddr::new(net::connect_address(check.monitor_host), bound.monitor);
+                    monitor = Some(Monitor::new(addr, check.probe_timeout)?);
+                }
+                let Some(monitor) = monitor.as_ref() else { continue };
                 let client = SocketAddr::new(net::connect_address(check.client_host), bound.client);
                 let websocket = SocketAddr::new(net::connect_address(check.websocket_host), bound.websocket);
                 let (client_ok, websocket_ok, healthy) = tokio::join!(

@@ -13,7 +13,8 @@ use kinopio::{Hub, HubOptions, Message, SelectionMode};
 use kinopio_leaf::config::{LeafRemote, Listen, ServerConfig, WebsocketTls, render};
 use kinopio_leaf::manifest::{BridgeState, LeaderManifest};
 use kinopio_leaf::runtime::{
-    LeafError, LeafNode, LeafOptions, LeafState, LeafStatus, LeafTimings, ListenerKind, StopReport, TrustStatus,
+    LeafError, LeafNode, LeafOptions, LeafState, LeafStatus, LeafTimings, ListenerKind, RestartPolicy, StopReport,
+    TrustStatus,
 };
 use kinopio_leaf::tls::{TlsSource, TrustState, TrustStoreConfig};
 
@@ -139,7 +140,7 @@ async fn leaf_bridges_to_the_backbone_and_leaf_clients_reach_backbone_services()
     let (backbone, backbone_url) = backbone();
     let leaf = LeafNode::start(fixture.options().backbone_server(&backbone_url).name("bridged-leaf")).await.unwrap();
     let status = leaf.status();
-    assert_eq!(status.backbone_servers, [backbone_url.clone()]);
+    assert_eq!(status.backbone_servers, std::slice::from_ref(&backbone_url));
     assert_eq!(status.server_name, "bridged-leaf");
     assert!(status.server_ready);
     wait_status(&leaf, "bridgeState connected", |s| s.bridge_state == BridgeState::Connected).await;
@@ -242,17 +243,20 @@ async fn manifest_is_served_over_https_verified_by_the_ca() {
 
     let legacy = urls.discovery_url.replace("/.well-known/kinopio-leader.json", "/manifest.json");
     assert_eq!(client.get(&legacy).send().await.unwrap().status(), 200);
-    let health: serde_json::Value =
-        client.get(urls.discovery_url.replace("/.well-known/kinopio-leader.json", "/healthz")).send().await.unwrap().json().await.unwrap();
+    let health: serde_json::Value = client
+        .get(urls.discovery_url.replace("/.well-known/kinopio-leader.json", "/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["ok"], true);
     assert_eq!(health["bridgeState"], "disabled");
 
     // A client that does not trust the CA is refused.
-    let stranger = reqwest::Client::builder()
-        .no_proxy()
-        .tls_certs_only(Vec::<reqwest::Certificate>::new())
-        .build()
-        .unwrap();
+    let stranger =
+        reqwest::Client::builder().no_proxy().tls_certs_only(Vec::<reqwest::Certificate>::new()).build().unwrap();
     assert!(stranger.get(&urls.discovery_url).send().await.is_err());
     leaf.stop().await;
 }
@@ -315,7 +319,8 @@ async fn a_taken_port_is_a_typed_error_naming_port_and_flag() {
     let runtime = tempfile::tempdir().unwrap();
     let given_dir = runtime.path().join("leaf");
 
-    let cases: [(ListenerKind, fn(LeafOptions, u16) -> LeafOptions); 4] = [
+    type SetPort = fn(LeafOptions, u16) -> LeafOptions;
+    let cases: [(ListenerKind, SetPort); 4] = [
         (ListenerKind::Client, LeafOptions::client_port),
         (ListenerKind::Websocket, LeafOptions::websocket_port),
         (ListenerKind::Discovery, LeafOptions::discovery_port),
@@ -392,7 +397,10 @@ async fn the_certificate_is_renewed_while_running() {
     let renewed = wait_status(&leaf, "five renewals", |s| s.tls.renewals >= 5).await;
     assert!(renewed.tls.material.not_after > first);
     assert!(time::OffsetDateTime::now_utc() > first, "the first certificate has expired");
-    assert_eq!(renewed.tls.trust, TrustStatus::Done(TrustState::Skipped { reason: "KINOPIO_SKIP_CA_TRUST_INSTALL is set".into() }));
+    assert_eq!(
+        renewed.tls.trust,
+        TrustStatus::Done(TrustState::Skipped { reason: "KINOPIO_SKIP_CA_TRUST_INSTALL is set".into() })
+    );
 
     let client = https_client(leaf.ca_cert_file());
     assert_eq!(client.get(&leaf.urls().discovery_url).send().await.unwrap().status(), 200);
@@ -430,11 +438,7 @@ async fn supplied_certificates_are_used_as_given() {
     .unwrap()
     .material();
     let leaf = LeafNode::start(
-        fixture
-            .options()
-            .cert_file(&supplied.cert_file)
-            .key_file(&supplied.key_file)
-            .ca_file(&supplied.ca_file),
+        fixture.options().cert_file(&supplied.cert_file).key_file(&supplied.key_file).ca_file(&supplied.ca_file),
     )
     .await
     .unwrap();
@@ -449,4 +453,55 @@ async fn supplied_certificates_are_used_as_given() {
     hub.close().await;
     leaf.stop().await;
     assert!(supplied.cert_file.is_file(), "supplied files are never removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_lan_address_is_bracketed_in_urls_and_works() {
+    let fixture = Fixture::new();
+    let leaf = LeafNode::start(fixture.options().lan_bind_address("::1".parse().unwrap())).await.unwrap();
+    let urls = leaf.urls().clone();
+    assert!(urls.wss_url.starts_with("wss://[::1]:"), "{}", urls.wss_url);
+    assert!(urls.discovery_url.starts_with("https://[::1]:"), "{}", urls.discovery_url);
+    assert_eq!(urls.advertised_host, "::1");
+    assert_eq!(leaf.status().websocket.host, "::1");
+
+    let body = https_client(leaf.ca_cert_file()).get(&urls.discovery_url).send().await.unwrap().bytes().await.unwrap();
+    let manifest = LeaderManifest::parse(&body, time::OffsetDateTime::now_utc()).unwrap();
+    assert_eq!(manifest.wss_url.as_str(), urls.wss_url);
+    let hub = connect(&urls.wss_url, Some(leaf.ca_cert_file())).await;
+    assert!(hub.is_connected());
+    hub.close().await;
+    leaf.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_keeps_dying_is_given_up_and_health_says_so() {
+    let fixture = Fixture::new();
+    let policy =
+        RestartPolicy { max_attempts: 1, initial_backoff: Duration::from_millis(50), ..RestartPolicy::default() };
+    let leaf = LeafNode::start(fixture.options().restart_policy(policy)).await.unwrap();
+    let client = https_client(leaf.ca_cert_file());
+    let health_url = leaf.urls().discovery_url.replace("/.well-known/kinopio-leader.json", "/healthz");
+    assert_eq!(client.get(&health_url).send().await.unwrap().status(), 200);
+
+    let kill = |pid: u32| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap()
+    };
+    kill(leaf.status().process_id.unwrap());
+    let restarted = wait_status(&leaf, "one restart", |s| s.restarts == 1 && s.state == LeafState::Running).await;
+    kill(restarted.process_id.unwrap());
+    let failed = wait_status(&leaf, "the failed state", |s| s.state == LeafState::Failed).await;
+    assert!(!failed.server_ready);
+    assert_eq!(failed.process_id, None);
+    assert_eq!(failed.restarts, 1);
+
+    // The discovery server stays up and tells the truth: unhealthy, no manifest.
+    let response = client.get(&health_url).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let health: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(health["ok"], false);
+    assert_eq!(health["state"], "failed");
+    assert_eq!(client.get(&leaf.urls().discovery_url).send().await.unwrap().status(), 503);
+    assert!(leaf.manifest().is_none());
+    assert!(matches!(leaf.stop().await, StopReport::Stopped(_)));
 }

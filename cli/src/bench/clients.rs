@@ -165,7 +165,7 @@ impl Conn {
                     .subscribe(subject.to_owned())
                     .await
                     .map_err(|e| BenchError::client("raw async-nats", "subscribe", e))?;
-                client.flush().await.map_err(|e| BenchError::client("raw async-nats", "flush", e))?;
+                raw_round_trip(client).await?;
                 Ok(Counter::spawn(sub, marks))
             }
         }
@@ -195,7 +195,7 @@ impl Conn {
                     .queue_subscribe(subject.to_owned(), format!("{subject}.service"))
                     .await
                     .map_err(|e| BenchError::client("raw async-nats", "subscribe", e))?;
-                client.flush().await.map_err(|e| BenchError::client("raw async-nats", "flush", e))?;
+                raw_round_trip(client).await?;
                 let replier = client.clone();
                 let task = tokio::spawn(async move {
                     let reply_payload = Bytes::from_static(REPLY);
@@ -231,6 +231,20 @@ impl Conn {
                 let _ = tokio::time::timeout(limit, client.drain()).await;
             }
         }
+    }
+}
+
+/// One round trip to the server on `client`: a request nobody answers, which the server
+/// turns into an immediate "no responders" status once it has processed everything this
+/// connection sent before (`Client::flush` only writes the socket; it does not wait for the
+/// server). The same barrier kinopio's `subscribe` uses before it returns.
+pub async fn raw_round_trip(client: &async_nats::Client) -> Result<(), BenchError> {
+    let subject = format!("_BENCH.rtt.{}", client.new_inbox().rsplit('.').next().unwrap_or("x"));
+    let request = async_nats::Request::new().payload(Bytes::new()).timeout(Some(CONNECT_TIMEOUT));
+    match client.send_request(subject, request).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+        Err(e) => Err(BenchError::client("raw async-nats", "round trip", e)),
     }
 }
 

@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// The Python side of the bench (default: the repository's scripts/bench/python_bench.py).
     #[arg(long)]
     python_script: Option<PathBuf>,
+    /// Bound of every wait for messages or replies, in seconds (default 60, or 30 with
+    /// --quick).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    wait_timeout: Option<u64>,
     /// Internal: measure one many-subscriptions case in this process and print it as JSON.
     #[arg(long, hide = true, requires = "server")]
     child_many_subs: Option<many_subs::Mode>,
@@ -303,7 +307,10 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         output::line(&serde_json::to_value(&result).unwrap_or_default());
         return Ok(());
     }
-    let settings = Settings::new(args.quick, args.rounds);
+    let mut settings = Settings::new(args.quick, args.rounds);
+    if let Some(secs) = args.wait_timeout {
+        settings.wait_timeout = Duration::from_secs(secs);
+    }
     let server = match &args.server {
         Some(url) => BenchServer::external(url).await,
         None => BenchServer::start(args.binary_path.clone()).await,

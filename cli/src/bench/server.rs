@@ -3,12 +3,11 @@
 //! or a download), or an existing server given with `--server`. Its monitor's `/varz`
 //! tells whether the server itself dropped anything (slow consumers).
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kinopio_leaf::binary::{BinaryOptions, ResolvedBinary};
-use kinopio_leaf::process::{ReadyCheck, ServerProcess, SpawnSpec, wait_ready};
+use kinopio_leaf::process::{LOG_TAIL_LINES, ServerProcess, SpawnSpec, log_tail, ports_file_path};
 use serde::Serialize;
 
 use super::error::BenchError;
@@ -35,8 +34,8 @@ pub struct BenchServer {
     process: Option<ServerProcess>,
     _dir: Option<tempfile::TempDir>,
     url: String,
-    monitor: Option<String>,
-    http: reqwest::Client,
+    /// Monitor port on 127.0.0.1.
+    monitor: Option<u16>,
     info: ServerInfo,
 }
 
@@ -58,7 +57,7 @@ impl BenchServer {
         let output_file = dir.path().join("server.log");
         let config = format!(
             "host: 127.0.0.1\nport: -1\nhttp: \"127.0.0.1:-1\"\n\
-             websocket {{ host: 127.0.0.1, port: -1, no_tls: true }}\nports_file_dir: {:?}\n",
+             ports_file_dir: {:?}\n",
             dir.path().display().to_string()
         );
         std::fs::write(&config_file, config).map_err(|source| BenchError::Io {
@@ -73,24 +72,12 @@ impl BenchServer {
             working_dir: dir.path().to_owned(),
         };
         let mut process = ServerProcess::spawn(&spec).await.map_err(|e| BenchError::Server(e.to_string()))?;
-        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let check = ReadyCheck {
-            ports_file_dir: dir.path().to_owned(),
-            client_host: loopback,
-            websocket_host: loopback,
-            monitor_host: loopback,
-            log_files: vec![output_file],
-            poll_interval: Duration::from_millis(20),
-            probe_timeout: Duration::from_secs(1),
-        };
-        let ports =
-            wait_ready(&mut process, &check, READY_TIMEOUT).await.map_err(|e| BenchError::Server(e.to_string()))?;
-        let url = format!("nats://127.0.0.1:{}", ports.client);
+        let ports = wait_for_ports(&mut process, dir.path(), &output_file).await?;
+        let url = format!("nats://127.0.0.1:{}", ports.0);
         Ok(BenchServer {
             process: Some(process),
             _dir: Some(dir),
-            monitor: Some(format!("http://127.0.0.1:{}", ports.monitor)),
-            http: http_client(),
+            monitor: Some(ports.1),
             info: ServerInfo {
                 origin: "started",
                 url: url.clone(),
@@ -123,7 +110,6 @@ impl BenchServer {
             _dir: None,
             url: url.to_owned(),
             monitor: None,
-            http: http_client(),
             info: ServerInfo { origin: "external", url: url.to_owned(), version: Some(version), binary: None },
         })
     }
@@ -141,10 +127,35 @@ impl BenchServer {
     /// The server's count of slow consumers so far (`/varz`); `None` for an external
     /// server or when the monitor does not answer.
     pub async fn slow_consumers(&self) -> Option<u64> {
-        let base = self.monitor.as_ref()?;
-        let response = self.http.get(format!("{base}/varz")).send().await.ok()?;
-        let varz: serde_json::Value = response.json().await.ok()?;
+        let port = self.monitor?;
+        let varz = tokio::time::timeout(Duration::from_secs(2), http_get(port, "/varz")).await.ok()??;
+        let varz: serde_json::Value = serde_json::from_str(&varz).ok()?;
         varz.get("slow_consumers")?.as_u64()
+    }
+
+    /// One line per client connection from the monitor's `/connz` (name, messages in and
+    /// out, bytes pending), to explain a run that stalled; `None` when unavailable.
+    pub async fn connections(&self) -> Option<String> {
+        let port = self.monitor?;
+        let connz = tokio::time::timeout(Duration::from_secs(2), http_get(port, "/connz?subs=1")).await.ok()??;
+        let connz: serde_json::Value = serde_json::from_str(&connz).ok()?;
+        let lines: Vec<String> = connz
+            .get("connections")?
+            .as_array()?
+            .iter()
+            .map(|c| {
+                format!(
+                    "cid {} {} in {} out {} pending {} B subs {}",
+                    c.get("cid").and_then(serde_json::Value::as_u64).unwrap_or(0),
+                    c.get("name").and_then(serde_json::Value::as_str).unwrap_or("?"),
+                    c.get("in_msgs").and_then(serde_json::Value::as_u64).unwrap_or(0),
+                    c.get("out_msgs").and_then(serde_json::Value::as_u64).unwrap_or(0),
+                    c.get("pending_bytes").and_then(serde_json::Value::as_u64).unwrap_or(0),
+                    c.get("subscriptions_list").map(ToString::to_string).unwrap_or_default(),
+                )
+            })
+            .collect();
+        Some(lines.join("; "))
     }
 
     /// Stops the server it started (SIGTERM, then SIGKILL).
@@ -155,9 +166,63 @@ impl BenchServer {
     }
 }
 
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "could not configure the monitor client; using defaults");
-        reqwest::Client::new()
-    })
+/// Waits until the server has written its ports file and accepts connections on the client
+/// port; returns (client port, monitor port).
+async fn wait_for_ports(process: &mut ServerProcess, dir: &Path, log: &Path) -> Result<(u16, u16), BenchError> {
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    let ports_file = ports_file_path(dir, process.pid());
+    let log_tail = || log_tail(&[log.to_owned()], LOG_TAIL_LINES);
+    loop {
+        if let Some(status) = process.try_exit() {
+            return Err(BenchError::Server(format!("it exited with {status}:\n{}", log_tail())));
+        }
+        if let Some(ports) = std::fs::read_to_string(&ports_file).ok().and_then(|t| parse_ports(&t)) {
+            let accepts = tokio::net::TcpStream::connect(("127.0.0.1", ports.0)).await.is_ok();
+            if accepts {
+                return Ok(ports);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(BenchError::Server(format!("not ready after {READY_TIMEOUT:?}:\n{}", log_tail())));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// (client port, monitor port) from a ports file
+/// (`{"nats":["nats://127.0.0.1:4222"],"monitoring":["http://127.0.0.1:8222"]}`).
+fn parse_ports(text: &str) -> Option<(u16, u16)> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let port = |key: &str| -> Option<u16> {
+        value.get(key)?.as_array()?.first()?.as_str()?.trim_end_matches('/').rsplit(':').next()?.parse().ok()
+    };
+    Some((port("nats")?, port("monitoring")?))
+}
+
+/// The body of `GET <path>` from the monitor on 127.0.0.1:`port` (HTTP/1.0: the server
+/// closes the connection after the response).
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.ok()?;
+    let text = String::from_utf8(response).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.").then_some(())?;
+    head.split_whitespace().nth(1).filter(|code| *code == "200")?;
+    Some(body.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ports_files() {
+        let text = r#"{"nats":["nats://127.0.0.1:42067"],"monitoring":["http://127.0.0.1:43037"]}"#;
+        assert_eq!(parse_ports(text), Some((42067, 43037)));
+        assert_eq!(parse_ports(r#"{"nats":["nats://127.0.0.1:42067"]}"#), None);
+        assert_eq!(parse_ports("not json"), None);
+    }
 }

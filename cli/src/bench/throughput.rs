@@ -99,9 +99,10 @@ pub async fn run_once(
     publisher.publish_n(&payload, warmup).await?;
     if counter.reached(0, ctx.deadline()).await.is_none() {
         return Err(BenchError::Timeout(format!(
-            "{} warm-up: {} of {warmup} messages arrived in time",
+            "{} warm-up: {} of {warmup} messages arrived in time; server connections: {}",
             client.label(),
-            counter.count()
+            counter.count(),
+            ctx.server.connections().await.unwrap_or_default()
         )));
     }
     let started = Instant::now();

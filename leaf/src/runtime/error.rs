@@ -87,7 +87,9 @@ pub enum LeafError {
         addr: SocketAddr,
     },
     /// A listener address could not be bound for another reason.
-    #[error("could not listen on {addr} for the {listener}: {source}; check --lan-bind-address (it must be an address of this machine)")]
+    #[error(
+        "could not listen on {addr} for the {listener}: {source}; check --lan-bind-address (it must be an address of this machine)"
+    )]
     Bind {
         /// Which listener.
         listener: ListenerKind,

@@ -24,14 +24,16 @@
 //! ```
 
 mod error;
+mod listeners;
 mod options;
+mod providers;
 pub mod renewal;
 pub mod restart;
 pub mod runtime_dir;
 mod status;
 mod supervisor;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -48,13 +50,13 @@ pub use status::{
 };
 
 use crate::config::{self, LeafRemote, Listen, LogSettings, ServerConfig, WebsocketTls};
-use crate::discovery_server::{DiscoveryServer, HealthReport, ManifestProvider, WELL_KNOWN_PATH};
-use crate::manifest::{
-    BackboneInfo, LeaderManifest, ListenerUrls, MANUAL_MANIFEST_TTL, ManifestInputs, ManifestMode, ManifestUrl,
-};
+use crate::discovery_server::{DiscoveryServer, ManifestProvider, WELL_KNOWN_PATH};
+use crate::manifest::LeaderManifest;
 use crate::net;
-use crate::process::{self, Monitor, ProcessError, ReadyCheck, ServerProcess, SpawnSpec, StopOutcome};
+use crate::process::{self, Monitor, ReadyCheck, ServerProcess, SpawnSpec, StopOutcome};
 use crate::tls::{self, PreparedTls, SwappableServerCert, TlsOptions, TrustState};
+use listeners::{bind_error, check_distinct_ports, precheck_port, resolve_hosts, start_error};
+use providers::{health_provider, manifest_inputs, manual_manifest_provider};
 use restart::RestartBudget;
 use runtime_dir::{CONFIG_FILE, LOG_FILE, OUTPUT_FILE, RuntimeDir, TEMP_PREFIX};
 use supervisor::{Command, Supervisor};
@@ -100,93 +102,10 @@ pub fn new_node_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// The hosts the leaf listens and advertises on, resolved from the options.
-#[derive(Debug, Clone)]
-struct Hosts {
-    lan_bind: IpAddr,
-    advertised: String,
-    san_hosts: Vec<String>,
-}
-
-fn resolve_hosts(options: &LeafOptions) -> Result<Hosts, LeafError> {
-    let lan_bind = options.lan_bind_address.unwrap_or_else(net::lan_address);
-    let interfaces = if lan_bind.is_unspecified() { net::interface_addresses() } else { Vec::new() };
-    let advertised = match options.advertised_host.as_deref().map(str::trim) {
-        Some(host) => {
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            if bare.is_empty() || bare.chars().any(|c| c.is_whitespace() || "/?#@".contains(c)) {
-                return Err(LeafError::InvalidOption {
-                    option: "advertised host",
-                    reason: format!("{host:?} is not a host name or address"),
-                });
-            }
-            bare.to_owned()
-        }
-        None if lan_bind.is_unspecified() => net::choose_lan_address(&interfaces)
-            .unwrap_or(match lan_bind {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            })
-            .to_string(),
-        None => lan_bind.to_string(),
-    };
-    let mut san_hosts = vec![advertised.clone()];
-    if lan_bind.is_unspecified() {
-        san_hosts.extend(net::all_lan_addresses(&interfaces).into_iter().map(|ip| ip.to_string()));
-    } else {
-        san_hosts.push(lan_bind.to_string());
-    }
-    Ok(Hosts { lan_bind, advertised, san_hosts })
-}
-
-/// Refuses the same port for two listeners.
-fn check_distinct_ports(ports: &[(ListenerKind, Option<u16>)]) -> Result<(), LeafError> {
-    for (index, (kind, port)) in ports.iter().enumerate() {
-        let Some(port) = port.filter(|port| *port != 0) else { continue };
-        if let Some((other, _)) = ports[index + 1..].iter().find(|(_, other)| *other == Some(port)) {
-            return Err(LeafError::InvalidOption {
-                option: "ports",
-                reason: format!(
-                    "port {port} was given for both {} and {}; give each listener its own port",
-                    kind.port_flag(),
-                    other.port_flag()
-                ),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Fails with [`LeafError::PortInUse`] when a given port is taken right now.
-fn precheck_port(listener: ListenerKind, host: IpAddr, port: Option<u16>) -> Result<(), LeafError> {
-    let Some(port) = port.filter(|port| *port != 0) else { return Ok(()) };
-    let addr = SocketAddr::new(host, port);
-    net::check_bindable(addr).map_err(|source| bind_error(listener, addr, source))
-}
-
-fn bind_error(listener: ListenerKind, addr: SocketAddr, source: std::io::Error) -> LeafError {
-    if source.kind() == std::io::ErrorKind::AddrInUse {
-        LeafError::PortInUse { listener, addr }
-    } else {
-        LeafError::Bind { listener, addr, source }
-    }
-}
-
-/// Maps nats-server's "address already in use" exit to [`LeafError::PortInUse`].
-fn start_error(err: ProcessError, given: &[(ListenerKind, IpAddr, Option<u16>)]) -> LeafError {
-    if let ProcessError::Exited { log_tail, .. } = &err {
-        for port in process::ports_in_use(log_tail) {
-            if let Some((listener, host, _)) = given.iter().find(|(_, _, given)| *given == Some(port)) {
-                return LeafError::PortInUse { listener: *listener, addr: SocketAddr::new(*host, port) };
-            }
-        }
-    }
-    LeafError::Start(err)
-}
-
 pub(crate) fn write_config(path: &Path, text: &str) -> Result<(), LeafError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let io_error = |source| LeafError::RuntimeDir { action: "write the nats-server config", path: path.to_owned(), source };
+    let io_error =
+        |source| LeafError::RuntimeDir { action: "write the nats-server config", path: path.to_owned(), source };
     let mut temp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir).map_err(io_error)?;
     std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(io_error)?;
     temp.persist(path).map_err(|err| io_error(err.error))?;
@@ -224,8 +143,7 @@ impl LeafNode {
         }
         require_file("backbone CA file", &options.backbone_ca_file)?;
         require_file("backbone credentials file", &options.backbone_credentials)?;
-        let backbone_servers: Vec<String> =
-            backbone.as_ref().map(|remote| remote.urls().to_vec()).unwrap_or_default();
+        let backbone_servers: Vec<String> = backbone.as_ref().map(|remote| remote.urls().to_vec()).unwrap_or_default();
 
         let hosts = resolve_hosts(&options)?;
         let given_ports = [
@@ -244,9 +162,11 @@ impl LeafNode {
         let discovery_addr = SocketAddr::new(hosts.lan_bind, options.discovery_port.unwrap_or(0));
         let discovery_listener = std::net::TcpListener::bind(discovery_addr)
             .map_err(|source| bind_error(ListenerKind::Discovery, discovery_addr, source))?;
-        let discovery_addr = discovery_listener
-            .local_addr()
-            .map_err(|source| LeafError::Bind { listener: ListenerKind::Discovery, addr: discovery_addr, source })?;
+        let discovery_addr = discovery_listener.local_addr().map_err(|source| LeafError::Bind {
+            listener: ListenerKind::Discovery,
+            addr: discovery_addr,
+            source,
+        })?;
 
         let runtime_dir = RuntimeDir::create(options.runtime_dir.as_deref())?;
         let binary = crate::binary::resolve(&options.effective_binary_options()).await?;
@@ -328,7 +248,10 @@ impl LeafNode {
         let urls = LeafUrls {
             client_url: format!("nats://{}", net::host_port(&client_connect.to_string(), ports.client)),
             wss_url: format!("wss://{}", net::host_port(&hosts.advertised, ports.websocket)),
-            discovery_url: format!("https://{}{WELL_KNOWN_PATH}", net::host_port(&hosts.advertised, discovery_addr.port())),
+            discovery_url: format!(
+                "https://{}{WELL_KNOWN_PATH}",
+                net::host_port(&hosts.advertised, discovery_addr.port())
+            ),
             monitor_url: format!("http://{}", net::host_port(&monitor_connect.to_string(), ports.monitor)),
             advertised_host: hosts.advertised.clone(),
         };
@@ -379,12 +302,19 @@ impl LeafNode {
             }
         };
 
+        let monitor = match Monitor::new(SocketAddr::new(monitor_connect, ports.monitor), timings.probe_timeout) {
+            Ok(monitor) => monitor,
+            Err(err) => {
+                process.stop(timings.stop_grace).await;
+                return Err(LeafError::Start(err));
+            }
+        };
         let (commands_tx, commands_rx) = mpsc::channel(16);
         let supervisor = Supervisor {
             process: Some(process),
             spec,
             restart_config: Some(restart_config),
-            monitor: Monitor::new(SocketAddr::new(monitor_connect, ports.monitor), timings.probe_timeout),
+            monitor,
             client_addr: SocketAddr::new(client_connect, ports.client),
             websocket_addr: SocketAddr::new(net::connect_address(hosts.lan_bind), ports.websocket),
             ready: ready_check,
@@ -524,72 +454,6 @@ impl Drop for LeafNode {
     }
 }
 
-fn manifest_inputs(
-    node_id: &str,
-    urls: &LeafUrls,
-    backbone_servers: &[String],
-    ca_cert_sha256: &str,
-) -> Result<ManifestInputs, LeafError> {
-    let parse = |text: &str| {
-        ManifestUrl::parse(text).map_err(|err| LeafError::InvalidOption {
-            option: "advertised host",
-            reason: format!("it gives the URL {text:?}, which does not parse: {err}"),
-        })
-    };
-    Ok(ManifestInputs {
-        node_id: node_id.to_owned(),
-        listeners: ListenerUrls {
-            advertised_hostname: urls.advertised_host.clone(),
-            wss_url: parse(&urls.wss_url)?,
-            client_url: parse(&urls.client_url)?,
-            monitor_url: parse(&urls.monitor_url)?,
-            discovery_url: parse(&urls.discovery_url)?,
-        },
-        leader_epoch: 0,
-        backbone: BackboneInfo { servers: backbone_servers.to_vec(), rtt_ms: None },
-        bridge_state: crate::manifest::BridgeState::Connecting,
-        mode: ManifestMode::Manual,
-        ca_cert_sha256: Some(ca_cert_sha256.to_owned()),
-    })
-}
-
-/// The manual-mode manifest (5 s TTL, `generatedAt`) built from the cached status; `None`
-/// while nats-server is not ready. No I/O.
-fn manual_manifest_provider(
-    inputs: ManifestInputs,
-    status: watch::Receiver<LeafStatus>,
-    override_slot: Arc<RwLock<Option<ManifestProvider>>>,
-) -> ManifestProvider {
-    Arc::new(move || {
-        let custom = override_slot.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        if let Some(custom) = custom {
-            return custom();
-        }
-        let (ready, bridge) = {
-            let current = status.borrow();
-            (current.server_ready && current.state == LeafState::Running, current.bridge_state)
-        };
-        if !ready {
-            return None;
-        }
-        let mut inputs = inputs.clone();
-        inputs.bridge_state = bridge;
-        Some(LeaderManifest::build(&inputs, OffsetDateTime::now_utc(), MANUAL_MANIFEST_TTL))
-    })
-}
-
-/// `/healthz`: ok when nats-server is ready, with the lifecycle and bridge state.
-fn health_provider(status: watch::Receiver<LeafStatus>) -> crate::discovery_server::HealthProvider {
-    Arc::new(move || {
-        let current = status.borrow();
-        HealthReport::new(current.server_ready && current.state == LeafState::Running)
-            .with("state", current.state.as_str())
-            .with("bridgeState", current.bridge_state.as_str())
-            .with("nodeId", current.node_id.clone())
-            .with("restarts", current.restarts)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,44 +464,5 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_ne!(a, new_node_id());
-    }
-
-    #[test]
-    fn duplicate_ports_are_refused() {
-        let ports = [(ListenerKind::Client, Some(4222)), (ListenerKind::Monitor, None), (ListenerKind::Websocket, Some(4222))];
-        let err = check_distinct_ports(&ports).unwrap_err();
-        assert!(err.to_string().contains("--client-port and --websocket-port"), "{err}");
-        assert!(check_distinct_ports(&[(ListenerKind::Client, Some(0)), (ListenerKind::Monitor, Some(0))]).is_ok());
-    }
-
-    #[test]
-    fn nats_port_in_use_exit_maps_to_the_listener() {
-        let err = ProcessError::Exited {
-            status: "exit status: 1".into(),
-            log_tail: "[FTL] Can't start monitoring: can't listen to the monitor port: listen tcp 127.0.0.1:8222: bind: address already in use".into(),
-        };
-        let given = [
-            (ListenerKind::Client, IpAddr::V4(Ipv4Addr::LOCALHOST), None),
-            (ListenerKind::Monitor, IpAddr::V4(Ipv4Addr::LOCALHOST), Some(8222)),
-        ];
-        match start_error(err, &given) {
-            LeafError::PortInUse { listener, addr } => {
-                assert_eq!(listener, ListenerKind::Monitor);
-                assert_eq!(addr.port(), 8222);
-            }
-            other => panic!("unexpected {other}"),
-        }
-    }
-
-    #[test]
-    fn explicit_hosts_are_advertised_and_put_into_the_certificate() {
-        let options = LeafOptions::new().lan_bind_address("127.0.0.1".parse().unwrap());
-        let hosts = resolve_hosts(&options).unwrap();
-        assert_eq!(hosts.advertised, "127.0.0.1");
-        assert_eq!(hosts.san_hosts, ["127.0.0.1", "127.0.0.1"]);
-        let options = options.advertised_host("[::1]");
-        let hosts = resolve_hosts(&options).unwrap();
-        assert_eq!(hosts.advertised, "::1");
-        assert!(resolve_hosts(&LeafOptions::new().advertised_host("a b")).is_err());
     }
 }

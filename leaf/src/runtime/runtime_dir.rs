@@ -139,9 +139,17 @@ mod tests {
     fn given_dir_is_kept_and_only_leaf_files_go() {
         let parent = tempfile::tempdir().unwrap();
         let given = parent.path().join("a/b");
-        let mut dir = RuntimeDir::create(Some(&given)).unwrap();
+        let dir = RuntimeDir::create(Some(&given)).unwrap();
         assert!(!dir.is_temporary());
-        for name in [CONFIG_FILE, LOG_FILE, "leaf-nats.log.2026-11-22T10-00-00", OUTPUT_FILE, LEAF_KEY_FILE, "nats-server_77.ports", ".kinopio-tmp-abc"] {
+        for name in [
+            CONFIG_FILE,
+            LOG_FILE,
+            "leaf-nats.log.2026-11-22T10-00-00",
+            OUTPUT_FILE,
+            LEAF_KEY_FILE,
+            "nats-server_77.ports",
+            ".kinopio-tmp-abc",
+        ] {
             std::fs::write(dir.file(name), "x").unwrap();
         }
         std::fs::write(dir.file("notes.txt"), "mine").unwrap();

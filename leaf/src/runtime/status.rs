@@ -161,11 +161,7 @@ pub fn bridge_state(
     if !process_running {
         return BridgeState::Error;
     }
-    if server_ready && leafz.is_some_and(leafz_connected) {
-        BridgeState::Connected
-    } else {
-        BridgeState::Connecting
-    }
+    if server_ready && leafz.is_some_and(leafz_connected) { BridgeState::Connected } else { BridgeState::Connecting }
 }
 
 /// One meaningful difference between two statuses.
@@ -193,10 +189,18 @@ pub fn status_changes(old: &LeafStatus, new: &LeafStatus) -> Vec<StatusChange> {
         ("discovery.ready", json!(old.discovery.ready), json!(new.discovery.ready)),
         ("monitor.ready", json!(old.monitor.ready), json!(new.monitor.ready)),
         ("lastError", json!(old.last_error), json!(new.last_error)),
-        ("tls.notAfter", json!(old.tls.material).get("notAfter").cloned().unwrap_or_default(), json!(new.tls.material).get("notAfter").cloned().unwrap_or_default()),
+        (
+            "tls.notAfter",
+            json!(old.tls.material).get("notAfter").cloned().unwrap_or_default(),
+            json!(new.tls.material).get("notAfter").cloned().unwrap_or_default(),
+        ),
         ("tls.trust", json!(old.tls.trust), json!(new.tls.trust)),
     ];
-    pairs.into_iter().filter(|(_, from, to)| from != to).map(|(field, from, to)| StatusChange { field, from, to }).collect()
+    pairs
+        .into_iter()
+        .filter(|(_, from, to)| from != to)
+        .map(|(field, from, to)| StatusChange { field, from, to })
+        .collect()
 }
 
 /// The URLs a leaf is reached at.
@@ -216,7 +220,7 @@ pub struct LeafUrls {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::binary::BinarySource;
     use crate::tls::TlsSource;
@@ -226,6 +230,11 @@ mod tests {
     }
 
     fn status() -> LeafStatus {
+        sample()
+    }
+
+    /// A running leaf's status with made-up values (for tests of this module's users).
+    pub(crate) fn sample() -> LeafStatus {
         LeafStatus {
             state: LeafState::Running,
             node_id: "a".repeat(32),
@@ -252,7 +261,11 @@ mod tests {
                 trust: TrustStatus::Pending,
                 renewals: 0,
             },
-            binary: ResolvedBinary { path: "/bin/nats-server".into(), version: "2.12.7".into(), source: BinarySource::Explicit },
+            binary: ResolvedBinary {
+                path: "/bin/nats-server".into(),
+                version: "2.12.7".into(),
+                source: BinarySource::Explicit,
+            },
             runtime_dir: "/r".into(),
             log_file: "/r/leaf-nats.log".into(),
         }
@@ -305,7 +318,17 @@ mod tests {
     #[test]
     fn status_serialises_camel_case() {
         let value = serde_json::to_value(status()).unwrap();
-        for key in ["state", "nodeId", "bridgeState", "backboneServers", "serverReady", "processId", "restarts", "tls", "runtimeDir"] {
+        for key in [
+            "state",
+            "nodeId",
+            "bridgeState",
+            "backboneServers",
+            "serverReady",
+            "processId",
+            "restarts",
+            "tls",
+            "runtimeDir",
+        ] {
             assert!(value.get(key).is_some(), "missing {key} in {value}");
         }
         assert_eq!(value["tls"]["source"], "generated");

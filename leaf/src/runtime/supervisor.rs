@@ -127,9 +127,7 @@ impl Supervisor {
             net::accepts(self.client_addr, timeout),
             net::accepts_tls(self.websocket_addr, timeout),
             monitor.healthy(),
-            async {
-                if want_leafz { monitor.leafz().await.ok() } else { None }
-            },
+            async { if want_leafz { monitor.leafz().await.ok() } else { None } },
         );
         let server_ready = health == Ok(true);
         let monitor_ready = health.is_ok();

@@ -1,0 +1,283 @@
+//! Auto-leaf (`kinopio leaf auto`): takes part in the LAN election of a discovery namespace
+//! and runs the leaf while this node is the elected leader.
+//!
+//! The decisions are the pure [`Election`](crate::election::Election); this module is its
+//! I/O shell:
+//! - [`transport`]: UDP multicast on `239.255.71.71`, port `44710 + crc32(namespace) % 1000`,
+//!   TTL 1, membership on every selected interface (re-scanned every few seconds);
+//! - [`node_id`]: the cached, per-process-locked node id;
+//! - [`rtt`]: the backbone RTT probe (TCP connect time; self-reported), in the background;
+//! - [`mdns`]: the leader's `_kinopio-hub._tcp.local.` record;
+//! - the leaf worker: starts and stops the leaf beside the loop, serves the auto-mode leader
+//!   manifest over HTTPS through the leaf's discovery server (`/healthz` reflects the real
+//!   nats-server health) and reports a broker that died for good (the leader then resigns);
+//! - the loop: one tokio task that never blocks its heartbeats.
+//!
+//! Security: in an open namespace (no secret) the wire is exactly kinopio-hub 0.1.1's and
+//! anyone on the LAN who can send a UDP datagram to the port can claim leadership with a
+//! high `leaderEpoch` (the real leader steps down and followers advertise the stranger's
+//! URLs). With a namespace secret every beacon is signed (HMAC-SHA-256 over its canonical
+//! content, a timestamp and a sequence number) and unsigned, forged, stale or replayed
+//! beacons are dropped; 0.1.1 nodes cannot join a secured namespace. Backbone RTTs are
+//! self-reported in both cases.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), kinopio_leaf::auto::AutoLeafError> {
+//! use kinopio_leaf::auto::{AutoEvent, AutoLeaf, AutoLeafOptions};
+//! use kinopio_leaf::runtime::LeafOptions;
+//!
+//! let node = AutoLeaf::start(
+//!     AutoLeafOptions::new("studio").leaf(LeafOptions::new().backbone_server("tls://hub.example.com:7422")),
+//! )
+//! .await?;
+//! let mut events = node.events();
+//! while let Ok(AutoEvent::StatusChanged(status)) = events.recv().await {
+//!     println!("{}", status.election); // e.g. "leader (leader), leading at epoch 3 at wss://..."
+//! #   break;
+//! }
+//! node.stop().await; // resigns: followers elect at once
+//! # Ok(()) }
+//! ```
+
+mod leaf_worker;
+pub mod mdns;
+pub mod node_id;
+mod options;
+pub mod rtt;
+mod shell;
+mod status;
+pub mod transport;
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::election::{BeaconCodec, ConfigError, DropCounts, Election};
+use crate::runtime::{LeafNode, LeafStatus};
+
+pub use mdns::{MdnsAdvertiser, MdnsError};
+pub use node_id::{NodeIdError, NodeIdentity};
+pub use options::{AutoLeafOptions, DEFAULT_INTERFACE_RESCAN};
+pub use status::{AutoEvent, AutoLeafStatus, LeaderLeaf};
+pub use transport::{InterfaceFilter, JoinedInterface, MulticastTransport, SendStats, TransportError};
+
+use leaf_worker::ManifestIdentity;
+use shell::Shell;
+
+/// Events buffered per subscriber before the oldest are dropped.
+const EVENT_BUFFER: usize = 1024;
+
+/// Why an auto-leaf could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AutoLeafError {
+    /// The election timers or limits are inconsistent.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No node id could be obtained.
+    #[error(transparent)]
+    NodeId(#[from] NodeIdError),
+    /// The multicast sockets could not be set up.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+impl AutoLeafError {
+    /// A stable name for `--json` output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AutoLeafError::Config(_) => "invalid-option",
+            AutoLeafError::NodeId(_) => "node-id",
+            AutoLeafError::Transport(_) => "multicast",
+        }
+    }
+}
+
+/// A running auto-leaf node. See the module docs.
+///
+/// Dropping it without [`stop`](Self::stop) still resigns and stops the leaf in the
+/// background (as long as the tokio runtime runs).
+#[derive(Debug)]
+pub struct AutoLeaf {
+    node_id: String,
+    namespace: String,
+    port: u16,
+    stop: watch::Sender<bool>,
+    task: tokio::sync::Mutex<Option<JoinHandle<AutoLeafStatus>>>,
+    shared: Arc<Mutex<AutoLeafStatus>>,
+    leaf_slot: Arc<Mutex<Option<Arc<LeafNode>>>>,
+    events: broadcast::Sender<AutoEvent>,
+    first_events: Mutex<Option<broadcast::Receiver<AutoEvent>>>,
+}
+
+impl AutoLeaf {
+    /// Obtains the node id, binds the multicast sockets and starts the election loop.
+    /// Returns at once; the node settles for a second, then follows a leader or stands.
+    pub async fn start(options: AutoLeafOptions) -> Result<AutoLeaf, AutoLeafError> {
+        let mut election_config = options.election.clone();
+        election_config.advertised_hostname = options.advertised_hostname();
+        election_config.validate()?;
+        let identity = match &options.node_id {
+            Some(_) => None,
+            None => Some(NodeIdentity::acquire(&options.effective_node_id_dir())?),
+        };
+        let node_id = match (&options.node_id, &identity) {
+            (Some(id), _) => id.clone(),
+            (None, Some(identity)) => identity.id().to_owned(),
+            (None, None) => unreachable!("an identity is acquired when no id is given"),
+        };
+        let namespace = election_config.namespace.clone();
+        let election = Election::new(election_config, node_id.clone(), std::time::Instant::now())?;
+        let codec = match &options.secret {
+            Some(secret) => BeaconCodec::secured(&namespace, &node_id, secret).with_replay_window(options.replay_window),
+            None => BeaconCodec::open(&namespace, &node_id),
+        };
+        let transport = MulticastTransport::bind(codec.port(), options.interfaces.clone())?;
+        let port = transport.port();
+        let joined = transport.joined().to_vec();
+        tracing::info!(
+            node_id = %node_id,
+            namespace = %namespace,
+            port,
+            secured = codec.is_secured(),
+            interfaces = ?joined.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "auto-leaf election started"
+        );
+        let mdns = options.mdns.then(|| MdnsAdvertiser::new(joined.iter().map(|j| j.name.clone()).collect()));
+
+        let leader_state = Arc::new(RwLock::new(None));
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let runtime_root = options.leaf.runtime_dir.clone();
+        let worker = tokio::spawn(leaf_worker::run(
+            jobs_rx,
+            reports_tx,
+            runtime_root,
+            ManifestIdentity { node_id: node_id.clone(), namespace: namespace.clone() },
+            leader_state.clone(),
+        ));
+        let (rtt_tx, rtt_rx) = mpsc::channel(4);
+        let rtt_task = rtt::spawn_probe(
+            options.leaf.backbone_server_list().to_vec(),
+            options.rtt_probe_interval,
+            options.rtt_probe_timeout,
+            rtt_tx,
+        );
+        let initial = AutoLeafStatus {
+            node_id: node_id.clone(),
+            namespace: namespace.clone(),
+            port,
+            secured: codec.is_secured(),
+            election: election.status(),
+            max_seen_epoch: 0,
+            backbone_rtt_ms: None,
+            leaf: None,
+            interfaces: joined,
+            peers: 0,
+            drops: DropCounts::default(),
+            sends: SendStats::default(),
+            last_leaf_error: None,
+            mdns_published: false,
+        };
+        let shared = Arc::new(Mutex::new(initial));
+        let (events, first_events) = broadcast::channel(EVENT_BUFFER);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let leaf_slot = Arc::new(Mutex::new(None));
+        let shell = Shell {
+            election,
+            codec,
+            transport,
+            mdns,
+            leaf_options: options.leaf.clone(),
+            jobs: jobs_tx,
+            reports: reports_rx,
+            worker,
+            rtt: rtt_rx,
+            rtt_task,
+            stop: stop_rx,
+            rescan_every: options.interface_rescan,
+            leader_state,
+            shared: shared.clone(),
+            events: events.clone(),
+            identity,
+            next_seq: 0,
+            pending: None,
+            arriving: None,
+            leading: None,
+            leaf_slot: leaf_slot.clone(),
+            drops: DropCounts::default(),
+            last_leaf_error: None,
+        };
+        let task = tokio::spawn(shell.run());
+        Ok(AutoLeaf {
+            node_id,
+            namespace,
+            port,
+            stop: stop_tx,
+            task: tokio::sync::Mutex::new(Some(task)),
+            shared,
+            leaf_slot,
+            events,
+            first_events: Mutex::new(Some(first_events)),
+        })
+    }
+
+    /// The election node id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The discovery namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The namespace's UDP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The latest status (never blocks on I/O).
+    pub fn status(&self) -> AutoLeafStatus {
+        match self.shared.lock() {
+            Ok(status) => status.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The status of this node's own leaf while it leads (`None` otherwise); never blocks.
+    pub fn leaf_status(&self) -> Option<LeafStatus> {
+        let slot = self.leaf_slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.as_ref().map(|leaf| leaf.status())
+    }
+
+    /// Events: the first call receives every event since start; later calls receive events
+    /// from the moment of the call.
+    pub fn events(&self) -> broadcast::Receiver<AutoEvent> {
+        let first = self.first_events.lock().ok().and_then(|mut slot| slot.take());
+        first.unwrap_or_else(|| self.events.subscribe())
+    }
+
+    /// Resigns (followers elect at once), stops the leaf, withdraws mDNS, and returns the
+    /// final status. Idempotent: later calls return the current status at once.
+    pub async fn stop(&self) -> AutoLeafStatus {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().await.take();
+        match task {
+            Some(task) => match task.await {
+                Ok(status) => status,
+                Err(err) => {
+                    tracing::warn!(error = %err, "the auto-leaf loop ended abnormally");
+                    self.status()
+                }
+            },
+            None => self.status(),
+        }
+    }
+}
+
+impl Drop for AutoLeaf {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
