@@ -150,13 +150,13 @@ impl Supervisor {
             _ if !is_current => {}
             Event::Connected => {
                 tracing::info!(server = ?server.as_ref().map(ToString::to_string), "connected");
-                self.shared.set_state(ConnectionState::Connected);
                 self.shared.emit(HubEvent::Connected { server });
+                self.shared.set_state(ConnectionState::Connected);
             }
             Event::Disconnected => {
                 tracing::warn!(server = ?server.as_ref().map(ToString::to_string), "disconnected; reconnecting");
-                self.shared.set_state(ConnectionState::Disconnected);
                 self.shared.emit(HubEvent::Disconnected { server });
+                self.shared.set_state(ConnectionState::Disconnected);
             }
             Event::LameDuckMode => self.shared.emit(HubEvent::LameDuck { server }),
             Event::ServerError(e) => {
