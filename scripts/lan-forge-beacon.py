@@ -6,8 +6,9 @@ namespace> with TTL 1:
   - an unsigned leader beacon claiming --epoch (takes over an open namespace, as in
     kinopio-hub 0.1.1; dropped as `unsigned` in a secured one);
   - with --secured-attacks also: the same beacon with a made-up `auth` field (dropped as
-    `forged`), and, once a signed beacon of a real member was captured, that beacon again
-    (dropped as `replayed`) and a copy with its leaderEpoch raised (dropped as `forged`).
+    `forged`), and, once a signed beacon of the real leader was captured, that beacon again
+    (dropped by its followers as `replayed`) and a copy with its leaderEpoch raised (dropped
+    as `forged`).
 Prints one JSON line with what it sent. Standard library only.
 
 usage: lan-forge-beacon.py --namespace NS [--epoch N] [--node-id ID] [--duration S]
@@ -67,6 +68,8 @@ def main() -> None:
     port = port_for(args.namespace)
     send = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
     send.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    # Never hear (and capture) our own datagrams.
+    send.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
     if args.interface_ip:
         send.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(args.interface_ip))
 
@@ -101,7 +104,13 @@ def main() -> None:
                     parsed = json.loads(data)
                 except ValueError:
                     continue
-                if isinstance(parsed, dict) and "auth" in parsed and parsed.get("nodeId") != args.node_id:
+                # A signed beacon of the real leader: replayed to its followers.
+                if (
+                    isinstance(parsed, dict)
+                    and "auth" in parsed
+                    and parsed.get("isLeader") is True
+                    and parsed.get("nodeId") != args.node_id
+                ):
                     captured = data
             if captured is not None:
                 send.sendto(captured, (GROUP, port))

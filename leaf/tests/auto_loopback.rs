@@ -35,7 +35,11 @@ fn leaf_options(cache: &Path) -> LeafOptions {
         .cache_dir(cache)
         .lan_bind_address("127.0.0.1".parse().unwrap())
         .trust_store(TrustStoreConfig::none().with_env_skip(|_| Some("1".to_owned())))
-        .timings(LeafTimings { poll_interval: Duration::from_millis(200), stop_grace: Duration::from_secs(5), ..LeafTimings::default() })
+        .timings(LeafTimings {
+            poll_interval: Duration::from_millis(200),
+            stop_grace: Duration::from_secs(5),
+            ..LeafTimings::default()
+        })
 }
 
 fn options(ns: &str, cache: &Path) -> AutoLeafOptions {
@@ -226,10 +230,18 @@ async fn garbage_datagrams_are_dropped_and_counted_without_stalling_heartbeats()
     // Flood for 3 s while watching the node's own heartbeats arrive.
     let flood = std::thread::spawn(move || {
         let huge = vec![b'x'; 60_000];
-        let wrong_type = format!(r#"{{"nodeId": "p", "discoveryNamespace": "{ns_for_flood}", "isLeader": true, "leaderEpoch": "abc"}}"#);
-        let null_epoch = format!(r#"{{"nodeId": "p", "discoveryNamespace": "{ns_for_flood}", "isLeader": true, "leaderEpoch": null}}"#);
-        let huge_epoch = format!(r#"{{"nodeId": "p", "discoveryNamespace": "{ns_for_flood}", "isLeader": true, "leaderEpoch": 1e400}}"#);
-        let big_int = format!(r#"{{"nodeId": "p", "discoveryNamespace": "{ns_for_flood}", "isLeader": true, "leaderEpoch": 99999999999999999999999}}"#);
+        let wrong_type = format!(
+            r#"{{"nodeId": "p", "discoveryNamespace": "{ns_for_flood}", "isLeader": true, "leaderEpoch": "abc"}}"#
+        );
+        let null_epoch = format!(
+            r#"{{"nodeId": "p", "discoveryNamespace": "{ns_for_flood}", "isLeader": true, "leaderEpoch": null}}"#
+        );
+        let huge_epoch = format!(
+            r#"{{"nodeId": "p", "discoveryNamespace": "{ns_for_flood}", "isLeader": true, "leaderEpoch": 1e400}}"#
+        );
+        let big_int = format!(
+            r#"{{"nodeId": "p", "discoveryNamespace": "{ns_for_flood}", "isLeader": true, "leaderEpoch": 99999999999999999999999}}"#
+        );
         let samples: Vec<&[u8]> = vec![
             b"\xff\xfe\x00garbage",
             b"not json at all",
@@ -294,8 +306,8 @@ async fn a_leader_whose_broker_dies_for_good_resigns_and_a_follower_takes_over()
     let cache = tempfile::tempdir().unwrap();
     let ns = namespace("dead-broker");
     let fragile = |id: &str| {
-        let leaf = leaf_options(cache.path())
-            .restart_policy(RestartPolicy { max_attempts: 0, ..RestartPolicy::default() });
+        let leaf =
+            leaf_options(cache.path()).restart_policy(RestartPolicy { max_attempts: 0, ..RestartPolicy::default() });
         options(&ns, cache.path()).leaf(leaf).node_id(id).mdns(false)
     };
     let a = AutoLeaf::start(fragile("kinopio-aaaaaaaa-1")).await.unwrap();

@@ -52,7 +52,7 @@ impl Client {
 /// The clients of round `round` in the order they run: kinopio first on even rounds, raw
 /// first on odd ones (A B, B A, ...), so neither always profits from a warmer machine.
 pub fn round_order(round: u32) -> [Client; 2] {
-    if round % 2 == 0 { [Client::Kinopio, Client::Raw] } else { [Client::Raw, Client::Kinopio] }
+    if round.is_multiple_of(2) { [Client::Kinopio, Client::Raw] } else { [Client::Raw, Client::Kinopio] }
 }
 
 /// Aborts a background task when dropped.
@@ -200,10 +200,10 @@ impl Conn {
                 let task = tokio::spawn(async move {
                     let reply_payload = Bytes::from_static(REPLY);
                     while let Some(request) = sub.next().await {
-                        if let Some(reply) = request.reply {
-                            if let Err(e) = replier.publish(reply, reply_payload.clone()).await {
-                                tracing::warn!(error = %e, "raw responder could not reply");
-                            }
+                        if let Some(reply) = request.reply
+                            && let Err(e) = replier.publish(reply, reply_payload.clone()).await
+                        {
+                            tracing::warn!(error = %e, "raw responder could not reply");
                         }
                     }
                 });

@@ -1,16 +1,14 @@
 //! Scenario `fanout`: one publisher, eight subscribers on eight connections; the figure
 //! is total messages delivered per second (all subscribers together), from the first
-//! publish of the measured batch until the last subscriber has everything.
+//! publish of a batch until the last subscriber has all of it (see [`flow`]).
 
-use std::time::Instant;
-
-use bytes::Bytes;
 use serde_json::json;
 
-use super::clients::{Client, Conn, Counter, round_order};
+use super::Ctx;
+use super::clients::Client;
 use super::error::BenchError;
+use super::flow::{self, Shape};
 use super::report::{Figure, ScenarioReport, Target, Unit};
-use super::{Ctx, Drops};
 
 /// Scenario id.
 pub const ID: &str = "fanout";
@@ -27,80 +25,38 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
         TITLE,
         json!({
             "subscribers": s.fanout_subscribers, "messages": s.fanout_messages, "warmup_messages": s.fanout_warmup,
-            "payload_bytes": PAYLOAD_BYTES, "rounds": s.rounds, "warmup_rounds": s.warmup_rounds,
+            "batches": s.batches, "payload_bytes": PAYLOAD_BYTES, "rounds": s.rounds, "warmup_rounds": s.warmup_rounds,
+            "method": "both clients side by side, alternating batches (see flow.rs)",
         }),
     );
+    let shape = Shape {
+        subscribers: s.fanout_subscribers,
+        payload_bytes: PAYLOAD_BYTES,
+        warmup: s.fanout_warmup,
+        messages: s.fanout_messages,
+        batches: s.batches,
+    };
     for round in 0..s.warmup_rounds + s.rounds {
         let warmup_round = round < s.warmup_rounds;
-        for client in round_order(round) {
-            let (rate, drops) = run_once(ctx, client).await?;
+        for r in flow::round(ctx, round, &shape).await? {
             ctx.progress(&format!(
                 "{ID} round {}{}: {} {}",
                 round + 1,
                 if warmup_round { " (warm-up)" } else { "" },
-                client.label(),
-                Unit::MsgPerSec.format(rate)
+                r.client.label(),
+                Unit::MsgPerSec.format(r.rate)
             ));
             if warmup_round {
                 continue;
             }
-            report
-                .runs
-                .push(json!({"round": round - s.warmup_rounds, "client": client, "msgs_per_s": rate, "drops": drops}));
-            if let Some(flag) = drops.flag(&format!("{} round {}", client.label(), round + 1)) {
+            if let Some(flag) = r.drops.flag(&format!("{} round {}", r.client.label(), round + 1)) {
                 report.flags.push(flag);
             }
-            report.push(client, "throughput", Unit::MsgPerSec, rate);
+            report.push(r.client, "throughput", Unit::MsgPerSec, r.rate);
+            report.runs.push(json!({"round": round - s.warmup_rounds, "result": r}));
         }
     }
     Ok(report)
-}
-
-async fn run_once(ctx: &Ctx<'_>, client: Client) -> Result<(f64, Drops), BenchError> {
-    let s = &ctx.settings;
-    let subject = ctx.subject("fan");
-    let payload = Bytes::from(vec![b'x'; PAYLOAD_BYTES]);
-    let (warmup, messages) = (s.fanout_warmup, s.fanout_messages);
-    let capacity = s.capacity_for(warmup + messages);
-    let server_slow_before = ctx.server.slow_consumers().await;
-    let mut subscribers = Vec::new();
-    let mut counters: Vec<Counter> = Vec::new();
-    for i in 0..s.fanout_subscribers {
-        let conn = Conn::connect(client, ctx.url(), &format!("bench-fan-{i}"), capacity).await?;
-        counters.push(conn.subscribe_counting(&subject, &[warmup, warmup + messages]).await?);
-        subscribers.push(conn);
-    }
-    let publisher_conn = Conn::connect(client, ctx.url(), "bench-fan-pub", capacity).await?;
-    let publisher = publisher_conn.publisher(&subject)?;
-
-    publisher.publish_n(&payload, warmup).await?;
-    for counter in &mut counters {
-        if counter.reached(0, ctx.deadline()).await.is_none() {
-            return Err(BenchError::Timeout(format!("{} fan-out warm-up did not arrive in time", client.label())));
-        }
-    }
-    let started = Instant::now();
-    publisher.publish_n(&payload, messages).await?;
-    let deadline = ctx.deadline();
-    let mut last = started;
-    for counter in &mut counters {
-        let done = counter.reached(1, deadline).await.unwrap_or_else(Instant::now);
-        last = last.max(done);
-    }
-    let received: u64 = counters.iter().map(|c| c.count().saturating_sub(warmup).min(messages)).sum();
-    let expected = messages * counters.len() as u64;
-    let drops = Drops {
-        expected,
-        received,
-        slow_consumer_events: subscribers.iter().map(Conn::slow_consumer_events).sum(),
-        server_slow_consumers: ctx.server_slow_delta(server_slow_before).await,
-    };
-    drop(counters);
-    for conn in subscribers {
-        conn.close().await;
-    }
-    publisher_conn.close().await;
-    Ok((received as f64 / last.duration_since(started).as_secs_f64().max(1e-9), drops))
 }
 
 /// The table rows.

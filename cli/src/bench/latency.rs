@@ -2,12 +2,18 @@
 //! responder on another connection. kinopio: `Variable::request_with` against a
 //! `Variable::serve` service; raw: `Client::request` against a subscriber loop that
 //! replies. Both replies are the same bytes. Figures: p50 and p99 per round.
+//!
+//! Latency on a shared machine drifts within seconds, so inside each round both clients
+//! are set up side by side and take turns in blocks of [`BLOCK`] requests (A B, B A, ...):
+//! both see the same conditions, and the per-round ratio compares like with like.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::json;
 
 use super::Ctx;
-use super::clients::{Client, Conn, round_order};
+use super::clients::{Client, Conn, Requester, Responder, round_order};
 use super::error::BenchError;
 use super::report::{Figure, ScenarioReport, Target, Unit};
 use super::stats::Latencies;
@@ -18,6 +24,8 @@ pub const ID: &str = "latency";
 pub const TITLE: &str = "request → serve round trip, one request in flight, 16 B request";
 /// Request payload size.
 pub const PAYLOAD_BYTES: usize = 16;
+/// Requests per turn.
+pub const BLOCK: u64 = 100;
 
 /// Runs the scenario.
 pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
@@ -32,8 +40,8 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
     );
     for round in 0..s.warmup_rounds + s.rounds {
         let warmup_round = round < s.warmup_rounds;
-        for client in round_order(round) {
-            let l = run_once(ctx, client, s.latency_requests, s.latency_warmup).await?;
+        let results = run_round(ctx, round, s.latency_requests, s.latency_warmup).await?;
+        for (client, l) in results {
             ctx.progress(&format!(
                 "{ID} round {}{}: {} p50 {} p99 {}",
                 round + 1,
@@ -53,26 +61,76 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
     Ok(report)
 }
 
-/// One run: fresh connections, warm-up requests, measured requests.
-pub async fn run_once(ctx: &Ctx<'_>, client: Client, requests: u64, warmup: u64) -> Result<Latencies, BenchError> {
-    let subject = ctx.subject("rq");
+/// A responder and a requester of one client, on two fresh connections.
+struct Pair {
+    client: Client,
+    server: Conn,
+    responder: Responder,
+    requester_conn: Conn,
+    requester: Requester,
+    times: Vec<Duration>,
+}
+
+impl Pair {
+    async fn open(ctx: &Ctx<'_>, client: Client) -> Result<Pair, BenchError> {
+        let subject = ctx.subject("rq");
+        let capacity = ctx.settings.capacity_for(1024);
+        let server = Conn::connect(client, ctx.url(), "bench-serve", capacity).await?;
+        let requester_conn = Conn::connect(client, ctx.url(), "bench-request", capacity).await?;
+        let responder = server.serve(&subject).await?;
+        let requester = requester_conn.requester(&subject)?;
+        Ok(Pair { client, server, responder, requester_conn, requester, times: Vec::new() })
+    }
+
+    async fn close(self) {
+        self.responder.stop().await;
+        self.requester_conn.close().await;
+        self.server.close().await;
+    }
+}
+
+/// One round: both clients set up, warmed up, then measured in alternating blocks.
+pub async fn run_round(
+    ctx: &Ctx<'_>,
+    round: u32,
+    requests: u64,
+    warmup: u64,
+) -> Result<Vec<(Client, Latencies)>, BenchError> {
     let payload = Bytes::from(vec![b'x'; PAYLOAD_BYTES]);
-    let capacity = ctx.settings.capacity_for(1024);
-    let server = Conn::connect(client, ctx.url(), "bench-serve", capacity).await?;
-    let requester_conn = Conn::connect(client, ctx.url(), "bench-request", capacity).await?;
-    let responder = server.serve(&subject).await?;
-    let requester = requester_conn.requester(&subject)?;
+    let mut pairs = Vec::new();
+    for client in round_order(round) {
+        pairs.push(Pair::open(ctx, client).await?);
+    }
     let measured = async {
-        requester.measure(&payload, warmup).await?;
-        requester.measure(&payload, requests).await
+        for pair in &mut pairs {
+            pair.requester.measure(&payload, warmup).await?;
+        }
+        let mut done = 0;
+        let mut turn = 0usize;
+        while done < requests {
+            let block = BLOCK.min(requests - done);
+            // A B, then B A: neither client always follows the other.
+            let order = if turn.is_multiple_of(2) { [0, 1] } else { [1, 0] };
+            for i in order {
+                let times = pairs[i].requester.measure(&payload, block).await?;
+                pairs[i].times.extend(times);
+            }
+            done += block;
+            turn += 1;
+        }
+        Ok::<(), BenchError>(())
     };
-    let times = tokio::time::timeout_at(ctx.deadline(), measured)
+    tokio::time::timeout_at(ctx.deadline(), measured)
         .await
-        .map_err(|_| BenchError::Timeout(format!("{} requests did not finish in time", client.label())))??;
-    responder.stop().await;
-    requester_conn.close().await;
-    server.close().await;
-    Latencies::of(&times).ok_or_else(|| BenchError::Timeout(format!("{} measured no request", client.label())))
+        .map_err(|_| BenchError::Timeout("the requests did not finish in time".to_owned()))??;
+    let mut results = Vec::new();
+    for pair in pairs {
+        let latencies = Latencies::of(&pair.times)
+            .ok_or_else(|| BenchError::Timeout(format!("{} measured no request", pair.client.label())))?;
+        results.push((pair.client, latencies));
+        pair.close().await;
+    }
+    Ok(results)
 }
 
 /// The table rows.

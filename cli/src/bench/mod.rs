@@ -9,6 +9,7 @@
 mod clients;
 mod error;
 mod fanout;
+mod flow;
 mod forward;
 mod hot_switch;
 mod latency;
@@ -130,8 +131,11 @@ pub struct Settings {
     pub throughput_messages_16b: u64,
     /// Messages per throughput run with 1 KiB payloads.
     pub throughput_messages_1kib: u64,
-    /// Messages published (and awaited) before each measured throughput batch.
+    /// Messages published (and awaited) before the measured throughput batches.
     pub throughput_warmup: u64,
+    /// Turns each client takes per throughput or fan-out round (the messages are split
+    /// evenly among them).
+    pub batches: u64,
     /// Requests per latency run.
     pub latency_requests: u64,
     /// Requests before each measured batch.
@@ -179,6 +183,7 @@ impl Settings {
                 throughput_messages_16b: 2_000,
                 throughput_messages_1kib: 2_000,
                 throughput_warmup: 200,
+                batches: 2,
                 latency_requests: 200,
                 latency_warmup: 20,
                 fanout_subscribers: 8,
@@ -202,6 +207,7 @@ impl Settings {
                 throughput_messages_16b: 500_000,
                 throughput_messages_1kib: 100_000,
                 throughput_warmup: 20_000,
+                batches: 10,
                 latency_requests: 5_000,
                 latency_warmup: 500,
                 fanout_subscribers: 8,

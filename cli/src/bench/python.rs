@@ -115,10 +115,10 @@ fn record(report: &mut ScenarioReport, doc: &Value) -> Result<(), BenchError> {
         let rate = run.get("msgs_per_s").and_then(Value::as_f64).ok_or_else(|| missing("msgs_per_s"))?;
         let (expected, received) =
             (run.get("messages").and_then(Value::as_u64), run.get("received").and_then(Value::as_u64));
-        if let (Some(e), Some(r)) = (expected, received) {
-            if r < e {
-                report.flags.push(format!("Python {size} B: {} of {e} messages missing", e - r));
-            }
+        if let (Some(e), Some(r)) = (expected, received)
+            && r < e
+        {
+            report.flags.push(format!("Python {size} B: {} of {e} messages missing", e - r));
         }
         let Some((_, metric, _)) = throughput::SIZES.iter().find(|(s, _, _)| *s as u64 == size) else {
             continue;
@@ -129,6 +129,11 @@ fn record(report: &mut ScenarioReport, doc: &Value) -> Result<(), BenchError> {
     for run in doc.get("latency").and_then(Value::as_array).ok_or_else(|| missing("latency"))? {
         let p50 = run.get("p50_us").and_then(Value::as_f64).ok_or_else(|| missing("p50_us"))?;
         let p99 = run.get("p99_us").and_then(Value::as_f64).ok_or_else(|| missing("p99_us"))?;
+        if let Some(retries) = run.get("setup_retries").and_then(Value::as_u64).filter(|r| *r > 0) {
+            report.flags.push(format!(
+                "Python latency: the new service answered only after {retries} \"no responders\" retries"
+            ));
+        }
         report.push(Client::Python, "p50", Unit::Micros, p50);
         report.push(Client::Python, "p99", Unit::Micros, p99);
         report.runs.push(run.clone());
@@ -181,10 +186,8 @@ pub fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
             None => f,
         });
     }
-    if !py.flags.is_empty() {
-        if let Some(first) = figures.first_mut() {
-            first.flags.extend(py.flags.iter().cloned());
-        }
+    if let Some(first) = figures.first_mut() {
+        first.flags.extend(py.flags.iter().cloned());
     }
     figures
 }

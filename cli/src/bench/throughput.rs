@@ -1,18 +1,16 @@
 //! Scenario `throughput`: one publisher connection publishes as fast as it can, a
 //! subscriber on another connection counts; the figure is messages per second at the
-//! subscriber (first publish of the measured batch → last message received), for 16 B
-//! and 1 KiB payloads. kinopio: `Variable::publish_bytes` and a `Subscription`; raw:
-//! `Client::publish` and a `Subscriber`.
+//! subscriber (first publish of a batch → last message of it received; see
+//! [`flow`]), for 16 B and 1 KiB payloads. kinopio: `Variable::publish_bytes` and a
+//! `Subscription`; raw: `Client::publish` and a `Subscriber`.
 
-use std::time::Instant;
-
-use bytes::Bytes;
 use serde_json::json;
 
-use super::clients::{Client, Conn, round_order};
+use super::Ctx;
+use super::clients::Client;
 use super::error::BenchError;
+use super::flow::{self, Shape};
 use super::report::{Figure, ScenarioReport, Target, Unit};
-use super::{Ctx, Drops};
 
 /// Scenario id.
 pub const ID: &str = "throughput";
@@ -22,19 +20,6 @@ pub const TITLE: &str = "publish → subscribe throughput (separate connections)
 /// The payload sizes measured, with the metric name of each.
 pub const SIZES: [(usize, &str, &str); 2] = [(16, "throughput_16B", "16 B"), (1024, "throughput_1KiB", "1 KiB")];
 
-/// One measured run.
-#[derive(Debug)]
-pub struct Run {
-    /// Messages per second at the subscriber.
-    pub rate: f64,
-    /// Messages per second accepted by the publisher.
-    pub publish_rate: f64,
-    /// What arrived of the measured batch.
-    pub received: u64,
-    /// Dropped messages and slow-consumer events.
-    pub drops: Drops,
-}
-
 /// Runs the scenario.
 pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
     let s = &ctx.settings;
@@ -43,90 +28,41 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
         TITLE,
         json!({
             "payloads": SIZES.iter().map(|(size, _, _)| json!({"bytes": size, "messages": s.throughput_messages(*size)})).collect::<Vec<_>>(),
-            "warmup_messages": s.throughput_warmup,
-            "rounds": s.rounds,
-            "warmup_rounds": s.warmup_rounds,
+            "batches": s.batches, "warmup_messages": s.throughput_warmup,
+            "rounds": s.rounds, "warmup_rounds": s.warmup_rounds,
+            "method": "both clients side by side, alternating batches (see flow.rs)",
         }),
     );
     for (size, metric, label) in SIZES {
-        let messages = s.throughput_messages(size);
+        let shape = Shape {
+            subscribers: 1,
+            payload_bytes: size,
+            warmup: s.throughput_warmup,
+            messages: s.throughput_messages(size),
+            batches: s.batches,
+        };
         for round in 0..s.warmup_rounds + s.rounds {
             let warmup_round = round < s.warmup_rounds;
-            for client in round_order(round) {
-                let run = run_once(ctx, client, size, messages, s.throughput_warmup).await?;
+            for r in flow::round(ctx, round, &shape).await? {
                 ctx.progress(&format!(
                     "{ID} {label} round {}{}: {} {}",
                     round + 1,
                     if warmup_round { " (warm-up)" } else { "" },
-                    client.label(),
-                    Unit::MsgPerSec.format(run.rate)
+                    r.client.label(),
+                    Unit::MsgPerSec.format(r.rate)
                 ));
                 if warmup_round {
                     continue;
                 }
-                report.runs.push(json!({
-                    "payload_bytes": size, "round": round - s.warmup_rounds, "client": client,
-                    "messages": messages, "received": run.received, "msgs_per_s": run.rate,
-                    "publish_msgs_per_s": run.publish_rate, "drops": run.drops,
-                }));
-                if let Some(flag) = run.drops.flag(&format!("{label} {} round {}", client.label(), round + 1)) {
+                if let Some(flag) = r.drops.flag(&format!("{label} {} round {}", r.client.label(), round + 1)) {
                     report.flags.push(flag);
                 }
-                report.push(client, metric, Unit::MsgPerSec, run.rate);
+                report.push(r.client, metric, Unit::MsgPerSec, r.rate);
+                report.runs.push(json!({"payload_bytes": size, "round": round - s.warmup_rounds, "result": r}));
             }
         }
     }
     Ok(report)
-}
-
-/// One run: fresh connections, warm-up batch, measured batch.
-pub async fn run_once(
-    ctx: &Ctx<'_>,
-    client: Client,
-    size: usize,
-    messages: u64,
-    warmup: u64,
-) -> Result<Run, BenchError> {
-    let subject = ctx.subject("tp");
-    let payload = Bytes::from(vec![b'x'; size]);
-    let capacity = ctx.settings.capacity_for(warmup + messages);
-    let server_slow_before = ctx.server.slow_consumers().await;
-    let subscriber = Conn::connect(client, ctx.url(), "bench-sub", capacity).await?;
-    let publisher_conn = Conn::connect(client, ctx.url(), "bench-pub", capacity).await?;
-    let mut counter = subscriber.subscribe_counting(&subject, &[warmup, warmup + messages]).await?;
-    let publisher = publisher_conn.publisher(&subject)?;
-
-    publisher.publish_n(&payload, warmup).await?;
-    if counter.reached(0, ctx.deadline()).await.is_none() {
-        return Err(BenchError::Timeout(format!(
-            "{} warm-up: {} of {warmup} messages arrived in time; server connections: {}",
-            client.label(),
-            counter.count(),
-            ctx.server.connections().await.unwrap_or_default()
-        )));
-    }
-    let started = Instant::now();
-    publisher.publish_n(&payload, messages).await?;
-    let published = started.elapsed();
-    let done = counter.reached(1, ctx.deadline()).await;
-    let ended = done.unwrap_or_else(Instant::now);
-    let received = counter.count().saturating_sub(warmup).min(messages);
-    let elapsed = ended.duration_since(started).as_secs_f64();
-    let drops = Drops {
-        expected: messages,
-        received,
-        slow_consumer_events: subscriber.slow_consumer_events() + publisher_conn.slow_consumer_events(),
-        server_slow_consumers: ctx.server_slow_delta(server_slow_before).await,
-    };
-    drop(counter);
-    subscriber.close().await;
-    publisher_conn.close().await;
-    Ok(Run {
-        rate: received as f64 / elapsed.max(1e-9),
-        publish_rate: messages as f64 / published.as_secs_f64().max(1e-9),
-        received,
-        drops,
-    })
 }
 
 /// The table rows.

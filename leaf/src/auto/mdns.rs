@@ -160,8 +160,8 @@ impl Drop for MdnsAdvertiser {
 /// [`MdnsAdvert::instance_name`]/[`MdnsAdvert::host_name`], the discovery URL's port, its host
 /// as the address when it is an IPv4 literal (else the enabled interfaces' addresses).
 pub fn service_info(advert: &MdnsAdvert) -> Result<ServiceInfo, MdnsError> {
-    let url = url::Url::parse(&advert.discovery_url)
-        .map_err(|_| MdnsError::BadUrl { url: advert.discovery_url.clone() })?;
+    let url =
+        url::Url::parse(&advert.discovery_url).map_err(|_| MdnsError::BadUrl { url: advert.discovery_url.clone() })?;
     let port = url.port_or_known_default().ok_or_else(|| MdnsError::BadUrl { url: advert.discovery_url.clone() })?;
     let address: Option<Ipv4Addr> = match url.host() {
         Some(url::Host::Ipv4(ip)) if !ip.is_unspecified() => Some(ip),

@@ -117,19 +117,20 @@ impl AutoLeaf {
         let mut election_config = options.election.clone();
         election_config.advertised_hostname = options.advertised_hostname();
         election_config.validate()?;
-        let identity = match &options.node_id {
-            Some(_) => None,
-            None => Some(NodeIdentity::acquire(&options.effective_node_id_dir())?),
-        };
-        let node_id = match (&options.node_id, &identity) {
-            (Some(id), _) => id.clone(),
-            (None, Some(identity)) => identity.id().to_owned(),
-            (None, None) => unreachable!("an identity is acquired when no id is given"),
+        let (identity, node_id) = match &options.node_id {
+            Some(id) => (None, id.clone()),
+            None => {
+                let identity = NodeIdentity::acquire(&options.effective_node_id_dir())?;
+                let id = identity.id().to_owned();
+                (Some(identity), id)
+            }
         };
         let namespace = election_config.namespace.clone();
         let election = Election::new(election_config, node_id.clone(), std::time::Instant::now())?;
         let codec = match &options.secret {
-            Some(secret) => BeaconCodec::secured(&namespace, &node_id, secret).with_replay_window(options.replay_window),
+            Some(secret) => {
+                BeaconCodec::secured(&namespace, &node_id, secret).with_replay_window(options.replay_window)
+            }
             None => BeaconCodec::open(&namespace, &node_id),
         };
         let transport = MulticastTransport::bind(codec.port(), options.interfaces.clone())?;

@@ -63,9 +63,10 @@ pub async fn connect_time_ms(host: &str, port: u16, timeout: Duration) -> Option
 
 /// One measurement: all servers at once, the minimum of those that connected.
 pub async fn measure(backbone_servers: &[String], timeout: Duration) -> Option<f64> {
-    let probes = backbone_servers.iter().filter_map(|url| probe_target(url)).map(|(host, port)| async move {
-        connect_time_ms(&host, port, timeout).await
-    });
+    let probes = backbone_servers
+        .iter()
+        .filter_map(|url| probe_target(url))
+        .map(|(host, port)| async move { connect_time_ms(&host, port, timeout).await });
     futures::future::join_all(probes).await.into_iter().flatten().reduce(f64::min)
 }
 
@@ -120,7 +121,7 @@ mod tests {
         };
         let servers = vec![format!("nats://127.0.0.1:{closed}"), format!("nats://127.0.0.1:{port}")];
         let rtt = measure(&servers, DEFAULT_PROBE_TIMEOUT).await.unwrap();
-        assert!(rtt >= 0.0 && rtt < 500.0, "{rtt}");
+        assert!((0.0..500.0).contains(&rtt), "{rtt}");
         assert_eq!(measure(&servers[..1], DEFAULT_PROBE_TIMEOUT).await, None);
         assert_eq!(measure(&[], DEFAULT_PROBE_TIMEOUT).await, None);
     }

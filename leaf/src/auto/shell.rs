@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::election::{Action, BeaconCodec, DropCounts, Election, Input, Status};
 use crate::runtime::{LeafNode, LeafOptions};
 
-use super::leaf_worker::{LeafJob, LeafReport, LeaderState, SharedLeaderState, advert_of};
+use super::leaf_worker::{LeaderState, LeafJob, LeafReport, SharedLeaderState, advert_of};
 use super::mdns::MdnsAdvertiser;
 use super::node_id::NodeIdentity;
 use super::status::{AutoEvent, AutoLeafStatus, LeaderLeaf};
@@ -73,8 +73,7 @@ impl Shell {
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut receive_errors: u64 = 0;
         self.step(Input::Tick);
-        loop {
-            let Some(deadline) = self.election.poll_timeout() else { break };
+        while let Some(deadline) = self.election.poll_timeout() {
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
             tokio::select! {
                 changed = self.stop.changed() => {

@@ -31,8 +31,28 @@ pub const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
 /// Name prefixes of interfaces skipped by default: container and VM bridges, virtual
 /// Ethernet pairs, tunnels and VPNs.
 pub const SKIPPED_PREFIXES: [&str; 22] = [
-    "docker", "veth", "br-", "virbr", "vboxnet", "vmnet", "cni", "flannel", "cali", "vxlan", "kube", "lxc",
-    "lxd", "tun", "tap", "wg", "utun", "ppp", "tailscale", "zt", "ipsec", "gif",
+    "docker",
+    "veth",
+    "br-",
+    "virbr",
+    "vboxnet",
+    "vmnet",
+    "cni",
+    "flannel",
+    "cali",
+    "vxlan",
+    "kube",
+    "lxc",
+    "lxd",
+    "tun",
+    "tap",
+    "wg",
+    "utun",
+    "ppp",
+    "tailscale",
+    "zt",
+    "ipsec",
+    "gif",
 ];
 
 /// Which interfaces the election uses.
@@ -226,9 +246,7 @@ pub enum TransportError {
         tried: String,
     },
     /// No interface matches the filter.
-    #[error(
-        "no usable IPv4 interface matches --interface {wanted}; available: {available}"
-    )]
+    #[error("no usable IPv4 interface matches --interface {wanted}; available: {available}")]
     NoInterface {
         /// The requested interfaces.
         wanted: String,
@@ -264,7 +282,8 @@ impl MulticastTransport {
         receive.set_nonblocking(true).map_err(|e| socket_error("make the receive socket non-blocking", e))?;
         let bind_addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
         receive.bind(&bind_addr.into()).map_err(|e| socket_error("bind the receive socket", e))?;
-        let receive = UdpSocket::from_std(receive.into()).map_err(|e| socket_error("register the receive socket", e))?;
+        let receive =
+            UdpSocket::from_std(receive.into()).map_err(|e| socket_error("register the receive socket", e))?;
 
         let send = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
             .map_err(|e| socket_error("create the send socket", e))?;
@@ -316,10 +335,22 @@ impl MulticastTransport {
         self.stats
     }
 
-    /// Lists the interfaces again, joins new ones and leaves vanished ones. Returns `true`
-    /// when the joined set changed. Cheap enough to run every few seconds.
+    /// Lists the interfaces again, joins new ones and leaves those whose address vanished
+    /// (an interface that merely lost its link stays joined). Returns `true` when the joined
+    /// set changed. Cheap enough to run every few seconds.
     pub fn rescan(&mut self) -> bool {
-        let wanted = select_interfaces(&CandidateInterface::list(), &self.filter);
+        let candidates = CandidateInterface::list();
+        let mut wanted = select_interfaces(&candidates, &self.filter);
+        // A joined interface whose link only went down keeps its membership (its address is
+        // still there), so beacons flow again the moment the link returns.
+        for joined in &self.joined {
+            let still_there = candidates.iter().any(|c| {
+                c.name == joined.name && c.ip == joined.ip && !InterfaceFilter::matches(&self.filter.exclude, c)
+            });
+            if still_there && !wanted.contains(joined) {
+                wanted.push(joined.clone());
+            }
+        }
         let before = self.joined.clone();
         for failure in self.apply(wanted) {
             tracing::debug!(failure, "multicast membership not (re)joined");
@@ -360,7 +391,8 @@ impl MulticastTransport {
     pub fn send(&mut self, datagram: &[u8]) {
         let target = SocketAddr::V4(self.group).into();
         for interface in &self.joined {
-            let result = self.send.set_multicast_if_v4(&interface.ip).and_then(|()| self.send.send_to(datagram, &target));
+            let result =
+                self.send.set_multicast_if_v4(&interface.ip).and_then(|()| self.send.send_to(datagram, &target));
             match result {
                 Ok(_) => self.stats.sent = self.stats.sent.saturating_add(1),
                 Err(err) => {

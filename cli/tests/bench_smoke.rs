@@ -1,0 +1,133 @@
+//! `kinopio bench --quick` as a black box against a real nats-server (and the real Python
+//! reference when it is installed): the report files exist and parse, and every scenario
+//! produced samples. Nothing here asserts on speed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// The nats-server for the bench, when the test environment names one that exists.
+fn nats_server() -> Option<PathBuf> {
+    let path = kinopio::testing::nats_server_binary();
+    path.is_absolute().then_some(path).filter(|p| p.exists())
+}
+
+/// Whether the Python reference is installed (then its scenario must run).
+fn python_available() -> bool {
+    let python = std::env::var_os("KINOPIO_PYTHON")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
+    python.exists()
+}
+
+async fn bench(args: &[&str], out: &Path) -> (String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kinopio"));
+    cmd.arg("bench").args(args).arg("--out").arg(out).kill_on_drop(true);
+    if let Some(server) = nats_server() {
+        cmd.env("KINOPIO_NATS_SERVER", server);
+    }
+    let output = tokio::time::timeout(LIMIT, cmd.output()).await.expect("bench finishes").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "kinopio bench failed ({}):\n{stdout}\n{stderr}", output.status);
+    (stdout, stderr)
+}
+
+fn scenario<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["scenarios"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("no scenario {id}"))
+}
+
+fn samples(scenario: &Value, client: &str, metric: &str) -> Vec<f64> {
+    scenario["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["client"] == client && s["metric"] == metric)
+        .unwrap_or_else(|| panic!("no series {client} {metric} in {}", scenario["id"]))["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+fn positive(values: &[f64], what: &str) {
+    assert!(!values.is_empty(), "{what}: no samples");
+    assert!(values.iter().all(|v| v.is_finite() && *v > 0.0), "{what}: {values:?}");
+}
+
+#[tokio::test]
+async fn quick_bench_writes_parsable_reports_with_samples_for_every_scenario() {
+    let out = tempfile::tempdir().unwrap();
+    let (stdout, _) = bench(&["--quick", "--json"], out.path()).await;
+
+    let printed: Value = serde_json::from_str(stdout.lines().last().unwrap()).expect("stdout is one JSON document");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("bench.json")).unwrap()).unwrap();
+    assert_eq!(printed["figures"], report["figures"], "--json prints the report that was written");
+    assert_eq!(report["schema"], 1);
+    assert_eq!(report["settings"]["quick"], true);
+    assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(report["machine"]["nats_server"]["version"].as_str().is_some_and(|v| !v.is_empty()));
+
+    for id in ["throughput", "latency", "fanout", "hot-switch", "many-subs"] {
+        assert_eq!(scenario(&report, id)["status"]["state"], "ok", "{id}: {}", scenario(&report, id)["status"]);
+    }
+    let tp = scenario(&report, "throughput");
+    for client in ["kinopio", "raw"] {
+        positive(&samples(tp, client, "throughput_16B"), "throughput 16 B");
+        positive(&samples(tp, client, "throughput_1KiB"), "throughput 1 KiB");
+        positive(&samples(scenario(&report, "latency"), client, "p50"), "latency p50");
+        positive(&samples(scenario(&report, "latency"), client, "p99"), "latency p99");
+        positive(&samples(scenario(&report, "fanout"), client, "throughput"), "fan-out");
+        positive(&samples(scenario(&report, "many-subs"), client, "subscribe_ms"), "subscribe time");
+        positive(&samples(scenario(&report, "many-subs"), client, "rss_mb"), "RSS");
+    }
+    let switch = scenario(&report, "hot-switch");
+    assert_eq!(samples(switch, "kinopio", "lost").len(), 1, "one round of lost counts");
+    assert_eq!(samples(switch, "kinopio", "duplicates").len(), 1);
+    positive(&samples(switch, "kinopio", "switch_ms"), "switch_to durations");
+    let runs = switch["runs"].as_array().unwrap();
+    assert!(runs[0]["published"].as_u64().unwrap() > 0, "the publisher ran during the switches");
+
+    let python = scenario(&report, "python");
+    if python_available() {
+        assert_eq!(python["status"]["state"], "ok", "{}", python["status"]);
+        positive(&samples(python, "python", "throughput_16B"), "Python throughput");
+        positive(&samples(python, "python", "p50"), "Python latency");
+    } else {
+        assert_eq!(python["status"]["state"], "skipped");
+    }
+
+    let figures = report["figures"].as_array().unwrap();
+    let figure = |id: &str| figures.iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("no figure {id}"));
+    assert_eq!(figure("throughput_16B")["target"], serde_json::json!({"kind": "ratio_at_least", "value": 0.9}));
+    assert!(figure("throughput_16B")["ratio"].as_f64().unwrap() > 0.0);
+    assert!(figure("request_p50")["ratio"].as_f64().unwrap() > 0.0);
+    assert!(figure("switch_lost")["met"].is_boolean());
+
+    let md = std::fs::read_to_string(out.path().join("bench.md")).unwrap();
+    assert!(md.contains("| figure | kinopio | baseline | kinopio ÷ baseline | target | met? | notes |"), "{md}");
+    assert!(md.contains("publish → subscribe 16 B"), "{md}");
+}
+
+#[tokio::test]
+async fn rounds_alternate_and_pair_kinopio_with_raw() {
+    let out = tempfile::tempdir().unwrap();
+    let (stdout, _) = bench(&["--quick", "--rounds", "2", "--scenario", "latency"], out.path()).await;
+    assert!(stdout.contains("request → serve p50"), "the table is printed: {stdout}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("bench.json")).unwrap()).unwrap();
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 1, "only the chosen scenario runs");
+    let latency = &scenarios[0];
+    let order: Vec<&str> = latency["runs"].as_array().unwrap().iter().map(|r| r["client"].as_str().unwrap()).collect();
+    assert_eq!(order, ["kinopio", "raw", "raw", "kinopio"], "A B, then B A");
+    assert_eq!(samples(latency, "kinopio", "p50").len(), 2);
+    let figure = report["figures"].as_array().unwrap().iter().find(|f| f["id"] == "request_p50").unwrap();
+    assert_eq!(figure["ratio_per_round"]["n"], 2, "per-round ratios pair the rounds");
+}

@@ -1,0 +1,218 @@
+//! `kinopio leaf auto` on one host, loopback only (`--interface lo`): two processes sharing a
+//! cache get their own node ids and elect one leader; SIGTERM resigns and exits 0; ids are
+//! stable across restarts; bad options fail with a readable message and a non-zero exit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use kinopio::testing::nats_server_binary;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn namespace(tag: &str) -> String {
+    format!("cli-auto-{tag}-{}", std::process::id())
+}
+
+fn command(ns: &str, cache: &Path, json: bool) -> Command {
+    command_on(ns, cache, json, "lo")
+}
+
+fn command_on(ns: &str, cache: &Path, json: bool, interface: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kinopio"));
+    command
+        .args([
+            "leaf",
+            "auto",
+            "--discovery-namespace",
+            ns,
+            "--interface",
+            interface,
+            "--lan-bind-address",
+            "127.0.0.1",
+        ])
+        .arg("--binary-path")
+        .arg(nats_server_binary())
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["--leader-missing-grace-ms", "2000"])
+        .env("KINOPIO_SKIP_CA_TRUST_INSTALL", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if json {
+        command.arg("--json");
+    }
+    command
+}
+
+/// A running process and its stdout lines.
+struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn spawn(mut command: Command) -> Proc {
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines, seen: Vec::new() }
+    }
+
+    /// The next line matching `predicate` (bounded wait).
+    fn wait_line(&mut self, what: &str, predicate: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now()).unwrap_or_default();
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if predicate(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line for {what}; saw:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn wait_json(&mut self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
+        let line = self.wait_line(what, |line| serde_json::from_str::<Value>(line).is_ok_and(|v| predicate(&v)));
+        serde_json::from_str(&line).unwrap()
+    }
+
+    fn sigterm(&self) {
+        assert!(Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success());
+    }
+
+    fn exit_code(&mut self) -> i32 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "the process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_processes_on_one_host_get_their_own_ids_and_elect_one_leader() {
+    let cache = tempfile::tempdir().unwrap();
+    let ns = namespace("pair");
+    let mut a = Proc::spawn(command(&ns, cache.path(), true));
+    let a_id = a.wait_json("a's start", |v| v["event"] == "started")["nodeId"].as_str().unwrap().to_owned();
+    let mut b = Proc::spawn(command(&ns, cache.path(), true));
+    let started = b.wait_json("b's start", |v| v["event"] == "started");
+    let b_id = started["nodeId"].as_str().unwrap().to_owned();
+    assert_ne!(a_id, b_id, "two processes with one cache share no id");
+    assert_eq!(started["interfaces"][0]["name"], "lo");
+    assert_eq!(started["secured"], false);
+
+    let (mut leader, mut follower, leader_id) = if a_id < b_id { (a, b, a_id.clone()) } else { (b, a, b_id.clone()) };
+    let led = leader.wait_json("the leader line", |v| v["event"] == "status" && v["role"] == "leader");
+    assert_eq!(led["epoch"], 1);
+    assert!(led["wssUrl"].as_str().unwrap().starts_with("wss://127.0.0.1:"));
+    assert!(Path::new(led["caCertFile"].as_str().unwrap()).is_file());
+    follower.wait_json("the follower line", |v| v["state"] == "following-leader" && v["leader"]["nodeId"] == leader_id);
+
+    leader.sigterm();
+    let stopped_at = Instant::now();
+    let took_over = follower.wait_json("the take-over", |v| v["role"] == "leader" && v["state"] == "leader");
+    let handover = stopped_at.elapsed();
+    assert!(handover < Duration::from_secs(2), "handover took {handover:?}");
+    assert_eq!(took_over["epoch"], 2);
+    let last = leader.wait_json("the stopped line", |v| v["event"] == "stopped");
+    assert_eq!(last["state"], "stopped");
+    assert!(last["drops"]["own_beacon"].as_u64().unwrap() > 0);
+    assert_eq!(leader.exit_code(), 0);
+    follower.sigterm();
+    assert_eq!(follower.exit_code(), 0);
+
+    // Restarted, the first slot's process gets its id back.
+    let mut again = Proc::spawn(command(&ns, cache.path(), true));
+    let restarted = again.wait_json("the restart", |v| v["event"] == "started");
+    assert_eq!(restarted["nodeId"], a_id);
+    again.sigterm();
+    assert_eq!(again.exit_code(), 0);
+}
+
+#[test]
+fn text_output_shows_one_line_per_change() {
+    let cache = tempfile::tempdir().unwrap();
+    let ns = namespace("text");
+    let mut node = Proc::spawn(command(&ns, cache.path(), false));
+    node.wait_line("the start line", |l| {
+        l.starts_with("auto leaf started: node kinopio-") && l.contains("on lo (127.0.0.1)")
+    });
+    node.wait_line("discovering", |l| l.starts_with("auto leaf: discovering (candidate)"));
+    let led = node.wait_line("leading", |l| l.starts_with("auto leaf: leader (leader), leading at epoch 1 at wss://"));
+    assert!(led.contains("; discovery https://127.0.0.1:"), "{led}");
+    // Heartbeats and lease renewals print nothing.
+    let quiet = node.lines.recv_timeout(Duration::from_millis(1500));
+    assert!(quiet.is_err(), "unexpected line: {quiet:?}");
+    node.sigterm();
+    node.wait_line("the stop line", |l| l.starts_with("auto leaf stopped"));
+    assert_eq!(node.exit_code(), 0);
+}
+
+#[test]
+fn bad_options_fail_with_a_readable_message() {
+    let cache = tempfile::tempdir().unwrap();
+    let ns = namespace("bad");
+    // Bounded: a command that unexpectedly keeps running is killed and fails the test.
+    let run = |interface: &str, extra: &[&str], json: bool| {
+        let mut cmd = command_on(&ns, cache.path(), json, interface);
+        cmd.args(extra).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + WAIT;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("kinopio leaf auto {interface} {extra:?} did not fail");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = run("nosuch0", &[], false);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no usable IPv4 interface matches --interface") && stderr.contains("nosuch0"), "{stderr}");
+    let (code, stdout, _) = run("nosuch0", &[], true);
+    assert_eq!(code, 1);
+    let error: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(error["error"]["kind"], "multicast");
+    let (code, _, stderr) = run("lo", &["--heartbeat-ms", "900"], false);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("500 ms"), "{stderr}");
+    let (code, _, stderr) = run("lo", &["--namespace-secret", ""], false);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("secret is empty"), "{stderr}");
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The benchmark in one command, from a fresh clone: installs what it needs
+# (scripts/install-deps.sh: nats-server 2.12.7 and the Python reference kinopio-hub 0.1.1 in
+# .venv/), builds the release binary, and runs `kinopio bench`, which starts its own
+# nats-server on a free loopback port, measures kinopio against raw async-nats (and Python)
+# and writes results/bench.json and results/bench.md.
+#
+# Extra arguments go to `kinopio bench`, e.g. `scripts/bench.sh --quick` or
+# `scripts/bench.sh --rounds 9 --scenario throughput,latency`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+export KINOPIO_NATS_SERVER="$PWD/.venv/bin/nats-server"
+export KINOPIO_PYTHON="$PWD/.venv/bin/python"
+
+echo "== cargo build --release -p kinopio-cli" >&2
+cargo build --release --locked -p kinopio-cli
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+
+echo "== kinopio bench" >&2
+exec "$target_dir/release/kinopio" bench --out results "$@"
