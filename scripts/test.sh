@@ -18,5 +18,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== build (examples are run by tests/examples.rs)"
 cargo build --workspace --examples --locked
+if [ "$(id -u)" != 0 ]; then
+  echo "note: the network-namespace LAN tests (election, failover, partitions) need root; they will be skipped"
+fi
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -264,10 +264,10 @@ pub fn decode<T: DeserializeOwned>(payload: &Bytes) -> Result<T, DecodeError> {
     };
     if json_error.is_data() {
         // Valid JSON of another shape: a string target may still take the raw text below.
-    } else if let Some(value) = parse_python_json(payload) {
-        if let Ok(v) = value.deserialize_into() {
-            return Ok(v);
-        }
+    } else if let Some(value) = parse_python_json(payload)
+        && let Ok(v) = value.deserialize_into()
+    {
+        return Ok(v);
     }
     let text = match std::str::from_utf8(payload) {
         Ok(text) => text,

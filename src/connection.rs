@@ -58,7 +58,7 @@ impl Rotation {
         let delay = if self.retired.load(Ordering::Relaxed) {
             // A connection the hub has switched away from: park its reconnect loop.
             Duration::from_secs(60)
-        } else if (attempt - 1) % n == 0 {
+        } else if (attempt - 1).is_multiple_of(n) {
             self.backoff.delay_random(round)
         } else {
             Duration::ZERO

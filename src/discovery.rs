@@ -55,12 +55,7 @@ impl Drop for Discovery {
 
 impl Discovery {
     pub fn new(options: DiscoveryOptions) -> Discovery {
-        Discovery {
-            options,
-            http: None,
-            mdns: None,
-            in_use: None,
-        }
+        Discovery { options, http: None, mdns: None, in_use: None }
     }
 
     /// True while the hub is on a discovered local leader.
@@ -145,7 +140,9 @@ impl Discovery {
                         using.checked = now;
                     }
                 }
-                Ok(m) if m.node_id == node => lost = Some(format!("the leader's bridge is {}", m.bridge_state.as_str())),
+                Ok(m) if m.node_id == node => {
+                    lost = Some(format!("the leader's bridge is {}", m.bridge_state.as_str()))
+                }
                 Ok(m) => lost = Some(format!("{} is the leader now", m.node_id)),
                 Err(e) => lost = Some(format!("manifest unavailable: {e}")),
             }
@@ -174,10 +171,8 @@ impl Discovery {
             .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
             .and_then(|h| h.parse::<IpAddr>().ok())
             .is_some_and(is_local_address);
-        if same_host {
-            if let Ok(client) = manifest.client_url.as_str().parse() {
-                urls.push(client);
-            }
+        if same_host && let Ok(client) = manifest.client_url.as_str().parse() {
+            urls.push(client);
         }
         if let Ok(wss) = manifest.wss_url.as_str().parse() {
             urls.push(wss);
@@ -210,12 +205,8 @@ impl Discovery {
             return Err("only https:// manifests are trusted".into());
         }
         let client = self.http_client()?;
-        let response = client
-            .get(url)
-            .timeout(self.options.local_switch_timeout)
-            .send()
-            .await
-            .map_err(|e| format!("{e:#}"))?;
+        let response =
+            client.get(url).timeout(self.options.local_switch_timeout).send().await.map_err(|e| format!("{e:#}"))?;
         if !response.status().is_success() {
             return Err(format!("HTTP {}", response.status()));
         }

@@ -381,10 +381,10 @@ impl Shared {
         if self.is_closed() {
             return Err(SubscribeError::new(SubscribeErrorKind::Closed));
         }
-        if let Some(q) = &queue {
-            if q.is_empty() || q.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(SubscribeError::new(SubscribeErrorKind::InvalidQueueGroup).with_detail(format!("{q:?}")));
-            }
+        if let Some(q) = &queue
+            && (q.is_empty() || q.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(SubscribeError::new(SubscribeErrorKind::InvalidQueueGroup).with_detail(format!("{q:?}")));
         }
         self.connection_object().await?;
         let (switch_tx, switch_rx) = mpsc::unbounded_channel::<Switch>();
@@ -402,10 +402,10 @@ impl Shared {
                 .insert(id, Binding { subject: variable.subject.to_string(), queue: queue.clone(), switch: switch_tx });
             (id, subscriber, conn)
         };
-        if conn.is_connected() {
-            if let Err(e) = round_trip(&conn.client, self.options.request_timeout).await {
-                tracing::debug!(subject = %variable.subject, error = %e, "subscription not confirmed by the server");
-            }
+        if conn.is_connected()
+            && let Err(e) = round_trip(&conn.client, self.options.request_timeout).await
+        {
+            tracing::debug!(subject = %variable.subject, error = %e, "subscription not confirmed by the server");
         }
         Ok(Subscription::new(hub.clone(), id, subscriber, switch_rx, variable, queue))
     }

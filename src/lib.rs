@@ -43,9 +43,9 @@ mod service;
 pub mod state;
 mod subscription;
 mod supervisor;
-mod tls;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod tls;
 pub mod value;
 mod variable;
 

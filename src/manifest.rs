@@ -994,8 +994,7 @@ mod tests {
 
     #[test]
     fn json_schema_lists_exactly_the_manifest_fields() {
-        let schema: Value =
-            serde_json::from_str(include_str!("../manifests/discovery-manifest.schema.json")).unwrap();
+        let schema: Value = serde_json::from_str(include_str!("../manifests/discovery-manifest.schema.json")).unwrap();
         let mut required: Vec<&str> =
             schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         required.sort();

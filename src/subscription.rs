@@ -180,10 +180,10 @@ impl Subscription {
         self.merging = None;
         let shared = self._binding.hub.shared();
         shared.unbind(self._binding.id);
-        if let Some(conn) = shared.current() {
-            if conn.is_connected() {
-                let _ = crate::connection::round_trip(&conn.client, shared.options.request_timeout).await;
-            }
+        if let Some(conn) = shared.current()
+            && conn.is_connected()
+        {
+            let _ = crate::connection::round_trip(&conn.client, shared.options.request_timeout).await;
         }
     }
 

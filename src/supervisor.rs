@@ -45,7 +45,14 @@ pub(crate) struct Supervisor {
 pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let discovery = shared.options.discovery.clone().filter(|d| d.enabled).map(Discovery::new);
-    let mut sup = Supervisor { ranking: Ranking::new(shared.options.switch_threshold, 2), shared, events_tx, discovery, restart_at: None, restarts: 0 };
+    let mut sup = Supervisor {
+        ranking: Ranking::new(shared.options.switch_threshold, 2),
+        shared,
+        events_tx,
+        discovery,
+        restart_at: None,
+        restarts: 0,
+    };
     let cancel = sup.shared.cancel.clone();
     tokio::select! {
         _ = cancel.cancelled() => return,
@@ -236,8 +243,7 @@ impl Supervisor {
                 None => new.client.subscribe(binding.subject.clone()).await,
             };
             if let Ok(subscriber) = sub {
-                let rebind =
-                    Rebind { subscriber, client: new.client.clone(), dedup: false, overlap: Duration::ZERO };
+                let rebind = Rebind { subscriber, client: new.client.clone(), dedup: false, overlap: Duration::ZERO };
                 let _ = binding.switch.send(Switch::Rebind(rebind));
             }
         }
@@ -331,11 +337,10 @@ impl Supervisor {
         let Some(target) = plan.first().cloned() else {
             return Err(SwitchError::new(SwitchErrorKind::Unreachable));
         };
-        let new = Connection::open(options, plan, FirstConnect::SingleAttempt, self.events_tx.clone(), false)
-            .await
-            .map_err(|e| {
-                SwitchError::new(SwitchErrorKind::Unreachable).with_detail(target.to_string()).with_source(e)
-            })?;
+        let new =
+            Connection::open(options, plan, FirstConnect::SingleAttempt, self.events_tx.clone(), false).await.map_err(
+                |e| SwitchError::new(SwitchErrorKind::Unreachable).with_detail(target.to_string()).with_source(e),
+            )?;
         let new = Arc::new(new);
 
         let _switching = shared.switch_lock.lock().await;

@@ -98,11 +98,11 @@ impl NatsServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         let ports_file = ports_dir.join(format!("nats-server_{pid}.ports"));
         loop {
-            if let Ok(text) = std::fs::read_to_string(&ports_file) {
-                if let Some(p) = parse_client_port(&text) {
-                    self.port = p;
-                    break;
-                }
+            if let Ok(text) = std::fs::read_to_string(&ports_file)
+                && let Some(p) = parse_client_port(&text)
+            {
+                self.port = p;
+                break;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("nats-server exited with {status}: {}", self.log());

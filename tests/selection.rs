@@ -28,7 +28,10 @@ fn url(s: &str) -> ServerUrl {
     s.parse().unwrap()
 }
 
-async fn wait_for_switch(events: &mut (impl futures::Stream<Item = HubEvent> + Unpin), limit: Duration) -> Option<HubEvent> {
+async fn wait_for_switch(
+    events: &mut (impl futures::Stream<Item = HubEvent> + Unpin),
+    limit: Duration,
+) -> Option<HubEvent> {
     tokio::time::timeout(limit, async {
         while let Some(e) = events.next().await {
             if matches!(e, HubEvent::ServerSwitched { .. }) {
@@ -70,9 +73,10 @@ async fn ordered_and_random_modes() {
     let server = NatsServer::start();
     let a = proxy(&server, 40);
     let b = proxy(&server, 0);
-    let ordered = Hub::connect(HubOptions::new().servers([a.url(), b.url()]).unwrap().selection(SelectionMode::Ordered))
-        .await
-        .unwrap();
+    let ordered =
+        Hub::connect(HubOptions::new().servers([a.url(), b.url()]).unwrap().selection(SelectionMode::Ordered))
+            .await
+            .unwrap();
     assert_eq!(ordered.server(), Some(url(&a.url())), "ordered keeps the given order even when slower");
     ordered.close().await;
 
@@ -135,7 +139,12 @@ impl Counter {
 }
 
 /// Publishes sequence numbers at ~1000 msg/s from its own hub until stopped.
-fn steady_publisher(hub: Hub, subject: &str, stop: Arc<AtomicBool>, count: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+fn steady_publisher(
+    hub: Hub,
+    subject: &str,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
     let var = hub.variable(subject).unwrap();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -303,7 +312,11 @@ async fn switching_between_cluster_nodes_loses_and_duplicates_nothing() {
     .expect("cluster route did not come up");
 
     let hub = Hub::connect(
-        HubOptions::new().servers([n1.url(), n2.url()]).unwrap().selection(SelectionMode::Ordered).reprobe_interval(None),
+        HubOptions::new()
+            .servers([n1.url(), n2.url()])
+            .unwrap()
+            .selection(SelectionMode::Ordered)
+            .reprobe_interval(None),
     )
     .await
     .unwrap();

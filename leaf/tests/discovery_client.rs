@@ -27,10 +27,10 @@ fn leaf_options(backbone: &str, cache: &std::path::Path, discovery_port: u16) ->
 async fn switched(events: &mut (impl futures::Stream<Item = HubEvent> + Unpin), reason: SwitchReason) -> ServerUrl {
     tokio::time::timeout(WAIT, async {
         loop {
-            if let Some(HubEvent::ServerSwitched { to, reason: r, .. }) = events.next().await {
-                if r == reason {
-                    return to;
-                }
+            if let Some(HubEvent::ServerSwitched { to, reason: r, .. }) = events.next().await
+                && r == reason
+            {
+                return to;
             }
         }
     })

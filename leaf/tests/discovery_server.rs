@@ -513,10 +513,10 @@ fn nats_server_binary() -> Option<std::path::PathBuf> {
 async fn wait_for_status(client: &reqwest::Client, url: &str, accept: impl Fn(StatusCode) -> bool) {
     let deadline = Instant::now() + WAIT;
     loop {
-        if let Ok(response) = client.get(url).send().await {
-            if accept(response.status()) {
-                return;
-            }
+        if let Ok(response) = client.get(url).send().await
+            && accept(response.status())
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "{url} never reached the expected status");
         tokio::time::sleep(Duration::from_millis(50)).await;
