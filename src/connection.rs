@@ -155,6 +155,11 @@ impl Connection {
         let _ = rx.wait_for(|open| *open).await;
     }
 
+    /// True when publishes may go out now.
+    pub fn gate_is_open(&self) -> bool {
+        *self.gate.borrow()
+    }
+
     /// Lets publishes through.
     pub fn open_gate(&self) {
         self.gate.send_replace(true);

@@ -23,7 +23,7 @@ use crate::scope::{Scope, ScopeState};
 use crate::selection::ProbeResult;
 use crate::server::ServerUrl;
 use crate::state::{ConnectionState, HubEvent, SwitchReason};
-use crate::subscription::{Binding, HeaderMap, Subscription, Switch};
+use crate::subscription::{Binding, HeaderMap, Mailbox, Subscription};
 use crate::supervisor::{self, Command};
 use crate::variable::{Variable, VariableState};
 
@@ -344,6 +344,24 @@ impl Shared {
         }
     }
 
+    /// The connection when it can be used at once: connected, publish gate open.
+    fn ready_connection(&self) -> Option<Arc<Connection>> {
+        if self.is_closed() || *self.state.borrow() != ConnectionState::Connected {
+            return None;
+        }
+        self.current().filter(|c| c.gate_is_open())
+    }
+
+    /// The connection to publish on, waiting (up to the request timeout) when there is none.
+    async fn publishing_connection(&self) -> Result<Arc<Connection>, PublishError> {
+        let conn = self.connected(self.options.request_timeout).await.map_err(|e| match e.kind() {
+            ConnectErrorKind::Closed => PublishError::new(PublishErrorKind::Closed),
+            _ => PublishError::new(PublishErrorKind::NotConnected).with_source(e),
+        })?;
+        conn.wait_gate().await;
+        Ok(conn)
+    }
+
     /// Publishes raw bytes on the current connection.
     pub async fn publish(
         &self,
@@ -351,11 +369,10 @@ impl Shared {
         payload: Bytes,
         headers: Option<HeaderMap>,
     ) -> Result<(), PublishError> {
-        let conn = self.connected(self.options.request_timeout).await.map_err(|e| match e.kind() {
-            ConnectErrorKind::Closed => PublishError::new(PublishErrorKind::Closed),
-            _ => PublishError::new(PublishErrorKind::NotConnected).with_source(e),
-        })?;
-        conn.wait_gate().await;
+        let conn = match self.ready_connection() {
+            Some(conn) => conn,
+            None => Box::pin(self.publishing_connection()).await?,
+        };
         let result = match headers {
             Some(h) => conn.client.publish_with_headers(subject, h, payload).await,
             None => conn.client.publish(subject, payload).await,
@@ -387,7 +404,7 @@ impl Shared {
             return Err(SubscribeError::new(SubscribeErrorKind::InvalidQueueGroup).with_detail(format!("{q:?}")));
         }
         self.connection_object().await?;
-        let (switch_tx, switch_rx) = mpsc::unbounded_channel::<Switch>();
+        let mailbox = Arc::new(Mailbox::default());
         let (id, subscriber, conn) = {
             let _switching = self.switch_lock.lock().await;
             let conn = self.current().ok_or_else(|| SubscribeError::new(SubscribeErrorKind::Closed))?;
@@ -398,8 +415,10 @@ impl Shared {
             }
             .map_err(|e| SubscribeError::new(SubscribeErrorKind::Other).with_source(e))?;
             let id = self.next_id();
-            lock(&self.bindings)
-                .insert(id, Binding { subject: variable.subject.to_string(), queue: queue.clone(), switch: switch_tx });
+            lock(&self.bindings).insert(
+                id,
+                Binding { subject: variable.subject.to_string(), queue: queue.clone(), mailbox: Arc::clone(&mailbox) },
+            );
             (id, subscriber, conn)
         };
         if conn.is_connected()
@@ -407,7 +426,7 @@ impl Shared {
         {
             tracing::debug!(subject = %variable.subject, error = %e, "subscription not confirmed by the server");
         }
-        Ok(Subscription::new(hub.clone(), id, subscriber, switch_rx, variable, queue))
+        Ok(Subscription::new(hub.clone(), id, subscriber, mailbox, variable, queue))
     }
 
     async fn close(&self) {

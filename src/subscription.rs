@@ -7,12 +7,15 @@
 //! task that passes every message on exactly once (see [`crate::overlap`]) and hands the new
 //! subscriber back.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::task::AtomicWaker;
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -68,7 +71,7 @@ pub(crate) enum Switch {
     /// is delivered (those messages may arrive on the new connection too).
     Prepare,
     /// The new subscriber is ready: merge.
-    Rebind(Rebind),
+    Rebind(Box<Rebind>),
     /// The switch failed: forget what was remembered.
     Abort,
 }
@@ -84,12 +87,53 @@ pub(crate) struct Rebind {
     pub overlap: Duration,
 }
 
+/// Where the hub leaves [`Switch`] messages for one subscription. Switches are rare, so the
+/// stream's hot path only reads one atomic flag, and an idle subscription costs a few dozen
+/// bytes (an mpsc channel would allocate a block of slots per subscription).
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    pending: AtomicBool,
+    queue: std::sync::Mutex<VecDeque<Switch>>,
+    waker: AtomicWaker,
+}
+
+impl Mailbox {
+    /// Leaves a message and wakes the stream.
+    pub fn send(&self, switch: Switch) {
+        {
+            let mut queue = crate::hub::lock(&self.queue);
+            queue.push_back(switch);
+            self.pending.store(true, Ordering::Release);
+        }
+        self.waker.wake();
+    }
+
+    /// Takes the next message, if any (cheap when there is none).
+    fn take(&self) -> Option<Switch> {
+        if !self.pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut queue = crate::hub::lock(&self.queue);
+        let next = queue.pop_front();
+        if queue.is_empty() {
+            self.pending.store(false, Ordering::Release);
+        }
+        next
+    }
+
+    /// Registers the stream's waker; true if a message arrived meanwhile.
+    fn register(&self, cx: &Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.pending.load(Ordering::Acquire)
+    }
+}
+
 /// What the hub keeps about a live subscription so it can re-create it elsewhere.
 #[derive(Debug, Clone)]
 pub(crate) struct Binding {
     pub subject: String,
     pub queue: Option<String>,
-    pub switch: mpsc::UnboundedSender<Switch>,
+    pub mailbox: Arc<Mailbox>,
 }
 
 /// Removes the binding from the hub when the subscription goes away.
@@ -118,7 +162,7 @@ enum Merged {
 pub struct Subscription {
     subscriber: Option<async_nats::Subscriber>,
     merging: Option<mpsc::Receiver<Merged>>,
-    switches: mpsc::UnboundedReceiver<Switch>,
+    mailbox: Arc<Mailbox>,
     /// Fingerprints of what was delivered since a `Prepare` (plain subscriptions only).
     recording: Option<OverlapFilter>,
     variable: Arc<VariableState>,
@@ -143,14 +187,14 @@ impl Subscription {
         hub: Hub,
         id: u64,
         subscriber: async_nats::Subscriber,
-        switches: mpsc::UnboundedReceiver<Switch>,
+        mailbox: Arc<Mailbox>,
         variable: Arc<VariableState>,
         queue: Option<String>,
     ) -> Subscription {
         Subscription {
             subscriber: Some(subscriber),
             merging: None,
-            switches,
+            mailbox,
             recording: None,
             encoding: hub.shared().encoding.clone(),
             subject: variable.subject.to_string(),
@@ -206,7 +250,7 @@ impl Subscription {
             Switch::Prepare if self.queue.is_none() => self.recording = Some(OverlapFilter::new()),
             Switch::Prepare => {}
             Switch::Abort => self.recording = None,
-            Switch::Rebind(rebind) => self.start_merge(rebind),
+            Switch::Rebind(rebind) => self.start_merge(*rebind),
         }
     }
 
@@ -247,23 +291,31 @@ impl Stream for Subscription {
                 }
                 continue;
             }
-            if let Poll::Ready(Some(switch)) = this.switches.poll_recv(cx) {
+            if let Some(switch) = this.mailbox.take() {
                 this.on_switch(switch);
                 continue;
             }
             let Some(subscriber) = &mut this.subscriber else {
-                return if this._binding.hub.shared().is_closed() { Poll::Ready(None) } else { Poll::Pending };
-            };
-            return match subscriber.poll_next_unpin(cx) {
-                Poll::Ready(Some(msg)) => Poll::Ready(Some(this.deliver(msg))),
-                Poll::Ready(None) => {
-                    // The connection closed for good (hub closed, or a dead connection the
-                    // hub is replacing): wait for a rebind if the hub is still alive.
-                    this.subscriber = None;
-                    if this._binding.hub.shared().is_closed() { Poll::Ready(None) } else { Poll::Pending }
+                // The connection closed for good (hub closed, or a dead connection the hub is
+                // replacing): wait for a rebind while the hub is alive.
+                if this._binding.hub.shared().is_closed() {
+                    return Poll::Ready(None);
                 }
-                Poll::Pending => Poll::Pending,
+                if this.mailbox.register(cx) {
+                    continue;
+                }
+                return Poll::Pending;
             };
+            match subscriber.poll_next_unpin(cx) {
+                Poll::Ready(Some(msg)) => return Poll::Ready(Some(this.deliver(msg))),
+                Poll::Ready(None) => this.subscriber = None,
+                Poll::Pending => {
+                    if this.mailbox.register(cx) {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
         }
     }
 }

@@ -244,7 +244,7 @@ impl Supervisor {
             };
             if let Ok(subscriber) = sub {
                 let rebind = Rebind { subscriber, client: new.client.clone(), dedup: false, overlap: Duration::ZERO };
-                let _ = binding.switch.send(Switch::Rebind(rebind));
+                binding.mailbox.send(Switch::Rebind(Box::new(rebind)));
             }
         }
         if let Some(old) = shared.replace_connection(new) {
@@ -351,11 +351,11 @@ impl Supervisor {
         //    on the new connection, and wait until the server has them all.
         let bindings = shared.bindings();
         for (_, binding) in &bindings {
-            let _ = binding.switch.send(Switch::Prepare);
+            binding.mailbox.send(Switch::Prepare);
         }
         let abort = |e: SwitchError| {
             for (_, binding) in &bindings {
-                let _ = binding.switch.send(Switch::Abort);
+                binding.mailbox.send(Switch::Abort);
             }
             e
         };
@@ -383,7 +383,7 @@ impl Supervisor {
                 overlap: options.switch_overlap,
             };
             // A subscription dropped meanwhile: its new subscriber is dropped here too.
-            let _ = binding.switch.send(Switch::Rebind(rebind));
+            binding.mailbox.send(Switch::Rebind(Box::new(rebind)));
         }
         let from = old.as_ref().and_then(|o| o.server());
         if let Some(old) = &old {

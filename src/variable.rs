@@ -44,7 +44,16 @@ impl VariableState {
 
     /// Records a payload seen on (or sent to) this subject.
     pub fn record(&self, payload: &Bytes) {
-        self.latest.send_replace(Some(payload.clone()));
+        if self.latest.receiver_count() == 0 {
+            // Nobody watches: store without notifying (waking the watch channel's notify
+            // slots on every message costs more than the rest of a delivery).
+            self.latest.send_if_modified(|latest| {
+                *latest = Some(payload.clone());
+                false
+            });
+        } else {
+            self.latest.send_replace(Some(payload.clone()));
+        }
     }
 }
 

@@ -36,6 +36,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
         json!({
             "requests": s.latency_requests, "warmup_requests": s.latency_warmup,
             "payload_bytes": PAYLOAD_BYTES, "rounds": s.rounds, "warmup_rounds": s.warmup_rounds,
+            "method": format!("both clients side by side, alternating blocks of {BLOCK} requests"),
         }),
     );
     for round in 0..s.warmup_rounds + s.rounds {
