@@ -16,7 +16,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== build (examples are run by tests/examples.rs)"
+echo "== build (examples are run by cli/tests/examples.rs)"
 cargo build --workspace --examples --locked
 if [ "$(id -u)" != 0 ]; then
   echo "note: the network-namespace LAN tests (election, failover, partitions) need root; they will be skipped"

@@ -4,7 +4,7 @@
 //! `nats-server`. Then:
 //!
 //! ```text
-//! cargo run --example quickstart -- nats://127.0.0.1:4222
+//! cargo run -p kinopio-cli --example quickstart -- nats://127.0.0.1:4222
 //! ```
 
 use std::time::Duration;
