@@ -31,3 +31,26 @@ async fn quickstart_runs() {
     assert!(stdout.contains("math.double(21) = 42"), "{stdout}");
     assert!(stdout.contains(r#"chat.messages <- {"from": "quickstart", "text": "hello"}"#), "{stdout}");
 }
+
+#[tokio::test]
+async fn local_leader_runs() {
+    let server = NatsServer::start_with_config("leafnodes { listen: \"127.0.0.1:-1\" }\n");
+    let path = example("local_leader");
+    assert!(path.exists(), "example not built at {}", path.display());
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(path)
+            .arg(server.url())
+            .arg(server.leafnode_url())
+            .env("KINOPIO_NATS_SERVER", kinopio::testing::nats_server_binary())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("switched to the local leader: nats://127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains(&format!("back on {}", server.url())), "{stdout}");
+}
