@@ -28,11 +28,13 @@ fn python() -> PathBuf {
 struct Peer {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
+    stderr: tempfile::NamedTempFile,
 }
 
 impl Peer {
     fn spawn(server: &NatsServer, args: &[&str]) -> Peer {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/interop/peer.py");
+        let stderr = tempfile::NamedTempFile::new().unwrap();
         let mut child = Command::new(python())
             .arg(script)
             .arg("--server")
@@ -40,27 +42,32 @@ impl Peer {
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // nats-py logs harmless tracebacks while closing; keep them for failures only.
+            .stderr(Stdio::from(stderr.reopen().unwrap()))
             .kill_on_drop(true)
             .spawn()
             .expect("start the Python peer");
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Peer { child, lines }
+        Peer { child, lines, stderr }
     }
 
     async fn line(&mut self) -> Json {
         let line = tokio::time::timeout(WAIT, self.lines.next_line())
             .await
-            .expect("the Python peer said nothing in time")
+            .unwrap_or_else(|_| panic!("the Python peer said nothing in time:\n{}", self.stderr_text()))
             .unwrap()
-            .expect("the Python peer exited early");
+            .unwrap_or_else(|| panic!("the Python peer exited early:\n{}", self.stderr_text()));
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"))
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
     }
 
     async fn finish(mut self) {
         drop(self.child.stdin.take());
         let status = tokio::time::timeout(WAIT, self.child.wait()).await.unwrap().unwrap();
-        assert!(status.success(), "Python peer failed: {status}");
+        assert!(status.success(), "Python peer failed: {status}\n{}", self.stderr_text());
     }
 }
 

@@ -4,15 +4,18 @@
 //! medians, ratios, machine) and `bench.md` (the table with targets).
 //!
 //! Scenarios are modules with `ID`, `TITLE`, `run` and `figures`; each adds its rows to
-//! the table, so later ones (leaf start, election) slot in the same way.
+//! the table. `leaf-start` times a leaf's start against nats-server's own; `failover`
+//! (root only: network namespaces) times the election after the leader dies or stops.
 
 mod clients;
 mod error;
+mod failover;
 mod fanout;
 mod flow;
 mod forward;
 mod hot_switch;
 mod latency;
+mod leaf_start;
 mod machine;
 mod many_subs;
 mod python;
@@ -77,6 +80,13 @@ pub struct BenchArgs {
     /// Internal: subscriptions made by --child-many-subs.
     #[arg(long, hide = true, default_value_t = 10_000)]
     child_subs: usize,
+    /// Internal (failover prober): fetch this leader manifest URL repeatedly and print
+    /// each change as JSON; repeatable.
+    #[arg(long, hide = true)]
+    child_probe_manifest: Vec<String>,
+    /// Internal (failover prober): a CA certificate to trust; repeatable.
+    #[arg(long, hide = true)]
+    child_ca: Vec<PathBuf>,
 }
 
 /// A scenario of the benchmark.
@@ -94,15 +104,21 @@ pub enum ScenarioId {
     HotSwitch,
     /// 10 000 subscribed variables.
     ManySubs,
+    /// Leaf start → manifest ready, against nats-server's own start.
+    LeafStart,
+    /// `leaf auto` leader kill -9 / SIGTERM → new leader serving (needs root).
+    Failover,
 }
 
-const ALL: [ScenarioId; 6] = [
+const ALL: [ScenarioId; 8] = [
     ScenarioId::Throughput,
     ScenarioId::Latency,
     ScenarioId::Fanout,
     ScenarioId::Python,
     ScenarioId::HotSwitch,
     ScenarioId::ManySubs,
+    ScenarioId::LeafStart,
+    ScenarioId::Failover,
 ];
 
 impl ScenarioId {
@@ -114,6 +130,8 @@ impl ScenarioId {
             ScenarioId::Python => (python::ID, python::TITLE),
             ScenarioId::HotSwitch => (hot_switch::ID, hot_switch::TITLE),
             ScenarioId::ManySubs => (many_subs::ID, many_subs::TITLE),
+            ScenarioId::LeafStart => (leaf_start::ID, leaf_start::TITLE),
+            ScenarioId::Failover => (failover::ID, failover::TITLE),
         }
     }
 }
@@ -166,6 +184,15 @@ pub struct Settings {
     /// Bound of every wait for messages or replies.
     #[serde(serialize_with = "as_millis")]
     pub wait_timeout: Duration,
+    /// Measured leaf starts (each: kinopio and a bare nats-server).
+    pub leaf_start_rounds: u32,
+    /// Unrecorded leaf starts before them.
+    pub leaf_start_warmup_rounds: u32,
+    /// Failover rounds (each: one kill -9 and one SIGTERM of the leader).
+    pub failover_rounds: u32,
+    /// `--leader-missing-grace-ms` of the failover nodes.
+    #[serde(serialize_with = "as_millis")]
+    pub failover_grace: Duration,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -198,6 +225,10 @@ impl Settings {
                 switch_interval: Duration::from_millis(400),
                 many_subs: 500,
                 wait_timeout: Duration::from_secs(30),
+                leaf_start_rounds: rounds.unwrap_or(2),
+                leaf_start_warmup_rounds: 0,
+                failover_rounds: rounds.unwrap_or(1),
+                failover_grace: Duration::from_secs(2),
             }
         } else {
             Settings {
@@ -222,6 +253,10 @@ impl Settings {
                 switch_interval: Duration::from_secs(1),
                 many_subs: 10_000,
                 wait_timeout: Duration::from_secs(60),
+                leaf_start_rounds: rounds.unwrap_or(15),
+                leaf_start_warmup_rounds: 1,
+                failover_rounds: rounds.unwrap_or(3),
+                failover_grace: Duration::from_secs(2),
             }
         }
     }
@@ -272,6 +307,8 @@ pub struct Ctx<'a> {
     pub server: &'a BenchServer,
     /// Sizes and counts.
     pub settings: Settings,
+    /// `--binary-path` (for the leaf scenarios when the server is external).
+    pub binary_path: Option<PathBuf>,
     next_subject: AtomicU64,
     started: Instant,
 }
@@ -313,6 +350,9 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         output::line(&serde_json::to_value(&result).unwrap_or_default());
         return Ok(());
     }
+    if !args.child_probe_manifest.is_empty() {
+        return failover::probe_child(&args.child_probe_manifest, &args.child_ca).await.map_err(fail);
+    }
     let mut settings = Settings::new(args.quick, args.rounds);
     if let Some(secs) = args.wait_timeout {
         settings.wait_timeout = Duration::from_secs(secs);
@@ -323,8 +363,13 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     }
     .map_err(fail)?;
     let machine = Machine::describe(server.info().clone());
-    let ctx =
-        Ctx { server: &server, settings: settings.clone(), next_subject: AtomicU64::new(1), started: Instant::now() };
+    let ctx = Ctx {
+        server: &server,
+        settings: settings.clone(),
+        binary_path: args.binary_path.clone(),
+        next_subject: AtomicU64::new(1),
+        started: Instant::now(),
+    };
     if cfg!(debug_assertions) {
         ctx.progress("this is a debug build: its numbers mean little (build with --release)");
     }
@@ -345,6 +390,8 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
             ScenarioId::Python => python::run(&ctx, &python, &script).await,
             ScenarioId::HotSwitch => hot_switch::run(&ctx).await,
             ScenarioId::ManySubs => many_subs::run(&ctx).await,
+            ScenarioId::LeafStart => leaf_start::run(&ctx).await,
+            ScenarioId::Failover => failover::run(&ctx, args.scenario.contains(&ScenarioId::Failover)).await,
         };
         let mut report = result.unwrap_or_else(|e| {
             ctx.progress(&format!("scenario {id} FAILED: {e}"));
@@ -363,6 +410,8 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     figures.extend(python::figures(&scenarios));
     figures.extend(hot_switch::figures(&scenarios));
     figures.extend(many_subs::figures(&scenarios, settings.many_subs));
+    figures.extend(leaf_start::figures(&scenarios));
+    figures.extend(failover::figures(&scenarios, settings.failover_grace));
 
     let mut flags: Vec<String> = Vec::new();
     if cfg!(debug_assertions) {
