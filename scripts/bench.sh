@@ -5,6 +5,11 @@
 # nats-server on a free loopback port, measures kinopio against raw async-nats (and Python)
 # and writes results/bench.json and results/bench.md.
 #
+# Every scenario runs by default, including `leaf-start` (a leaf's start against
+# nats-server's own) and `failover` (leader kill -9 / SIGTERM on a LAN of network
+# namespaces: needs root and iproute2, else it is reported as skipped; under --quick it
+# runs only when named with --scenario).
+#
 # Extra arguments go to `kinopio bench`, e.g. `scripts/bench.sh --quick` or
 # `scripts/bench.sh --rounds 9 --scenario throughput,latency`.
 set -euo pipefail

@@ -95,6 +95,13 @@ async fn quick_bench_writes_parsable_reports_with_samples_for_every_scenario() {
     let runs = switch["runs"].as_array().unwrap();
     assert!(runs[0]["published"].as_u64().unwrap() > 0, "the publisher ran during the switches");
 
+    let leaf = scenario(&report, "leaf-start");
+    assert_eq!(leaf["status"]["state"], "ok", "{}", leaf["status"]);
+    positive(&samples(leaf, "kinopio", "ready_ms"), "leaf start → manifest");
+    positive(&samples(leaf, "raw", "ready_ms"), "bare nats-server start");
+    assert!(leaf["runs"][0]["kinopio"]["attempts"].as_u64().unwrap() >= 1, "the manifest was fetched");
+    assert_eq!(scenario(&report, "failover")["status"]["state"], "skipped", "failover is opt-in under --quick");
+
     let python = scenario(&report, "python");
     if python_available() {
         assert_eq!(python["status"]["state"], "ok", "{}", python["status"]);
@@ -110,6 +117,7 @@ async fn quick_bench_writes_parsable_reports_with_samples_for_every_scenario() {
     assert!(figure("throughput_16B")["ratio"].as_f64().unwrap() > 0.0);
     assert!(figure("request_p50")["ratio"].as_f64().unwrap() > 0.0);
     assert!(figure("switch_lost")["met"].is_boolean());
+    assert!(figure("leaf_start_overhead")["met"].is_boolean());
 
     let md = std::fs::read_to_string(out.path().join("bench.md")).unwrap();
     assert!(md.contains("| figure | kinopio | baseline | kinopio ÷ baseline | target | met? | notes |"), "{md}");

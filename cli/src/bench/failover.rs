@@ -290,6 +290,37 @@ fn forward(stdout: tokio::process::ChildStdout, source: Source, tx: mpsc::Unboun
 }
 
 impl Fleet {
+    /// The nodes of h1..=h[`NODES`], not started yet: each with a cache holding a seeded node
+    /// id (h1 ranks best) and a CA created now.
+    fn new(lan: Lan, binary: &Path, exe: &Path, grace_ms: u64) -> Result<Fleet, BenchError> {
+        let mut nodes = Vec::new();
+        for host in 1..=NODES {
+            let id = format!("kinopio-{host}0000000-{host}");
+            let cache = tempfile::Builder::new().prefix("kinopio-bench-failover-").tempdir().map_err(|source| {
+                BenchError::Io { what: "create a directory in", path: std::env::temp_dir(), source }
+            })?;
+            let id_file = cache.path().join("auto-leaf-node-id");
+            std::fs::write(&id_file, &id).map_err(|source| BenchError::Io { what: "write", path: id_file, source })?;
+            LocalCa::load_or_create(&cache.path().join("tls"), OffsetDateTime::now_utc())
+                .map_err(|e| BenchError::Server(format!("could not create h{host}'s CA: {e}")))?;
+            nodes.push(Node { host, id, cache, child: None, generation: 0, view: None, history: Vec::new() });
+        }
+        let (lines_tx, lines) = mpsc::unbounded_channel();
+        Ok(Fleet {
+            nodes,
+            probe: None,
+            served: HashMap::new(),
+            probe_history: Vec::new(),
+            lines_tx,
+            lines,
+            binary: binary.to_owned(),
+            exe: exe.to_owned(),
+            namespace: format!("bench-failover-{}", std::process::id()),
+            grace_ms,
+            lan,
+        })
+    }
+
     fn start_node(&mut self, index: usize) -> Result<(), BenchError> {
         let node = &mut self.nodes[index];
         node.generation += 1;
@@ -439,19 +470,112 @@ impl Fleet {
         })
     }
 
-    fn kill9(&mut self, index: usize) -> Option<tokio::process::Child> {
-        let mut child = self.nodes[index].child.take()?;
-        let _ = child.start_kill();
-        Some(child)
+    /// Ends the leader `leader` by `event` and waits until another node serves.
+    async fn fail_over(&mut self, leader: usize, event: Event, limit: Duration) -> Result<Failover, BenchError> {
+        let old_epoch = self.nodes[leader].view.as_ref().map_or(0, |v| v.epoch);
+        let mut child =
+            self.nodes[leader].child.take().ok_or_else(|| BenchError::Child("the leader is not running".to_owned()))?;
+        let at = Instant::now();
+        let mut exit = None;
+        match event {
+            Event::Kill => {
+                let _ = child.start_kill();
+                exit = child.wait().await.ok().map(|status| (at.elapsed(), status));
+            }
+            Event::Term => {
+                let pid = child.id().ok_or_else(|| BenchError::Child("the leader has no pid".to_owned()))?;
+                let sent = tokio::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+                if !sent.is_ok_and(|s| s.success()) {
+                    return Err(BenchError::Child(format!("could not send SIGTERM to the leader (pid {pid})")));
+                }
+            }
+        }
+        let what = format!("a new leader serving after {}", event.name());
+        self.wait(limit, &what, |f| f.served_after(at, leader, old_epoch).is_some()).await?;
+        let (serving_at, new, new_epoch, serving_fetch_ms) = self
+            .served_after(at, leader, old_epoch)
+            .map(|(change, index)| {
+                (change.at, index, change.served.as_ref().map_or(0, |(_, epoch)| *epoch), change.fetch_ms)
+            })
+            .ok_or_else(|| BenchError::Child("the serving leader vanished from the history".to_owned()))?;
+        // Its `leader` line may arrive just after the prober's 200.
+        self.wait(Duration::from_secs(5), "the new leader's leader line", |f| {
+            f.nodes[new].first_after(at, View::leads).is_some()
+        })
+        .await?;
+        if exit.is_none() {
+            let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.ok().and_then(Result::ok);
+            exit = status.map(|status| (at.elapsed(), status));
+        }
+        let since = |when: Instant| ms(when - at);
+        let reacted = (0..self.nodes.len())
+            .filter(|&i| i != leader)
+            .filter_map(|i| self.nodes[i].first_after(at, |_| true))
+            .min();
+        let new_node = &self.nodes[new];
+        Ok(Failover {
+            event: event.name(),
+            old_leader: self.nodes[leader].id.clone(),
+            new_leader: new_node.id.clone(),
+            new_host: new_node.host,
+            new_epoch,
+            reacted_ms: reacted.map(since),
+            elected_ms: new_node.first_after(at, |v| v.state == "starting-leaf").map(since),
+            leader_ms: new_node.first_after(at, View::leads).map(since),
+            serving_ms: since(serving_at),
+            serving_fetch_ms,
+            exited_ms: exit.map(|(after, _)| ms(after)),
+            exit_ok: exit.map(|(_, status)| event == Event::Kill || status.success()),
+            advertised_discovery_url: new_node.view.as_ref().and_then(|v| v.discovery_url.clone()),
+        })
+    }
+
+    /// Restarts node `index` and waits until it follows the serving leader.
+    async fn rejoin(&mut self, index: usize, limit: Duration) -> Result<(), BenchError> {
+        self.start_node(index)?;
+        let what = format!("{} to rejoin and follow", self.nodes[index].id);
+        self.wait(limit, &what, |f| {
+            f.converged().is_some() && f.nodes[index].view.as_ref().is_some_and(|v| v.state == "following-leader")
+        })
+        .await
+    }
+
+    /// Kills every process it started (the LAN's guard then removes the namespaces).
+    async fn stop_all(&mut self) {
+        let children = self.nodes.iter_mut().filter_map(|n| n.child.take()).chain(self.probe.take());
+        for mut child in children.collect::<Vec<_>>() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+}
+
+/// How the leader is ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    /// SIGKILL: it vanishes; followers wait for its expiry and the grace.
+    Kill,
+    /// SIGTERM: it resigns; followers elect at once.
+    Term,
+}
+
+impl Event {
+    fn name(self) -> &'static str {
+        match self {
+            Event::Kill => "kill",
+            Event::Term => "term",
+        }
     }
 }
 
 /// One failover measured: times from the kill or SIGTERM.
 #[derive(Debug, Clone, Serialize)]
 struct Failover {
-    kind: &'static str,
+    /// `kill` or `term`.
+    event: &'static str,
     old_leader: String,
     new_leader: String,
+    new_host: usize,
     new_epoch: u64,
     /// A survivor's first status line after the event (after a kill: `leader-missing-grace`).
     reacted_ms: Option<f64>,
@@ -463,9 +587,58 @@ struct Failover {
     serving_ms: f64,
     /// How long that GET took (connect, TLS, HTTP).
     serving_fetch_ms: Option<f64>,
-    /// The old process exited (SIGTERM: after resigning and stopping its leaf).
+    /// The old process was reaped (SIGTERM: after resigning and stopping its leaf).
     exited_ms: Option<f64>,
+    /// It exited with status 0 after SIGTERM (always true after a kill).
     exit_ok: Option<bool>,
+    /// The new leader's discoveryUrl from its status line.
+    advertised_discovery_url: Option<String>,
+}
+
+impl Failover {
+    /// Problems that make the figure doubtful.
+    fn flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if self.advertised_discovery_url.as_deref().is_some_and(|url| url != url_of(self.new_host)) {
+            flags.push(format!("{} advertises a discovery URL other than {}", self.new_leader, url_of(self.new_host)));
+        }
+        if self.exit_ok != Some(true) {
+            flags.push(format!("{} did not exit cleanly after {}", self.old_leader, self.event));
+        }
+        flags
+    }
+
+    /// The samples it adds to the report.
+    fn record(&self, report: &mut ScenarioReport) {
+        let parts = [
+            ("serving_ms", Some(self.serving_ms)),
+            ("serving_fetch_ms", self.serving_fetch_ms),
+            ("reacted_ms", self.reacted_ms),
+            ("elected_ms", self.elected_ms),
+            ("leader_ms", self.leader_ms),
+            ("elected_to_serving_ms", self.elected_ms.map(|e| self.serving_ms - e)),
+        ];
+        for (metric, value) in parts {
+            if let Some(value) = value {
+                report.push(Client::Kinopio, &format!("{}_{metric}", self.event), Unit::Millis, value);
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        let fmt = |v: Option<f64>| v.map_or("—".to_owned(), |v| Unit::Millis.format(v));
+        format!(
+            "{} → {} (epoch {}): reacted {}, elected {}, leader {}, serving {} (that GET took {})",
+            self.old_leader,
+            self.new_leader,
+            self.new_epoch,
+            fmt(self.reacted_ms),
+            fmt(self.elected_ms),
+            fmt(self.leader_ms),
+            Unit::Millis.format(self.serving_ms),
+            fmt(self.serving_fetch_ms),
+        )
+    }
 }
 
 async fn measure(ctx: &Ctx<'_>, script: &Path, exe: &Path, binary: &Path) -> Result<ScenarioReport, BenchError> {
@@ -476,186 +649,48 @@ async fn measure(ctx: &Ctx<'_>, script: &Path, exe: &Path, binary: &Path) -> Res
         TITLE,
         json!({
             "rounds": s.failover_rounds, "nodes": NODES, "leader_missing_grace_ms": grace_ms,
-            "peer_expiry_ms": PEER_EXPIRY_MS, "heartbeat_ms": 500, "probe_interval_ms": ms(PROBE_INTERVAL),
-            "discovery_port": DISCOVERY_PORT, "binary": binary, "kinopio": exe,
+            "peer_expiry_ms": PEER_EXPIRY_MS, "heartbeat_ms": ms(HEARTBEAT), "probe_interval_ms": ms(PROBE_INTERVAL),
+            "settle_ms": ms(SETTLE), "discovery_port": DISCOVERY_PORT, "binary": binary, "kinopio": exe,
             "serving": "the prober on another host (h4) got 200 + a parsing manifest naming the new leader with a higher epoch",
             "ca": "created in each node's cache before the start (a device that has led before)",
         }),
     );
-    ctx.progress(&format!("{ID}: LAN of {} hosts (scripts/lan.sh), grace {grace_ms} ms", PROBE_HOST));
+    ctx.progress(&format!("{ID}: LAN of {PROBE_HOST} hosts (scripts/lan.sh), grace {grace_ms} ms"));
     let lan = Lan::up(script, PROBE_HOST)?;
-    let (lines_tx, lines) = mpsc::unbounded_channel();
-    let mut nodes = Vec::new();
-    for host in 1..=NODES {
-        let id = format!("kinopio-{host}0000000-{host}");
-        let cache = tempfile::Builder::new()
-            .prefix("kinopio-bench-failover-")
-            .tempdir()
-            .map_err(|source| BenchError::Io { what: "create a directory in", path: std::env::temp_dir(), source })?;
-        let id_file = cache.path().join("auto-leaf-node-id");
-        std::fs::write(&id_file, &id).map_err(|source| BenchError::Io { what: "write", path: id_file, source })?;
-        LocalCa::load_or_create(&cache.path().join("tls"), OffsetDateTime::now_utc())
-            .map_err(|e| BenchError::Server(format!("could not create h{host}'s CA: {e}")))?;
-        nodes.push(Node { host, id, cache, child: None, generation: 0, view: None, history: Vec::new() });
-    }
-    let mut fleet = Fleet {
-        nodes,
-        probe: None,
-        served: HashMap::new(),
-        probe_history: Vec::new(),
-        lines_tx,
-        lines,
-        binary: binary.to_owned(),
-        exe: exe.to_owned(),
-        namespace: format!("bench-failover-{}", std::process::id()),
-        grace_ms,
-        lan,
-    };
+    let mut fleet = Fleet::new(lan, binary, exe, grace_ms)?;
     fleet.start_probe()?;
     for index in 0..NODES {
         fleet.start_node(index)?;
     }
     let started = Instant::now();
-    fleet
-        .wait(Duration::from_secs(30), "one leader that all follow and that serves", |f| f.converged().is_some())
-        .await?;
-    ctx.progress(&format!("{ID}: converged in {}", Unit::Millis.format(ms(started.elapsed()))));
-    let restart_limit = Duration::from_secs(20);
-    let failover_limit = s.failover_grace + Duration::from_secs(20);
-
-    for round in 0..s.failover_rounds {
-        for kind in ["kill", "term"] {
-            let delay = event_delay(round, s.failover_rounds);
-            tokio::time::sleep(delay).await;
-            fleet
-                .wait(restart_limit, &format!("one serving leader before the {kind}"), |f| f.converged().is_some())
-                .await?;
-            let Some(leader) = fleet.converged() else {
-                return Err(BenchError::Timeout(format!("no converged leader before a {kind}\n{}", fleet.dump())));
-            };
-            let old_epoch = fleet.nodes[leader].view.as_ref().map_or(0, |v| v.epoch);
-            let event = Instant::now();
-            let (exited_ms, exit_ok) = if kind == "kill" {
-                let child = fleet.kill9(leader);
-                let exit = match child {
-                    Some(mut child) => child.wait().await.ok(),
-                    None => None,
-                };
-                (Some(ms(event.elapsed())), exit.map(|_| true))
-            } else {
-                let pid = fleet.nodes[leader].child.as_ref().and_then(tokio::process::Child::id);
-                let pid = pid.ok_or_else(|| BenchError::Child("the leader has no pid".to_owned()))?;
-                let sent = tokio::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-                if !sent.is_ok_and(|s| s.success()) {
-                    return Err(BenchError::Child(format!("could not send SIGTERM to the leader (pid {pid})")));
-                }
-                (None, None)
-            };
-            fleet
-                .wait(failover_limit, &format!("a new leader serving after {kind}"), |f| {
-                    f.served_after(event, leader, old_epoch).is_some()
-                })
-                .await?;
-            let (serving_at, new, new_epoch, serving_fetch_ms) = fleet
-                .served_after(event, leader, old_epoch)
-                .map(|(change, index)| {
-                    (change.at, index, change.served.as_ref().map_or(0, |(_, epoch)| *epoch), change.fetch_ms)
-                })
-                .ok_or_else(|| BenchError::Child("the serving leader vanished from the history".to_owned()))?;
-            // Its `leader` line may arrive just after the prober's 200.
-            fleet
-                .wait(Duration::from_secs(5), "the new leader's leader line", |f| {
-                    f.nodes[new].first_after(event, View::leads).is_some()
-                })
-                .await?;
-            let (exited_ms, exit_ok) = if kind == "term" {
-                let mut child = fleet.nodes[leader].child.take();
-                let exit = match child.as_mut() {
-                    Some(child) => {
-                        tokio::time::timeout(Duration::from_secs(20), child.wait()).await.ok().and_then(Result::ok)
-                    }
-                    None => None,
-                };
-                (exit.map(|_| ms(event.elapsed())), exit.map(|status| status.success()))
-            } else {
-                (exited_ms, exit_ok)
-            };
-            let survivors = |i: usize| i != leader;
-            let reacted =
-                (0..NODES).filter(|&i| survivors(i)).filter_map(|i| fleet.nodes[i].first_after(event, |_| true)).min();
-            let new_node = &fleet.nodes[new];
-            let measured = Failover {
-                kind,
-                old_leader: fleet.nodes[leader].id.clone(),
-                new_leader: new_node.id.clone(),
-                new_epoch,
-                reacted_ms: reacted.map(|at| ms(at - event)),
-                elected_ms: new_node.first_after(event, |v| v.state == "starting-leaf").map(|at| ms(at - event)),
-                leader_ms: new_node.first_after(event, View::leads).map(|at| ms(at - event)),
-                serving_ms: ms(serving_at - event),
-                serving_fetch_ms,
-                exited_ms,
-                exit_ok,
-            };
-            if new_node.view.as_ref().and_then(|v| v.discovery_url.clone()).is_some_and(|u| u != url_of(new_node.host))
-            {
-                report.flags.push(format!(
-                    "{} advertises a discovery URL other than {}",
-                    new_node.id,
-                    url_of(new_node.host)
-                ));
+    let measured = async {
+        fleet
+            .wait(Duration::from_secs(30), "one leader that all follow and that serves", |f| f.converged().is_some())
+            .await?;
+        ctx.progress(&format!("{ID}: converged in {}", Unit::Millis.format(ms(started.elapsed()))));
+        let limit = Duration::from_secs(20);
+        for round in 0..s.failover_rounds {
+            for event in [Event::Kill, Event::Term] {
+                let delay = event_delay(round, s.failover_rounds);
+                tokio::time::sleep(delay).await;
+                let what = format!("one serving leader before the {}", event.name());
+                fleet.wait(limit, &what, |f| f.converged().is_some()).await?;
+                let leader = fleet.converged().ok_or_else(|| BenchError::Timeout(what.clone()))?;
+                let failover = fleet.fail_over(leader, event, s.failover_grace + limit).await?;
+                ctx.progress(&format!("{ID} round {} {}: {}", round + 1, event.name(), failover.describe()));
+                report.flags.extend(failover.flags());
+                failover.record(&mut report);
+                report.runs.push(json!({"round": round, "delay_ms": ms(delay), "failover": failover}));
+                // Back to three nodes: the old leader rejoins (and, ranking best or not, follows).
+                fleet.rejoin(leader, limit).await?;
             }
-            if exit_ok == Some(false) {
-                report.flags.push(format!("{} did not exit cleanly after SIGTERM", measured.old_leader));
-            }
-            let fmt = |v: Option<f64>| v.map_or("—".to_owned(), |v| Unit::Millis.format(v));
-            ctx.progress(&format!(
-                "{ID} round {} {kind}: {} → {} (epoch {new_epoch}): reacted {}, elected {}, leader {}, serving {}",
-                round + 1,
-                measured.old_leader,
-                measured.new_leader,
-                fmt(measured.reacted_ms),
-                fmt(measured.elected_ms),
-                fmt(measured.leader_ms),
-                Unit::Millis.format(measured.serving_ms),
-            ));
-            let push = |report: &mut ScenarioReport, metric: &str, value: Option<f64>| {
-                if let Some(value) = value {
-                    report.push(Client::Kinopio, &format!("{kind}_{metric}"), Unit::Millis, value);
-                }
-            };
-            push(&mut report, "serving_ms", Some(measured.serving_ms));
-            push(&mut report, "serving_fetch_ms", measured.serving_fetch_ms);
-            push(&mut report, "reacted_ms", measured.reacted_ms);
-            push(&mut report, "elected_ms", measured.elected_ms);
-            push(&mut report, "leader_ms", measured.leader_ms);
-            push(&mut report, "elected_to_serving_ms", measured.elected_ms.map(|e| measured.serving_ms - e));
-            report.runs.push(json!({"round": round, "delay_ms": ms(delay), "failover": measured}));
-
-            // Back to three nodes: the old leader rejoins (and, ranking best or not, follows).
-            fleet.nodes[leader].child = None;
-            fleet.start_node(leader)?;
-            fleet
-                .wait(restart_limit, &format!("{} to rejoin and follow", fleet.nodes[leader].id), |f| {
-                    f.converged().is_some()
-                        && f.nodes[leader].view.as_ref().is_some_and(|v| v.state == "following-leader")
-                })
-                .await?;
         }
+        Ok::<(), BenchError>(())
     }
-    // Processes first (kill_on_drop), then the LAN (its guard).
-    for node in &mut fleet.nodes {
-        if let Some(mut child) = node.child.take() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
-    }
-    if let Some(mut probe) = fleet.probe.take() {
-        let _ = probe.start_kill();
-        let _ = probe.wait().await;
-    }
+    .await;
+    fleet.stop_all().await;
     drop(fleet);
-    Ok(report)
+    measured.map(|()| report)
 }
 
 /// The hidden prober (`kinopio bench --child-probe-manifest URL ... --child-ca FILE ...`):
