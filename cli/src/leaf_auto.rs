@@ -21,8 +21,9 @@ pub struct AutoArgs {
     /// (any string; it also selects the UDP port 44710 + crc32(namespace) % 1000).
     #[arg(long, value_name = "NAME")]
     discovery_namespace: String,
-    /// How long followers wait, after the leader's beacons stop and it expired (2 s), before
-    /// electing a new one. A leader that stops gracefully resigns, and followers elect at once.
+    /// How long followers wait after the leader's last beacon before electing a new one (never
+    /// less than the 2 s peer expiry). A leader that stops gracefully resigns, and followers
+    /// elect at once.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     leader_missing_grace_ms: u64,
     /// Shared secret of a secured namespace: beacons are signed (HMAC-SHA-256) and

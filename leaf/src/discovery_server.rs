@@ -309,6 +309,9 @@ async fn accept_loop(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Small responses right after a TLS record would otherwise wait for the
+                    // peer's delayed ACK (~40 ms).
+                    let _ = stream.set_nodelay(true);
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, "too many discovery connections; closing a new one");
                         continue;

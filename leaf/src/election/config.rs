@@ -20,8 +20,9 @@ pub struct ElectionConfig {
     pub peer_expiry: Duration,
     /// After start, a node that sees no leader waits this long before electing (1 s).
     pub settle: Duration,
-    /// After the leader's beacons stop (and it expired), followers wait this long before
-    /// electing (10 s, `leader_missing_grace_ms` of 0.1.1). A resigning leader skips it.
+    /// Followers elect once this long has passed since the leader's last beacon (10 s, like
+    /// `leader_missing_grace_ms` of 0.1.1, which counts it from the expiry instead; never
+    /// before the peer expiry). A resigning leader skips it.
     pub leader_missing_grace: Duration,
     /// A follower has an RTT advantage when its backbone RTT is at least this much better
     /// than the leader's (or the leader's is unknown) (50 ms).

@@ -55,6 +55,9 @@ pub struct Election {
     current_leader: Option<String>,
     /// Set while waiting out the leader-missing grace: (lost leader, grace end).
     grace: Option<(String, Instant)>,
+    /// When the leader we followed was last heard, if it just expired: the grace counts from
+    /// there (so a crashed leader is replaced after max(expiry, grace), not expiry + grace).
+    lost_leader_seen: Option<Instant>,
     /// Preemption advantage over this leader, held continuously since this instant.
     advantage: Option<(String, Instant)>,
     starting: Option<Starting>,
@@ -128,6 +131,7 @@ impl Election {
             peers: BTreeMap::new(),
             current_leader: None,
             grace: None,
+            lost_leader_seen: None,
             advantage: None,
             starting: None,
             leading: None,
@@ -540,7 +544,8 @@ impl Election {
                     grace = ?self.config.leader_missing_grace,
                     "leader's beacons stopped; waiting out the grace period"
                 );
-                self.grace = Some((lost, now + self.config.leader_missing_grace));
+                let last_heard = self.lost_leader_seen.take().unwrap_or(now).min(now);
+                self.grace = Some((lost, (last_heard + self.config.leader_missing_grace).max(now)));
             }
         }
         if let Some((lost, until)) = &self.grace {
@@ -579,13 +584,21 @@ impl Election {
 
     fn prune(&mut self, now: Instant) {
         let expiry = self.config.peer_expiry;
+        let leader = self.current_leader.clone();
+        let mut lost_leader_seen = None;
         self.peers.retain(|id, peer| {
             let live = now.saturating_duration_since(peer.last_seen) < expiry;
             if !live {
                 debug!(peer = %id, "election peer expired");
+                if leader.as_deref() == Some(id.as_str()) {
+                    lost_leader_seen = Some(peer.last_seen);
+                }
             }
             live
         });
+        if lost_leader_seen.is_some() {
+            self.lost_leader_seen = lost_leader_seen;
+        }
     }
 
     fn register_failure(&mut self, now: Instant) -> std::time::Duration {

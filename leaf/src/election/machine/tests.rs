@@ -169,16 +169,17 @@ fn leader_loss_waits_grace_once_and_forgets_the_stale_leader() {
     node.tick(2100);
     assert_eq!(node.election.state(), State::LeaderMissingGrace);
     assert!(node.election.current_leader().is_none());
-    // Peer b keeps beaconing, now in grace too.
-    for t in (2100..12_100).step_by(400) {
+    // Peer b keeps beaconing, now in grace too. The grace counts from the leader's last
+    // beacon (100 ms), so it ends at 10 100 ms.
+    for t in (2100..10_100).step_by(400) {
         node.recv(t, peer("kinopio-b", State::LeaderMissingGrace, Role::Follower, 2));
         node.tick(t + 1);
         assert_eq!(node.election.state(), State::LeaderMissingGrace);
     }
-    node.recv(12_100, peer("kinopio-b", State::Electing, Role::Candidate, 2));
-    node.tick(12_101);
+    node.recv(10_100, peer("kinopio-b", State::Electing, Role::Candidate, 2));
+    node.tick(10_101);
     assert_eq!(node.election.state(), State::Electing);
-    for t in (12_200..40_000).step_by(400) {
+    for t in (10_200..40_000).step_by(400) {
         node.recv(t, peer("kinopio-b", State::Electing, Role::Candidate, 2));
         let actions = node.tick(t + 1);
         assert!(starts(&actions).is_empty(), "not the best candidate");
@@ -195,7 +196,7 @@ fn best_candidate_elects_right_after_grace_with_next_epoch() {
     for t in (110..=12_200).step_by(10) {
         all.extend(node.tick(t));
     }
-    // Expiry at 2100, grace 10 s → elects at 12 100.
+    // Last beacon at 100, grace 10 s counted from it → elects at 10 100 (after expiry at 2100).
     assert_eq!(starts(&all), vec![8]);
     assert_eq!(node.election.state(), State::StartingLeaf);
     assert!(node.election.poll_timeout().is_some());
