@@ -760,12 +760,12 @@ pub fn figures(all: &[ScenarioReport], grace: Duration) -> Vec<Figure> {
             Target::AtMost { value: grace_ms + KILL_MARGIN_MS },
         )
         .with_note(format!(
-            "{}; followers expire the leader {:.0} s after its last beacon (heartbeat 0.5 s), then wait the grace, \
-             so the floor is ≈ {:.1}–{:.1} s before the leaf starts",
+            "{}; followers elect once the grace has passed since the leader's last beacon (never before the \
+             {:.0} s peer expiry; heartbeat 0.5 s), so the floor is ≈ {:.1}–{:.1} s before the leaf starts",
             breakdown("kill"),
             PEER_EXPIRY_MS / 1e3,
-            (PEER_EXPIRY_MS - 500.0 + grace_ms) / 1e3,
-            (PEER_EXPIRY_MS + grace_ms) / 1e3,
+            (grace_ms.max(PEER_EXPIRY_MS) - 500.0) / 1e3,
+            grace_ms.max(PEER_EXPIRY_MS) / 1e3,
         )),
         Figure::single(
             "failover_kill_start",

@@ -18,7 +18,7 @@
 //! and then, to explain the difference, times the parts of a start one by one: the binary
 //! check (`binary::resolve` of an explicit path runs `nats-server --version`), the TLS
 //! preparation (load the cached CA, issue and write a leaf certificate), kinopio's
-//! readiness wait (`process::wait_ready`, 50 ms polls) on a bare server, and the first
+//! readiness wait (`process::wait_ready`, 5 ms polls, as the runtime uses) on a bare server, and the first
 //! manifest fetch after `start` returned. The CA is created once before the rounds (timed
 //! and reported apart): later starts on a device find it in the cache.
 
@@ -155,7 +155,7 @@ struct Steps {
     binary_check_ms: f64,
     /// `tls::prepare` with the cached CA: load it, issue and write a leaf certificate.
     tls_prepare_ms: f64,
-    /// A bare server readied by kinopio's own `process::wait_ready` (50 ms polls).
+    /// A bare server readied by kinopio's own `process::wait_ready` (5 ms polls, as the runtime uses).
     bare_kinopio_wait_ready_ms: f64,
 }
 
@@ -439,7 +439,7 @@ async fn steps(binary: &Path, ca_dir: &Path, material: &TlsMaterial) -> Result<S
         monitor_host: LOOPBACK,
         log_files: bare.logs(),
         // What `LeafNode::start` uses.
-        poll_interval: Duration::from_millis(50),
+        poll_interval: Duration::from_millis(5),
         probe_timeout: LeafTimings::default().probe_timeout,
     };
     let started = Instant::now();
@@ -508,7 +508,7 @@ pub fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
             "leaf_start_polling",
             "ready_polling_ms",
             "· of which: readiness polling",
-            "process::wait_ready (50 ms polls) on a bare server minus the 2 ms-polled bare start",
+            "process::wait_ready (5 ms polls) on a bare server minus the 2 ms-polled bare start",
         ),
         step(
             "leaf_start_first_fetch",
