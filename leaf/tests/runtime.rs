@@ -66,22 +66,11 @@ async fn connect(url: &str, ca: Option<&Path>) -> Hub {
     tokio::time::timeout(WAIT, Hub::connect(options)).await.expect("connect timed out").unwrap()
 }
 
-/// A backbone nats-server accepting leafnode connections; returns it and its leafnode URL
-/// (read from its log: nats-server does not put leafnode ports into its ports file).
+/// A backbone nats-server accepting leafnode connections, and its leafnode URL.
 fn backbone() -> (NatsServer, String) {
     let server = NatsServer::start_with_config("leafnodes { listen: \"127.0.0.1:-1\" }\n");
-    let marker = "Listening for leafnode connections on ";
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let log = server.log();
-        if let Some(line) = log.lines().find(|line| line.contains(marker)) {
-            let addr = line.split(marker).nth(1).unwrap().trim();
-            let port = addr.rsplit(':').next().unwrap();
-            return (server, format!("nats://127.0.0.1:{port}"));
-        }
-        assert!(std::time::Instant::now() < deadline, "no leafnode listener in the backbone log:\n{log}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let url = server.leafnode_url();
+    (server, url)
 }
 
 fn pid_alive(pid: u32) -> bool {
