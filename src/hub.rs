@@ -408,12 +408,9 @@ impl Shared {
         let (id, subscriber, conn) = {
             let _switching = self.switch_lock.lock().await;
             let conn = self.current().ok_or_else(|| SubscribeError::new(SubscribeErrorKind::Closed))?;
-            let subject = variable.subject.clone();
-            let subscriber = match &queue {
-                Some(q) => conn.client.queue_subscribe(subject, q.clone()).await,
-                None => conn.client.subscribe(subject).await,
-            }
-            .map_err(|e| SubscribeError::new(SubscribeErrorKind::Other).with_source(e))?;
+            let subscriber = crate::subscription::nats_subscribe(&conn.client, &variable.subject, queue.as_deref())
+                .await
+                .map_err(|e| SubscribeError::new(SubscribeErrorKind::Other).with_source(e))?;
             let id = self.next_id();
             lock(&self.bindings).insert(
                 id,

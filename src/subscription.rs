@@ -136,6 +136,28 @@ pub(crate) struct Binding {
     pub mailbox: Arc<Mailbox>,
 }
 
+impl Binding {
+    /// Subscribes this binding's subject (and queue group) on `client`.
+    pub async fn subscribe_on(
+        &self,
+        client: &async_nats::Client,
+    ) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
+        nats_subscribe(client, &self.subject, self.queue.as_deref()).await
+    }
+}
+
+/// A plain or queue-group subscription on one async-nats connection.
+pub(crate) async fn nats_subscribe(
+    client: &async_nats::Client,
+    subject: &str,
+    queue: Option<&str>,
+) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
+    match queue {
+        Some(q) => client.queue_subscribe(subject.to_owned(), q.to_owned()).await,
+        None => client.subscribe(subject.to_owned()).await,
+    }
+}
+
 /// Removes the binding from the hub when the subscription goes away.
 #[derive(Debug)]
 struct BindingGuard {

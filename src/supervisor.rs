@@ -238,11 +238,7 @@ impl Supervisor {
         let shared = Arc::clone(&self.shared);
         let _switching = shared.switch_lock.lock().await;
         for (_, binding) in shared.bindings() {
-            let sub = match &binding.queue {
-                Some(q) => new.client.queue_subscribe(binding.subject.clone(), q.clone()).await,
-                None => new.client.subscribe(binding.subject.clone()).await,
-            };
-            if let Ok(subscriber) = sub {
+            if let Ok(subscriber) = binding.subscribe_on(&new.client).await {
                 let rebind = Rebind { subscriber, client: new.client.clone(), dedup: false, overlap: Duration::ZERO };
                 binding.mailbox.send(Switch::Rebind(Box::new(rebind)));
             }
@@ -361,11 +357,10 @@ impl Supervisor {
         };
         let mut rebinds = Vec::new();
         for (_, binding) in &bindings {
-            let sub = match &binding.queue {
-                Some(q) => new.client.queue_subscribe(binding.subject.clone(), q.clone()).await,
-                None => new.client.subscribe(binding.subject.clone()).await,
-            }
-            .map_err(|e| abort(SwitchError::new(SwitchErrorKind::Rebind).with_source(e)))?;
+            let sub = binding
+                .subscribe_on(&new.client)
+                .await
+                .map_err(|e| abort(SwitchError::new(SwitchErrorKind::Rebind).with_source(e)))?;
             rebinds.push((binding, sub));
         }
         let rtt_new = round_trip(&new.client, options.connect_timeout)

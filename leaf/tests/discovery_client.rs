@@ -117,10 +117,11 @@ async fn hub_switches_to_the_local_leaf_and_back_without_losing_messages() {
 }
 
 #[tokio::test]
-async fn bad_manifests_are_ignored_and_the_remote_session_stays() {
+async fn untrusted_manifest_urls_are_ignored_and_the_remote_session_stays() {
     let remote = NatsServer::start();
     let hub = Hub::connect(HubOptions::new().servers([remote.url()]).unwrap().discovery(DiscoveryOptions {
-        // Plain HTTP (not trusted), then nothing listening.
+        // Plain HTTP is never trusted for a manifest (malformed and expired manifests are
+        // rejected by `LeaderManifest::parse`, tested in the manifest module).
         manifest_url: Some(format!("http://127.0.0.1:{}/manifest.json", remote.port())),
         probe_interval: Duration::from_millis(100),
         ..Default::default()

@@ -8,7 +8,7 @@ use super::Ctx;
 use super::clients::Client;
 use super::error::BenchError;
 use super::flow::{self, Shape};
-use super::report::{Figure, ScenarioReport, Target, Unit};
+use super::report::{Figure, ScenarioReport, Target};
 
 /// Scenario id.
 pub const ID: &str = "fanout";
@@ -36,26 +36,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
         messages: s.fanout_messages,
         batches: s.batches,
     };
-    for round in 0..s.warmup_rounds + s.rounds {
-        let warmup_round = round < s.warmup_rounds;
-        for r in flow::round(ctx, round, &shape).await? {
-            ctx.progress(&format!(
-                "{ID} round {}{}: {} {}",
-                round + 1,
-                if warmup_round { " (warm-up)" } else { "" },
-                r.client.label(),
-                Unit::MsgPerSec.format(r.rate)
-            ));
-            if warmup_round {
-                continue;
-            }
-            if let Some(flag) = r.drops.flag(&format!("{} round {}", r.client.label(), round + 1)) {
-                report.flags.push(flag);
-            }
-            report.push(r.client, "throughput", Unit::MsgPerSec, r.rate);
-            report.runs.push(json!({"round": round - s.warmup_rounds, "result": r}));
-        }
-    }
+    flow::record_rounds(ctx, &shape, ID, "throughput", json!({}), &mut report).await?;
     Ok(report)
 }
 

@@ -165,3 +165,42 @@ pub async fn round(ctx: &Ctx<'_>, round: u32, shape: &Shape) -> Result<Vec<FlowR
     }
     Ok(results)
 }
+
+/// Runs the warm-up and measured rounds of one flow shape and records every measured round in
+/// `report` under `metric` (`label` prefixes progress lines and drop flags; `extra` is merged
+/// into each run's JSON record).
+pub async fn record_rounds(
+    ctx: &Ctx<'_>,
+    shape: &Shape,
+    label: &str,
+    metric: &str,
+    extra: serde_json::Value,
+    report: &mut super::report::ScenarioReport,
+) -> Result<(), BenchError> {
+    let s = &ctx.settings;
+    for round in 0..s.warmup_rounds + s.rounds {
+        let warmup_round = round < s.warmup_rounds;
+        for r in self::round(ctx, round, shape).await? {
+            ctx.progress(&format!(
+                "{label} round {}{}: {} {}",
+                round + 1,
+                if warmup_round { " (warm-up)" } else { "" },
+                r.client.label(),
+                super::report::Unit::MsgPerSec.format(r.rate)
+            ));
+            if warmup_round {
+                continue;
+            }
+            if let Some(flag) = r.drops.flag(&format!("{label} {} round {}", r.client.label(), round + 1)) {
+                report.flags.push(flag);
+            }
+            report.push(r.client, metric, super::report::Unit::MsgPerSec, r.rate);
+            let mut run = serde_json::json!({"round": round - s.warmup_rounds, "result": r});
+            if let (Some(run), Some(extra)) = (run.as_object_mut(), extra.as_object()) {
+                run.extend(extra.clone());
+            }
+            report.runs.push(run);
+        }
+    }
+    Ok(())
+}

@@ -10,7 +10,7 @@ use super::Ctx;
 use super::clients::Client;
 use super::error::BenchError;
 use super::flow::{self, Shape};
-use super::report::{Figure, ScenarioReport, Target, Unit};
+use super::report::{Figure, ScenarioReport, Target};
 
 /// Scenario id.
 pub const ID: &str = "throughput";
@@ -41,26 +41,8 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
             messages: s.throughput_messages(size),
             batches: s.batches,
         };
-        for round in 0..s.warmup_rounds + s.rounds {
-            let warmup_round = round < s.warmup_rounds;
-            for r in flow::round(ctx, round, &shape).await? {
-                ctx.progress(&format!(
-                    "{ID} {label} round {}{}: {} {}",
-                    round + 1,
-                    if warmup_round { " (warm-up)" } else { "" },
-                    r.client.label(),
-                    Unit::MsgPerSec.format(r.rate)
-                ));
-                if warmup_round {
-                    continue;
-                }
-                if let Some(flag) = r.drops.flag(&format!("{label} {} round {}", r.client.label(), round + 1)) {
-                    report.flags.push(flag);
-                }
-                report.push(r.client, metric, Unit::MsgPerSec, r.rate);
-                report.runs.push(json!({"payload_bytes": size, "round": round - s.warmup_rounds, "result": r}));
-            }
-        }
+        // The label prefixes the drop flags, which `figures` matches per payload size.
+        flow::record_rounds(ctx, &shape, label, metric, json!({"payload_bytes": size}), &mut report).await?;
     }
     Ok(report)
 }
