@@ -8,9 +8,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
@@ -207,17 +206,13 @@ fn base_options(options: &HubOptions) -> async_nats::ConnectOptions {
     nats
 }
 
-/// One full round trip on `client`: a request to a subject nobody serves, answered at once by
-/// the server's "no responders" status. Because the server handles a connection's commands in
-/// order, it also proves every earlier SUB/PUB of this connection has been processed.
+/// One full round trip on `client`: a PING answered by the server's PONG. Because the server
+/// handles a connection's commands in order, it also proves every earlier SUB/PUB/UNSUB of
+/// this connection has been processed. Nothing another client does can answer or delay it
+/// (the barrier used to be a request to an unserved subject, which a `>` subscriber stalled).
 pub(crate) async fn round_trip(client: &async_nats::Client, timeout: Duration) -> Result<Duration, RoundTripError> {
-    let subject = format!("_KINOPIO.rtt.{}", client.new_inbox().rsplit('.').next().unwrap_or("x"));
-    let started = Instant::now();
-    let request = async_nats::Request::new().payload(Bytes::new()).timeout(Some(timeout));
-    match tokio::time::timeout(timeout, client.send_request(subject, request)).await {
-        Ok(Ok(_)) => Ok(started.elapsed()),
-        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(started.elapsed()),
-        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => Err(RoundTripError::TimedOut),
+    match tokio::time::timeout(timeout, client.round_trip()).await {
+        Ok(Ok(rtt)) => Ok(rtt),
         Ok(Err(e)) => Err(RoundTripError::Failed(e.to_string())),
         Err(_) => Err(RoundTripError::TimedOut),
     }

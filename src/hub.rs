@@ -79,6 +79,8 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     last_error: Mutex<Option<String>>,
     probes: Mutex<Vec<ProbeResult>>,
+    /// Malformed messages dropped by connections the hub has switched away from.
+    retired_malformed: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -114,6 +116,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             last_error: Mutex::new(None),
             probes: Mutex::new(Vec::new()),
+            retired_malformed: AtomicU64::new(0),
             options,
         });
         tokio::spawn(supervisor::run(Arc::clone(&shared), commands_rx));
@@ -179,6 +182,15 @@ impl Hub {
     /// The latest latency probe results (latency mode), in input order.
     pub fn probe_results(&self) -> Vec<ProbeResult> {
         lock(&self.inner.shared.probes).clone()
+    }
+
+    /// How many malformed messages (a header block that is not `NATS/1.0 …`, which any
+    /// publisher can send through nats-server) the hub has dropped. Such a message is logged
+    /// and dropped; the connection and every other message are unaffected.
+    pub fn malformed_messages(&self) -> u64 {
+        let shared = &self.inner.shared;
+        let current = shared.current().map_or(0, |c| c.client.statistics().malformed_messages.load(Ordering::Relaxed));
+        shared.retired_malformed.load(Ordering::Relaxed) + current
     }
 
     /// A stream of connection events from now on.
@@ -271,7 +283,12 @@ impl Shared {
 
     /// Installs `conn` as the connection in use and returns the previous one.
     pub fn replace_connection(&self, conn: Arc<Connection>) -> Option<Arc<Connection>> {
-        self.connection.send_replace(Some(conn))
+        let old = self.connection.send_replace(Some(conn));
+        if let Some(old) = &old {
+            let dropped = old.client.statistics().malformed_messages.load(Ordering::Relaxed);
+            self.retired_malformed.fetch_add(dropped, Ordering::Relaxed);
+        }
+        old
     }
 
     fn next_id(&self) -> u64 {

@@ -234,17 +234,15 @@ impl Conn {
     }
 }
 
-/// One round trip to the server on `client`: a request nobody answers, which the server
-/// turns into an immediate "no responders" status once it has processed everything this
-/// connection sent before (`Client::flush` only writes the socket; it does not wait for the
-/// server). The same barrier kinopio's `subscribe` uses before it returns.
+/// One round trip to the server on `client`: a PING answered by the server's PONG once it has
+/// processed everything this connection sent before (`Client::round_trip`, from kinopio's
+/// patched async-nats; `Client::flush` only writes the socket). The same barrier kinopio's
+/// `subscribe` uses before it returns.
 pub async fn raw_round_trip(client: &async_nats::Client) -> Result<(), BenchError> {
-    let subject = format!("_BENCH.rtt.{}", client.new_inbox().rsplit('.').next().unwrap_or("x"));
-    let request = async_nats::Request::new().payload(Bytes::new()).timeout(Some(CONNECT_TIMEOUT));
-    match client.send_request(subject, request).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
-        Err(e) => Err(BenchError::client("raw async-nats", "round trip", e)),
+    match tokio::time::timeout(CONNECT_TIMEOUT, client.round_trip()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(BenchError::client("raw async-nats", "round trip", e)),
+        Err(_) => Err(BenchError::client("raw async-nats", "round trip", "timed out")),
     }
 }
 

@@ -1,0 +1,151 @@
+//! What another client on the same server can do to a kinopio hub, against real nats-server
+//! processes: a subscriber to `>` (a monitoring tool, `nats sub '>'`, an anonymous peer on a
+//! leaf) must not stall any barrier, probe or switch, and a malformed message must be dropped
+//! and counted without touching the connection or any other message.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kinopio::testing::NatsServer;
+use kinopio::{Hub, HubEvent, HubOptions, SelectionMode, ServerUrl};
+
+/// Every step below is answered in milliseconds; the old barrier (a request to an unserved
+/// subject) waited the whole request timeout, 30 s, whenever anybody subscribed to `>`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The bound for a whole scenario: far below one request timeout, far above the real cost.
+const LIMIT: Duration = Duration::from_secs(8);
+
+/// A plain async-nats client subscribed to `>` on `server`, with the interest in place.
+async fn wildcard_watcher(server: &NatsServer) -> (async_nats::Client, async_nats::Subscriber) {
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let sub = client.subscribe(">").await.unwrap();
+    client.round_trip().await.unwrap();
+    (client, sub)
+}
+
+async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(LIMIT, f).await.unwrap_or_else(|_| panic!("{what} did not finish within {LIMIT:?}"))
+}
+
+#[tokio::test]
+async fn a_wildcard_subscriber_does_not_stall_subscribe_publish_unsubscribe_or_close() {
+    let server = NatsServer::start();
+    let (_watcher, mut seen) = wildcard_watcher(&server).await;
+    let options = HubOptions::new()
+        .servers([server.url()])
+        .unwrap()
+        .selection(SelectionMode::Ordered)
+        .request_timeout(REQUEST_TIMEOUT);
+    let hub = bounded("connect", Hub::connect(options)).await.unwrap();
+    let var = hub.variable("hostile.subscribe").unwrap();
+    bounded("subscribe, publish, receive, unsubscribe and close", async {
+        let mut sub = var.subscribe().await.unwrap();
+        var.publish(&1).await.unwrap();
+        let msg = sub.next().await.unwrap();
+        assert_eq!(msg.payload.as_ref(), b"1");
+        sub.unsubscribe().await;
+        hub.close().await;
+    })
+    .await;
+    // The watcher really was subscribed: it saw the publish.
+    let msg = bounded("the watcher's copy", seen.next()).await.unwrap();
+    assert_eq!(msg.subject.as_str(), "hostile.subscribe");
+}
+
+#[tokio::test]
+async fn a_wildcard_subscriber_does_not_break_latency_probes_or_hot_switches() {
+    let a = NatsServer::start();
+    let b = NatsServer::start();
+    let (_wa, _sa) = wildcard_watcher(&a).await;
+    let (_wb, _sb) = wildcard_watcher(&b).await;
+    let options = HubOptions::new()
+        .servers([a.url(), b.url()])
+        .unwrap()
+        .request_timeout(REQUEST_TIMEOUT)
+        .probe_timeout(Duration::from_secs(2));
+    let hub = bounded("connect", Hub::connect(options)).await.unwrap();
+    let probes = hub.probe_results();
+    assert_eq!(probes.len(), 2);
+    for probe in &probes {
+        assert!(probe.rtt.is_some(), "probe of {} failed: {:?}", probe.server, probe.error);
+    }
+
+    let var = hub.variable("hostile.switch").unwrap();
+    let mut sub = bounded("subscribe", var.subscribe()).await.unwrap();
+    let current = hub.server().unwrap();
+    let other: ServerUrl =
+        if current.to_string().contains(&a.port().to_string()) { b.url() } else { a.url() }.parse().unwrap();
+    let switched = bounded("switch", hub.switch_to(&other)).await.unwrap();
+    assert_eq!(switched, other);
+    var.publish(&"after").await.unwrap();
+    let msg = bounded("a message after the switch", sub.next()).await.unwrap();
+    assert_eq!(msg.payload.as_ref(), br#""after""#);
+    hub.close().await;
+}
+
+/// Publishes `frames` (raw protocol text) from a bare TCP connection, then confirms with
+/// PING/PONG that the server has processed them.
+fn publish_raw(server: &NatsServer, frames: &[u8]) {
+    let mut tcp = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    tcp.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"protocol\":1}\r\n").unwrap();
+    tcp.write_all(frames).unwrap();
+    tcp.write_all(b"PING\r\n").unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("PONG") {
+        let n = std::io::Read::read(&mut tcp, &mut buf).expect("no PONG from the server");
+        assert!(n > 0, "the server closed the raw publisher: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(!String::from_utf8_lossy(&seen).contains("-ERR"), "{}", String::from_utf8_lossy(&seen));
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_dropped_and_counted_without_a_reconnect() {
+    let server = NatsServer::start();
+    let options = HubOptions::new()
+        .servers([server.url()])
+        .unwrap()
+        .selection(SelectionMode::Ordered)
+        .request_timeout(REQUEST_TIMEOUT);
+    let hub = bounded("connect", Hub::connect(options)).await.unwrap();
+    let mut events = hub.events();
+    let var = hub.variable("hostile.malformed").unwrap();
+    let mut sub = bounded("subscribe", var.subscribe()).await.unwrap();
+    let other = hub.variable("hostile.other").unwrap();
+    let mut other_sub = bounded("subscribe", other.subscribe()).await.unwrap();
+
+    // Header blocks nats-server relays but that are not `NATS/1.0 …`: a wrong version line,
+    // a header length that runs into the body, a status that is not a number, then a
+    // well-formed message on each subject.
+    let bad_version = "XXXX/1.0\r\n\r\n";
+    let overlapping = "NATS/1.0\r\n\r\nhel";
+    let bad_status = "NATS/1.0 abc\r\n\r\n";
+    let mut frames = String::new();
+    for (header, body) in [(bad_version, "lost"), (overlapping, "lo"), (bad_status, "lost")] {
+        let total = header.len() + body.len();
+        frames.push_str(&format!("HPUB hostile.malformed {} {total}\r\n{header}{body}\r\n", header.len()));
+    }
+    frames.push_str("PUB hostile.malformed 2\r\nok\r\nPUB hostile.other 5\r\nother\r\n");
+    publish_raw(&server, frames.as_bytes());
+
+    let msg = bounded("the good message", sub.next()).await.unwrap();
+    assert_eq!(msg.payload.as_ref(), b"ok", "a malformed message was delivered");
+    let msg = bounded("the other subject's message", other_sub.next()).await.unwrap();
+    assert_eq!(msg.payload.as_ref(), b"other");
+    assert_eq!(hub.malformed_messages(), 3);
+    // The connection never dropped.
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(50), events.next()).await {
+        assert!(
+            !matches!(event, HubEvent::Disconnected { .. } | HubEvent::Connected { .. }),
+            "the connection dropped: {event:?}"
+        );
+    }
+    assert!(hub.is_connected());
+    hub.close().await;
+}
