@@ -45,8 +45,20 @@ pub enum LeafCommand {
 pub struct StartArgs {
     /// Backbone server to bridge to (nats://, tls://, ws:// or wss://; repeat for
     /// several, all in one leafnode remote). Without one the leaf runs standalone.
+    /// Credentials inside a URL (user:pass@ or token@) are only written into nats-server's
+    /// config, never published or printed; prefer the file options below, which keep
+    /// secrets off the command line.
     #[arg(long = "backbone-server", value_name = "URL")]
     backbone_servers: Vec<String>,
+    /// User the leaf presents to the backbone (with --backbone-password-file).
+    #[arg(long, value_name = "USER")]
+    backbone_user: Option<String>,
+    /// File holding the backbone password (first line).
+    #[arg(long, value_name = "FILE", requires = "backbone_user")]
+    backbone_password_file: Option<PathBuf>,
+    /// File holding a backbone token (first line).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["backbone_user", "backbone_password_file"])]
+    backbone_token_file: Option<PathBuf>,
     /// CA file (PEM) that verifies the backbone servers' certificates (turns TLS on).
     #[arg(long, value_name = "FILE")]
     backbone_ca_file: Option<PathBuf>,
@@ -118,6 +130,15 @@ impl StartArgs {
         }
         if let Some(path) = &self.backbone_credentials {
             options = options.backbone_credentials(path);
+        }
+        if let Some(user) = &self.backbone_user {
+            options = options.backbone_user(user);
+        }
+        if let Some(path) = &self.backbone_password_file {
+            options = options.backbone_password_file(path);
+        }
+        if let Some(path) = &self.backbone_token_file {
+            options = options.backbone_token_file(path);
         }
         if let Some(path) = &self.binary_path {
             options = options.binary_path(path);

@@ -33,7 +33,7 @@ enum Command {
     /// Run a local nats-server leaf node.
     Leaf {
         #[command(subcommand)]
-        command: leaf::LeafCommand,
+        command: Box<leaf::LeafCommand>,
     },
     /// Publish one value to a subject.
     Pub(tools::PubArgs),
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Leaf { command } => leaf::run(command).await,
+            Command::Leaf { command } => leaf::run(*command).await,
             Command::Pub(args) => tools::publish(args).await,
             Command::Sub(args) => tools::subscribe(args).await,
             Command::Req(args) => tools::request(args).await,

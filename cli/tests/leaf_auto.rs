@@ -216,3 +216,130 @@ fn bad_options_fail_with_a_readable_message() {
     assert_eq!(code, 2);
     assert!(stderr.contains("secret is empty"), "{stderr}");
 }
+
+/// A receiver joined on loopback that sees what the nodes multicast, like a third host.
+fn beacon_listener(port: u16) -> std::net::UdpSocket {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.set_reuse_port(true).unwrap();
+    socket.bind(&SockAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))).unwrap();
+    socket.join_multicast_v4(&Ipv4Addr::new(239, 255, 71, 71), &Ipv4Addr::LOCALHOST).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    socket.into()
+}
+
+/// The command lines of `pid` and all its descendants.
+fn command_lines(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(pid) = todo.pop() {
+        if let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            out.push(String::from_utf8_lossy(&raw).replace('\0', " "));
+        }
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            todo.extend(children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+/// Attack: backbone credentials given in a `--backbone-server` URL used to appear in the
+/// manifest, every leader beacon and the output. A host on the LAN captures beacons and
+/// fetches the manifest; the output, the logs and the child's command line are searched too.
+/// The bridge still works, so the credentials did reach nats-server.
+#[test]
+fn backbone_credentials_in_a_url_never_leave_the_device() {
+    const USER: &str = "leafuser";
+    const SECRET: &str = "S3cret-pw-never-published";
+    let backbone = kinopio::testing::NatsServer::start_with_config(&format!(
+        "leafnodes {{\n  listen: \"127.0.0.1:-1\"\n  authorization {{ user: {USER}, password: \"{SECRET}\" }}\n}}\n"
+    ));
+    let url = backbone.leafnode_url().replace("nats://", &format!("nats://{USER}:{SECRET}@"));
+    let cache = tempfile::tempdir().unwrap();
+    let logs = cache.path().join("stderr.log");
+    let ns = namespace("creds");
+    let mut cmd = command(&ns, cache.path(), true);
+    cmd.args(["--backbone-server", &url, "--log", "kinopio=debug,kinopio_leaf=debug"])
+        .stderr(std::fs::File::create(&logs).unwrap());
+    let mut node = Proc::spawn(cmd);
+    let started = node.wait_json("the start", |v| v["event"] == "started");
+    let capture = beacon_listener(u16::try_from(started["port"].as_u64().unwrap()).unwrap());
+    let led = node.wait_json("the leader line", |v| v["role"] == "leader" && v["state"] == "leader");
+    let ca = led["caCertFile"].as_str().unwrap().to_owned();
+    let discovery = led["discoveryUrl"].as_str().unwrap().to_owned();
+    let client_url = led["clientUrl"].as_str().unwrap().to_owned();
+
+    // Beacons, as a third host sees them.
+    let mut beacons = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 65536];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = capture.recv_from(&mut buf) {
+            beacons.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    assert!(beacons.iter().any(|b| b.contains("\"isLeader\": true")), "no leader beacon captured: {beacons:?}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let manifest = runtime.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
+        let client =
+            reqwest::Client::builder().no_proxy().tls_certs_only([ca]).timeout(Duration::from_secs(5)).build().unwrap();
+        // The bridge comes up asynchronously: wait until the manifest says so.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let body = client.get(&discovery).send().await.unwrap().text().await.unwrap();
+            if body.contains("\"bridgeState\": \"connected\"") || body.contains("\"bridgeState\":\"connected\"") {
+                break body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the bridge never connected: {body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    assert!(manifest.contains(&format!("127.0.0.1:{}", backbone.leafnode_url().rsplit(':').next().unwrap())));
+
+    // The bridge works: a value published on the leaf reaches the backbone.
+    runtime.block_on(async {
+        let options =
+            |url: &str| kinopio::HubOptions::new().servers([url]).unwrap().selection(kinopio::SelectionMode::Ordered);
+        let on_backbone = kinopio::Hub::connect(options(&backbone.url())).await.unwrap();
+        let on_leaf = kinopio::Hub::connect(options(&client_url)).await.unwrap();
+        let mut sub = on_backbone.variable("bridge.check").unwrap().subscribe().await.unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            on_leaf.variable("bridge.check").unwrap().publish(&1).await.unwrap();
+            if tokio::time::timeout(Duration::from_millis(200), futures::StreamExt::next(&mut sub)).await.is_ok() {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "nothing crossed the bridge");
+        }
+        on_leaf.close().await;
+        on_backbone.close().await;
+    });
+
+    let children = command_lines(node.child.id());
+    assert!(children.iter().any(|c| c.contains("nats-server")), "no nats-server child: {children:?}");
+    node.sigterm();
+    node.wait_json("the stopped line", |v| v["event"] == "stopped");
+    assert_eq!(node.exit_code(), 0);
+    while let Ok(line) = node.lines.try_recv() {
+        node.seen.push(line);
+    }
+    let stdout = node.seen.join("\n");
+    let stderr = std::fs::read_to_string(&logs).unwrap();
+    assert!(stderr.contains("DEBUG"), "debug logs were not captured");
+    for (place, text) in [
+        ("a beacon", beacons.join("\n")),
+        ("the manifest", manifest),
+        ("stdout", stdout),
+        ("the logs", stderr),
+        ("a child's command line", children[1..].join("\n")),
+    ] {
+        assert!(!text.contains(SECRET), "the backbone password is in {place}:\n{text}");
+        assert!(!text.contains(&format!("{USER}:")), "the backbone user:password is in {place}:\n{text}");
+    }
+}

@@ -83,32 +83,96 @@ pub struct LogSettings {
 }
 
 /// The `leafnodes` remote connecting the leaf to its backbone.
+///
+/// The URLs it keeps and shows ([`LeafRemote::urls`]) never carry credentials: a user and
+/// password or a token given inside a URL (`nats://user:pass@hub:7422`) is taken out into
+/// [`BackboneAuth`] and only written into the config file (see [`render`]). Everything the
+/// leaf publishes, advertises, prints or logs uses these public URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeafRemote {
     urls: Vec<String>,
+    /// How the leaf authenticates to the backbone, besides a credentials file.
+    auth: Option<BackboneAuth>,
     /// CA file to verify the backbone's certificate (`tls { ca_file }`).
     pub ca_file: Option<PathBuf>,
     /// NATS credentials file (`credentials`).
     pub credentials: Option<PathBuf>,
 }
 
+/// A backbone user and password, or a token. Its `Debug` output never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum BackboneAuth {
+    /// A user and password.
+    UserPassword {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A token.
+    Token(String),
+}
+
+impl std::fmt::Debug for BackboneAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackboneAuth::UserPassword { user, .. } => {
+                f.debug_struct("UserPassword").field("user", user).field("password", &"<redacted>").finish()
+            }
+            BackboneAuth::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
+}
+
+impl BackboneAuth {
+    /// The `userinfo@` part of a URL carrying this authentication, percent-encoded.
+    fn userinfo(&self) -> String {
+        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+        match self {
+            BackboneAuth::UserPassword { user, password } => format!("{}:{}@", enc(user), enc(password)),
+            BackboneAuth::Token(token) => format!("{}@", enc(token)),
+        }
+    }
+}
+
+/// `url` with any `user:password@` / `token@` part replaced by `***@`, for messages. Works on
+/// text that is not a valid URL too. Pure.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        // `user:pass@host:port` without a scheme.
+        return match url.rfind('@') {
+            Some(at) if !url[..at].contains('/') => format!("***@{}", &url[at + 1..]),
+            _ => url.to_owned(),
+        };
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 impl LeafRemote {
     /// One remote with all of `urls` (trimmed; a bare `host:port` means `nats://host:port`),
     /// or `None` when `urls` is empty. Each URL must be `nats://`, `tls://`, `ws://` or
     /// `wss://` with a host; WebSocket and plain URLs cannot be mixed (nats-server rejects a
-    /// remote that mixes them). Pure.
+    /// remote that mixes them). Credentials inside the URLs (`user:pass@` or `token@`) are
+    /// taken out into [`LeafRemote::auth`]; all URLs that carry them must carry the same.
+    /// Errors never repeat a secret. Pure.
     pub fn from_urls<I, S>(urls: I) -> Result<Option<LeafRemote>, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let mut checked: Vec<(String, bool)> = Vec::new();
+        let mut auth: Option<BackboneAuth> = None;
         for raw in urls {
             let text = raw.as_ref().trim();
             let text = if text.contains("://") { text.to_owned() } else { format!("nats://{text}") };
             let invalid =
-                |reason: &str| ConfigError::InvalidBackboneUrl { url: text.clone(), reason: reason.to_owned() };
-            let url = Url::parse(&text).map_err(|err| invalid(&err.to_string()))?;
+                |reason: &str| ConfigError::InvalidBackboneUrl { url: redact_url(&text), reason: reason.to_owned() };
+            let mut url = Url::parse(&text).map_err(|err| invalid(&err.to_string()))?;
             let websocket = match url.scheme() {
                 "nats" | "tls" => false,
                 "ws" | "wss" => true,
@@ -117,7 +181,27 @@ impl LeafRemote {
             if url.host_str().is_none_or(str::is_empty) {
                 return Err(invalid("it has no host"));
             }
-            checked.push((text, websocket));
+            let had_auth = !url.username().is_empty() || url.password().is_some();
+            if had_auth {
+                let decode = |s: &str| {
+                    percent_encoding::percent_decode_str(s)
+                        .decode_utf8()
+                        .map(|s| s.into_owned())
+                        .map_err(|_| invalid("its credentials are not UTF-8 once %-decoded"))
+                };
+                let user = decode(url.username())?;
+                let found = match url.password() {
+                    Some(password) => BackboneAuth::UserPassword { user, password: decode(password)? },
+                    None => BackboneAuth::Token(user),
+                };
+                if auth.as_ref().is_some_and(|known| *known != found) {
+                    return Err(invalid("its credentials differ from another backbone URL's; give them once"));
+                }
+                auth = Some(found);
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+            }
+            checked.push((if had_auth { public_text(&url) } else { text }, websocket));
         }
         if let (Some((ws, _)), Some((plain, _))) =
             (checked.iter().find(|(_, ws)| *ws), checked.iter().find(|(_, ws)| !*ws))
@@ -129,9 +213,24 @@ impl LeafRemote {
         }
         Ok(Some(LeafRemote {
             urls: checked.into_iter().map(|(url, _)| url).collect(),
+            auth,
             ca_file: None,
             credentials: None,
         }))
+    }
+
+    /// Sets how the leaf authenticates to the backbone (replacing credentials taken from the
+    /// URLs).
+    pub fn with_auth(mut self, auth: Option<BackboneAuth>) -> Self {
+        if auth.is_some() {
+            self.auth = auth;
+        }
+        self
+    }
+
+    /// The user/password or token the leaf presents, if any.
+    pub fn auth(&self) -> Option<&BackboneAuth> {
+        self.auth.as_ref()
     }
 
     /// Sets the CA file used to verify the backbone.
@@ -146,7 +245,7 @@ impl LeafRemote {
         self
     }
 
-    /// The URLs, in order.
+    /// The URLs, in order, without credentials: safe to publish, print and log.
     pub fn urls(&self) -> &[String] {
         &self.urls
     }
@@ -159,6 +258,16 @@ impl LeafRemote {
                 let scheme = url.split("://").next().unwrap_or_default().to_ascii_lowercase();
                 scheme == "tls" || scheme == "wss"
             })
+    }
+}
+
+/// A URL as text without a trailing `/` that `url` adds to bare authorities.
+fn public_text(url: &Url) -> String {
+    let text = url.as_str();
+    if url.path() == "/" && url.query().is_none() && url.fragment().is_none() {
+        text.trim_end_matches('/').to_owned()
+    } else {
+        text.to_owned()
     }
 }
 
@@ -273,7 +382,15 @@ pub fn render(config: &ServerConfig) -> Result<String, ConfigError> {
     let _ = writeln!(out, "  }}");
     let _ = writeln!(out, "}}");
     if let Some(remote) = &config.backbone {
-        let urls: Vec<String> = remote.urls.iter().map(|url| quoted(url)).collect();
+        let userinfo = remote.auth.as_ref().map(BackboneAuth::userinfo).unwrap_or_default();
+        let urls: Vec<String> = remote
+            .urls
+            .iter()
+            .map(|url| match url.split_once("://") {
+                Some((scheme, rest)) => quoted(&format!("{scheme}://{userinfo}{rest}")),
+                None => quoted(url),
+            })
+            .collect();
         let _ = writeln!(out, "leafnodes {{");
         let _ = writeln!(out, "  reconnect: 1s");
         let _ = writeln!(out, "  remotes = [");
@@ -305,6 +422,52 @@ pub fn render(config: &ServerConfig) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_taken_out_and_only_rendered_into_the_config() {
+        let remote =
+            LeafRemote::from_urls(["nats://leaf:p%40ss%20w@hub.example:7422", "nats://leaf:p%40ss%20w@b.example"])
+                .unwrap()
+                .unwrap();
+        assert_eq!(remote.urls(), ["nats://hub.example:7422", "nats://b.example"]);
+        assert_eq!(remote.auth(), Some(&BackboneAuth::UserPassword { user: "leaf".into(), password: "p@ss w".into() }));
+        let shown = format!("{remote:?}");
+        assert!(!shown.contains("p@ss") && !shown.contains("p%40ss"), "{shown}");
+        let mut config = base();
+        config.backbone = Some(remote);
+        let text = render(&config).unwrap();
+        assert!(
+            text.contains(r#"urls: ["nats://leaf:p%40ss%20w@hub.example:7422", "nats://leaf:p%40ss%20w@b.example"]"#),
+            "{text}"
+        );
+
+        let token = LeafRemote::from_urls(["tls://s3cr3t@hub:7422"]).unwrap().unwrap();
+        assert_eq!(token.urls(), ["tls://hub:7422"]);
+        assert_eq!(token.auth(), Some(&BackboneAuth::Token("s3cr3t".into())));
+        assert_eq!(format!("{:?}", token.auth().unwrap()), "Token(<redacted>)");
+        let given = token.with_auth(Some(BackboneAuth::Token("other".into())));
+        assert_eq!(given.auth(), Some(&BackboneAuth::Token("other".into())));
+    }
+
+    #[test]
+    fn errors_about_backbone_urls_never_repeat_the_secret() {
+        let err = LeafRemote::from_urls(["nats://u:secret1@a:1", "nats://u:secret2@b:1"]).unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+        assert!(err.contains("differ"), "{err}");
+        let err = LeafRemote::from_urls(["http://u:secret@a:1"]).unwrap_err().to_string();
+        assert!(!err.contains("secret") && err.contains("***@a:1"), "{err}");
+        let err = LeafRemote::from_urls(["nats://u:secret@"]).unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn redact_url_hides_userinfo_only() {
+        assert_eq!(redact_url("nats://u:p@h:1"), "nats://***@h:1");
+        assert_eq!(redact_url("nats://tok@h:1/x@y"), "nats://***@h:1/x@y");
+        assert_eq!(redact_url("u:p@h:1"), "***@h:1");
+        assert_eq!(redact_url("nats://h:1"), "nats://h:1");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
 
     fn base() -> ServerConfig {
         ServerConfig {

@@ -166,6 +166,59 @@ async fn leaf_bridges_to_the_backbone_and_leaf_clients_reach_backbone_services()
     assert_eq!(leaf.status().bridge_state, BridgeState::Stopped);
 }
 
+/// Backbone credentials from files: the bridge connects, nothing the leaf shows carries the
+/// password, the config that holds it sits in a private (0700) runtime directory, and
+/// nats-server's command line names only the config file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backbone_credentials_from_files_reach_only_the_private_config() {
+    use std::os::unix::fs::PermissionsExt;
+    const SECRET: &str = "file-secret-9f2b";
+    let fixture = Fixture::new();
+    let backbone = NatsServer::start_with_config(&format!(
+        "leafnodes {{\n  listen: \"127.0.0.1:-1\"\n  authorization {{ user: leafuser, password: \"{SECRET}\" }}\n}}\n"
+    ));
+    let password_file = fixture.cache.path().join("backbone-password");
+    std::fs::write(&password_file, format!("{SECRET}\n")).unwrap();
+    let options = fixture
+        .options()
+        .backbone_server(backbone.leafnode_url())
+        .backbone_user("leafuser")
+        .backbone_password_file(&password_file);
+    assert!(!format!("{options:?}").contains(SECRET));
+    let leaf = LeafNode::start(options).await.unwrap();
+    wait_status(&leaf, "bridgeState connected", |s| s.bridge_state == BridgeState::Connected).await;
+    let status = leaf.status();
+    assert_eq!(status.backbone_servers, [backbone.leafnode_url()]);
+    let shown = format!("{status:?} {:?}", leaf.manifest().unwrap());
+    assert!(!shown.contains(SECRET), "{shown}");
+    let dir = leaf.runtime_dir();
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    // Percent-encoded in the remote URL (`-` is `%2D`).
+    assert!(std::fs::read_to_string(dir.join("leaf-nats.conf")).unwrap().contains("leafuser:file%2Dsecret%2D9f2b@"));
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", status.process_id.unwrap())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(SECRET));
+    leaf.stop().await;
+
+    // A wrong password is not silently accepted: the bridge never connects.
+    std::fs::write(&password_file, "wrong\n").unwrap();
+    let options = fixture
+        .options()
+        .backbone_server(backbone.leafnode_url())
+        .backbone_user("leafuser")
+        .backbone_password_file(&password_file);
+    let leaf = LeafNode::start(options).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_ne!(leaf.status().bridge_state, BridgeState::Connected);
+    leaf.stop().await;
+
+    // Half-given credentials are a typed error before anything starts.
+    let err = LeafNode::start(fixture.options().backbone_server(backbone.leafnode_url()).backbone_user("leafuser"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid-option");
+    assert!(err.to_string().contains("password file"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_client_trusting_the_ca_exchanges_messages_with_a_tcp_client() {
     let fixture = Fixture::new();

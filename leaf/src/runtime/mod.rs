@@ -49,7 +49,7 @@ pub use status::{
     leafz_connected, status_changes,
 };
 
-use crate::config::{self, LeafRemote, Listen, LogSettings, ServerConfig, WebsocketTls};
+use crate::config::{self, BackboneAuth, LeafRemote, Listen, LogSettings, ServerConfig, WebsocketTls};
 use crate::discovery_server::{DiscoveryServer, ManifestProvider, WELL_KNOWN_PATH};
 use crate::manifest::LeaderManifest;
 use crate::net;
@@ -112,6 +112,29 @@ pub(crate) fn write_config(path: &Path, text: &str) -> Result<(), LeafError> {
     Ok(())
 }
 
+/// The user/password or token for the backbone from the options' files (first line of each).
+fn backbone_auth(options: &LeafOptions) -> Result<Option<BackboneAuth>, LeafError> {
+    let read = |what: &'static str, path: &Path| -> Result<String, LeafError> {
+        let text = std::fs::read_to_string(path).map_err(|_| LeafError::MissingFile { what, path: path.to_owned() })?;
+        let secret = text.lines().next().unwrap_or_default().trim().to_owned();
+        if secret.is_empty() {
+            return Err(LeafError::InvalidOption { option: what, reason: format!("{} is empty", path.display()) });
+        }
+        Ok(secret)
+    };
+    let invalid = |reason: &str| LeafError::InvalidOption { option: "backbone credentials", reason: reason.to_owned() };
+    match (&options.backbone_user, &options.backbone_password_file, &options.backbone_token_file) {
+        (None, None, None) => Ok(None),
+        (Some(user), Some(file), None) => {
+            Ok(Some(BackboneAuth::UserPassword { user: user.clone(), password: read("backbone password file", file)? }))
+        }
+        (None, None, Some(file)) => Ok(Some(BackboneAuth::Token(read("backbone token file", file)?))),
+        (Some(_), None, _) => Err(invalid("a backbone user needs a password file")),
+        (None, Some(_), _) => Err(invalid("a backbone password file needs a user")),
+        (_, _, Some(_)) => Err(invalid("give either a user and password file or a token file, not both")),
+    }
+}
+
 fn require_file(what: &'static str, path: &Option<PathBuf>) -> Result<(), LeafError> {
     match path {
         Some(path) if !path.is_file() => Err(LeafError::MissingFile { what, path: path.clone() }),
@@ -132,17 +155,23 @@ impl LeafNode {
         let node_id = new_node_id();
         let server_name = options.name.clone().unwrap_or_else(|| format!("kinopio-leaf-{}", &node_id[..8]));
         config::validate_server_name(&server_name)?;
-        let backbone = LeafRemote::from_urls(&options.backbone_servers)?.map(|remote| {
-            remote.with_ca_file(options.backbone_ca_file.clone()).with_credentials(options.backbone_credentials.clone())
-        });
-        if backbone.is_none() && (options.backbone_ca_file.is_some() || options.backbone_credentials.is_some()) {
-            return Err(LeafError::InvalidOption {
-                option: "backbone CA file / credentials",
-                reason: "they were given without a backbone server; add --backbone-server".to_owned(),
-            });
-        }
         require_file("backbone CA file", &options.backbone_ca_file)?;
         require_file("backbone credentials file", &options.backbone_credentials)?;
+        let auth = backbone_auth(&options)?;
+        let backbone = LeafRemote::from_urls(&options.backbone_servers.0)?.map(|remote| {
+            remote
+                .with_ca_file(options.backbone_ca_file.clone())
+                .with_credentials(options.backbone_credentials.clone())
+                .with_auth(auth.clone())
+        });
+        if backbone.is_none()
+            && (options.backbone_ca_file.is_some() || options.backbone_credentials.is_some() || auth.is_some())
+        {
+            return Err(LeafError::InvalidOption {
+                option: "backbone CA file / credentials",
+                reason: "they were given without a backbone server".to_owned(),
+            });
+        }
         let backbone_servers: Vec<String> = backbone.as_ref().map(|remote| remote.urls().to_vec()).unwrap_or_default();
 
         let hosts = resolve_hosts(&options)?;

@@ -61,6 +61,16 @@ impl Default for LeafTimings {
     }
 }
 
+/// Backbone URLs as given; their `Debug` output hides any credentials in them.
+#[derive(Clone, Default)]
+pub(crate) struct BackboneUrls(pub(crate) Vec<String>);
+
+impl std::fmt::Debug for BackboneUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|url| crate::config::redact_url(url))).finish()
+    }
+}
+
 /// Everything [`LeafNode::start`](super::LeafNode::start) needs. Unset ports are chosen
 /// by nats-server (or the OS, for discovery) without a check-then-use race.
 ///
@@ -77,9 +87,12 @@ impl Default for LeafTimings {
 /// ```
 #[derive(Debug, Clone)]
 pub struct LeafOptions {
-    pub(crate) backbone_servers: Vec<String>,
+    pub(crate) backbone_servers: BackboneUrls,
     pub(crate) backbone_ca_file: Option<PathBuf>,
     pub(crate) backbone_credentials: Option<PathBuf>,
+    pub(crate) backbone_user: Option<String>,
+    pub(crate) backbone_password_file: Option<PathBuf>,
+    pub(crate) backbone_token_file: Option<PathBuf>,
     pub(crate) binary: BinaryOptions,
     pub(crate) binary_path: Option<PathBuf>,
     pub(crate) cache_dir: Option<PathBuf>,
@@ -116,9 +129,12 @@ impl LeafOptions {
     /// `KINOPIO_SKIP_CA_TRUST_INSTALL=1`).
     pub fn new() -> Self {
         LeafOptions {
-            backbone_servers: Vec::new(),
+            backbone_servers: BackboneUrls::default(),
             backbone_ca_file: None,
             backbone_credentials: None,
+            backbone_user: None,
+            backbone_password_file: None,
+            backbone_token_file: None,
             binary: BinaryOptions::from_env(),
             binary_path: None,
             cache_dir: None,
@@ -145,7 +161,7 @@ impl LeafOptions {
     /// Adds a backbone server URL (`nats://`, `tls://`, `ws://`, `wss://`; repeatable, in
     /// order). All go into one leafnode remote.
     pub fn backbone_server(mut self, url: impl Into<String>) -> Self {
-        self.backbone_servers.push(url.into());
+        self.backbone_servers.0.push(url.into());
         self
     }
 
@@ -155,7 +171,7 @@ impl LeafOptions {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.backbone_servers = urls.into_iter().map(Into::into).collect();
+        self.backbone_servers = BackboneUrls(urls.into_iter().map(Into::into).collect());
         self
     }
 
@@ -168,6 +184,26 @@ impl LeafOptions {
     /// NATS credentials file presented to the backbone.
     pub fn backbone_credentials(mut self, path: impl Into<PathBuf>) -> Self {
         self.backbone_credentials = Some(path.into());
+        self
+    }
+
+    /// The user the leaf presents to the backbone; the password comes from
+    /// [`LeafOptions::backbone_password_file`].
+    pub fn backbone_user(mut self, user: impl Into<String>) -> Self {
+        self.backbone_user = Some(user.into());
+        self
+    }
+
+    /// A file holding the backbone password (first line; read when the leaf starts). Keep
+    /// it readable by the leaf's user only.
+    pub fn backbone_password_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.backbone_password_file = Some(path.into());
+        self
+    }
+
+    /// A file holding a backbone token (first line; read when the leaf starts).
+    pub fn backbone_token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.backbone_token_file = Some(path.into());
         self
     }
 
@@ -303,9 +339,10 @@ impl LeafOptions {
         self
     }
 
-    /// The backbone server URLs as given.
+    /// The backbone server URLs as given (they may carry credentials: never print them;
+    /// [`crate::config::LeafRemote::urls`] gives them without).
     pub fn backbone_server_list(&self) -> &[String] {
-        &self.backbone_servers
+        &self.backbone_servers.0
     }
 
     /// The binary options with `binary_path` and `cache_dir` applied.

@@ -24,6 +24,19 @@ pub struct RuntimeDir {
     cleaned: bool,
 }
 
+/// Mode 0700: the config file inside may hold backbone credentials, so only the leaf's user
+/// may enter.
+fn make_private(path: &Path) -> Result<(), LeafError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(|source| {
+            LeafError::RuntimeDir { action: "make the runtime directory private (0700)", path: path.to_owned(), source }
+        })?;
+    }
+    Ok(())
+}
+
 impl RuntimeDir {
     /// Creates a temporary `kinopio-leaf-*` directory, or prepares `given` (created with
     /// its parents if missing; refused when it holds anything).
@@ -32,6 +45,7 @@ impl RuntimeDir {
             let temp = tempfile::Builder::new().prefix("kinopio-leaf-").tempdir().map_err(|source| {
                 LeafError::RuntimeDir { action: "create a temporary directory in", path: std::env::temp_dir(), source }
             })?;
+            make_private(temp.path())?;
             return Ok(RuntimeDir { path: temp.path().to_path_buf(), temp: Some(temp), cleaned: false });
         };
         let path = crate::paths::expand_tilde(given.to_path_buf());
@@ -53,6 +67,7 @@ impl RuntimeDir {
                 return Err(LeafError::RuntimeDir { action: "read the runtime directory", path, source });
             }
         }
+        make_private(&path)?;
         Ok(RuntimeDir { path, temp: None, cleaned: false })
     }
 
