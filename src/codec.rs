@@ -133,6 +133,29 @@ pub trait Codec: Send + Sync + std::fmt::Debug {
     fn decode(&self, payload: &[u8]) -> Result<Value, Box<dyn std::error::Error + Send + Sync>>;
 }
 
+/// What a service handler may answer with: any `Serialize` value (encoded like every other
+/// value, JSON in Python's format by default), or a [`Payload`] sent as it is (bytes exactly
+/// as given, e.g. to echo a request untouched).
+pub trait IntoReply: Send + 'static {
+    /// The reply's payload.
+    ///
+    /// # Errors
+    /// The value cannot be encoded.
+    fn into_reply(self, encoding: &Encoding) -> Result<Payload, EncodeError>;
+}
+
+impl<T: Serialize + Send + 'static> IntoReply for T {
+    fn into_reply(self, encoding: &Encoding) -> Result<Payload, EncodeError> {
+        encoding.encode(&self)
+    }
+}
+
+impl IntoReply for Payload {
+    fn into_reply(self, _: &Encoding) -> Result<Payload, EncodeError> {
+        Ok(self)
+    }
+}
+
 /// Encoding and decoding with an optional custom [`Codec`]; what a hub uses.
 #[derive(Debug, Clone, Default)]
 pub struct Encoding {
@@ -284,7 +307,9 @@ pub fn decode<T: DeserializeOwned>(payload: &Bytes) -> Result<T, DecodeError> {
 fn parse_json(payload: &[u8]) -> Option<Value> {
     match serde_json::from_slice::<Value>(payload) {
         Ok(v) => Some(v),
-        Err(e) if e.is_syntax() || e.is_eof() => parse_python_json(payload),
+        // Python-flavoured JSON: `NaN`/`Infinity` tokens (syntax errors to serde_json) and
+        // numbers beyond f64 (data errors).
+        Err(e) if e.is_syntax() || e.is_eof() || e.is_data() => parse_python_json(payload),
         Err(_) => None,
     }
 }
@@ -298,7 +323,7 @@ const NEG_INF: &str = "\u{0}kinopio:-Infinity\u{0}";
 /// or is not JSON even with them.
 fn parse_python_json(payload: &[u8]) -> Option<Value> {
     let text = std::str::from_utf8(payload).ok()?;
-    if !(text.contains("NaN") || text.contains("Infinity")) || text.contains("kinopio:") {
+    if text.contains("kinopio:") {
         return None;
     }
     let rewritten = rewrite_non_finite(text)?;
@@ -306,8 +331,8 @@ fn parse_python_json(payload: &[u8]) -> Option<Value> {
     Some(restore_non_finite(value))
 }
 
-/// Replaces bare `NaN` / `Infinity` / `-Infinity` tokens (outside strings) with sentinel
-/// strings. `None` if there were none.
+/// Replaces bare `NaN` / `Infinity` / `-Infinity` tokens and numbers beyond f64 (outside
+/// strings) with sentinel strings. `None` if there were none.
 fn rewrite_non_finite(text: &str) -> Option<String> {
     let mut out = String::with_capacity(text.len() + 32);
     let mut rest = text;
@@ -338,6 +363,21 @@ fn rewrite_non_finite(text: &str) -> Option<String> {
             out.push_str(&serde_json::to_string(sentinel).ok()?);
             rest = &rest[tok.len()..];
             replaced = true;
+            continue;
+        }
+        if ch == '-' || ch.is_ascii_digit() {
+            // A number beyond f64 (`1e400`): Python reads it as an infinity, and so do we.
+            let len = rest.find(|c: char| !matches!(c, '0'..='9' | '-' | '+' | '.' | 'e' | 'E')).unwrap_or(rest.len());
+            let number = &rest[..len];
+            match number.parse::<f64>() {
+                Ok(f) if f.is_infinite() => {
+                    let sentinel = if f < 0.0 { NEG_INF } else { INF };
+                    out.push_str(&serde_json::to_string(sentinel).ok()?);
+                    replaced = true;
+                }
+                _ => out.push_str(number),
+            }
+            rest = &rest[len..];
             continue;
         }
         if ch == '"' {
@@ -535,6 +575,12 @@ mod tests {
         assert_eq!(decode_value(b"NaN is not a number"), Value::from("NaN is not a number"));
         let typed: Vec<f64> = decode(&b("[NaN, -Infinity]")).unwrap();
         assert!(typed[0].is_nan() && typed[1] == f64::NEG_INFINITY);
+        // Numbers beyond f64 are infinities, as Python's json.loads reads them.
+        assert_eq!(decode_value(b"1e400"), Value::Float(f64::INFINITY));
+        assert_eq!(decode_value(b"[-1E+400, 2, \"1e400\"]")[0], Value::Float(f64::NEG_INFINITY));
+        assert_eq!(decode_value(b"[-1E+400, 2, \"1e400\"]")[2], Value::from("1e400"));
+        assert_eq!(decode_value(b"1e-400"), Value::Float(0.0));
+        assert_eq!(decode_value(b"12e"), Value::from("12e"));
     }
 
     #[test]

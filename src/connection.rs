@@ -194,6 +194,9 @@ fn base_options(options: &HubOptions) -> async_nats::ConnectOptions {
     if let Some(ca) = &options.tls_ca_file {
         nats = nats.add_root_certificates(ca.clone());
     }
+    if let Some(auth) = &options.auth {
+        nats = auth.apply(nats);
+    }
     if let Some((cert, key)) = &options.tls_client_cert {
         nats = nats.add_client_certificate(cert.clone(), key.clone());
     }

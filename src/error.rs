@@ -131,8 +131,12 @@ pub type PublishError = Error<PublishErrorKind>;
 /// Why a subscription (or service) could not be set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubscribeErrorKind {
+    /// The subject or pattern is not valid.
+    InvalidSubject,
     /// The queue group name is not valid.
     InvalidQueueGroup,
+    /// The server's authorization does not allow subscribing to this subject.
+    PermissionDenied,
     /// The hub was closed.
     Closed,
     /// The connection refused the subscription.
@@ -142,7 +146,9 @@ pub enum SubscribeErrorKind {
 impl fmt::Display for SubscribeErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            SubscribeErrorKind::InvalidSubject => "invalid subject",
             SubscribeErrorKind::InvalidQueueGroup => "invalid queue group",
+            SubscribeErrorKind::PermissionDenied => "permission denied by the server",
             SubscribeErrorKind::Closed => "the hub is closed",
             SubscribeErrorKind::Other => "subscribe failed",
         })

@@ -159,6 +159,24 @@ impl Hub {
         Ok(Variable::new(self.clone(), self.inner.shared.variable_state(path)))
     }
 
+    /// Subscribes to every subject matching `pattern` (in queue group `queue`, if given),
+    /// which may use the NATS wildcards `*` (one token) and `>` (the rest): `sensors.*.temp`,
+    /// `chat.>`, `>`. Each message carries
+    /// its own subject. Returns once the server has the interest, like
+    /// [`Variable::subscribe`]. A pattern without wildcards is the same as
+    /// `hub.variable(pattern)?.subscribe()`.
+    ///
+    /// # Errors
+    /// [`SubscribeErrorKind::InvalidSubject`] for a malformed pattern (a wildcard inside a
+    /// token, `>` before the end, an empty token, whitespace), or the errors of
+    /// [`Variable::subscribe`].
+    pub async fn subscribe_pattern(&self, pattern: &str, queue: Option<&str>) -> Result<Subscription, SubscribeError> {
+        name::validate_pattern("subject", pattern)
+            .map_err(|e| SubscribeError::new(SubscribeErrorKind::InvalidSubject).with_detail(e.to_string()))?;
+        let state = self.inner.shared.variable_state(pattern);
+        self.inner.shared.subscribe(self, state, queue.map(str::to_owned)).await
+    }
+
     /// The connection state right now.
     pub fn state(&self) -> ConnectionState {
         *self.inner.shared.state.borrow()
@@ -191,6 +209,29 @@ impl Hub {
         let shared = &self.inner.shared;
         let current = shared.current().map_or(0, |c| c.client.statistics().malformed_messages.load(Ordering::Relaxed));
         shared.retired_malformed.load(Ordering::Relaxed) + current
+    }
+
+    /// Confirms that the server has received everything this hub sent so far: one round
+    /// trip (PING/PONG) on the current connection, waiting up to the request timeout for a
+    /// connection first.
+    ///
+    /// # Errors
+    /// [`PublishErrorKind::NotConnected`] when no connection came up in time or it was lost
+    /// before the server answered; [`PublishErrorKind::Closed`] after [`Hub::close`].
+    pub async fn flush(&self) -> Result<(), PublishError> {
+        let shared = &self.inner.shared;
+        if shared.is_closed() {
+            return Err(PublishError::new(PublishErrorKind::Closed));
+        }
+        let timeout = shared.options.request_timeout;
+        let conn = shared
+            .connected(timeout)
+            .await
+            .map_err(|e| PublishError::new(PublishErrorKind::NotConnected).with_source(e))?;
+        round_trip(&conn.client, timeout)
+            .await
+            .map(|_| ())
+            .map_err(|e| PublishError::new(PublishErrorKind::NotConnected).with_source(e))
     }
 
     /// A stream of connection events from now on.
@@ -422,9 +463,11 @@ impl Shared {
         }
         self.connection_object().await?;
         let mailbox = Arc::new(Mailbox::default());
+        let errors_before;
         let (id, subscriber, conn) = {
             let _switching = self.switch_lock.lock().await;
             let conn = self.current().ok_or_else(|| SubscribeError::new(SubscribeErrorKind::Closed))?;
+            errors_before = conn.client.statistics().server_errors.load(Ordering::Acquire);
             let subscriber = crate::subscription::nats_subscribe(&conn.client, &variable.subject, queue.as_deref())
                 .await
                 .map_err(|e| SubscribeError::new(SubscribeErrorKind::Other).with_source(e))?;
@@ -435,10 +478,24 @@ impl Shared {
             );
             (id, subscriber, conn)
         };
-        if conn.is_connected()
-            && let Err(e) = round_trip(&conn.client, self.options.request_timeout).await
-        {
-            tracing::debug!(subject = %variable.subject, error = %e, "subscription not confirmed by the server");
+        if conn.is_connected() {
+            match round_trip(&conn.client, self.options.request_timeout).await {
+                Ok(_) => {
+                    // The server answers a refused SUB with `-ERR` before its PONG.
+                    let refused = format!("permissions violation for subscription to \"{}\"", variable.subject);
+                    let errors = conn.client.statistics().server_errors_after(errors_before);
+                    if let Some(error) = errors.iter().find(|e| e.to_lowercase().contains(&refused)) {
+                        lock(&self.bindings).remove(&id);
+                        drop(subscriber);
+                        return Err(
+                            SubscribeError::new(SubscribeErrorKind::PermissionDenied).with_detail(error.clone())
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(subject = %variable.subject, error = %e, "subscription not confirmed by the server");
+                }
+            }
         }
         Ok(Subscription::new(hub.clone(), id, subscriber, mailbox, variable, queue))
     }

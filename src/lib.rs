@@ -56,7 +56,7 @@ pub use error::{
 };
 pub use hub::Hub;
 pub use name::InvalidName;
-pub use options::{DiscoveryOptions, HubOptions};
+pub use options::{Auth, DiscoveryOptions, HubOptions};
 pub use scope::Scope;
 pub use selection::SelectionMode;
 pub use server::{ServerUrl, ServerUrlError};

@@ -55,6 +55,43 @@ impl fmt::Display for NameErrorKind {
     }
 }
 
+/// Checks a subject pattern for subscribing: plain tokens as in [`validate`], plus the NATS
+/// wildcards `*` (one whole token) and `>` (the whole last token). `what` names the kind of
+/// name in the error.
+///
+/// ```
+/// use kinopio::name::validate_pattern;
+/// assert!(validate_pattern("subject", "sensors.*.temp").is_ok());
+/// assert!(validate_pattern("subject", ">").is_ok());
+/// assert!(validate_pattern("subject", "a.b*").is_err());
+/// assert!(validate_pattern("subject", "a.>.b").is_err());
+/// ```
+pub fn validate_pattern(what: &'static str, pattern: &str) -> Result<(), InvalidName> {
+    if pattern.is_empty() {
+        return Err(InvalidName { what, name: String::new(), kind: NameErrorKind::Empty });
+    }
+    let tokens: Vec<&str> = pattern.split('.').collect();
+    let mut offset = 0;
+    for (i, token) in tokens.iter().enumerate() {
+        let whole_wildcard = *token == "*" || (*token == ">" && i + 1 == tokens.len());
+        if !whole_wildcard {
+            validate(what, token).map_err(|mut err| {
+                err.name = pattern.to_owned();
+                match &mut err.kind {
+                    NameErrorKind::Whitespace { offset: o, .. }
+                    | NameErrorKind::Control { offset: o, .. }
+                    | NameErrorKind::Wildcard { offset: o, .. } => *o += offset,
+                    NameErrorKind::Empty => err.kind = NameErrorKind::EmptyToken,
+                    NameErrorKind::EmptyToken => {}
+                }
+                err
+            })?;
+        }
+        offset += token.len() + 1;
+    }
+    Ok(())
+}
+
 /// Checks one scope or variable name. `what` names the kind of name in the error.
 pub fn validate(what: &'static str, name: &str) -> Result<(), InvalidName> {
     let fail = |kind| Err(InvalidName { what, name: name.to_owned(), kind });

@@ -77,6 +77,7 @@ pub struct HubOptions {
     pub(crate) auto_retry: bool,
     pub(crate) codec: Option<Arc<dyn Codec>>,
     pub(crate) tls_ca_file: Option<PathBuf>,
+    pub(crate) auth: Option<Auth>,
     pub(crate) tls_client_cert: Option<(PathBuf, PathBuf)>,
     pub(crate) tls_handshake_first: bool,
     pub(crate) tls_required: bool,
@@ -108,6 +109,7 @@ impl Default for HubOptions {
             auto_retry: true,
             codec: None,
             tls_ca_file: None,
+            auth: None,
             tls_client_cert: None,
             tls_handshake_first: false,
             tls_required: false,
@@ -225,6 +227,13 @@ impl HubOptions {
         self
     }
 
+    /// Authenticate to the servers (and to latency probes) with a token, user and password,
+    /// nkey seed or credentials file, as nats-server's authorization expects.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
     /// Trust this CA file (PEM) for `tls://` and `wss://` servers, besides the system roots.
     pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.tls_ca_file = Some(path.into());
@@ -300,6 +309,73 @@ impl HubOptions {
             base: self.retry_delay,
             factor: self.retry_backoff,
             max: self.max_retry_delay,
+        }
+    }
+}
+
+/// How a hub authenticates to nats-server. Its `Debug` output never shows a secret.
+///
+/// ```
+/// let auth = kinopio::Auth::UserPassword { user: "app".into(), password: "s3cret".into() };
+/// assert!(!format!("{auth:?}").contains("s3cret"));
+/// let options = kinopio::HubOptions::new().auth(auth);
+/// # let _ = options;
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Auth {
+    /// A token (`authorization { token }`).
+    Token(String),
+    /// A user and password.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// An nkey seed (`SU…`); the server knows the public key.
+    NkeySeed(String),
+    /// The contents of a `.creds` file (JWT and nkey seed, decentralized auth).
+    Credentials(String),
+}
+
+impl Auth {
+    /// Reads a `.creds` file into [`Auth::Credentials`].
+    ///
+    /// # Errors
+    /// The file cannot be read.
+    pub fn credentials_file(path: impl AsRef<std::path::Path>) -> std::io::Result<Auth> {
+        std::fs::read_to_string(path).map(Auth::Credentials)
+    }
+
+    /// Applies this authentication to async-nats connect options.
+    pub(crate) fn apply(&self, nats: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+        match self {
+            Auth::Token(token) => nats.token(token.clone()),
+            Auth::UserPassword { user, password } => nats.user_and_password(user.clone(), password.clone()),
+            Auth::NkeySeed(seed) => nats.nkey(seed.clone()),
+            Auth::Credentials(creds) => match nats.clone().credentials(creds) {
+                Ok(nats) => nats,
+                Err(err) => {
+                    // Checked when the options are built by the CLI; a library caller gets the
+                    // server's authorization error.
+                    tracing::warn!(error = %err, "the credentials are not a valid .creds file");
+                    nats
+                }
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Token(_) => f.write_str("Token(<redacted>)"),
+            Auth::UserPassword { user, .. } => {
+                f.debug_struct("UserPassword").field("user", user).field("password", &"<redacted>").finish()
+            }
+            Auth::NkeySeed(_) => f.write_str("NkeySeed(<redacted>)"),
+            Auth::Credentials(_) => f.write_str("Credentials(<redacted>)"),
         }
     }
 }

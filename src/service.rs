@@ -81,7 +81,7 @@ pub(crate) fn start<F, Fut, R, E>(hub: Hub, mut subscription: Subscription, hand
 where
     F: Fn(Message) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, E>> + Send + 'static,
-    R: Serialize + Send + 'static,
+    R: crate::codec::IntoReply,
     E: std::fmt::Display + Send + 'static,
 {
     let subject = subscription.subject().to_owned();
@@ -119,7 +119,7 @@ async fn handle<F, Fut, R, E>(hub: Hub, msg: Message, handler: Arc<F>)
 where
     F: Fn(Message) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, E>> + Send + 'static,
-    R: Serialize + Send + 'static,
+    R: crate::codec::IntoReply,
     E: std::fmt::Display + Send + 'static,
 {
     let reply_to = msg.reply.clone();
@@ -127,7 +127,7 @@ where
     let outcome = AssertUnwindSafe(async move { handler(msg).await }).catch_unwind().await;
     let shared = hub.shared();
     let (payload, failed) = match outcome {
-        Ok(Ok(value)) => match shared.encoding.encode(&value) {
+        Ok(Ok(value)) => match value.into_reply(&shared.encoding) {
             Ok(p) => (p, false),
             Err(e) => (error_reply(&format!("cannot encode the reply: {e}")), true),
         },

@@ -207,7 +207,10 @@ impl Variable {
                 _ if shared.is_closed() => RequestErrorKind::Closed,
                 _ => RequestErrorKind::Other,
             };
-            RequestError::new(kind).with_detail(format!("subject {}", self.subject())).with_source(e)
+            // The kind says all there is for these; async-nats' own text would only repeat it.
+            let plain = matches!(kind, RequestErrorKind::TimedOut | RequestErrorKind::NoResponders);
+            let error = RequestError::new(kind).with_detail(format!("subject {}", self.subject()));
+            if plain { error } else { error.with_source(e) }
         })?;
         let reply = Message::from_nats(reply, &shared.encoding);
         if let Some(message) = remote_error(&reply) {
@@ -235,7 +238,7 @@ impl Variable {
     where
         F: Fn(Message) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
-        R: Serialize + Send + 'static,
+        R: crate::codec::IntoReply,
         E: std::fmt::Display + Send + 'static,
     {
         let group = crate::name::service_queue_group(self.subject());
@@ -247,7 +250,7 @@ impl Variable {
     where
         F: Fn(Message) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
-        R: Serialize + Send + 'static,
+        R: crate::codec::IntoReply,
         E: std::fmt::Display + Send + 'static,
     {
         let subscription = self.subscribe_queue(group).await?;

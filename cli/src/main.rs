@@ -14,8 +14,9 @@ use clap::{Parser, Subcommand};
 
 /// Remote variables and functions over NATS.
 ///
-/// Exit codes: 0 success, 1 error, 2 usage error, 3 not connected, 4 request timed out,
-/// 5 no responders, 6 the service replied with an error.
+/// Exit codes: 0 success, 1 error (including data that did not go out or come back as
+/// asked), 2 usage error, 3 not connected, 4 timed out, 5 no responders, 6 the service
+/// replied with an error, 130 interrupted (Ctrl-C).
 #[derive(Debug, Parser)]
 #[command(name = "kinopio", version, propagate_version = true)]
 struct Cli {
@@ -35,13 +36,36 @@ enum Command {
         #[command(subcommand)]
         command: Box<leaf::LeafCommand>,
     },
-    /// Publish one value to a subject.
+    /// Publish a value to a subject; exits 0 once the server has it.
+    ///
+    /// Examples:
+    ///   kinopio pub chat.messages '{"text": "hi"}'
+    ///   kinopio pub sensors.temp -5.5 --count 3
+    ///   kinopio pub files.logo --file logo.png -H 'Content-Type: image/png'
+    ///   echo hello | kinopio pub chat.messages --file -
+    #[command(verbatim_doc_comment)]
     Pub(tools::PubArgs),
-    /// Print values published to a subject.
+    /// Print the messages published to a subject (wildcards allowed).
+    ///
+    /// Examples:
+    ///   kinopio sub chat.messages
+    ///   kinopio sub 'sensors.*.temp' --count 10 --timeout-ms 5000 --json
+    ///   kinopio sub '>' --raw
+    #[command(verbatim_doc_comment)]
     Sub(tools::SubArgs),
     /// Send a request and print the reply.
+    ///
+    /// Examples:
+    ///   kinopio req math.double 21
+    ///   kinopio req math.double 21 --json --timeout-ms 500
+    #[command(verbatim_doc_comment)]
     Req(tools::ReqArgs),
     /// Answer requests on a subject.
+    ///
+    /// Examples:
+    ///   kinopio serve math.echo --echo
+    ///   kinopio serve status.ping --reply '"pong"' --count 1
+    #[command(verbatim_doc_comment)]
     Serve(tools::ServeArgs),
     /// Benchmark kinopio against raw async-nats and the Python reference; write a report.
     Bench(bench::BenchArgs),
@@ -49,7 +73,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log);
+    if let Err(message) = init_tracing(&cli.log) {
+        eprintln!("kinopio: {message}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -73,9 +100,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(filter: &str) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+fn init_tracing(filter: &str) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| format!("--log {filter:?} is not a valid filter ({e}); try `info` or `kinopio=debug`"))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+    Ok(())
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use base64::Engine;
 use kinopio::{Message, Value};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
 
 /// A failure of a command: what to print and which exit code to use.
@@ -47,37 +48,121 @@ pub fn text(s: &str) {
     let _ = out.flush();
 }
 
-/// A decoded value as JSON for `--json` output: bytes become `{"$bytes": "<base64>"}`,
-/// non-finite floats `{"$float": "NaN"}` (JSON has no such numbers).
-pub fn value_json(v: &Value) -> Json {
-    match v {
-        Value::Null => Json::Null,
-        Value::Bool(b) => json!(b),
-        Value::Int(i) => json!(i),
-        Value::UInt(u) => json!(u),
-        Value::Float(f) if f.is_finite() => json!(f),
-        Value::Float(f) => json!({"$float": kinopio::codec::python_float_repr(*f)}),
-        Value::String(s) => json!(s),
-        Value::Bytes(b) => json!({"$bytes": base64::engine::general_purpose::STANDARD.encode(b)}),
-        Value::Array(a) => Json::Array(a.iter().map(value_json).collect()),
-        Value::Object(o) => Json::Object(o.iter().map(|(k, v)| (k.clone(), value_json(v))).collect::<Map<_, _>>()),
+/// A JSON object built field by field, where a field can be raw JSON text that is printed
+/// exactly as it is (serde_json's `Value` would turn big integers into floats).
+#[derive(Debug, Default)]
+pub struct Fields(Vec<(String, Box<RawValue>)>);
+
+impl Fields {
+    pub fn new() -> Fields {
+        Fields::default()
+    }
+
+    /// Adds a field from any serializable value.
+    pub fn put(&mut self, key: &str, value: impl serde::Serialize) {
+        if let Ok(raw) = serde_json::value::to_raw_value(&value) {
+            self.0.push((key.to_owned(), raw));
+        }
+    }
+
+    /// Adds a field whose value is already JSON text (printed as it is).
+    pub fn put_raw(&mut self, key: &str, raw: Box<RawValue>) {
+        self.0.push((key.to_owned(), raw));
+    }
+
+    /// Prints the object as one line.
+    pub fn print(&self) {
+        let mut out = std::io::stdout().lock();
+        let _ = serde_json::to_writer(&mut out, self);
+        let _ = out.write_all(b"\n");
+        let _ = out.flush();
     }
 }
 
-/// A received message as a JSON object: subject, value, and reply/headers when present.
-pub fn message_json(m: &Message) -> Json {
-    let mut obj = Map::new();
-    obj.insert("subject".into(), json!(m.subject.as_str()));
-    obj.insert("value".into(), value_json(&m.value()));
-    if let Some(reply) = &m.reply {
-        obj.insert("reply".into(), json!(reply.as_str()));
+impl serde::Serialize for Fields {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
+}
+
+/// A payload as `--json` fields, exact and unambiguous (no sentinel values that a real
+/// value could collide with):
+/// - `"type"`: `"null"` (empty payload), `"json"`, `"text"` or `"bytes"` — how kinopio and
+///   kinopio-hub decode it;
+/// - `"value"`: for `json`, the JSON exactly as sent (big integers and float digits kept);
+///   for `text`, the string; for `null`, `null`. Absent when the JSON has numbers standard
+///   JSON cannot carry (`NaN`, `Infinity`, `1e400`): then only `"payload"` has it;
+/// - `"payload"`: the payload as text, when it is UTF-8 and not `null`;
+/// - `"base64"`: the payload bytes, for `bytes`.
+pub fn payload_fields(fields: &mut Fields, payload: &[u8]) {
+    let kind = payload_type(payload);
+    fields.put("type", kind);
+    match (kind, std::str::from_utf8(payload)) {
+        ("null", _) => fields.put("value", ()),
+        ("bytes", _) | (_, Err(_)) => fields.put("base64", base64::engine::general_purpose::STANDARD.encode(payload)),
+        ("text", Ok(text)) => {
+            fields.put("value", text);
+            fields.put("payload", text);
+        }
+        (_, Ok(text)) => {
+            // Standard JSON is embedded as sent, so every digit survives.
+            if serde_json::from_str::<serde_json::Value>(text).is_ok()
+                && let Ok(raw) = RawValue::from_string(text.trim().to_owned())
+            {
+                fields.put_raw("value", raw);
+            }
+            fields.put("payload", text);
+        }
+    }
+}
+
+/// How kinopio and kinopio-hub decode `payload`: `null`, `json`, `text` or `bytes`.
+pub fn payload_type(payload: &[u8]) -> &'static str {
+    match kinopio::codec::decode_value(payload) {
+        Value::Null if payload.is_empty() => "null",
+        Value::String(_) if serde_json::from_slice::<String>(payload).is_err() => "text",
+        Value::Bytes(_) => "bytes",
+        _ => "json",
+    }
+}
+
+/// A received message as a JSON object: subject, payload fields ([`payload_fields`]), and
+/// headers when present. `subject` is given by the caller (a reply's own subject is an inbox).
+pub fn message_fields(subject: &str, m: &Message) -> Fields {
+    let mut fields = Fields::new();
+    fields.put("subject", subject);
+    payload_fields(&mut fields, &m.payload);
     if let Some(headers) = &m.headers {
         let h: Map<String, Json> = headers
             .iter()
             .map(|(k, vs)| (k.to_string(), json!(vs.iter().map(|v| v.as_str()).collect::<Vec<_>>())))
             .collect();
-        obj.insert("headers".into(), Json::Object(h));
+        fields.put("headers", Json::Object(h));
     }
-    Json::Object(obj)
+    fields
+}
+
+/// A payload as one line of text: UTF-8 payloads as they are (JSON exactly as sent), bytes
+/// as `<N bytes, base64 …>`.
+pub fn payload_text(payload: &[u8]) -> String {
+    match std::str::from_utf8(payload) {
+        Ok("") => "null".to_owned(),
+        Ok(text) => text.to_owned(),
+        Err(_) => {
+            format!("<{} bytes, base64 {}>", payload.len(), base64::engine::general_purpose::STANDARD.encode(payload))
+        }
+    }
+}
+
+/// Writes a payload's bytes exactly, then a newline (`--raw`).
+pub fn raw(payload: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(payload);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
 }

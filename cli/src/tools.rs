@@ -1,14 +1,23 @@
 //! `kinopio pub | sub | req | serve`: thin shells over the `kinopio` library, so they double
 //! as black-box probes of it.
+//!
+//! Values go out exactly as typed: the argument's UTF-8 bytes (or a file's bytes) are the
+//! payload, and peers decode them by the 0.1.1 wire rule (empty = null, JSON — with Python's
+//! `NaN`/`Infinity` — else text, else bytes). Nothing is parsed and re-encoded on the way, so
+//! big integers, float digits and key order arrive as written. Received payloads are shown
+//! exactly as they came ([`output::payload_fields`]).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::Args;
 use futures::StreamExt;
-use kinopio::{ConnectErrorKind, Hub, HubEvent, HubOptions, Message, Payload, RequestErrorKind, SelectionMode, Value};
-use serde_json::json;
+use kinopio::{
+    Auth, ConnectErrorKind, HeaderMap, Hub, HubEvent, HubOptions, Message, Payload, RequestErrorKind, SelectionMode,
+};
 
-use crate::output::{self, Failure};
+use crate::output::{self, Failure, Fields};
 
 /// Options shared by the messaging tools.
 #[derive(Debug, Args)]
@@ -35,8 +44,24 @@ pub struct ConnectArgs {
     #[arg(long, default_value_t = 5_000)]
     connect_timeout_ms: u64,
     /// CA file (PEM) to trust for tls:// and wss:// servers.
-    #[arg(long)]
-    tls_ca_file: Option<std::path::PathBuf>,
+    #[arg(long, env = "KINOPIO_TLS_CA_FILE")]
+    tls_ca_file: Option<PathBuf>,
+    /// NATS credentials file (.creds: JWT and nkey seed).
+    #[arg(long, value_name = "FILE", env = "KINOPIO_CREDS", conflicts_with_all = ["user", "token", "nkey"])]
+    creds: Option<PathBuf>,
+    /// User name (with --password).
+    #[arg(long, env = "KINOPIO_USER", requires = "password", conflicts_with_all = ["token", "nkey"])]
+    user: Option<String>,
+    /// Password for --user. Prefer the environment variable: a command line is visible to
+    /// other local users.
+    #[arg(long, env = "KINOPIO_PASSWORD", hide_env_values = true, requires = "user")]
+    password: Option<String>,
+    /// Authorization token. Prefer the environment variable.
+    #[arg(long, env = "KINOPIO_TOKEN", hide_env_values = true, conflicts_with = "nkey")]
+    token: Option<String>,
+    /// File holding an nkey seed (SU…) to authenticate with.
+    #[arg(long, value_name = "FILE", env = "KINOPIO_NKEY")]
+    nkey: Option<PathBuf>,
     /// Look for a local leader at this HTTPS manifest URL and switch to it when it connects.
     #[arg(long)]
     discovery_manifest_url: Option<String>,
@@ -45,27 +70,85 @@ pub struct ConnectArgs {
     discovery_namespace: Option<String>,
     /// CA file (PEM) the local leader's manifest and WSS listener are signed with.
     #[arg(long)]
-    discovery_ca_file: Option<std::path::PathBuf>,
+    discovery_ca_file: Option<PathBuf>,
     /// Connection name shown in the server's monitoring.
     #[arg(long, default_value = "kinopio-cli")]
     name: String,
-    /// Print one JSON object per line (values, replies, events, errors).
+    /// Print one JSON object per line: first {"event":"connected"}, then the command's
+    /// lines (and connection events as they happen), last {"event":"closed"}; an error is
+    /// {"error":{"kind","message"}}.
     #[arg(long)]
     json: bool,
 }
 
 impl ConnectArgs {
+    fn fail(&self, code: u8, kind: &'static str, message: impl Into<String>) -> Failure {
+        Failure::new(code, kind, message, self.json)
+    }
+
+    fn auth(&self) -> Result<Option<Auth>, Failure> {
+        let read = |what: &str, path: &PathBuf| {
+            std::fs::read_to_string(path).map_err(|e| {
+                self.fail(2, "invalid-option", format!("cannot read the {what} file {}: {e}", path.display()))
+            })
+        };
+        if let Some(path) = &self.creds {
+            return Ok(Some(Auth::Credentials(read("credentials", path)?)));
+        }
+        if let Some(path) = &self.nkey {
+            let seed = read("nkey seed", path)?.trim().to_owned();
+            if !seed.starts_with('S') {
+                return Err(self.fail(
+                    2,
+                    "invalid-option",
+                    format!("{} does not hold an nkey seed (S…)", path.display()),
+                ));
+            }
+            return Ok(Some(Auth::NkeySeed(seed)));
+        }
+        if let Some(token) = &self.token {
+            return Ok(Some(Auth::Token(token.clone())));
+        }
+        match (&self.user, &self.password) {
+            (Some(user), Some(password)) => {
+                Ok(Some(Auth::UserPassword { user: user.clone(), password: password.clone() }))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn options(&self) -> Result<HubOptions, Failure> {
         let mut options = HubOptions::new()
             .servers(&self.servers)
-            .map_err(|e| Failure::new(2, "invalid-server", e.to_string(), self.json))?
+            .map_err(|e| self.fail(2, "invalid-server", e.to_string()))?
             .selection(self.selection)
             .name(&self.name)
             .connect_timeout(Duration::from_millis(self.connect_timeout_ms))
             .switch_threshold(Duration::from_millis(self.switch_threshold_ms))
             .reprobe_interval((self.reprobe_interval_ms > 0).then(|| Duration::from_millis(self.reprobe_interval_ms)));
         if let Some(ca) = &self.tls_ca_file {
+            if !ca.is_file() {
+                return Err(self.fail(2, "invalid-option", format!("--tls-ca-file {}: no such file", ca.display())));
+            }
             options = options.tls_ca_file(ca);
+        }
+        if let Some(auth) = self.auth()? {
+            options = options.auth(auth);
+        }
+        if self.discovery_ca_file.is_some()
+            && self.discovery_manifest_url.is_none()
+            && self.discovery_namespace.is_none()
+        {
+            return Err(self.fail(
+                2,
+                "invalid-option",
+                "--discovery-ca-file needs --discovery-manifest-url or --discovery-namespace",
+            ));
+        }
+        if let Some(url) = &self.discovery_manifest_url
+            && !url.starts_with("https://")
+        {
+            return Err(self.fail(2, "invalid-option", format!("--discovery-manifest-url {url:?} must be https://")));
         }
         if self.discovery_manifest_url.is_some() || self.discovery_namespace.is_some() {
             options = options.discovery(kinopio::DiscoveryOptions {
@@ -78,24 +161,104 @@ impl ConnectArgs {
         Ok(options)
     }
 
-    /// Connects and starts printing connection events.
-    async fn connect(&self) -> Result<Hub, Failure> {
+    /// Connects, prints the `connected` line, then prints connection events as they happen
+    /// (Ctrl-C while connecting ends the command with exit code 130).
+    async fn connect(&self) -> Result<Session, Failure> {
         let hub = Hub::new(self.options()?);
-        let json = self.json;
         let mut events = hub.events();
-        tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                print_event(&event, json);
-            }
-        });
         let probing = if self.servers.len() > 1 { Duration::from_secs(2) } else { Duration::ZERO };
         let budget = Duration::from_millis(self.connect_timeout_ms) + probing;
-        if let Err(e) = hub.wait_connected(budget).await {
+        let connected = tokio::select! {
+            r = hub.wait_connected(budget) => r,
+            () = crate::signals::shutdown() => {
+                hub.close().await;
+                return Err(self.fail(130, "interrupted", "interrupted while connecting"));
+            }
+        };
+        if let Err(e) = connected {
             hub.close().await;
             let code = if e.kind() == ConnectErrorKind::Closed { 1 } else { 3 };
-            return Err(Failure::new(code, "not-connected", e.to_string(), self.json));
+            return Err(self.fail(code, "not-connected", explain_connect_error(&e.to_string())));
         }
-        Ok(hub)
+        // The first `connected` is printed here, in order; the rest as they happen.
+        print_event(&HubEvent::Connected { server: hub.server() }, self.json);
+        let json = self.json;
+        let (lost_tx, lost) = tokio::sync::watch::channel(None);
+        let printer = tokio::spawn(async move {
+            let mut first = true;
+            while let Some(event) = events.next().await {
+                match &event {
+                    HubEvent::Connected { .. } if first => first = false,
+                    HubEvent::Closed => {}
+                    HubEvent::Disconnected { .. } => {
+                        lost_tx.send_replace(Some("the connection was lost".to_owned()));
+                        print_event(&event, json);
+                    }
+                    HubEvent::ServerError { message } => {
+                        lost_tx.send_replace(Some(format!("the server reported: {message}")));
+                        print_event(&event, json);
+                    }
+                    _ => print_event(&event, json),
+                }
+            }
+        });
+        Ok(Session { hub, json, printer, lost })
+    }
+}
+
+/// Says what a connection error means and what to do about it.
+fn explain_connect_error(reason: &str) -> String {
+    let lower = reason.to_ascii_lowercase();
+    let hint = if lower.contains("refused") {
+        "connection refused: is nats-server running there, on that port?"
+    } else if lower.contains("authorization") || lower.contains("authentication") {
+        "the server refused the credentials: check --user/--password, --token, --nkey or --creds"
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("unknownissuer") {
+        "TLS failed: pass the server's CA with --tls-ca-file, or check the server name in the URL"
+    } else if lower.contains("dns") || lower.contains("lookup") || lower.contains("resolve") {
+        "the host name does not resolve: check the URL"
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        "no answer in time: check the address, a firewall, or raise --connect-timeout-ms"
+    } else {
+        return reason.to_owned();
+    };
+    format!("{reason} ({hint})")
+}
+
+/// A connected hub with its event printer.
+struct Session {
+    hub: Hub,
+    json: bool,
+    printer: tokio::task::JoinHandle<()>,
+    /// Set when the connection dropped or the server reported an error after connecting.
+    lost: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+impl Session {
+    /// Confirms with the server that everything sent so far arrived: a round trip, and no
+    /// lost connection or server error since connecting.
+    async fn confirm(&self, what: &str) -> Result<(), Failure> {
+        let flushed = self.hub.flush().await;
+        // Events from the connection (e.g. `-ERR` then a close) arrive beside the round trip.
+        tokio::task::yield_now().await;
+        let lost = self.lost.borrow().clone();
+        match (flushed, lost) {
+            (Ok(()), None) => Ok(()),
+            (_, Some(reason)) => {
+                Err(Failure::new(1, "not-delivered", format!("{what} may not have arrived: {reason}"), self.json))
+            }
+            (Err(e), None) => {
+                Err(Failure::new(1, "not-delivered", format!("{what} was not confirmed by the server: {e}"), self.json))
+            }
+        }
+    }
+
+    /// Closes the hub and prints the `closed` line last.
+    async fn close(self) {
+        self.hub.close().await;
+        self.printer.abort();
+        let _ = self.printer.await;
+        print_event(&HubEvent::Closed, self.json);
     }
 }
 
@@ -121,84 +284,183 @@ fn print_event(event: &HubEvent, json: bool) {
     }
 }
 
-/// A payload argument: valid JSON is sent as JSON (so `'"42"'` stays a string), anything
-/// else as text; the empty string as null.
-fn parse_payload(arg: &str) -> Payload {
-    match serde_json::from_str::<serde_json::Value>(arg) {
-        Ok(v) => Payload::json(&v).unwrap_or_else(|_| Payload::text(arg)),
-        Err(_) => Payload::text(arg),
+/// What to send: a value argument or a file, plus headers.
+#[derive(Debug, Args)]
+pub struct PayloadArgs {
+    /// The value, sent exactly as typed: JSON (`42`, `-5`, `'{"a": 1}'`, `'"text"'`,
+    /// `12345678901234567890123`), Python's non-finite floats `NaN`, `Infinity`,
+    /// `-Infinity`, or any other text; "" sends null (an empty payload).
+    #[arg(allow_negative_numbers = true, required_unless_present = "file")]
+    value: Option<String>,
+    /// Send this file's bytes exactly (binary is fine); `-` reads standard input.
+    #[arg(long, short = 'f', value_name = "FILE", conflicts_with = "value")]
+    file: Option<PathBuf>,
+    /// A header `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME:VALUE")]
+    headers: Vec<String>,
+}
+
+impl PayloadArgs {
+    fn payload(&self, json: bool) -> Result<Payload, Failure> {
+        match (&self.value, &self.file) {
+            (Some(value), _) => Ok(Payload::bytes(Bytes::copy_from_slice(value.as_bytes()))),
+            (None, Some(path)) if path.as_os_str() == "-" => {
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut data)
+                    .map_err(|e| Failure::new(2, "invalid-input", format!("cannot read standard input: {e}"), json))?;
+                Ok(Payload::bytes(data))
+            }
+            (None, Some(path)) => std::fs::read(path)
+                .map(Payload::bytes)
+                .map_err(|e| Failure::new(2, "invalid-input", format!("cannot read {}: {e}", path.display()), json)),
+            (None, None) => Err(Failure::new(2, "invalid-input", "give a value or --file FILE (- for stdin)", json)),
+        }
+    }
+
+    fn header_map(&self, json: bool) -> Result<Option<HeaderMap>, Failure> {
+        if self.headers.is_empty() {
+            return Ok(None);
+        }
+        let mut map = HeaderMap::new();
+        for header in &self.headers {
+            let Some((name, value)) = header.split_once(':') else {
+                return Err(Failure::new(2, "invalid-header", format!("header {header:?} is not NAME:VALUE"), json));
+            };
+            let name = name.trim();
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':') {
+                return Err(Failure::new(2, "invalid-header", format!("header name {name:?} is not valid"), json));
+            }
+            if value.chars().any(|c| c == '\r' || c == '\n') {
+                return Err(Failure::new(2, "invalid-header", format!("header {name:?} has a line break"), json));
+            }
+            map.append(name, value.trim());
+        }
+        Ok(Some(map))
     }
 }
 
-fn variable(hub: &Hub, subject: &str, json: bool) -> Result<kinopio::Variable, Failure> {
-    hub.variable(subject).map_err(|e| Failure::new(2, "invalid-subject", e.to_string(), json))
+/// Checks a subject (no wildcards) before anything connects.
+fn check_subject(subject: &str, json: bool) -> Result<(), Failure> {
+    kinopio::name::validate("variable", subject).map_err(|e| Failure::new(2, "invalid-subject", e.to_string(), json))
 }
 
 #[derive(Debug, Args)]
 pub struct PubArgs {
     /// Subject, e.g. `chat.messages`.
     subject: String,
-    /// Value: JSON (`42`, `'{"a":1}'`, `'"text"'`) or plain text; "" publishes null.
-    payload: String,
+    #[command(flatten)]
+    payload: PayloadArgs,
+    /// Publish the value this many times.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    count: u64,
     #[command(flatten)]
     connect: ConnectArgs,
 }
 
+/// `kinopio pub`: exits 0 only once the server has confirmed it received every message.
 pub async fn publish(args: PubArgs) -> Result<(), Failure> {
     let json = args.connect.json;
-    let hub = args.connect.connect().await?;
-    let var = variable(&hub, &args.subject, json)?;
-    let payload = parse_payload(&args.payload);
+    check_subject(&args.subject, json)?;
+    let payload = args.payload.payload(json)?;
+    let headers = args.payload.header_map(json)?;
+    let session = args.connect.connect().await?;
+    let var =
+        session.hub.variable(&args.subject).map_err(|e| Failure::new(2, "invalid-subject", e.to_string(), json))?;
     let len = payload.len();
-    var.publish_payload(payload, None).await.map_err(|e| Failure::new(1, "publish-failed", e.to_string(), json))?;
-    hub.close().await;
-    if json {
-        output::line(&json!({"published": args.subject, "bytes": len}));
+    let sent = async {
+        for _ in 0..args.count {
+            var.publish_payload(payload.clone(), headers.clone())
+                .await
+                .map_err(|e| Failure::new(1, "publish-failed", e.to_string(), json))?;
+        }
+        session.confirm(if args.count == 1 { "the message" } else { "the messages" }).await
+    };
+    let result = tokio::select! {
+        r = sent => r,
+        () = crate::signals::shutdown() => Err(Failure::new(130, "interrupted", "interrupted while publishing", json)),
+    };
+    if result.is_ok() {
+        if json {
+            let mut line = Fields::new();
+            line.put("published", &args.subject);
+            line.put("bytes", len);
+            line.put("count", args.count);
+            line.print();
+        } else {
+            eprintln!("published {} message(s) of {len} bytes to {}", args.count, args.subject);
+        }
     }
-    Ok(())
+    session.close().await;
+    result
 }
 
 #[derive(Debug, Args)]
 pub struct SubArgs {
-    /// Subject, e.g. `chat.messages`.
+    /// Subject, e.g. `chat.messages`; the wildcards `*` (one token) and `>` (the rest) are
+    /// allowed: `sensors.*.temp`, `chat.>`, `>`.
     subject: String,
     /// Exit after this many messages.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
+    /// Stop after this long; with --count, exit 4 if fewer messages arrived.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
     /// Join this queue group (each message goes to one member).
     #[arg(long)]
     queue: Option<String>,
+    /// Print only each payload's bytes, exactly, one per line.
+    #[arg(long, conflicts_with = "json")]
+    raw: bool,
     #[command(flatten)]
     connect: ConnectArgs,
 }
 
 pub async fn subscribe(args: SubArgs) -> Result<(), Failure> {
     let json = args.connect.json;
-    let hub = args.connect.connect().await?;
-    let var = variable(&hub, &args.subject, json)?;
-    let sub = match &args.queue {
-        Some(q) => var.subscribe_queue(q).await,
-        None => var.subscribe().await,
+    kinopio::name::validate_pattern("subject", &args.subject)
+        .map_err(|e| Failure::new(2, "invalid-subject", e.to_string(), json))?;
+    let session = args.connect.connect().await?;
+    let sub = session.hub.subscribe_pattern(&args.subject, args.queue.as_deref()).await.map_err(|e| {
+        let kind = match e.kind() {
+            kinopio::SubscribeErrorKind::PermissionDenied => "permission-denied",
+            _ => "subscribe-failed",
+        };
+        Failure::new(1, kind, e.to_string(), json)
+    });
+    let mut sub = match sub {
+        Ok(sub) => sub,
+        Err(failure) => {
+            session.close().await;
+            return Err(failure);
+        }
     };
-    let mut sub = sub.map_err(|e| Failure::new(1, "subscribe-failed", e.to_string(), json))?;
     if json {
-        output::line(&json!({"event": "subscribed", "subject": args.subject}));
+        let mut line = Fields::new();
+        line.put("event", "subscribed");
+        line.put("subject", &args.subject);
+        line.print();
     } else {
         eprintln!("listening on {}", args.subject);
     }
     let mut received = 0u64;
     let shutdown = crate::signals::shutdown();
     tokio::pin!(shutdown);
+    let limit = tokio::time::sleep(args.timeout_ms.map_or(Duration::from_secs(86_400 * 365), Duration::from_millis));
+    tokio::pin!(limit);
+    let mut timed_out = false;
     loop {
         let next = tokio::select! {
             m = sub.next() => m,
-            _ = &mut shutdown => None,
+            () = &mut shutdown => None,
+            () = &mut limit => { timed_out = true; None }
         };
         let Some(msg) = next else { break };
         if json {
-            output::line(&output::message_json(&msg));
+            output::message_fields(msg.subject.as_str(), &msg).print();
+        } else if args.raw {
+            output::raw(&msg.payload);
         } else {
-            output::text(&format!("[{}] {}", msg.subject, msg.value()));
+            output::text(&format!("[{}] {}", msg.subject, output::payload_text(&msg.payload)));
         }
         received += 1;
         if args.count.is_some_and(|n| received >= n) {
@@ -206,40 +468,45 @@ pub async fn subscribe(args: SubArgs) -> Result<(), Failure> {
         }
     }
     drop(sub);
-    hub.close().await;
-    Ok(())
+    session.close().await;
+    match args.count {
+        Some(n) if timed_out && received < n => Err(Failure::new(
+            4,
+            "timed-out",
+            format!("received {received} of {n} messages in {} ms", args.timeout_ms.unwrap_or_default()),
+            json,
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct ReqArgs {
     /// Subject, e.g. `math.double`.
     subject: String,
-    /// Request value: JSON or plain text; "" sends null.
-    payload: String,
+    #[command(flatten)]
+    payload: PayloadArgs,
     /// Give up after this long.
     #[arg(long, default_value_t = 3_000)]
     timeout_ms: u64,
+    /// Print only the reply payload's bytes, exactly.
+    #[arg(long, conflicts_with = "json")]
+    raw: bool,
     #[command(flatten)]
     connect: ConnectArgs,
 }
 
 pub async fn request(args: ReqArgs) -> Result<(), Failure> {
     let json = args.connect.json;
-    let hub = args.connect.connect().await?;
-    let var = variable(&hub, &args.subject, json)?;
-    let options = kinopio::RequestOptions { timeout: Some(Duration::from_millis(args.timeout_ms)), headers: None };
-    let result = var.request_with(parse_payload(&args.payload), options).await;
-    hub.close().await;
-    match result {
-        Ok(reply) => {
-            if json {
-                output::line(&output::message_json(&reply));
-            } else {
-                output::text(&reply.value().to_string());
-            }
-            Ok(())
-        }
-        Err(e) => {
+    check_subject(&args.subject, json)?;
+    let payload = args.payload.payload(json)?;
+    let headers = args.payload.header_map(json)?;
+    let session = args.connect.connect().await?;
+    let var =
+        session.hub.variable(&args.subject).map_err(|e| Failure::new(2, "invalid-subject", e.to_string(), json))?;
+    let options = kinopio::RequestOptions { timeout: Some(Duration::from_millis(args.timeout_ms)), headers };
+    let result = tokio::select! {
+        r = var.request_with(payload, options) => r.map_err(|e| {
             let (code, kind) = match e.kind() {
                 RequestErrorKind::TimedOut => (4, "timed-out"),
                 RequestErrorKind::NoResponders => (5, "no-responders"),
@@ -247,9 +514,21 @@ pub async fn request(args: ReqArgs) -> Result<(), Failure> {
                 RequestErrorKind::NotConnected => (3, "not-connected"),
                 _ => (1, "request-failed"),
             };
-            Err(Failure::new(code, kind, e.to_string(), json))
+            Failure::new(code, kind, e.to_string(), json)
+        }),
+        () = crate::signals::shutdown() => Err(Failure::new(130, "interrupted", "interrupted while waiting for the reply", json)),
+    };
+    if let Ok(reply) = &result {
+        if json {
+            output::message_fields(&args.subject, reply).print();
+        } else if args.raw {
+            output::raw(&reply.payload);
+        } else {
+            output::text(&output::payload_text(&reply.payload));
         }
     }
+    session.close().await;
+    result.map(|_| ())
 }
 
 #[derive(Debug, Args)]
@@ -257,10 +536,10 @@ pub async fn request(args: ReqArgs) -> Result<(), Failure> {
 pub struct ServeArgs {
     /// Subject, e.g. `math.double`.
     subject: String,
-    /// Answer every request with this value (JSON or plain text).
-    #[arg(long)]
+    /// Answer every request with this value, sent exactly as typed (see `pub`).
+    #[arg(long, allow_negative_numbers = true)]
     reply: Option<String>,
-    /// Answer every request with the request itself.
+    /// Answer every request with the request's own payload, byte for byte.
     #[arg(long)]
     echo: bool,
     /// Queue group (default `<subject>.service`, shared with Python kinopio-hub servers).
@@ -275,30 +554,52 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let json = args.connect.json;
-    let hub = args.connect.connect().await?;
-    let var = variable(&hub, &args.subject, json)?;
-    let fixed = args.reply.as_deref().map(|r| kinopio::codec::decode_value(parse_payload(r).as_bytes()));
+    check_subject(&args.subject, json)?;
+    let session = args.connect.connect().await?;
+    let var =
+        session.hub.variable(&args.subject).map_err(|e| Failure::new(2, "invalid-subject", e.to_string(), json))?;
+    let fixed = args.reply.as_deref().map(|r| Bytes::copy_from_slice(r.as_bytes()));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let handler = move |m: Message| {
-        let reply = fixed.clone().unwrap_or_else(|| m.value());
+        let reply = fixed.clone().unwrap_or_else(|| m.payload.clone());
         let done = done_tx.clone();
         async move {
             if json {
-                output::line(
-                    &json!({"subject": m.subject.as_str(), "request": output::value_json(&m.value()), "reply": output::value_json(&reply)}),
-                );
+                let mut request = Fields::new();
+                output::payload_fields(&mut request, &m.payload);
+                let mut answer = Fields::new();
+                output::payload_fields(&mut answer, &reply);
+                let mut line = Fields::new();
+                line.put("subject", m.subject.as_str());
+                line.put("request", &request);
+                line.put("reply", &answer);
+                line.print();
             } else {
-                output::text(&format!("[{}] {} -> {}", m.subject, m.value(), reply));
+                output::text(&format!(
+                    "[{}] {} -> {}",
+                    m.subject,
+                    output::payload_text(&m.payload),
+                    output::payload_text(&reply)
+                ));
             }
             let _ = done.send(());
-            Ok::<Value, String>(reply)
+            Ok::<Payload, String>(Payload::bytes(reply))
         }
     };
     let group = args.queue.clone().unwrap_or_else(|| kinopio::name::service_queue_group(&args.subject));
-    let service =
-        var.serve_queue(&group, handler).await.map_err(|e| Failure::new(1, "serve-failed", e.to_string(), json))?;
+    let service = match var.serve_queue(&group, handler).await {
+        Ok(service) => service,
+        Err(e) => {
+            session.close().await;
+            return Err(Failure::new(1, "serve-failed", e.to_string(), json));
+        }
+    };
     if json {
-        output::line(&json!({"event": "serving", "subject": args.subject, "queue": group}));
+        let mut line = Fields::new();
+        line.put("event", "serving");
+        line.put("subject", &args.subject);
+        line.put("queue", &group);
+        line.print();
     } else {
         eprintln!("serving {} (queue group {group})", args.subject);
     }
@@ -312,10 +613,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
                 answered += 1;
                 if args.count.is_some_and(|n| answered >= n) { break; }
             }
-            _ = &mut shutdown => break,
+            () = &mut shutdown => break,
         }
     }
     service.stop().await;
-    hub.close().await;
+    session.close().await;
     Ok(())
 }

@@ -44,6 +44,9 @@ pub async fn probe_one(options: &HubOptions, server: &ServerUrl) -> ProbeResult 
         if let Some(ca) = &options.tls_ca_file {
             nats = nats.add_root_certificates(ca.clone());
         }
+        if let Some(auth) = &options.auth {
+            nats = auth.apply(nats);
+        }
         if let Some((cert, key)) = &options.tls_client_cert {
             nats = nats.add_client_certificate(cert.clone(), key.clone());
         }

@@ -1365,4 +1365,28 @@ pub struct Statistics {
     pub connects: AtomicU64,
     /// kinopio patch: messages dropped because their header block could not be parsed.
     pub malformed_messages: AtomicU64,
+    /// kinopio patch: how many `-ERR`s the server has sent, and the latest ones (at most
+    /// 64, oldest first). Recorded before any later PONG is handled, so after
+    /// [`Client::round_trip`] every error the server sent before its PONG is here.
+    pub server_errors: AtomicU64,
+    /// kinopio patch: the latest server errors, with their sequence numbers.
+    pub latest_server_errors: std::sync::Mutex<std::collections::VecDeque<(u64, String)>>,
+}
+
+impl Statistics {
+    /// kinopio patch: records one server error.
+    pub(crate) fn record_server_error(&self, error: &str) {
+        let seq = self.server_errors.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        let mut latest = self.latest_server_errors.lock().unwrap_or_else(|p| p.into_inner());
+        if latest.len() == 64 {
+            latest.pop_front();
+        }
+        latest.push_back((seq, error.to_owned()));
+    }
+
+    /// kinopio patch: the server errors recorded after sequence number `seq`.
+    pub fn server_errors_after(&self, seq: u64) -> Vec<String> {
+        let latest = self.latest_server_errors.lock().unwrap_or_else(|p| p.into_inner());
+        latest.iter().filter(|(s, _)| *s > seq).map(|(_, e)| e.clone()).collect()
+    }
 }

@@ -259,9 +259,11 @@ impl Connector {
                             error,
                         ))
                     }
-                    other => {
+                    _ => {
+                        // kinopio patch: report the cause ("connection refused", the TLS
+                        // verification failure), not only the kind ("IO error").
                         self.events_tx
-                            .try_send(Event::ClientError(ClientError::Other(other.to_string())))
+                            .try_send(Event::ClientError(ClientError::Other(error.to_string())))
                             .ok();
                     }
                 },

@@ -734,6 +734,7 @@ impl ConnectionHandler {
             ServerOp::Dropped => {}
             ServerOp::Error(error) => {
                 debug!("received ERROR: {:?}", error);
+                self.connector.connect_stats.record_server_error(&error.to_string());
                 self.connector
                     .events_tx
                     .try_send(Event::ServerError(error))
