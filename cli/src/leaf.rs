@@ -56,6 +56,16 @@ pub struct StartArgs {
     /// File holding the backbone password (first line).
     #[arg(long, value_name = "FILE", requires = "backbone_user")]
     backbone_password_file: Option<PathBuf>,
+    /// Web origin (https://host[:port]) whose pages may open a WebSocket to the leaf
+    /// (repeatable). By default only the leaf's own HTTPS origin may; pages from other
+    /// origins are refused. Non-browser clients are not affected. `*` allows every web
+    /// page the user opens.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// Let public web pages fetch the discovery manifest from this private address
+    /// (answer Private Network Access preflights).
+    #[arg(long)]
+    allow_private_network_access: bool,
     /// File holding a backbone token (first line).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["backbone_user", "backbone_password_file"])]
     backbone_token_file: Option<PathBuf>,
@@ -140,6 +150,10 @@ impl StartArgs {
         if let Some(path) = &self.backbone_token_file {
             options = options.backbone_token_file(path);
         }
+        for origin in &self.allowed_origins {
+            options = options.allowed_origin(origin);
+        }
+        options = options.private_network_access(self.allow_private_network_access);
         if let Some(path) = &self.binary_path {
             options = options.binary_path(path);
         }

@@ -19,6 +19,7 @@
 //!     monitor: Listen::new("127.0.0.1".parse().unwrap(), Some(8222)),
 //!     websocket: Listen::new("192.168.1.5".parse().unwrap(), Some(4443)),
 //!     websocket_tls: WebsocketTls { cert_file: "/run/leaf/leaf-cert.pem".into(), key_file: "/run/leaf/leaf-key.pem".into() },
+//!     websocket_allowed_origins: Vec::new(),
 //!     backbone: LeafRemote::from_urls(["tls://hub.example.com:7422"]).unwrap(),
 //!     ports_file_dir: "/run/leaf".into(),
 //!     log: None,
@@ -284,6 +285,10 @@ pub struct ServerConfig {
     pub websocket: Listen,
     /// Its certificate and key.
     pub websocket_tls: WebsocketTls,
+    /// Web origins (`https://host:port`) whose pages may open a WebSocket; a browser from
+    /// any other origin is refused (HTTP 403) by nats-server. Clients that send no `Origin`
+    /// (every non-browser client) are not affected. Empty: no check.
+    pub websocket_allowed_origins: Vec<String>,
     /// The backbone remote; `None` gives a standalone server.
     pub backbone: Option<LeafRemote>,
     /// Where nats-server writes `nats-server_<pid>.ports` with the ports it bound.
@@ -380,6 +385,10 @@ pub fn render(config: &ServerConfig) -> Result<String, ConfigError> {
     let _ = writeln!(out, "    cert_file: {}", quoted_path("certificate", &config.websocket_tls.cert_file)?);
     let _ = writeln!(out, "    key_file: {}", quoted_path("key", &config.websocket_tls.key_file)?);
     let _ = writeln!(out, "  }}");
+    if !config.websocket_allowed_origins.is_empty() {
+        let origins: Vec<String> = config.websocket_allowed_origins.iter().map(|o| quoted(o)).collect();
+        let _ = writeln!(out, "  allowed_origins: [{}]", origins.join(", "));
+    }
     let _ = writeln!(out, "}}");
     if let Some(remote) = &config.backbone {
         let userinfo = remote.auth.as_ref().map(BackboneAuth::userinfo).unwrap_or_default();
@@ -479,10 +488,23 @@ mod tests {
                 cert_file: "/run/kinopio-leaf-x/leaf-cert.pem".into(),
                 key_file: "/run/kinopio-leaf-x/leaf-key.pem".into(),
             },
+            websocket_allowed_origins: Vec::new(),
             backbone: None,
             ports_file_dir: "/run/kinopio-leaf-x".into(),
             log: None,
         }
+    }
+
+    #[test]
+    fn allowed_origins_are_rendered_in_the_websocket_block() {
+        let mut config = base();
+        config.websocket_allowed_origins = vec!["https://192.168.1.5:8443".into(), "https://app.example".into()];
+        let text = render(&config).unwrap();
+        assert!(
+            text.contains("  allowed_origins: [\"https://192.168.1.5:8443\", \"https://app.example\"]\n}\n"),
+            "{text}"
+        );
+        assert!(!render(&base()).unwrap().contains("allowed_origins"));
     }
 
     #[test]

@@ -101,7 +101,8 @@ impl HealthReport {
 /// Timeouts and limits of the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveryServerConfig {
-    /// A TLS handshake that takes longer is dropped.
+    /// A TLS handshake that takes longer is dropped (short: a stranger must not be able to
+    /// hold connections open cheaply).
     pub handshake_timeout: Duration,
     /// A request whose headers take longer to arrive is dropped.
     pub header_read_timeout: Duration,
@@ -110,15 +111,23 @@ pub struct DiscoveryServerConfig {
     pub shutdown_grace: Duration,
     /// Connections beyond this many are closed at once.
     pub max_connections: usize,
+    /// Connections from one source address beyond this many are closed at once, so one
+    /// host cannot take every slot.
+    pub max_connections_per_source: usize,
+    /// Answer Private Network Access preflights (`Access-Control-Allow-Private-Network:
+    /// true`), letting public web pages reach this private-address server. Off by default.
+    pub private_network_access: bool,
 }
 
 impl Default for DiscoveryServerConfig {
     fn default() -> Self {
         DiscoveryServerConfig {
-            handshake_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(3),
+            header_read_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             max_connections: 256,
+            max_connections_per_source: 16,
+            private_network_access: false,
         }
     }
 }
@@ -302,6 +311,7 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) -> ShutdownReport {
     let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    let per_source = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<std::net::IpAddr, usize>::new()));
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -312,6 +322,11 @@ async fn accept_loop(
                     // Small responses right after a TLS record would otherwise wait for the
                     // peer's delayed ACK (~40 ms).
                     let _ = stream.set_nodelay(true);
+                    let Some(source) = SourceSlot::take(&per_source, peer.ip(), state.config.max_connections_per_source)
+                    else {
+                        tracing::debug!(%peer, "too many discovery connections from this address; closing a new one");
+                        continue;
+                    };
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, "too many discovery connections; closing a new one");
                         continue;
@@ -321,6 +336,7 @@ async fn accept_loop(
                     connections.spawn(async move {
                         serve_connection(stream, peer, state, shutdown).await;
                         drop(permit);
+                        drop(source);
                     });
                 }
                 Err(err) => {
@@ -350,6 +366,40 @@ async fn accept_loop(
     ShutdownReport { forced_connections }
 }
 
+/// One connection's place in the per-source count; released on drop.
+struct SourceSlot {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl SourceSlot {
+    fn take(
+        counts: &Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+        ip: std::net::IpAddr,
+        limit: usize,
+    ) -> Option<SourceSlot> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(ip).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot { counts: counts.clone(), ip })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -377,7 +427,10 @@ async fn serve_connection(
 
     let service_state = state.clone();
     let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-        let response = respond(&request, &service_state);
+        let mut response = respond(&request, &service_state);
+        if service_state.config.private_network_access {
+            response.headers_mut().insert("access-control-allow-private-network", HeaderValue::from_static("true"));
+        }
         async move { Ok::<_, Infallible>(response) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -495,6 +548,5 @@ fn add_common_headers(response: &mut Response<Full<Bytes>>) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOWED_METHODS));
     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
-    headers.insert("access-control-allow-private-network", HeaderValue::from_static("true"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }

@@ -123,7 +123,51 @@ fn assert_common_headers(response: &reqwest::Response) {
     assert_eq!(get("access-control-allow-origin").as_deref(), Some("*"));
     assert_eq!(get("access-control-allow-methods").as_deref(), Some("GET, HEAD, OPTIONS"));
     assert_eq!(get("access-control-allow-headers").as_deref(), Some("*"));
-    assert_eq!(get("access-control-allow-private-network").as_deref(), Some("true"));
+    // Private Network Access is opt-in (see `private_network_access_is_opt_in`).
+    assert_eq!(get("access-control-allow-private-network"), None);
+}
+
+#[tokio::test]
+async fn private_network_access_is_opt_in() {
+    let pki = Pki::new();
+    let config = DiscoveryServerConfig { private_network_access: true, ..DiscoveryServerConfig::default() };
+    let handle = start(&pki, || Some(manifest_now(0)), || HealthReport::new(true), config).await;
+    let response = pki.client().request(reqwest::Method::OPTIONS, url(&handle, "/manifest.json")).send().await.unwrap();
+    assert_eq!(response.headers().get("access-control-allow-private-network").unwrap(), "true");
+    handle.shutdown().await;
+}
+
+/// Attack: one LAN host opens idle connections until every slot is taken (256 used to lock
+/// every other client out). Its connections beyond the per-source limit are closed at once,
+/// and a client from another address is still served.
+#[tokio::test]
+async fn one_host_holding_idle_connections_cannot_lock_others_out() {
+    let pki = Pki::new();
+    let config = DiscoveryServerConfig {
+        max_connections: 64,
+        max_connections_per_source: 8,
+        handshake_timeout: Duration::from_secs(30),
+        ..DiscoveryServerConfig::default()
+    };
+    let handle = start(&pki, || Some(manifest_now(0)), || HealthReport::new(true), config).await;
+    let port = handle.local_addr().port();
+    // The flood comes from 127.0.0.2, the honest client from 127.0.0.1 (both loopback).
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        flood.push(socket.connect(handle.local_addr()).await.unwrap());
+    }
+    // Everything past the eighth is closed by the server.
+    let mut closed = 0;
+    for stream in flood.iter_mut().skip(8) {
+        wait_for_close(stream).await;
+        closed += 1;
+    }
+    assert_eq!(closed, 192);
+    let response = pki.client().get(format!("https://127.0.0.1:{port}/manifest.json")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    handle.shutdown().await;
 }
 
 #[tokio::test]

@@ -94,6 +94,7 @@ fn rendered_configs_are_accepted_by_nats_server() {
         monitor: Listen::new("127.0.0.1".parse().unwrap(), Some(0)),
         websocket: Listen::new("::1".parse().unwrap(), None),
         websocket_tls: WebsocketTls { cert_file: material.cert_file.clone(), key_file: material.key_file.clone() },
+        websocket_allowed_origins: Vec::new(),
         backbone: None,
         ports_file_dir: dir.path().to_path_buf(),
         log: Some(kinopio_leaf::config::LogSettings {
@@ -109,7 +110,8 @@ fn rendered_configs_are_accepted_by_nats_server() {
         LeafRemote::from_urls(["wss://127.0.0.1:443"]).unwrap(),
     ];
     for (index, backbone) in variants.into_iter().enumerate() {
-        let config = ServerConfig { backbone, ..base.clone() };
+        let origins = if index == 1 { vec!["https://127.0.0.1:8443".to_owned()] } else { Vec::new() };
+        let config = ServerConfig { backbone, websocket_allowed_origins: origins, ..base.clone() };
         let path = dir.path().join(format!("leaf-{index}.conf"));
         std::fs::write(&path, render(&config).unwrap()).unwrap();
         let output = std::process::Command::new(nats_server_binary()).arg("-t").arg("-c").arg(&path).output().unwrap();
@@ -217,6 +219,59 @@ async fn backbone_credentials_from_files_reach_only_the_private_config() {
         .unwrap_err();
     assert_eq!(err.kind(), "invalid-option");
     assert!(err.to_string().contains("password file"), "{err}");
+}
+
+/// The WebSocket handshake's HTTP status line, sent over TLS (trusting `ca`) with `origin`.
+async fn websocket_status(addr: std::net::SocketAddr, ca: &Path, origin: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(addr.ip().to_string()).unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(WAIT, tls.read(&mut buf)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned()
+}
+
+/// Attack: a hostile web page (any origin) opening a WebSocket to the leaf on the LAN. Only
+/// the leaf's own origin and the configured ones may; non-browser clients (no `Origin`)
+/// are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_listener_refuses_foreign_web_origins() {
+    let fixture = Fixture::new();
+    let leaf = LeafNode::start(fixture.options().allowed_origin("https://app.example:8443")).await.unwrap();
+    let status = leaf.status();
+    let addr = std::net::SocketAddr::new(status.websocket.host.parse().unwrap(), status.websocket.port);
+    let own = format!("https://127.0.0.1:{}", status.discovery.port);
+    let ca = leaf.ca_cert_file().to_path_buf();
+    assert!(websocket_status(addr, &ca, Some("https://evil.example.com")).await.contains(" 403"));
+    assert!(websocket_status(addr, &ca, Some("https://app.example:8443")).await.contains(" 101"));
+    assert!(websocket_status(addr, &ca, Some(&own)).await.contains(" 101"));
+    assert!(websocket_status(addr, &ca, None).await.contains(" 101"));
+    leaf.stop().await;
+
+    // `*` turns the check off (the page of any origin gets in: the user asked for it).
+    let leaf = LeafNode::start(fixture.options().allowed_origin("*")).await.unwrap();
+    let status = leaf.status();
+    let addr = std::net::SocketAddr::new(status.websocket.host.parse().unwrap(), status.websocket.port);
+    assert!(websocket_status(addr, leaf.ca_cert_file(), Some("https://evil.example.com")).await.contains(" 101"));
+    leaf.stop().await;
+
+    let err = LeafNode::start(fixture.options().allowed_origin("app.example")).await.unwrap_err();
+    assert_eq!(err.kind(), "invalid-option");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -305,6 +305,7 @@ impl Bare {
             monitor: Listen::new(LOOPBACK, None),
             websocket: Listen::new(LOOPBACK, None),
             websocket_tls: WebsocketTls { cert_file: material.cert_file.clone(), key_file: material.key_file.clone() },
+            websocket_allowed_origins: Vec::new(),
             backbone: None,
             ports_file_dir: dir.path().to_owned(),
             log: Some(LogSettings {

@@ -135,6 +135,30 @@ fn backbone_auth(options: &LeafOptions) -> Result<Option<BackboneAuth>, LeafErro
     }
 }
 
+/// The web origins allowed to open a WebSocket: the leaf's own HTTPS origin plus the given
+/// ones; none (no check) when `*` is given.
+fn allowed_origins(options: &LeafOptions, advertised: &str, discovery_port: u16) -> Result<Vec<String>, LeafError> {
+    if options.allowed_origins.iter().any(|o| o == "*") {
+        return Ok(Vec::new());
+    }
+    let mut origins = vec![format!("https://{}", net::host_port(advertised, discovery_port))];
+    for origin in &options.allowed_origins {
+        let parsed = url::Url::parse(origin).ok().filter(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/" && u.query().is_none()
+        });
+        if parsed.is_none() || origin.ends_with('/') {
+            return Err(LeafError::InvalidOption {
+                option: "allowed origin",
+                reason: format!(
+                    "{origin:?} is not an origin; give it as https://host or https://host:port (or * for any)"
+                ),
+            });
+        }
+        origins.push(origin.clone());
+    }
+    Ok(origins)
+}
+
 fn require_file(what: &'static str, path: &Option<PathBuf>) -> Result<(), LeafError> {
     match path {
         Some(path) if !path.is_file() => Err(LeafError::MissingFile { what, path: path.clone() }),
@@ -222,6 +246,7 @@ impl LeafNode {
             monitor: Listen::new(options.monitor_host, options.monitor_port),
             websocket: Listen::new(hosts.lan_bind, options.websocket_port),
             websocket_tls: WebsocketTls { cert_file: material.cert_file.clone(), key_file: material.key_file.clone() },
+            websocket_allowed_origins: allowed_origins(&options, &hosts.advertised, discovery_addr.port())?,
             backbone,
             ports_file_dir: runtime_dir.path().to_path_buf(),
             log: Some(LogSettings {
@@ -323,7 +348,12 @@ impl LeafNode {
         let manifest_override: Arc<RwLock<Option<ManifestProvider>>> = Arc::new(RwLock::new(None));
         let manifest = manual_manifest_provider(inputs, status_rx.clone(), manifest_override.clone());
         let health = health_provider(status_rx.clone());
+        let discovery_config = crate::discovery_server::DiscoveryServerConfig {
+            private_network_access: options.private_network_access,
+            ..Default::default()
+        };
         let discovery = match DiscoveryServer::with_providers(cert.clone(), manifest.clone(), health)
+            .config(discovery_config)
             .serve_std(discovery_listener)
         {
             Ok(handle) => handle,

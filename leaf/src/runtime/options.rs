@@ -93,6 +93,8 @@ pub struct LeafOptions {
     pub(crate) backbone_user: Option<String>,
     pub(crate) backbone_password_file: Option<PathBuf>,
     pub(crate) backbone_token_file: Option<PathBuf>,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) private_network_access: bool,
     pub(crate) binary: BinaryOptions,
     pub(crate) binary_path: Option<PathBuf>,
     pub(crate) cache_dir: Option<PathBuf>,
@@ -135,6 +137,8 @@ impl LeafOptions {
             backbone_user: None,
             backbone_password_file: None,
             backbone_token_file: None,
+            allowed_origins: Vec::new(),
+            private_network_access: false,
             binary: BinaryOptions::from_env(),
             binary_path: None,
             cache_dir: None,
@@ -198,6 +202,24 @@ impl LeafOptions {
     /// it readable by the leaf's user only.
     pub fn backbone_password_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.backbone_password_file = Some(path.into());
+        self
+    }
+
+    /// Lets web pages from `origin` (`https://host:port`) open a WebSocket to the leaf
+    /// (repeatable). By default only the leaf's own HTTPS origin (its discovery server) may;
+    /// a page from any other origin is refused by nats-server. Clients that are not browsers
+    /// send no `Origin` and are not affected. `"*"` turns the check off: any web page the
+    /// user opens could then use the leaf.
+    pub fn allowed_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allowed_origins.push(origin.into());
+        self
+    }
+
+    /// Answers browsers' Private Network Access preflights on the discovery server
+    /// (`Access-Control-Allow-Private-Network: true`), so public web pages may fetch the
+    /// manifest of a leaf on a private address. Off by default.
+    pub fn private_network_access(mut self, allow: bool) -> Self {
+        self.private_network_access = allow;
         self
     }
 
