@@ -1,20 +1,28 @@
 //! Local-leader discovery: find the leaf a LAN's elected leader runs, and hot-switch to it
 //! when it really accepts a connection; fall back to the configured servers when it goes.
 //!
-//! A leader is found through a manifest URL (HTTPS, verified against the system roots plus
-//! an optional CA file) or by browsing mDNS (`_kinopio-hub._tcp.local.`) for the namespace and
-//! fetching the manifest its TXT record points to. The manifest is parsed strictly
-//! ([`LeaderManifest::parse`]): malformed or expired manifests are ignored. Every failure here
-//! is silent (debug logs) and never disturbs the remote session.
+//! A leader is found through a manifest URL or by browsing mDNS (`_kinopio-hub._tcp.local.`)
+//! for the namespace and fetching the manifest each leader record points to. What is trusted
+//! ([`Trust`]): with a namespace secret, only the namespace CA derived from it; else with a CA
+//! file, only that CA; else the system roots (an open namespace: a stranger can redirect the
+//! hub). The manifest is fetched over HTTPS verified that way and parsed strictly
+//! ([`LeaderManifest::parse`]); the hub then connects to the leader's `wss://` listener
+//! verified the same way (never to plaintext unless allowed). A stranger's mDNS record cannot
+//! shadow the real leader: every record is tried. Every refused candidate is visible (a
+//! [`HubEvent::LocalLeaderRejected`] and a warning, once per candidate and reason); nothing
+//! here disturbs the remote session.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::manifest::LeaderManifest;
 use crate::options::DiscoveryOptions;
 use crate::server::ServerUrl;
-use crate::state::{ConnectionState, SwitchReason};
+use crate::state::{ConnectionState, HubEvent, SwitchReason};
 use crate::supervisor::Supervisor;
+use crate::trust::NamespaceCa;
 
 /// mDNS service type of kinopio leaders (same as the Python reference).
 pub const MDNS_SERVICE_TYPE: &str = "_kinopio-hub._tcp.local.";
@@ -31,12 +39,26 @@ struct InUse {
     disconnected_since: Option<Instant>,
 }
 
+/// What discovery trusts for manifests and leader listeners.
+#[derive(Debug, Clone)]
+enum Trust {
+    /// Only this CA file (a namespace CA written by this process, or the user's CA file).
+    Only(PathBuf),
+    /// The system roots: an open namespace.
+    System,
+}
+
 /// The discovery state of one hub (driven by its supervisor).
 pub(crate) struct Discovery {
     options: DiscoveryOptions,
+    trust: Option<Trust>,
+    /// The namespace CA's certificate, written for async-nats (removed on drop).
+    namespace_ca_file: Option<tempfile::TempPath>,
     http: Option<reqwest::Client>,
     mdns: Option<mdns_sd::ServiceDaemon>,
     in_use: Option<InUse>,
+    /// Candidates already reported as rejected (url and reason), so each is warned once.
+    reported: HashSet<(String, String)>,
 }
 
 impl std::fmt::Debug for Discovery {
@@ -55,7 +77,58 @@ impl Drop for Discovery {
 
 impl Discovery {
     pub fn new(options: DiscoveryOptions) -> Discovery {
-        Discovery { options, http: None, mdns: None, in_use: None }
+        Discovery {
+            options,
+            trust: None,
+            namespace_ca_file: None,
+            http: None,
+            mdns: None,
+            in_use: None,
+            reported: HashSet::new(),
+        }
+    }
+
+    /// What to trust, decided once (deriving the namespace CA costs a memory-hard hash).
+    async fn trust(&mut self) -> Result<Trust, String> {
+        if let Some(trust) = &self.trust {
+            return Ok(trust.clone());
+        }
+        let trust = match (&self.options.namespace_secret, &self.options.namespace, &self.options.ca_file) {
+            (Some(secret), Some(namespace), _) => {
+                let (namespace, secret) = (namespace.clone(), secret.clone());
+                let ca =
+                    tokio::task::spawn_blocking(move || NamespaceCa::derive(&namespace, secret.expose().as_bytes()))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                let mut file = tempfile::Builder::new()
+                    .prefix("kinopio-namespace-ca-")
+                    .suffix(".pem")
+                    .tempfile()
+                    .map_err(|e| format!("cannot write the namespace CA: {e}"))?;
+                std::io::Write::write_all(&mut file, ca.cert_pem().as_bytes())
+                    .map_err(|e| format!("cannot write the namespace CA: {e}"))?;
+                let path = file.into_temp_path();
+                let trust = Trust::Only(path.to_path_buf());
+                self.namespace_ca_file = Some(path);
+                trust
+            }
+            (Some(_), None, _) => return Err("a namespace secret needs the namespace".into()),
+            (None, _, Some(ca)) => Trust::Only(ca.clone()),
+            (None, _, None) => Trust::System,
+        };
+        self.trust = Some(trust.clone());
+        Ok(trust)
+    }
+
+    /// Reports a refused candidate: an event every time, a warning once per url and reason.
+    fn reject(&mut self, sup: &Supervisor, url: &str, reason: String) {
+        if self.reported.insert((url.to_owned(), reason.clone())) {
+            tracing::warn!(%url, %reason, "refused a local leader candidate");
+        } else {
+            tracing::debug!(%url, %reason, "refused a local leader candidate");
+        }
+        sup.shared().emit(HubEvent::LocalLeaderRejected { url: url.to_owned(), reason });
     }
 
     /// True while the hub is on a discovered local leader.
@@ -80,33 +153,45 @@ impl Discovery {
     }
 
     async fn look_for_leader(&mut self, sup: &mut Supervisor) {
-        let Some((manifest, manifest_url)) = self.find_manifest().await else {
-            return;
-        };
-        for server in self.candidate_urls(&manifest, &manifest_url) {
-            if sup.shared().current().and_then(|c| c.server()).as_ref() == Some(&server) {
+        let trust = match self.trust().await {
+            Ok(trust) => trust,
+            Err(e) => {
+                tracing::warn!(error = %e, "local-leader discovery is off");
                 return;
             }
-            let mut options = sup.shared().options.clone();
-            if let Some(ca) = &self.options.ca_file {
-                options = options.tls_ca_file(ca);
+        };
+        for (manifest, manifest_url) in self.find_manifests(sup).await {
+            let candidates = self.candidate_urls(&manifest, &manifest_url);
+            if candidates.is_empty() {
+                let reason = format!("the manifest offers only plaintext ({}); not allowed", manifest.wss_url.as_str());
+                self.reject(sup, &manifest_url, reason);
+                continue;
             }
-            options = options.connect_timeout(self.options.local_switch_timeout);
-            let attempt = sup.switch_to_with(&options, vec![server.clone()], SwitchReason::LocalLeader, None, None);
-            match tokio::time::timeout(self.options.local_switch_timeout * 2, attempt).await {
-                Ok(Ok(_)) => {
-                    tracing::info!(leader = %manifest.node_id, %server, "switched to the local leader");
-                    self.in_use = Some(InUse {
-                        manifest,
-                        manifest_url,
-                        server,
-                        checked: Instant::now(),
-                        disconnected_since: None,
-                    });
+            for server in candidates {
+                if sup.shared().current().and_then(|c| c.server()).as_ref() == Some(&server) {
                     return;
                 }
-                Ok(Err(e)) => tracing::debug!(%server, error = %e, "local leader not reachable"),
-                Err(_) => tracing::debug!(%server, "local leader did not connect in time"),
+                let mut options = sup.shared().options.clone();
+                if let Trust::Only(ca) = &trust {
+                    options = options.tls_ca_file(ca);
+                }
+                options = options.connect_timeout(self.options.local_switch_timeout);
+                let attempt = sup.switch_to_with(&options, vec![server.clone()], SwitchReason::LocalLeader, None, None);
+                match tokio::time::timeout(self.options.local_switch_timeout * 2, attempt).await {
+                    Ok(Ok(_)) => {
+                        tracing::info!(leader = %manifest.node_id, %server, "switched to the local leader");
+                        self.in_use = Some(InUse {
+                            manifest,
+                            manifest_url,
+                            server,
+                            checked: Instant::now(),
+                            disconnected_since: None,
+                        });
+                        return;
+                    }
+                    Ok(Err(e)) => self.reject(sup, server.as_str(), format!("did not connect: {e}")),
+                    Err(_) => self.reject(sup, server.as_str(), "did not connect in time".to_owned()),
+                }
             }
         }
     }
@@ -163,7 +248,8 @@ impl Discovery {
     }
 
     /// The URLs to try for a leader: its plain client URL when it runs on this machine (it
-    /// listens on loopback only), then its WSS URL.
+    /// listens on loopback only), then its WSS URL. Plaintext to another host (`ws://`) only
+    /// when allowed.
     fn candidate_urls(&self, manifest: &LeaderManifest, manifest_url: &str) -> Vec<ServerUrl> {
         let mut urls = Vec::new();
         let same_host = url::Url::parse(manifest_url)
@@ -171,62 +257,86 @@ impl Discovery {
             .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
             .and_then(|h| h.parse::<IpAddr>().ok())
             .is_some_and(is_local_address);
-        if same_host && let Ok(client) = manifest.client_url.as_str().parse() {
+        let loopback_client = url::Url::parse(manifest.client_url.as_str())
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+            .and_then(|h| h.parse::<IpAddr>().ok())
+            .is_some_and(|ip| ip.is_loopback());
+        if same_host
+            && loopback_client
+            && let Ok(client) = manifest.client_url.as_str().parse()
+        {
             urls.push(client);
         }
-        if let Ok(wss) = manifest.wss_url.as_str().parse() {
+        let wss = manifest.wss_url.as_str();
+        if (wss.starts_with("wss://") || self.options.allow_plaintext)
+            && let Ok(wss) = wss.parse()
+        {
             urls.push(wss);
         }
         urls
     }
 
-    async fn find_manifest(&mut self) -> Option<(LeaderManifest, String)> {
+    /// The usable manifests found: the configured URL, then every leader advertised over
+    /// mDNS for the namespace (a stranger's record cannot hide the real one).
+    async fn find_manifests(&mut self, sup: &Supervisor) -> Vec<(LeaderManifest, String)> {
+        let mut urls = Vec::new();
         if let Some(url) = self.options.manifest_url.clone() {
+            urls.push(url);
+        }
+        if let Some(namespace) = self.options.namespace.clone() {
+            for url in self.browse(&namespace).await {
+                if !urls.contains(&url) {
+                    urls.push(url);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for url in urls {
             match self.fetch(&url).await {
-                Ok(m) if usable(&m) => return Some((m, url)),
+                Ok(m) if usable(&m) => found.push((m, url)),
                 Ok(m) => tracing::debug!(%url, bridge = m.bridge_state.as_str(), "leader not usable yet"),
+                Err(e) if e.is_trust() => self.reject(sup, &url, e.to_string()),
                 Err(e) => tracing::debug!(%url, error = %e, "no leader manifest"),
             }
         }
-        let namespace = self.options.namespace.clone()?;
-        for url in self.browse(&namespace).await {
-            match self.fetch(&url).await {
-                Ok(m) if usable(&m) => return Some((m, url)),
-                Ok(_) => {}
-                Err(e) => tracing::debug!(%url, error = %e, "advertised manifest unusable"),
-            }
-        }
-        None
+        found
     }
 
-    /// Fetches and strictly parses a manifest over HTTPS.
-    async fn fetch(&mut self, url: &str) -> Result<LeaderManifest, String> {
+    /// Fetches and strictly parses a manifest over HTTPS verified by the [`Trust`].
+    async fn fetch(&mut self, url: &str) -> Result<LeaderManifest, FetchError> {
         if !url.starts_with("https://") {
-            return Err("only https:// manifests are trusted".into());
+            return Err(FetchError::Trust("only https:// manifests are trusted".into()));
         }
-        let client = self.http_client()?;
-        let response =
-            client.get(url).timeout(self.options.local_switch_timeout).send().await.map_err(|e| format!("{e:#}"))?;
+        let client = self.http_client().await.map_err(FetchError::Other)?;
+        let response = client.get(url).timeout(self.options.local_switch_timeout).send().await.map_err(|e| {
+            let text = format!("{e:#}");
+            if is_tls_failure(&e) {
+                FetchError::Trust(format!("TLS verification failed: {text}"))
+            } else {
+                FetchError::Other(text)
+            }
+        })?;
         if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status()));
+            return Err(FetchError::Other(format!("HTTP {}", response.status())));
         }
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        let body = response.bytes().await.map_err(|e| FetchError::Other(e.to_string()))?;
         if body.len() > 64 * 1024 {
-            return Err("manifest larger than 64 KiB".into());
+            return Err(FetchError::Other("manifest larger than 64 KiB".into()));
         }
-        LeaderManifest::parse(&body, time::OffsetDateTime::now_utc()).map_err(|e| e.to_string())
+        LeaderManifest::parse(&body, time::OffsetDateTime::now_utc()).map_err(|e| FetchError::Other(e.to_string()))
     }
 
-    fn http_client(&mut self) -> Result<reqwest::Client, String> {
+    async fn http_client(&mut self) -> Result<reqwest::Client, String> {
         if let Some(c) = &self.http {
             return Ok(c.clone());
         }
         crate::tls::install_crypto_provider();
-        let mut builder = reqwest::Client::builder().connect_timeout(self.options.local_switch_timeout);
-        if let Some(ca) = &self.options.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
+        let mut builder = reqwest::Client::builder().connect_timeout(self.options.local_switch_timeout).no_proxy();
+        if let Trust::Only(ca) = self.trust().await? {
+            let pem = std::fs::read(&ca).map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())?;
-            builder = builder.tls_certs_merge(certs);
+            builder = builder.tls_certs_only(certs);
         }
         let client = builder.build().map_err(|e| format!("{e:#}"))?;
         self.http = Some(client.clone());
@@ -263,7 +373,6 @@ impl Discovery {
                 }
                 if let Some(url) = txt("discoveryUrl").filter(|u| !urls.contains(u)) {
                     urls.push(url);
-                    break;
                 }
             }
         }
@@ -294,4 +403,80 @@ fn usable(m: &LeaderManifest) -> bool {
 /// True for loopback addresses and addresses of this machine's interfaces.
 fn is_local_address(ip: IpAddr) -> bool {
     ip.is_loopback() || if_addrs::get_if_addrs().is_ok_and(|ifs| ifs.iter().any(|i| i.ip() == ip))
+}
+
+/// Why a manifest could not be used.
+#[derive(Debug)]
+enum FetchError {
+    /// It did not verify against what discovery trusts: a candidate to report.
+    Trust(String),
+    /// Anything else (unreachable, not served, malformed).
+    Other(String),
+}
+
+impl FetchError {
+    fn is_trust(&self) -> bool {
+        matches!(self, FetchError::Trust(_))
+    }
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Trust(s) | FetchError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// True when a request failed in the TLS handshake (certificate not trusted, wrong name).
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        let text = err.to_string().to_ascii_lowercase();
+        if text.contains("certificate") || text.contains("invalid peer") {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn manifest(wss: &str, client: &str) -> LeaderManifest {
+        let body = format!(
+            r#"{{"version": 1, "nodeId": "n1", "advertisedHostname": "192.168.1.9", "wssUrl": "{wss}",
+            "clientUrl": "{client}", "monitorUrl": "http://127.0.0.1:3", "discoveryUrl": "https://192.168.1.9:4/m.json",
+            "fallbackServers": [], "backboneRttMs": null, "backboneServers": [], "bridgeState": "disabled",
+            "leaderEpoch": 1, "expiresAt": "2026-11-22T08:28:37Z", "leaseExpiresAt": "2026-11-22T08:28:37Z",
+            "isLeader": true, "candidateRole": "leader"}}"#
+        );
+        LeaderManifest::parse(body.as_bytes(), time::macros::datetime!(2026-11-22 08:28:33 UTC)).unwrap()
+    }
+
+    #[test]
+    fn a_manifest_never_moves_the_hub_to_plaintext_unless_allowed() {
+        let strict = Discovery::new(DiscoveryOptions::default());
+        let url = "https://192.168.1.9:4/m.json";
+        // A stranger's manifest pointing at its plaintext server: nothing to try.
+        assert!(strict.candidate_urls(&manifest("ws://192.168.1.9:1", "nats://192.168.1.9:2"), url).is_empty());
+        // A plaintext client URL on another host is never used, even with wss offered.
+        let urls = strict.candidate_urls(&manifest("wss://192.168.1.9:1", "nats://192.168.1.9:2"), url);
+        assert_eq!(urls.iter().map(ServerUrl::as_str).collect::<Vec<_>>(), ["wss://192.168.1.9:1"]);
+        let lax = Discovery::new(DiscoveryOptions { allow_plaintext: true, ..Default::default() });
+        assert_eq!(lax.candidate_urls(&manifest("ws://192.168.1.9:1", "nats://192.168.1.9:2"), url).len(), 1);
+        // The loopback client URL is used only for a leader on this machine.
+        let local =
+            strict.candidate_urls(&manifest("wss://127.0.0.1:1", "nats://127.0.0.1:2"), "https://127.0.0.1:4/m");
+        assert_eq!(
+            local.iter().map(ServerUrl::as_str).collect::<Vec<_>>(),
+            ["nats://127.0.0.1:2", "wss://127.0.0.1:1"]
+        );
+    }
 }

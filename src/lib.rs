@@ -46,6 +46,7 @@ mod supervisor;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod tls;
+pub mod trust;
 pub mod value;
 mod variable;
 

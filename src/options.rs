@@ -20,9 +20,19 @@ pub struct DiscoveryOptions {
     pub manifest_url: Option<String>,
     /// Browse mDNS (`_kinopio-hub._tcp.local.`) for a leader of this namespace.
     pub namespace: Option<String>,
-    /// Extra CA file trusted for the manifest (besides the system roots) and for the leaf's
-    /// `wss://` / `tls://` listeners.
+    /// The secured namespace's secret: the manifest and the leader's `wss://` listener must
+    /// then chain to the namespace CA derived from it (see [`crate::trust`]), and nothing
+    /// else is trusted for discovery, so a host without the secret cannot make the hub
+    /// switch. Follows the leader from device to device with no per-device CA.
+    pub namespace_secret: Option<crate::trust::Secret>,
+    /// A CA file (PEM): the manifest and the leader's `wss://` listener must chain to it,
+    /// and (without a namespace secret) nothing else is trusted for discovery. Without either,
+    /// the system roots are used: an open namespace, which a stranger on the LAN can hijack.
     pub ca_file: Option<PathBuf>,
+    /// Also switch to a leader whose manifest offers only plaintext (`ws://`, or `nats://`
+    /// on another host). Off by default: a manifest never moves the hub to plaintext unless
+    /// this is set.
+    pub allow_plaintext: bool,
     /// How often to look for a leader while none is in use.
     pub probe_interval: Duration,
     /// How long a discovered leader gets to accept a connection before it is skipped.
@@ -39,7 +49,9 @@ impl Default for DiscoveryOptions {
             enabled: true,
             manifest_url: None,
             namespace: None,
+            namespace_secret: None,
             ca_file: None,
+            allow_plaintext: false,
             probe_interval: Duration::from_secs(5),
             local_switch_timeout: Duration::from_millis(1500),
             cache_ttl: Duration::from_secs(5),

@@ -72,6 +72,15 @@ pub enum HubEvent {
     ServerError { message: String },
     /// The hub gave up connecting.
     Failed { message: String },
+    /// A local leader candidate was refused: its manifest or listener did not verify
+    /// against the namespace's trust, it offered only plaintext, or it did not connect. The
+    /// hub stays where it is.
+    LocalLeaderRejected {
+        /// The manifest or server URL of the candidate.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// The hub was closed.
     Closed,
 }

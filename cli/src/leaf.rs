@@ -38,6 +38,29 @@ pub enum LeafCommand {
     /// --json: one JSON object per line, mode "leaf-auto"). Without --namespace-secret
     /// anyone on the LAN can claim leadership; with it, only holders of the secret.
     Auto(crate::leaf_auto::AutoArgs),
+    /// Print the CA certificate of a secured namespace (PEM), derived from its secret.
+    ///
+    /// Every leader of the namespace serves a certificate from this CA, so a browser or
+    /// another tool that trusts it once follows the leader from device to device. It can
+    /// only vouch for LAN names and private addresses (name constraints). Its key is never
+    /// written anywhere.
+    ///
+    /// Example: KINOPIO_NAMESPACE_SECRET=… kinopio leaf namespace-ca --discovery-namespace studio > studio-ca.pem
+    NamespaceCa(NamespaceCaArgs),
+}
+
+/// Options of `kinopio leaf namespace-ca`.
+#[derive(Debug, Args)]
+pub struct NamespaceCaArgs {
+    /// The secured namespace.
+    #[arg(long, value_name = "NAME")]
+    discovery_namespace: String,
+    /// Its secret (prefer the environment variable).
+    #[arg(long, env = "KINOPIO_NAMESPACE_SECRET", hide_env_values = true)]
+    namespace_secret: String,
+    /// Write the certificate to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 /// Options of `kinopio leaf start`.
@@ -202,6 +225,20 @@ pub async fn run(command: LeafCommand) -> Result<(), Failure> {
     match command {
         LeafCommand::Start(args) => start(args).await,
         LeafCommand::Auto(args) => crate::leaf_auto::run(args).await,
+        LeafCommand::NamespaceCa(args) => namespace_ca(&args),
+    }
+}
+
+fn namespace_ca(args: &NamespaceCaArgs) -> Result<(), Failure> {
+    let ca = kinopio::trust::NamespaceCa::derive(&args.discovery_namespace, args.namespace_secret.as_bytes())
+        .map_err(|e| Failure::new(2, "usage", e.to_string(), false))?;
+    match &args.out {
+        Some(path) => std::fs::write(path, ca.cert_pem())
+            .map_err(|e| Failure::new(1, "io", format!("cannot write {}: {e}", path.display()), false)),
+        None => {
+            output::text(ca.cert_pem().trim_end());
+            Ok(())
+        }
     }
 }
 

@@ -68,9 +68,18 @@ pub struct ConnectArgs {
     /// Look for a local leader of this namespace over mDNS and switch to it when it connects.
     #[arg(long)]
     discovery_namespace: Option<String>,
-    /// CA file (PEM) the local leader's manifest and WSS listener are signed with.
+    /// Secret of a secured namespace (as given to `leaf auto`): the leader's manifest and
+    /// WSS listener must then chain to the namespace CA derived from it, and nothing else is
+    /// trusted, so a host without the secret cannot redirect this client.
+    #[arg(long, env = "KINOPIO_NAMESPACE_SECRET", hide_env_values = true, requires = "discovery_namespace")]
+    namespace_secret: Option<String>,
+    /// CA file (PEM) the local leader's manifest and WSS listener must chain to (only it is
+    /// trusted for discovery).
     #[arg(long)]
     discovery_ca_file: Option<PathBuf>,
+    /// Let a discovered leader move this client to plaintext (ws://). Off by default.
+    #[arg(long)]
+    discovery_allow_plaintext: bool,
     /// Connection name shown in the server's monitoring.
     #[arg(long, default_value = "kinopio-cli")]
     name: String,
@@ -151,10 +160,15 @@ impl ConnectArgs {
             return Err(self.fail(2, "invalid-option", format!("--discovery-manifest-url {url:?} must be https://")));
         }
         if self.discovery_manifest_url.is_some() || self.discovery_namespace.is_some() {
+            if self.namespace_secret.as_deref() == Some("") {
+                return Err(self.fail(2, "invalid-option", "--namespace-secret is empty"));
+            }
             options = options.discovery(kinopio::DiscoveryOptions {
                 manifest_url: self.discovery_manifest_url.clone(),
                 namespace: self.discovery_namespace.clone(),
+                namespace_secret: self.namespace_secret.clone().map(kinopio::trust::Secret::new),
                 ca_file: self.discovery_ca_file.clone(),
+                allow_plaintext: self.discovery_allow_plaintext,
                 ..Default::default()
             });
         }
@@ -280,6 +294,7 @@ fn print_event(event: &HubEvent, json: bool) {
         HubEvent::SlowConsumer { .. } => eprintln!("warning: messages dropped (slow consumer)"),
         HubEvent::ServerError { message } => eprintln!("server error: {message}"),
         HubEvent::Failed { message } => eprintln!("gave up connecting: {message}"),
+        HubEvent::LocalLeaderRejected { url, reason } => eprintln!("warning: refused local leader {url}: {reason}"),
         _ => {}
     }
 }

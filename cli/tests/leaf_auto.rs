@@ -343,3 +343,45 @@ fn backbone_credentials_in_a_url_never_leave_the_device() {
         assert!(!text.contains(&format!("{USER}:")), "the backbone user:password is in {place}:\n{text}");
     }
 }
+
+fn public_key(pem_file: &Path) -> String {
+    let out = Command::new("openssl").args(["x509", "-noout", "-pubkey", "-in"]).arg(pem_file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// One trust per namespace: a secured leader's CA is the namespace CA that
+/// `kinopio leaf namespace-ca` derives on any device from the secret (same key), and it is
+/// name-constrained.
+#[test]
+fn a_secured_leader_serves_the_namespace_ca_that_any_device_can_derive() {
+    let cache = tempfile::tempdir().unwrap();
+    let ns = namespace("nsca");
+    let mut cmd = command(&ns, cache.path(), true);
+    cmd.env("KINOPIO_NAMESPACE_SECRET", "correct horse battery staple");
+    let mut node = Proc::spawn(cmd);
+    let led = node.wait_json("the leader line", |v| v["role"] == "leader" && v["state"] == "leader");
+    let leader_ca = std::path::PathBuf::from(led["caCertFile"].as_str().unwrap());
+    let derived = cache.path().join("derived-ca.pem");
+    let out = Command::new(env!("CARGO_BIN_EXE_kinopio"))
+        .args(["leaf", "namespace-ca", "--discovery-namespace", &ns, "--out"])
+        .arg(&derived)
+        .env("KINOPIO_NAMESPACE_SECRET", "correct horse battery staple")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(public_key(&leader_ca), public_key(&derived));
+    let text = Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(&derived).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("Name Constraints") && text.contains("Kinopio Namespace CA"), "{text}");
+    let other = Command::new(env!("CARGO_BIN_EXE_kinopio"))
+        .args(["leaf", "namespace-ca", "--discovery-namespace", &ns])
+        .env("KINOPIO_NAMESPACE_SECRET", "another secret")
+        .output()
+        .unwrap();
+    let other_file = cache.path().join("other-ca.pem");
+    std::fs::write(&other_file, &other.stdout).unwrap();
+    assert_ne!(public_key(&leader_ca), public_key(&other_file), "another secret, another CA");
+    node.sigterm();
+    assert_eq!(node.exit_code(), 0);
+}

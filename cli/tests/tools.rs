@@ -116,17 +116,25 @@ async fn values_round_trip_exactly_and_are_shown_without_ambiguity() {
     assert!(tokio::time::timeout(WAIT, sub.wait()).await.unwrap().unwrap().success());
 
     // --raw prints the payload bytes exactly; --count publishes several times.
-    let mut raw =
-        kinopio(&server, &["sub", "exact.raw", "--count", "2", "--raw"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut raw = kinopio(&server, &["sub", "exact.raw", "--count", "2", "--raw"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut raw_lines = BufReader::new(raw.stdout.take().unwrap()).lines();
-    // Wait until the subscription is in place (a probe message comes through).
+    let mut raw_err = BufReader::new(raw.stderr.take().unwrap()).lines();
+    // The subscription is in place once it says so.
     loop {
-        let (code, _, _) = run(&server, &["pub", "exact.raw", "--count", "2", "12345678901234567890123"]).await;
-        assert_eq!(code, 0);
-        if let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_millis(500), raw_lines.next_line()).await {
-            assert_eq!(line, "12345678901234567890123");
+        let line = tokio::time::timeout(WAIT, raw_err.next_line()).await.unwrap().unwrap().unwrap();
+        if line.starts_with("listening on") {
             break;
         }
+    }
+    let (code, _, _) = run(&server, &["pub", "exact.raw", "--count", "2", "12345678901234567890123"]).await;
+    assert_eq!(code, 0);
+    for _ in 0..2 {
+        let line = tokio::time::timeout(WAIT, raw_lines.next_line()).await.unwrap().unwrap().unwrap();
+        assert_eq!(line, "12345678901234567890123");
     }
     assert!(tokio::time::timeout(WAIT, raw.wait()).await.unwrap().unwrap().success());
 }

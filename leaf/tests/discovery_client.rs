@@ -9,6 +9,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use kinopio::testing::{NatsServer, nats_server_binary};
 use kinopio::{DiscoveryOptions, Hub, HubEvent, HubOptions, SelectionMode, ServerUrl, SwitchReason};
+use kinopio_leaf::auto::{AutoLeaf, AutoLeafOptions, InterfaceFilter};
+use kinopio_leaf::election::{NamespaceSecret, Role};
 use kinopio_leaf::runtime::{LeafNode, LeafOptions};
 use kinopio_leaf::tls::TrustStoreConfig;
 
@@ -190,4 +192,121 @@ async fn hub_finds_a_leader_advertised_over_mdns() {
     hub.close().await;
     let _ = daemon.shutdown();
     leaf.stop().await;
+}
+
+fn auto_options(ns: &str, secret: &str, backbone: &str, cache: &std::path::Path) -> AutoLeafOptions {
+    let leaf = LeafOptions::new()
+        .backbone_server(backbone)
+        .binary_path(nats_server_binary())
+        .cache_dir(cache)
+        .lan_bind_address("127.0.0.1".parse().unwrap())
+        .trust_store(TrustStoreConfig::none().with_env_skip(|_| Some("1".to_owned())));
+    AutoLeafOptions::new(ns)
+        .leaf(leaf)
+        .interfaces(InterfaceFilter::loopback())
+        .leader_missing_grace(Duration::from_secs(2))
+        .namespace_secret(NamespaceSecret::new(secret).unwrap())
+}
+
+async fn leading(node: &AutoLeaf) -> kinopio_leaf::auto::LeaderLeaf {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut events = node.events();
+    loop {
+        let status = node.status();
+        if status.election.role == Role::Leader
+            && let Some(leaf) = status.leaf
+        {
+            return leaf;
+        }
+        assert!(tokio::time::timeout_at(deadline, events.recv()).await.is_ok(), "no leader: {:#?}", node.status());
+    }
+}
+
+/// One trust per namespace, and a stranger cannot hijack discovery. A stranger on the LAN
+/// advertises itself over mDNS as the namespace's leader, with a certificate from a root the
+/// client trusts (its CA is given as the client's CA file) — the client refuses it, visibly.
+/// Then two real devices lead one after the other: the client, holding only the namespace
+/// secret (no device's CA), follows the first and, after it stops, the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secured_namespace_client_follows_its_leaders_and_refuses_a_stranger() {
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("kinopio=debug").try_init();
+    let backbone = NatsServer::start_with_config("leafnodes { listen: \"127.0.0.1:-1\" }\n");
+    let ns = format!("secured-discovery-{}-{:08x}", std::process::id(), rand::random::<u32>());
+    let secret = "correct horse battery staple";
+    let (stranger_cache, a_cache, b_cache) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+
+    // The stranger does not know the secret: it leads in its own view and advertises itself.
+    let stranger =
+        AutoLeaf::start(auto_options(&ns, "a guess", &backbone.leafnode_url(), stranger_cache.path())).await.unwrap();
+    let stranger_leaf = leading(&stranger).await;
+
+    let hub =
+        Hub::new(HubOptions::new().servers([backbone.url()]).unwrap().selection(SelectionMode::Ordered).discovery(
+            DiscoveryOptions {
+                namespace: Some(ns.clone()),
+                namespace_secret: Some(kinopio::trust::Secret::new(secret)),
+                ca_file: Some(stranger_leaf.ca_cert_file.clone()),
+                probe_interval: Duration::from_millis(300),
+                cache_ttl: Duration::from_millis(300),
+                local_switch_timeout: Duration::from_secs(1),
+                interfaces: vec!["lo".into()],
+                ..Default::default()
+            },
+        ));
+    let mut events = hub.events();
+    hub.wait_connected(WAIT).await.unwrap();
+    let rejected = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await {
+                Some(HubEvent::LocalLeaderRejected { url, reason }) => return (url, reason),
+                Some(HubEvent::ServerSwitched { to, .. }) => panic!("switched to the stranger at {to}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the stranger was never reported as rejected");
+    assert_eq!(rejected.0, stranger_leaf.urls.discovery_url);
+    assert!(rejected.1.contains("TLS"), "{}", rejected.1);
+
+    // The real devices.
+    let a = AutoLeaf::start(auto_options(&ns, secret, &backbone.leafnode_url(), a_cache.path())).await.unwrap();
+    let a_leaf = leading(&a).await;
+    let b = AutoLeaf::start(auto_options(&ns, secret, &backbone.leafnode_url(), b_cache.path())).await.unwrap();
+    assert_ne!(a_leaf.ca_cert_file, stranger_leaf.ca_cert_file);
+    let to = switched(&mut events, SwitchReason::LocalLeader).await;
+    assert!(
+        [a_leaf.urls.client_url.as_str(), a_leaf.urls.wss_url.as_str()].contains(&to.as_str()),
+        "switched to {to}, not to the leader {a_leaf:?}"
+    );
+
+    // The first leader goes; the second takes over; the client follows with the same trust.
+    a.stop().await;
+    let b_leaf = leading(&b).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let to = tokio::time::timeout_at(deadline, async {
+            loop {
+                if let Some(HubEvent::ServerSwitched { to, reason: SwitchReason::LocalLeader, .. }) =
+                    events.next().await
+                {
+                    return to;
+                }
+            }
+        })
+        .await
+        .expect("the client did not follow the second leader");
+        if [b_leaf.urls.client_url.as_str(), b_leaf.urls.wss_url.as_str()].contains(&to.as_str()) {
+            break;
+        }
+    }
+    // Messages flow through the new leader to the backbone.
+    let var = hub.variable("secured.check").unwrap();
+    let mut sub = var.subscribe().await.unwrap();
+    var.publish(&1).await.unwrap();
+    assert!(tokio::time::timeout(WAIT, sub.next()).await.unwrap().is_some());
+    hub.close().await;
+    b.stop().await;
+    stranger.stop().await;
 }

@@ -675,3 +675,55 @@ fn trust_skip_works_through_the_real_environment() {
     assert!(text.contains("1 passed"), "{text}");
     assert_eq!(std::fs::read_dir(&anchors).unwrap().count(), 0);
 }
+
+/// Verifies `cert` for `name` with only the namespace CA as a root (what a kinopio client of
+/// a secured namespace does, and a browser that installed the namespace CA).
+fn verify_with_namespace_ca(
+    ca: &kinopio::trust::NamespaceCa,
+    cert: &kinopio_leaf::tls::leaf_cert::LeafCertificate,
+    name: &str,
+) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(ca.cert_der().to_vec())).unwrap();
+    let verifier = rustls::client::WebPkiServerVerifier::builder(std::sync::Arc::new(roots)).build().unwrap();
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let now = rustls::pki_types::UnixTime::now();
+    verifier.verify_server_cert(cert.cert_der(), &[], &server_name, &[], now).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Attack: a namespace member (or anyone with its secret) mints a certificate for a foreign
+/// name, e.g. `--advertised-host www.google.com`. The namespace CA is name-constrained: the
+/// leaf refuses to start with such a host, and a certificate issued anyway does not verify.
+#[test]
+fn the_namespace_ca_cannot_vouch_for_foreign_names() {
+    let temp = tempfile::tempdir().unwrap();
+    let ns_ca = std::sync::Arc::new(kinopio::trust::NamespaceCa::derive("studio", b"correct horse").unwrap());
+    let ca = kinopio_leaf::tls::ca::LocalCa::from_namespace(&ns_ca, temp.path()).unwrap();
+    assert!(ca.cert_path().is_file());
+    assert!(!ca.key_path().exists(), "the namespace CA key is never written");
+
+    let lan = ca.issue_leaf(&LeafCertRequest::new(vec!["192.168.1.5".into(), "box.local".into()]), now()).unwrap();
+    verify_with_namespace_ca(&ns_ca, &lan, "192.168.1.5").unwrap();
+    verify_with_namespace_ca(&ns_ca, &lan, "box.local").unwrap();
+    let foreign = ca.issue_leaf(&LeafCertRequest::new(vec!["www.google.com".into()]), now()).unwrap();
+    let err = verify_with_namespace_ca(&ns_ca, &foreign, "www.google.com").unwrap_err();
+    assert!(err.contains("NameConstraintViolation"), "{err}");
+    let public_ip = ca.issue_leaf(&LeafCertRequest::new(vec!["8.8.8.8".into()]), now()).unwrap();
+    assert!(verify_with_namespace_ca(&ns_ca, &public_ip, "8.8.8.8").is_err());
+
+    let mut options =
+        TlsOptions::generated(temp.path().join("ca"), temp.path().join("run"), vec!["www.google.com".into()]);
+    options.namespace_ca = Some(ns_ca.clone());
+    let err = prepare(&options, now()).unwrap_err();
+    assert!(err.to_string().contains("outside what a namespace CA may vouch for"), "{err}");
+    // A public address among all interfaces is left out; the advertised LAN address stays.
+    let mut options = TlsOptions::generated(
+        temp.path().join("ca"),
+        temp.path().join("run2"),
+        vec!["10.0.0.7".into(), "203.0.113.9".into()],
+    );
+    options.namespace_ca = Some(ns_ca);
+    assert!(prepare(&options, now()).is_ok());
+}

@@ -80,6 +80,9 @@ pub enum AutoLeafError {
     /// The multicast sockets could not be set up.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The namespace CA could not be derived from the secret.
+    #[error(transparent)]
+    Trust(#[from] kinopio::trust::TrustError),
 }
 
 impl AutoLeafError {
@@ -89,6 +92,7 @@ impl AutoLeafError {
             AutoLeafError::Config(_) => "invalid-option",
             AutoLeafError::NodeId(_) => "node-id",
             AutoLeafError::Transport(_) => "multicast",
+            AutoLeafError::Trust(_) => "trust",
         }
     }
 }
@@ -132,6 +136,18 @@ impl AutoLeaf {
                 BeaconCodec::secured(&namespace, &node_id, secret).with_replay_window(options.replay_window)
             }
             None => BeaconCodec::open(&namespace, &node_id),
+        };
+        // A secured namespace has one CA, derived from its secret on every member device, so
+        // whichever device leads, clients holding the secret (or the CA, once) trust it.
+        let leaf_options = match &options.secret {
+            Some(secret) => {
+                let (ns, bytes) = (namespace.clone(), secret.bytes().to_vec());
+                let ca = tokio::task::spawn_blocking(move || kinopio::trust::NamespaceCa::derive(&ns, &bytes))
+                    .await
+                    .map_err(|e| kinopio::trust::TrustError::Derive(e.to_string()))??;
+                options.leaf.clone().namespace_ca(Arc::new(ca))
+            }
+            None => options.leaf.clone(),
         };
         let transport = MulticastTransport::bind(codec.port(), options.interfaces.clone())?;
         let port = transport.port();
@@ -189,7 +205,7 @@ impl AutoLeaf {
             codec,
             transport,
             mdns,
-            leaf_options: options.leaf.clone(),
+            leaf_options,
             jobs: jobs_tx,
             reports: reports_rx,
             worker,

@@ -50,6 +50,11 @@ impl NamespaceSecret {
         }
         Ok(NamespaceSecret(secret))
     }
+
+    /// The secret's bytes (to derive the namespace CA).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for NamespaceSecret {

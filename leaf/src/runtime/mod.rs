@@ -233,6 +233,7 @@ impl LeafNode {
             runtime_dir: runtime_dir.path().to_path_buf(),
             advertised_hosts: hosts.san_hosts.clone(),
             leaf_lifetime: options.leaf_cert_lifetime,
+            namespace_ca: options.namespace_ca.clone(),
         };
         let prepared = tokio::task::spawn_blocking(move || tls::prepare(&tls_options, OffsetDateTime::now_utc()))
             .await

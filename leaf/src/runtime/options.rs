@@ -95,6 +95,7 @@ pub struct LeafOptions {
     pub(crate) backbone_token_file: Option<PathBuf>,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) private_network_access: bool,
+    pub(crate) namespace_ca: Option<std::sync::Arc<kinopio::trust::NamespaceCa>>,
     pub(crate) binary: BinaryOptions,
     pub(crate) binary_path: Option<PathBuf>,
     pub(crate) cache_dir: Option<PathBuf>,
@@ -139,6 +140,7 @@ impl LeafOptions {
             backbone_token_file: None,
             allowed_origins: Vec::new(),
             private_network_access: false,
+            namespace_ca: None,
             binary: BinaryOptions::from_env(),
             binary_path: None,
             cache_dir: None,
@@ -220,6 +222,14 @@ impl LeafOptions {
     /// manifest of a leaf on a private address. Off by default.
     pub fn private_network_access(mut self, allow: bool) -> Self {
         self.private_network_access = allow;
+        self
+    }
+
+    /// Issues the WSS and discovery certificate from a secured namespace's CA (the same on
+    /// every member device) instead of this device's own CA. `kinopio leaf auto` sets it
+    /// when given a namespace secret.
+    pub fn namespace_ca(mut self, ca: std::sync::Arc<kinopio::trust::NamespaceCa>) -> Self {
+        self.namespace_ca = Some(ca);
         self
     }
 

@@ -129,6 +129,8 @@ impl Serialize for CaProblem {
 pub enum CaOrigin {
     /// The stored CA was valid and reused.
     Reused,
+    /// Derived from a secured namespace's secret (the same on every member device).
+    Namespace,
     /// A new CA was generated.
     Created {
         /// Why the stored one (if any) was not reused.
@@ -257,6 +259,32 @@ impl LocalCa {
             key_path: key_path.to_path_buf(),
             origin: CaOrigin::Reused,
         }))
+    }
+
+    /// The CA of a secured namespace (derived from its secret; see
+    /// [`kinopio::trust::NamespaceCa`]): its key stays in memory, its certificate is written
+    /// to `<dir>/namespace-<id>/ca-cert.pem` for users to trust once per namespace.
+    pub fn from_namespace(namespace_ca: &kinopio::trust::NamespaceCa, dir: &Path) -> Result<LocalCa, TlsError> {
+        let generate_err = |source| TlsError::Generate { what: "namespace CA", source };
+        let key = KeyPair::from_pem(&namespace_ca.key_pem()).map_err(generate_err)?;
+        let cert_der = CertificateDer::from(namespace_ca.cert_der().to_vec());
+        let summary = summarize(Path::new("namespace CA"), &cert_der)?;
+        let sha256 = sha256_hex(&cert_der);
+        let ns_dir = dir.join(format!("namespace-{}", &sha256_hex(namespace_ca.namespace().as_bytes())[..16]));
+        files::ensure_dir(&ns_dir)?;
+        let cert_path = ns_dir.join(CA_CERT_FILE);
+        files::write_atomically(&cert_path, namespace_ca.cert_pem().as_bytes(), PUBLIC_MODE)?;
+        Ok(LocalCa {
+            cert_pem: namespace_ca.cert_pem().to_owned(),
+            sha256,
+            cert_der,
+            key,
+            not_before: summary.not_before,
+            not_after: summary.not_after,
+            key_path: ns_dir.join("(derived from the namespace secret; never stored)"),
+            cert_path,
+            origin: CaOrigin::Namespace,
+        })
     }
 
     /// Generates a new CA in memory.

@@ -101,6 +101,14 @@ pub enum TlsError {
         key: PathBuf,
     },
     /// An advertised host cannot be put into a certificate.
+    /// A secured namespace's CA may not vouch for this advertised host.
+    #[error(
+        "the advertised host {host:?} is outside what a namespace CA may vouch for (private, loopback or link-local addresses; names under .local, .lan, .home.arpa, .internal or localhost); advertise a LAN address or a .local name"
+    )]
+    NotPermitted {
+        /// The host.
+        host: String,
+    },
     #[error("the advertised host {host:?} cannot be put into a certificate: {reason}")]
     InvalidHost {
         /// The host as given.
@@ -185,6 +193,10 @@ pub struct TlsOptions {
     pub advertised_hosts: Vec<String>,
     /// Lifetime of the generated leaf certificate.
     pub leaf_lifetime: Duration,
+    /// A secured namespace's CA ([`kinopio::trust::NamespaceCa`]): issue the leaf
+    /// certificate from it instead of this device's own CA, so every leader of the namespace
+    /// chains to one root.
+    pub namespace_ca: Option<std::sync::Arc<kinopio::trust::NamespaceCa>>,
 }
 
 impl TlsOptions {
@@ -202,6 +214,7 @@ impl TlsOptions {
             runtime_dir: runtime_dir.into(),
             advertised_hosts,
             leaf_lifetime: leaf_cert::DEFAULT_LEAF_LIFETIME,
+            namespace_ca: None,
         }
     }
 }
@@ -308,8 +321,21 @@ pub fn prepare(options: &TlsOptions, now: OffsetDateTime) -> Result<PreparedTls,
     )? {
         return Ok(PreparedTls::Supplied(supplied));
     }
-    let ca = LocalCa::load_or_create(&options.ca_dir, now)?;
-    let request = LeafCertRequest::new(options.advertised_hosts.clone()).with_lifetime(options.leaf_lifetime);
+    let mut hosts = options.advertised_hosts.clone();
+    let ca = match &options.namespace_ca {
+        Some(namespace_ca) => {
+            // Only names and addresses the namespace CA may vouch for: a client would refuse
+            // a certificate with any other, so say so now for the advertised host, and leave
+            // other addresses (a public one among all interfaces) out.
+            if let Some(host) = hosts.first().filter(|h| !kinopio::trust::NamespaceCa::permits(h)) {
+                return Err(TlsError::NotPermitted { host: host.clone() });
+            }
+            hosts.retain(|h| kinopio::trust::NamespaceCa::permits(h));
+            LocalCa::from_namespace(namespace_ca, &options.ca_dir)?
+        }
+        None => LocalCa::load_or_create(&options.ca_dir, now)?,
+    };
+    let request = LeafCertRequest::new(hosts).with_lifetime(options.leaf_lifetime);
     let leaf = ca.issue_leaf(&request, now)?;
     let files = leaf.write_to(&options.runtime_dir)?;
     Ok(PreparedTls::Generated(Box::new(GeneratedTls {
