@@ -632,3 +632,101 @@ fn forged_beacons_take_over_an_open_namespace_but_not_a_secured_one() {
         assert!(drops[kind].as_u64().unwrap_or(0) > 0, "no {kind} drops: {drops}");
     }
 }
+
+/// One trust per namespace, across devices: three devices of a secured namespace lead one
+/// after another (kill -9, then SIGTERM); a client on a fourth device, given only the
+/// namespace and its secret (no device's CA), follows each leader over `wss://` verified
+/// against the namespace CA, and the values published on the backbone keep arriving.
+#[test]
+fn a_client_device_follows_leaders_across_devices_in_a_secured_namespace() {
+    let _turn = LAN_TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some(lan) = Lan::up("t", 5) else { return };
+    let mut fleet = Fleet::new(lan);
+    let ns = "lan-trust";
+    let secret = [("KINOPIO_NAMESPACE_SECRET", "correct horse battery staple")];
+    // The backbone on h1.
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "listen: 10.77.0.1:4222\nleafnodes { listen: \"10.77.0.1:7422\" }\n").unwrap();
+    let mut backbone = fleet.lan.command(1, &nats_server_binary());
+    backbone.arg("-c").arg(config.path()).stdout(Stdio::null()).stderr(Stdio::null());
+    fleet.extras.push(backbone.spawn().unwrap());
+    let bridge = ["--backbone-server", "nats://10.77.0.1:7422"];
+    let ids = ["kinopio-20000000-2", "kinopio-30000000-3", "kinopio-40000000-4"];
+    let leaders: Vec<usize> = (0..3).map(|i| fleet.kinopio(i + 2, ns, ids[i], &bridge, &secret)).collect();
+    // Backbone RTTs rank them, so any of them may lead first.
+    let (first, _) = fleet.converge(&leaders, Duration::from_secs(20), "one leader among 3 devices");
+
+    // The client device (h5): `kinopio sub` on the backbone, discovering the namespace.
+    let mut client = fleet.lan.command(5, Path::new(env!("CARGO_BIN_EXE_kinopio")));
+    client
+        .args(["sub", "trust.tick", "--json", "--server", "nats://10.77.0.1:4222", "--discovery-namespace", ns])
+        .env("KINOPIO_NAMESPACE_SECRET", "correct horse battery staple")
+        .env("KINOPIO_LOG", "kinopio=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = client.spawn().unwrap();
+    let (tx, lines) = channel::<Value>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&line).unwrap_or(Value::String(line))).is_err() {
+                break;
+            }
+        }
+    });
+    fleet.extras.push(child);
+
+    // Publishes one value on the backbone (from h1) per call.
+    let publish = |fleet: &Fleet, n: u64| {
+        let status = fleet
+            .lan
+            .command(1, Path::new(env!("CARGO_BIN_EXE_kinopio")))
+            .args(["pub", "trust.tick", &n.to_string(), "--server", "nats://10.77.0.1:4222"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let mut seen: Vec<Value> = Vec::new();
+    let mut n = 0u64;
+    // Waits, publishing meanwhile, until the client reports a switch to `host`'s wss URL and
+    // then receives a value published after it.
+    let mut follow = |fleet: &Fleet, host: usize, what: &str| {
+        let wanted = format!("wss://10.77.0.{host}:");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let mut switched = false;
+        loop {
+            assert!(Instant::now() < deadline, "the client did not follow {what}; saw {seen:#?}");
+            n += 1;
+            publish(fleet, n);
+            while let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+                if line["event"] == "switched" && line["reason"] == "local-leader" {
+                    switched = line["to"].as_str().is_some_and(|to| to.starts_with(&wanted));
+                }
+                let got = line["value"].as_u64();
+                seen.push(line);
+                if switched && got.is_some() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    follow(&fleet, fleet.nodes[first].host, "the first leader");
+    let rest: Vec<usize> = leaders.iter().copied().filter(|&i| i != first).collect();
+    let killed = fleet.kill9(first);
+    let (second, _) = fleet.converge(&rest, Duration::from_secs(15), "a new leader after kill -9");
+    follow(&fleet, fleet.nodes[second].host, "the second leader after kill -9");
+    report("kill -9 of the leader to the client receiving through the next one", killed.elapsed());
+    let last: Vec<usize> = rest.iter().copied().filter(|&i| i != second).collect();
+    let stopped = fleet.sigterm(second);
+    let (third, _) = fleet.converge(&last, Duration::from_secs(15), "a new leader after SIGTERM");
+    follow(&fleet, fleet.nodes[third].host, "the third leader after SIGTERM");
+    report("SIGTERM of the leader to the client receiving through the next one", stopped.elapsed());
+    assert!(
+        !seen.iter().any(|l| l["event"] == "local-leader-rejected"),
+        "a real leader was rejected: {seen:#?}"
+    );
+}
