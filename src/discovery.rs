@@ -54,6 +54,8 @@ pub(crate) struct Discovery {
     trust: Option<Trust>,
     /// The namespace CA's certificate, written for async-nats (removed on drop).
     namespace_ca_file: Option<tempfile::TempPath>,
+    /// The token a secured namespace's leaf requires (derived with its CA).
+    lan_token: Option<crate::trust::Secret>,
     http: Option<reqwest::Client>,
     mdns: Option<mdns_sd::ServiceDaemon>,
     in_use: Option<InUse>,
@@ -81,6 +83,7 @@ impl Discovery {
             options,
             trust: None,
             namespace_ca_file: None,
+            lan_token: None,
             http: None,
             mdns: None,
             in_use: None,
@@ -111,6 +114,7 @@ impl Discovery {
                 let path = file.into_temp_path();
                 let trust = Trust::Only(path.to_path_buf());
                 self.namespace_ca_file = Some(path);
+                self.lan_token = Some(crate::trust::Secret::new(ca.lan_token()));
                 trust
             }
             (Some(_), None, _) => return Err("a namespace secret needs the namespace".into()),
@@ -174,6 +178,9 @@ impl Discovery {
                 let mut options = sup.shared().options.clone();
                 if let Trust::Only(ca) = &trust {
                     options = options.tls_ca_file(ca);
+                }
+                if let Some(token) = &self.lan_token {
+                    options = options.auth(crate::options::Auth::Token(token.expose().to_owned()));
                 }
                 options = options.connect_timeout(self.options.local_switch_timeout);
                 let attempt = sup.switch_to_with(&options, vec![server.clone()], SwitchReason::LocalLeader, None, None);

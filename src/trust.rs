@@ -17,7 +17,9 @@
 //!   O=kinopio`, CA:TRUE pathlen 0, keyCertSign/cRLSign, valid 2025-01-01 to 2036-01-01,
 //!   serial from the same hash, and **name constraints**: it can only vouch for
 //!   [`PERMITTED_DNS`] names and private, loopback and link-local addresses. Its key is never
-//!   written anywhere.
+//!   written anywhere;
+//! - the LAN token every client must present to a secured leaf (WSS and loopback listeners):
+//!   hex of `SHA-256(seed ‖ "kinopio-lan-token-v1")`.
 //!
 //! Open namespaces have no such CA: each leaf's own CA (see the leaf crate) is trusted per
 //! device, and discovery can be pointed at it with a CA file.
@@ -87,6 +89,7 @@ pub enum TrustError {
 /// A namespace CA: its certificate, and its key for the devices that issue leaf certificates.
 pub struct NamespaceCa {
     namespace: String,
+    lan_token: String,
     key: KeyPair,
     cert_der: Vec<u8>,
     cert_pem: String,
@@ -146,7 +149,14 @@ impl NamespaceCa {
         params.serial_number = Some(SerialNumber::from_slice(&Sha256::digest(seed)[..16]));
         params.name_constraints = Some(name_constraints());
         let cert = params.self_signed(&key)?;
-        Ok(NamespaceCa { namespace: namespace.to_owned(), cert_der: cert.der().to_vec(), cert_pem: cert.pem(), key })
+        let lan_token = hex_all(&Sha256::new().chain_update(seed).chain_update(b"kinopio-lan-token-v1").finalize());
+        Ok(NamespaceCa {
+            namespace: namespace.to_owned(),
+            lan_token,
+            cert_der: cert.der().to_vec(),
+            cert_pem: cert.pem(),
+            key,
+        })
     }
 
     /// The namespace.
@@ -163,6 +173,13 @@ impl NamespaceCa {
     /// The CA certificate (PEM): what a browser or another tool installs, once per namespace.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// The token a secured namespace's leaf requires from every client (its LAN WebSocket
+    /// listener and its loopback port), derived from the same seed. A secret: kinopio clients
+    /// with the namespace secret present it by themselves.
+    pub fn lan_token(&self) -> &str {
+        &self.lan_token
     }
 
     /// The CA key (PKCS#8 PEM), for the devices that issue leaf certificates. Keep it in
@@ -205,6 +222,10 @@ fn in_network(ip: IpAddr, net: &str, prefix: u8) -> bool {
         }
         _ => false,
     }
+}
+
+fn hex_all(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hex_prefix(bytes: &[u8]) -> String {

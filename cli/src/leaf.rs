@@ -61,6 +61,10 @@ pub struct NamespaceCaArgs {
     /// Write the certificate to this file instead of standard output.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Print the namespace's LAN token instead (a secret: what a client that does not
+    /// derive it itself passes as `--token` to a secured leaf's listeners).
+    #[arg(long)]
+    lan_token: bool,
 }
 
 /// Options of `kinopio leaf start`.
@@ -232,11 +236,12 @@ pub async fn run(command: LeafCommand) -> Result<(), Failure> {
 fn namespace_ca(args: &NamespaceCaArgs) -> Result<(), Failure> {
     let ca = kinopio::trust::NamespaceCa::derive(&args.discovery_namespace, args.namespace_secret.as_bytes())
         .map_err(|e| Failure::new(2, "usage", e.to_string(), false))?;
+    let text = if args.lan_token { format!("{}\n", ca.lan_token()) } else { ca.cert_pem().to_owned() };
     match &args.out {
-        Some(path) => std::fs::write(path, ca.cert_pem())
+        Some(path) => std::fs::write(path, text)
             .map_err(|e| Failure::new(1, "io", format!("cannot write {}: {e}", path.display()), false)),
         None => {
-            output::text(ca.cert_pem().trim_end());
+            output::text(text.trim_end());
             Ok(())
         }
     }

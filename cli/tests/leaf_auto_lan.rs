@@ -725,8 +725,5 @@ fn a_client_device_follows_leaders_across_devices_in_a_secured_namespace() {
     let (third, _) = fleet.converge(&last, Duration::from_secs(15), "a new leader after SIGTERM");
     follow(&fleet, fleet.nodes[third].host, "the third leader after SIGTERM");
     report("SIGTERM of the leader to the client receiving through the next one", stopped.elapsed());
-    assert!(
-        !seen.iter().any(|l| l["event"] == "local-leader-rejected"),
-        "a real leader was rejected: {seen:#?}"
-    );
+    assert!(!seen.iter().any(|l| l["event"] == "local-leader-rejected"), "a real leader was rejected: {seen:#?}");
 }

@@ -20,6 +20,7 @@
 //!     websocket: Listen::new("192.168.1.5".parse().unwrap(), Some(4443)),
 //!     websocket_tls: WebsocketTls { cert_file: "/run/leaf/leaf-cert.pem".into(), key_file: "/run/leaf/leaf-key.pem".into() },
 //!     websocket_allowed_origins: Vec::new(),
+//!     client_token: None,
 //!     backbone: LeafRemote::from_urls(["tls://hub.example.com:7422"]).unwrap(),
 //!     ports_file_dir: "/run/leaf".into(),
 //!     log: None,
@@ -289,6 +290,9 @@ pub struct ServerConfig {
     /// any other origin is refused (HTTP 403) by nats-server. Clients that send no `Origin`
     /// (every non-browser client) are not affected. Empty: no check.
     pub websocket_allowed_origins: Vec<String>,
+    /// A token every client must present, on the client and WebSocket listeners alike
+    /// (`authorization { token }`); `None`: no authentication.
+    pub client_token: Option<String>,
     /// The backbone remote; `None` gives a standalone server.
     pub backbone: Option<LeafRemote>,
     /// Where nats-server writes `nats-server_<pid>.ports` with the ports it bound.
@@ -378,6 +382,11 @@ pub fn render(config: &ServerConfig) -> Result<String, ConfigError> {
         let _ = writeln!(out, "log_file: {}", quoted_path("log file", &log.file)?);
         let _ = writeln!(out, "logfile_size_limit: {}", log.size_limit_bytes);
         let _ = writeln!(out, "logfile_max_num: {}", log.max_files);
+    }
+    if let Some(token) = &config.client_token {
+        let _ = writeln!(out, "authorization {{");
+        let _ = writeln!(out, "  token: {}", quoted(token));
+        let _ = writeln!(out, "}}");
     }
     let _ = writeln!(out, "websocket {{");
     let _ = writeln!(out, "  listen: {}", quoted(&config.websocket.render()));
@@ -489,6 +498,7 @@ mod tests {
                 key_file: "/run/kinopio-leaf-x/leaf-key.pem".into(),
             },
             websocket_allowed_origins: Vec::new(),
+            client_token: None,
             backbone: None,
             ports_file_dir: "/run/kinopio-leaf-x".into(),
             log: None,

@@ -95,6 +95,7 @@ fn rendered_configs_are_accepted_by_nats_server() {
         websocket: Listen::new("::1".parse().unwrap(), None),
         websocket_tls: WebsocketTls { cert_file: material.cert_file.clone(), key_file: material.key_file.clone() },
         websocket_allowed_origins: Vec::new(),
+        client_token: None,
         backbone: None,
         ports_file_dir: dir.path().to_path_buf(),
         log: Some(kinopio_leaf::config::LogSettings {
@@ -219,6 +220,45 @@ async fn backbone_credentials_from_files_reach_only_the_private_config() {
         .unwrap_err();
     assert_eq!(err.kind(), "invalid-option");
     assert!(err.to_string().contains("password file"), "{err}");
+}
+
+/// Attack: a stranger on the LAN connects to a secured namespace's leaf with an ordinary NATS
+/// client (WSS, and a local user on the loopback port). Both listeners require the token
+/// derived from the namespace secret; with it, a client gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secured_leaf_serves_only_clients_holding_the_namespace_secret() {
+    let fixture = Fixture::new();
+    let ca = std::sync::Arc::new(kinopio::trust::NamespaceCa::derive("studio", b"correct horse").unwrap());
+    let leaf = LeafNode::start(fixture.options().namespace_ca(ca.clone())).await.unwrap();
+    let urls = leaf.urls().clone();
+    let config = std::fs::read_to_string(leaf.runtime_dir().join("leaf-nats.conf")).unwrap();
+    assert!(config.contains(ca.lan_token()), "the token is in the private config");
+    let manifest = format!("{:?}", leaf.manifest().unwrap());
+    assert!(!manifest.contains(ca.lan_token()), "and nowhere public");
+    let options = |url: &str, auth: Option<kinopio::Auth>| {
+        let mut options = HubOptions::new()
+            .servers([url])
+            .unwrap()
+            .selection(SelectionMode::Ordered)
+            .connect_timeout(Duration::from_millis(1500))
+            .auto_retry(false);
+        if url.starts_with("wss://") {
+            options = options.tls_ca_file(leaf.ca_cert_file());
+        }
+        if let Some(auth) = auth {
+            options = options.auth(auth);
+        }
+        options
+    };
+    for url in [&urls.wss_url, &urls.client_url] {
+        let refused = Hub::connect(options(url, None)).await.unwrap_err();
+        assert!(refused.to_string().to_lowercase().contains("authorization"), "{url}: {refused}");
+        let wrong = Hub::connect(options(url, Some(kinopio::Auth::Token("guess".into())))).await.unwrap_err();
+        assert!(wrong.to_string().to_lowercase().contains("authorization"), "{url}: {wrong}");
+        let hub = Hub::connect(options(url, Some(kinopio::Auth::Token(ca.lan_token().to_owned())))).await.unwrap();
+        hub.close().await;
+    }
+    leaf.stop().await;
 }
 
 /// The WebSocket handshake's HTTP status line, sent over TLS (trusting `ca`) with `origin`.

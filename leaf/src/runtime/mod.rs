@@ -248,6 +248,8 @@ impl LeafNode {
             websocket: Listen::new(hosts.lan_bind, options.websocket_port),
             websocket_tls: WebsocketTls { cert_file: material.cert_file.clone(), key_file: material.key_file.clone() },
             websocket_allowed_origins: allowed_origins(&options, &hosts.advertised, discovery_addr.port())?,
+            // A secured namespace's leaf serves only clients that hold its secret.
+            client_token: options.namespace_ca.as_ref().map(|ca| ca.lan_token().to_owned()),
             backbone,
             ports_file_dir: runtime_dir.path().to_path_buf(),
             log: Some(LogSettings {
