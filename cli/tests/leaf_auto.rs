@@ -215,6 +215,22 @@ fn bad_options_fail_with_a_readable_message() {
     let (code, _, stderr) = run("lo", &["--namespace-secret", ""], false);
     assert_eq!(code, 2);
     assert!(stderr.contains("secret is empty"), "{stderr}");
+    // A namespace too long for a beacon (it used to make every node a leader).
+    let long = "n".repeat(2000);
+    let out = command_on(&long, cache.path(), false, "lo").stderr(Stdio::piped()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("fit in a beacon"), "{stderr}");
+    // Backbone URLs too many for a leader beacon.
+    let mut many = Vec::new();
+    for i in 0..40 {
+        many.push("--backbone-server".to_owned());
+        many.push(format!("nats://backbone-{i}.example.internal:7422"));
+    }
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let (code, _, stderr) = run("lo", &many, false);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("would not fit one datagram"), "{stderr}");
 }
 
 /// A receiver joined on loopback that sees what the nodes multicast, like a third host.

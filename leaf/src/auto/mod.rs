@@ -97,6 +97,38 @@ impl AutoLeafError {
     }
 }
 
+/// Refuses to start when this node's leader beacon could not be sent (a long namespace,
+/// advertised host or backbone list): it would never be heard, and every node would lead.
+fn check_beacon_size(
+    codec: &mut BeaconCodec,
+    node_id: &str,
+    namespace: &str,
+    advertised_hostname: &str,
+    options: &AutoLeafOptions,
+) -> Result<(), ConfigError> {
+    let backbone = crate::config::LeafRemote::from_urls(options.leaf.backbone_server_list())
+        .ok()
+        .flatten()
+        .map(|remote| remote.urls().to_vec())
+        .unwrap_or_default();
+    let host = crate::net::host_port(advertised_hostname, u16::MAX);
+    let advert = crate::election::LeafAdvert {
+        advertised_hostname: advertised_hostname.to_owned(),
+        wss_url: format!("wss://{host}"),
+        client_url: format!("nats://127.0.0.1:{}", u16::MAX),
+        monitor_url: format!("http://127.0.0.1:{}", u16::MAX),
+        discovery_url: format!("https://{host}/.well-known/kinopio-leader.json"),
+        bridge_state: "connecting".into(),
+        backbone_servers: backbone,
+    };
+    let largest = crate::election::Beacon::leader(node_id, namespace, u64::MAX, Some(99_999.999), &advert);
+    codec.encode(&largest, std::time::SystemTime::now()).map(|_| ()).map_err(|e| {
+        ConfigError::new(format!(
+            "this node's leader beacon would not fit one datagram ({e}); shorten the namespace, the advertised host or the backbone server list"
+        ))
+    })
+}
+
 /// A running auto-leaf node. See the module docs.
 ///
 /// Dropping it without [`stop`](Self::stop) still resigns and stops the leaf in the
@@ -130,13 +162,23 @@ impl AutoLeaf {
             }
         };
         let namespace = election_config.namespace.clone();
+        let advertised_hostname = election_config.advertised_hostname.clone();
         let election = Election::new(election_config, node_id.clone(), std::time::Instant::now())?;
-        let codec = match &options.secret {
+        if let Some(weak) = options.secret.as_ref().and_then(|s| s.weakness()) {
+            tracing::warn!("{weak}");
+        }
+        let mut codec = match &options.secret {
             Some(secret) => {
-                BeaconCodec::secured(&namespace, &node_id, secret).with_replay_window(options.replay_window)
+                let (ns, id, secret) = (namespace.clone(), node_id.clone(), secret.clone());
+                // The beacon key takes a memory-hard hash to derive.
+                tokio::task::spawn_blocking(move || BeaconCodec::secured(&ns, &id, &secret))
+                    .await
+                    .map_err(|e| ConfigError::new(format!("deriving the beacon key failed: {e}")))?
+                    .with_replay_window(options.replay_window)
             }
             None => BeaconCodec::open(&namespace, &node_id),
         };
+        check_beacon_size(&mut codec, &node_id, &namespace, &advertised_hostname, &options)?;
         // A secured namespace has one CA, derived from its secret on every member device, so
         // whichever device leads, clients holding the secret (or the CA, once) trust it.
         let leaf_options = match &options.secret {

@@ -5,7 +5,9 @@
 //! Wire form: a signed beacon carries one extra field, written last,
 //! `"auth": {"alg": "hmac-sha256", "ts": <unix ms>, "seq": <u64>, "mac": "<64 lowercase hex>"}`.
 //!
-//! - key = HMAC-SHA-256(key = secret, message = `"kinopio-beacon-key-v1" 0x00 namespace`)
+//! - key = Argon2id(secret, salt = SHA-256(`"kinopio-beacon-key-v2" 0x00 namespace`), m = 19 MiB,
+//!   t = 2, p = 1, 32 bytes): a captured beacon lets an attacker test guesses of the secret
+//!   offline, and each guess costs a memory-hard hash (v1 was a single HMAC)
 //! - mac = HMAC-SHA-256(key, message = `"kinopio-beacon-v1" 0x00 ts 0x00 seq 0x00 canonical`)
 //!   where `ts` and `seq` are decimal ASCII and `canonical` is every beacon field except
 //!   `auth` as compact JSON with keys sorted by UTF-8 bytes at every level.
@@ -27,7 +29,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// The only signature algorithm (`auth.alg`).
 pub const AUTH_ALG: &str = "hmac-sha256";
 
-const KEY_CONTEXT: &[u8] = b"kinopio-beacon-key-v1";
+const KEY_CONTEXT: &[u8] = b"kinopio-beacon-key-v2";
 const MAC_CONTEXT: &[u8] = b"kinopio-beacon-v1";
 /// Replay-state entries kept before pruning old ones.
 const REPLAY_PRUNE_THRESHOLD: usize = 256;
@@ -49,6 +51,22 @@ impl NamespaceSecret {
             return Err(EmptySecret);
         }
         Ok(NamespaceSecret(secret))
+    }
+
+    /// Why this secret is weak, if it is: short, or a single repeated character. The work
+    /// factor slows guessing; it does not make a weak secret strong.
+    pub fn weakness(&self) -> Option<String> {
+        let distinct = self.0.iter().collect::<std::collections::HashSet<_>>().len();
+        if self.0.len() < 16 {
+            Some(format!(
+                "the namespace secret is only {} bytes; anyone who captures one beacon can guess offline: use 16 or more random characters",
+                self.0.len()
+            ))
+        } else if distinct < 6 {
+            Some("the namespace secret repeats a few characters; use 16 or more random characters".to_owned())
+        } else {
+            None
+        }
     }
 
     /// The secret's bytes (to derive the namespace CA).
@@ -75,11 +93,32 @@ impl fmt::Debug for BeaconKey {
 
 impl BeaconKey {
     pub(crate) fn derive(secret: &NamespaceSecret, namespace: &str) -> BeaconKey {
-        let mut mac = new_mac(&secret.0);
-        mac.update(KEY_CONTEXT);
-        mac.update(&[0]);
-        mac.update(namespace.as_bytes());
-        BeaconKey(mac.finalize().into_bytes().into())
+        use sha2::Digest;
+        // Derived keys are remembered per process (keyed by a hash of the inputs), so codecs
+        // created again for the same namespace do not pay the work factor again.
+        static DERIVED: std::sync::Mutex<Option<HashMap<[u8; 32], [u8; 32]>>> = std::sync::Mutex::new(None);
+        let salt: [u8; 32] = Sha256::new()
+            .chain_update(KEY_CONTEXT)
+            .chain_update([0])
+            .chain_update(namespace.as_bytes())
+            .finalize()
+            .into();
+        let memo: [u8; 32] = Sha256::new().chain_update(salt).chain_update(&secret.0).finalize().into();
+        let mut derived = DERIVED.lock().unwrap_or_else(|p| p.into_inner());
+        let derived = derived.get_or_insert_with(HashMap::new);
+        if let Some(key) = derived.get(&memo) {
+            return BeaconKey(*key);
+        }
+        let mut key = [0u8; 32];
+        let argon = argon2::Params::new(19 * 1024, 2, 1, Some(32))
+            .map(|params| argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params));
+        match argon.map(|argon| argon.hash_password_into(&secret.0, &salt, &mut key)) {
+            Ok(Ok(())) => {}
+            // Fixed, valid parameters: cannot fail; fall back to a keyed hash all the same.
+            _ => key = Sha256::new().chain_update(salt).chain_update(&secret.0).finalize().into(),
+        }
+        derived.insert(memo, key);
+        BeaconKey(key)
     }
 
     fn mac(&self, ts: u64, seq: u64, canonical: &[u8]) -> HmacSha256 {
@@ -316,6 +355,29 @@ mod tests {
                 "{bad}: {kind:?}"
             );
         }
+    }
+
+    /// The key costs a memory-hard hash per guess of the secret: it is Argon2id of the
+    /// secret (a single HMAC would let a captured beacon be brute-forced quickly).
+    #[test]
+    fn the_beacon_key_is_an_argon2id_hash_of_the_secret() {
+        use sha2::Digest;
+        let secret = NamespaceSecret::new("correct horse battery staple").unwrap();
+        let salt = Sha256::new().chain_update(b"kinopio-beacon-key-v2\0studio").finalize();
+        let params = argon2::Params::new(19 * 1024, 2, 1, Some(32)).unwrap();
+        let mut expected = [0u8; 32];
+        argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password_into(b"correct horse battery staple", &salt, &mut expected)
+            .unwrap();
+        assert_eq!(BeaconKey::derive(&secret, "studio").0, expected);
+        assert_ne!(BeaconKey::derive(&secret, "kitchen").0, expected);
+    }
+
+    #[test]
+    fn weak_secrets_are_named() {
+        assert!(NamespaceSecret::new("hunter2").unwrap().weakness().unwrap().contains("only 7 bytes"));
+        assert!(NamespaceSecret::new("aaaaaaaaaaaaaaaaaaaa").unwrap().weakness().is_some());
+        assert!(NamespaceSecret::new("Xk3#pQ9v!mT2wL8z").unwrap().weakness().is_none());
     }
 
     #[test]

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+/// The longest namespace, in bytes (a beacon must fit one datagram with the leader's URLs).
+pub const MAX_NAMESPACE_BYTES: usize = 128;
+
 /// Election timers and limits. `ElectionConfig::new(namespace)` gives the defaults; every
 /// field is public so tests and the CLI can adjust them.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +108,12 @@ impl ElectionConfig {
         if self.max_peers == 0 {
             return fail("max_peers must be at least 1".into());
         }
+        if self.namespace.len() > MAX_NAMESPACE_BYTES {
+            return fail(format!(
+                "the namespace is {} bytes; at most {MAX_NAMESPACE_BYTES} fit in a beacon with room for the leader's URLs",
+                self.namespace.len()
+            ));
+        }
         Ok(())
     }
 
@@ -145,6 +154,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
+        let long = ElectionConfig::new("n".repeat(MAX_NAMESPACE_BYTES + 1));
+        assert!(long.validate().unwrap_err().to_string().contains("fit in a beacon"));
+        assert!(ElectionConfig::new("n".repeat(MAX_NAMESPACE_BYTES)).validate().is_ok());
         let mut config = ElectionConfig::new("studio");
         config.heartbeat_interval = Duration::from_millis(800);
         assert!(config.validate().unwrap_err().to_string().contains("500 ms"));
