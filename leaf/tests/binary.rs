@@ -85,6 +85,7 @@ fn seed_cache(root: &Path, version: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let binary = dir.join(platform().binary_name());
     std::os::unix::fs::symlink(real_binary(), &binary).unwrap();
+    kinopio_leaf::binary::write_install_record(&dir, &binary).unwrap();
     binary
 }
 
@@ -114,9 +115,10 @@ async fn downloads_verifies_installs_then_uses_the_cache() {
     }
     assert!(run_version(&resolved.path).contains(&format!("v{version}")));
     assert_eq!(leftovers(&cache), [release_dir(version)]);
-    let installed: Vec<_> =
+    let mut installed: Vec<_> =
         std::fs::read_dir(cache.join(release_dir(version))).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(installed, ["nats-server"], "only the binary is extracted");
+    installed.sort();
+    assert_eq!(installed, ["kinopio-install.json", "nats-server"], "only the binary is extracted, and its record");
     assert_eq!(server.hits(&release_path(version, &asset(version))), 1);
 
     let mut events = Vec::new();
@@ -364,6 +366,63 @@ async fn unusable_explicit_paths_are_typed_errors() {
         assert!(err.to_string().contains("--binary-path"), "{err}");
     }
     assert_eq!(server.total_hits(), 0, "an explicit path never falls back to a download");
+}
+
+/// Attack: another tool (or user) sharing the cache root puts an unverified binary in the
+/// cache layout. kinopio never runs it: without its install record, or with a binary that no
+/// longer matches the record, the cached entry is skipped.
+#[tokio::test]
+async fn cached_binaries_without_a_matching_install_record_are_never_run() {
+    let server = ReleaseServer::start(Vec::new()).await;
+    let root = TempDir::new().unwrap();
+    let scratch = TempDir::new().unwrap();
+    let marker = scratch.path().join("ran");
+    let dir = root.path().join("nats-server").join(release_dir("2.12.7"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join(platform().binary_name());
+    write_executable(&binary, &script(&format!("touch {}\necho nats-server: v2.12.7", marker.display())));
+    let opts = options(root.path(), &server, table("2.12.7", [0; 32])).download(false).search_path("");
+    assert!(resolve_bounded(&opts).await.is_err(), "nothing usable");
+    assert!(!marker.exists(), "the unrecorded binary was run");
+    // Recorded, then replaced: still refused.
+    kinopio_leaf::binary::write_install_record(&dir, &binary).unwrap();
+    write_executable(&binary, &script(&format!("touch {}\necho nats-server: v2.12.7 ", marker.display())));
+    assert!(resolve_bounded(&opts).await.is_err());
+    assert!(!marker.exists(), "a binary changed after its install was run");
+    // Recorded and unchanged: used.
+    kinopio_leaf::binary::write_install_record(&dir, &binary).unwrap();
+    assert_eq!(resolve_bounded(&opts).await.unwrap().path, binary);
+}
+
+/// A version probe leaves nothing running: a "binary" that starts a background process and
+/// hangs is killed with everything it started when the probe times out, and one that
+/// answers but leaves a child behind has that child killed too.
+#[tokio::test]
+async fn version_probes_leave_no_process_behind() {
+    let server = ReleaseServer::start(Vec::new()).await;
+    let root = TempDir::new().unwrap();
+    let scratch = TempDir::new().unwrap();
+    for (name, tail) in [("hangs", "sleep 300"), ("answers", "echo nats-server: v2.12.7")] {
+        let pid_file = scratch.path().join(format!("{name}.pid"));
+        let path = scratch.path().join(name);
+        write_executable(&path, &script(&format!("sleep 300 &\necho $! > {}\n{tail}", pid_file.display())));
+        let opts = options(root.path(), &server, table("2.12.7", [0; 32]))
+            .binary_path(&path)
+            .version_timeout(Duration::from_millis(500));
+        let _ = resolve_bounded(&opts).await;
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // Gone (or a zombie reaped by init): signal 0 fails, or /proc says Z.
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let gone = state.is_empty() || state.split_whitespace().nth(2) == Some("Z");
+            if gone {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{name}: the probe left pid {pid} running");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 #[tokio::test]

@@ -52,6 +52,40 @@ impl BinaryCache {
     }
 }
 
+/// The file kinopio writes beside a binary it installed: the binary's SHA-256. Other tools
+/// share the cache root (kinopio-hub's unverified downloads land in the same layout), so a
+/// cached binary is only run when this record exists and matches.
+pub const INSTALL_RECORD_FILE: &str = "kinopio-install.json";
+
+/// Writes the install record of `binary` into `release_dir` (what the installer does after
+/// verifying a download).
+///
+/// # Errors
+/// The binary cannot be read or the record written.
+pub fn write_install_record(release_dir: &Path, binary: &Path) -> std::io::Result<()> {
+    let record = serde_json::json!({ "sha256": file_sha256(binary)?, "installedBy": "kinopio" });
+    std::fs::write(release_dir.join(INSTALL_RECORD_FILE), record.to_string())
+}
+
+/// Whether `binary` is the one kinopio installed into `release_dir`: `Ok(())`, or why not.
+pub(crate) fn check_install_record(release_dir: &Path, binary: &Path) -> Result<(), String> {
+    let record = std::fs::read_to_string(release_dir.join(INSTALL_RECORD_FILE))
+        .map_err(|_| "no kinopio install record (another tool put it there?); not running it".to_owned())?;
+    let record: serde_json::Value =
+        serde_json::from_str(&record).map_err(|e| format!("unreadable install record: {e}"))?;
+    let want = record["sha256"].as_str().ok_or("the install record has no sha256")?;
+    let have = file_sha256(binary).map_err(|e| format!("cannot read it: {e}"))?;
+    if have == want { Ok(()) } else { Err("its SHA-256 differs from the install record; not running it".to_owned()) }
+}
+
+fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut file = std::fs::File::open(path)?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
 /// The version in a cache entry name `nats-server-v<version>-<platform tag>`, if the name
 /// is for `platform` and the version is valid.
 ///

@@ -129,7 +129,11 @@ pub(crate) async fn download_and_install(
         return Err(BinaryError::WrongVersion { expected: version.to_owned(), reported });
     }
 
-    // 4. Move into place atomically.
+    // 4. Record what was verified, so the cache is only trusted for what kinopio put there.
+    super::cache::write_install_record(&staged_dir, &staged_binary)
+        .map_err(|e| BinaryError::io("write the install record in", &staged_dir, e))?;
+
+    // 5. Move into place atomically.
     let final_dir = cache.release_dir(platform, version);
     clear_broken_install(cache, &final_dir)?;
     std::fs::rename(&staged_dir, &final_dir).map_err(|e| BinaryError::io("move the new binary into", &final_dir, e))?;

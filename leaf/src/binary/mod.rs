@@ -5,7 +5,9 @@
 //! 1. **explicit**: [`BinaryOptions::binary_path`] (`--binary-path`), else
 //!    `KINOPIO_NATS_SERVER`; it must be an executable file that answers `--version`;
 //! 2. **cached**: `<cache>/nats-server-v<ver>-<platform>/nats-server` for this platform,
-//!    the pinned version first, then the highest; it must answer `--version` with the
+//!    the pinned version first, then the highest; it must carry kinopio's install record
+//!    (the binary's SHA-256, written after verifying the download) and match it — binaries
+//!    other tools put in the shared cache are never run — and answer `--version` with the
 //!    version in its directory name;
 //! 3. **`PATH`**: the first executable `nats-server` that answers `--version`;
 //! 4. **download** of the pinned release ([`ReleaseTable`], from
@@ -40,7 +42,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use archive::{PathProblem, check_hardlink_target, check_symlink_target, normalize_entry_path};
-pub use cache::{BinaryCache, CachedBinary, LOCK_FILE_NAME, cached_version, rank_cached};
+pub use cache::{
+    BinaryCache, CachedBinary, INSTALL_RECORD_FILE, LOCK_FILE_NAME, cached_version, rank_cached, write_install_record,
+};
 pub use error::{BinaryError, BinaryErrorKind, ExplicitOrigin, ExplicitPathProblem, HOW_TO_SUPPLY};
 pub use options::{BASE_URL_ENV, BINARY_ENV, BinaryOptions, DEFAULT_MAX_DOWNLOAD_BYTES, ProvisionEvent};
 pub use platform::{ArchiveKind, Platform, UnsupportedPlatform};
@@ -159,6 +163,12 @@ async fn find_cached(
 ) -> Option<ResolvedBinary> {
     let version_timeout = options.timeouts().version;
     for candidate in rank_cached(cache::scan(cache, platform), preferred) {
+        // Never run a cached binary kinopio did not verify and install itself.
+        let release_dir = candidate.path.parent().unwrap_or(cache.dir());
+        if let Err(why) = cache::check_install_record(release_dir, &candidate.path) {
+            tracing::warn!(path = %candidate.path.display(), "skipping cached nats-server: {why}");
+            continue;
+        }
         match probe_version(&candidate.path, version_timeout).await {
             Ok(reported) if reported == candidate.version => {
                 return Some(ResolvedBinary { path: candidate.path, version: reported, source: BinarySource::Cached });
