@@ -20,6 +20,11 @@ struct Cli {
 }
 
 fn start(cache: &Path, extra: &[&str]) -> Cli {
+    start_in(cache, extra, &std::env::temp_dir())
+}
+
+/// `kinopio leaf start` with `TMPDIR` set to `tmp` (where its temporary runtime dir goes).
+fn start_in(cache: &Path, extra: &[&str], tmp: &Path) -> Cli {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kinopio"))
         .args(["leaf", "start", "--json", "--lan-bind-address", "127.0.0.1", "--binary-path"])
         .arg(kinopio::testing::nats_server_binary())
@@ -27,6 +32,7 @@ fn start(cache: &Path, extra: &[&str]) -> Cli {
         .arg(cache)
         .args(extra)
         .env("KINOPIO_SKIP_CA_TRUST_INSTALL", "1")
+        .env("TMPDIR", tmp)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -135,16 +141,37 @@ async fn sigint_stops_cleanly_and_keeps_a_given_runtime_dir() {
     assert_eq!(std::fs::read_dir(&given).unwrap().count(), 0, "the leaf's files are removed");
 }
 
+/// SIGKILL: nats-server dies with the CLI; the runtime directory (private, 0700, it holds the
+/// config with any backbone credentials) is left behind, and the next start cleans it — a
+/// temporary one and a given one alike.
 #[tokio::test]
-async fn nats_server_dies_with_a_killed_cli() {
+async fn nats_server_dies_with_a_killed_cli_and_the_next_start_cleans_up() {
+    use std::os::unix::fs::PermissionsExt;
     let cache = tempfile::tempdir().unwrap();
-    let mut cli = start(cache.path(), &[]);
-    let (pid, runtime_dir) = snapshot_fields(&cli.next_json().await);
-    cli.signal("KILL");
-    let _ = tokio::time::timeout(WAIT, cli.child.wait()).await.unwrap();
-    wait_gone(pid);
-    // Nobody could clean up after SIGKILL; remove the leftover temporary directory.
-    let _ = std::fs::remove_dir_all(runtime_dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let given = tmp.path().join("given-runtime");
+    let mut killed = Vec::new();
+    for extra in [vec![], vec!["--runtime-dir", given.to_str().unwrap()]] {
+        let mut cli = start_in(cache.path(), &extra, tmp.path());
+        let (pid, runtime_dir) = snapshot_fields(&cli.next_json().await);
+        assert_eq!(std::fs::metadata(&runtime_dir).unwrap().permissions().mode() & 0o777, 0o700);
+        cli.signal("KILL");
+        let _ = tokio::time::timeout(WAIT, cli.child.wait()).await.unwrap();
+        wait_gone(pid);
+        assert!(runtime_dir.join("leaf-nats.conf").is_file(), "nobody could clean up after SIGKILL");
+        killed.push(runtime_dir);
+    }
+    // The next start (temporary dir) removes the dead leaf's temporary dir; one on the given
+    // dir reuses it instead of refusing a non-empty directory.
+    for extra in [vec![], vec!["--runtime-dir", given.to_str().unwrap()]] {
+        let mut cli = start_in(cache.path(), &extra, tmp.path());
+        let (_, runtime_dir) = snapshot_fields(&cli.next_json().await);
+        cli.signal("TERM");
+        assert_eq!(cli.finish().await.0, Some(0));
+        assert!(!runtime_dir.join("leaf-nats.conf").exists());
+    }
+    assert!(!killed[0].exists(), "the dead leaf's temporary runtime dir was removed");
+    assert_eq!(std::fs::read_dir(&killed[1]).unwrap().count(), 0, "the given dir was cleaned");
 }
 
 #[tokio::test]

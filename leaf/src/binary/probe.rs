@@ -19,12 +19,7 @@ pub(crate) async fn probe_version(path: &Path, timeout: Duration) -> Result<Stri
     let mut attempt = 0;
     let child = loop {
         let mut command = tokio::process::Command::new(path);
-        command
-            .arg("--version")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        command.arg("--version").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         // Its own process group, so whatever it starts can be killed with it.
         #[cfg(unix)]
         command.process_group(0);

@@ -15,6 +15,11 @@ pub const LOG_FILE: &str = "leaf-nats.log";
 pub const OUTPUT_FILE: &str = "leaf-nats.out";
 /// Prefix of the temporary files behind atomic writes (the same as the TLS module's).
 pub const TEMP_PREFIX: &str = ".kinopio-tmp-";
+/// The file holding the pid of the process that owns the directory: a leaf that died
+/// without cleaning up (SIGKILL, power loss) is recognised by it and cleaned on the next start.
+pub const OWNER_FILE: &str = "leaf.pid";
+/// Prefix of temporary runtime directories.
+const TEMP_DIR_PREFIX: &str = "kinopio-leaf-";
 
 /// A runtime directory and whether it is ours to delete.
 #[derive(Debug)]
@@ -42,10 +47,12 @@ impl RuntimeDir {
     /// its parents if missing; refused when it holds anything).
     pub fn create(given: Option<&Path>) -> Result<RuntimeDir, LeafError> {
         let Some(given) = given else {
-            let temp = tempfile::Builder::new().prefix("kinopio-leaf-").tempdir().map_err(|source| {
+            remove_stale_temp_dirs(&std::env::temp_dir());
+            let temp = tempfile::Builder::new().prefix(TEMP_DIR_PREFIX).tempdir().map_err(|source| {
                 LeafError::RuntimeDir { action: "create a temporary directory in", path: std::env::temp_dir(), source }
             })?;
             make_private(temp.path())?;
+            write_owner(temp.path())?;
             return Ok(RuntimeDir { path: temp.path().to_path_buf(), temp: Some(temp), cleaned: false });
         };
         let path = crate::paths::expand_tilde(given.to_path_buf());
@@ -53,7 +60,12 @@ impl RuntimeDir {
         match std::fs::read_dir(&path) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
-                    return Err(LeafError::RuntimeDirNotEmpty { path });
+                    // Left by a leaf that died without cleaning up: clean it now.
+                    if !is_stale(&path) {
+                        return Err(LeafError::RuntimeDirNotEmpty { path });
+                    }
+                    tracing::info!(path = %path.display(), "cleaning the files of a leaf that did not stop cleanly");
+                    remove_leaf_files(&path);
                 }
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -68,6 +80,7 @@ impl RuntimeDir {
             }
         }
         make_private(&path)?;
+        write_owner(&path)?;
         Ok(RuntimeDir { path, temp: None, cleaned: false })
     }
 
@@ -99,22 +112,86 @@ impl RuntimeDir {
             }
             return;
         }
-        let entries = match std::fs::read_dir(&self.path) {
-            Ok(entries) => entries,
-            Err(err) => {
-                tracing::warn!(path = %self.path.display(), error = %err, "could not list the runtime directory");
-                return;
+        remove_leaf_files(&self.path);
+    }
+}
+
+/// Removes the files a leaf writes from `dir`.
+fn remove_leaf_files(dir: &Path) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            tracing::warn!(path = %dir.display(), error = %err, "could not list the runtime directory");
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_leaf_file(name) {
+            let path = entry.path();
+            if let Err(err) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %err, "could not remove a runtime file");
             }
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if is_leaf_file(name) {
-                let path = entry.path();
-                if let Err(err) = std::fs::remove_file(&path) {
-                    tracing::warn!(path = %path.display(), error = %err, "could not remove a runtime file");
-                }
+        }
+    }
+}
+
+fn write_owner(dir: &Path) -> Result<(), LeafError> {
+    let path = dir.join(OWNER_FILE);
+    std::fs::write(&path, std::process::id().to_string()).map_err(|source| LeafError::RuntimeDir {
+        action: "write the owner file",
+        path,
+        source,
+    })
+}
+
+/// True when `dir` holds only a leaf's files and the process named in its owner file is gone.
+fn is_stale(dir: &Path) -> bool {
+    let Ok(owner) = std::fs::read_to_string(dir.join(OWNER_FILE)) else { return false };
+    let Ok(pid) = owner.trim().parse::<i32>() else { return false };
+    if process_exists(pid) {
+        return false;
+    }
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().all(|e| e.file_name().to_str().is_some_and(is_leaf_file)))
+        .unwrap_or(false)
+}
+
+fn process_exists(pid: i32) -> bool {
+    #[cfg(unix)]
+    {
+        // EPERM: it exists, as another user's process.
+        !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// Removes this user's temporary runtime directories whose leaf died without cleaning up.
+fn remove_stale_temp_dirs(temp_root: &Path) {
+    let Ok(entries) = std::fs::read_dir(temp_root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(|n| n.starts_with(TEMP_DIR_PREFIX)) {
+            continue;
+        }
+        let path = entry.path();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+                continue;
             }
+        }
+        if is_stale(&path) {
+            tracing::info!(path = %path.display(), "removing the runtime directory of a leaf that did not stop cleanly");
+            remove_leaf_files(&path);
+            let _ = std::fs::remove_dir(&path);
         }
     }
 }
@@ -129,7 +206,7 @@ impl Drop for RuntimeDir {
 /// rotated logs), the output file, the leaf certificate and key, temporary files of atomic
 /// writes, and nats-server ports files. Pure.
 pub fn is_leaf_file(name: &str) -> bool {
-    let fixed = [CONFIG_FILE, LOG_FILE, OUTPUT_FILE, LEAF_CERT_FILE, LEAF_KEY_FILE];
+    let fixed = [CONFIG_FILE, LOG_FILE, OUTPUT_FILE, LEAF_CERT_FILE, LEAF_KEY_FILE, OWNER_FILE];
     fixed.contains(&name)
         || name.starts_with(&format!("{LOG_FILE}."))
         || (name.starts_with("nats-server_") && name.ends_with(".ports"))
