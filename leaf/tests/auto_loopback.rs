@@ -369,3 +369,65 @@ async fn a_forged_high_epoch_beacon_takes_over_an_open_namespace_but_not_a_secur
     open.stop().await;
     secured.stop().await;
 }
+
+fn fake_candidate(ns: &str, i: u32) -> Beacon {
+    // Ids that rank better than any real node's, in the candidate shape.
+    Beacon::candidate(
+        &format!("kinopio-0000000{}-{i}", i % 10),
+        ns,
+        0,
+        "127.0.0.1",
+        Some(0.001),
+        Role::Candidate,
+        State::Electing,
+    )
+}
+
+/// Attack: a stranger floods an open namespace with fake candidates (a new node id per
+/// datagram). A source may introduce only a few new ids per window: the rest are dropped
+/// and counted (`rate_limited`), the peer table stays small, the real leader keeps leading
+/// and its follower keeps following.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fake_candidate_flood_is_rate_limited_and_changes_nothing() {
+    init_logs();
+    let cache = tempfile::tempdir().unwrap();
+    let ns = namespace("flood");
+    let a = AutoLeaf::start(options(&ns, cache.path()).mdns(false)).await.unwrap();
+    wait_for(&a, "a to lead", is_leader).await;
+    let b = AutoLeaf::start(options(&ns, cache.path()).mdns(false)).await.unwrap();
+    let leader = a.status().node_id;
+    wait_for(&b, "b to follow a", |s| follows(s, &leader)).await;
+
+    let sender = loopback_sender();
+    let mut stranger = BeaconCodec::open(&ns, "kinopio-ffffffff-1");
+    let cpu_before = process_cpu();
+    let started = Instant::now();
+    for i in 0..3000u32 {
+        let datagram = stranger.encode(&fake_candidate(&ns, i), SystemTime::now()).unwrap();
+        send(&sender, a.port(), &datagram);
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!(
+        "measured: 3000 fake candidates in {:.2} s cost this process {:.2} s of CPU (two nodes)",
+        started.elapsed().as_secs_f64(),
+        process_cpu() - cpu_before
+    );
+    let status = a.status();
+    assert!(is_leader(&status), "{status:#?}");
+    assert!(follows(&b.status(), &leader), "{:#?}", b.status());
+    assert!(status.drops.get(BeaconErrorKind::RateLimited) >= 2900, "{:?}", status.drops);
+    assert!(status.peers <= 1 + 8, "the peer table grew to {}", status.peers);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// This process's user + system CPU time in seconds (Linux).
+fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}

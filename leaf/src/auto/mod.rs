@@ -265,6 +265,7 @@ impl AutoLeaf {
             leading: None,
             leaf_slot: leaf_slot.clone(),
             drops: DropCounts::default(),
+            new_peers: crate::election::flood::NewPeerLimiter::new(),
             last_leaf_error: None,
         };
         let task = tokio::spawn(shell.run());

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::election::{Action, BeaconCodec, DropCounts, Election, Input, Status};
+use crate::election::{Action, BeaconCodec, BeaconError, DropCounts, Election, Input, Status};
 use crate::runtime::{LeafNode, LeafOptions};
 
 use super::leaf_worker::{LeaderState, LeafJob, LeafReport, SharedLeaderState, advert_of};
@@ -55,6 +55,8 @@ pub(crate) struct Shell {
     /// `leading`'s leaf, for [`AutoLeaf::leaf_status`](super::AutoLeaf::leaf_status).
     pub leaf_slot: Arc<Mutex<Option<Arc<LeafNode>>>>,
     pub drops: DropCounts,
+    /// Limits the new node ids one source address may introduce (fake-candidate floods).
+    pub new_peers: crate::election::flood::NewPeerLimiter,
     pub last_leaf_error: Option<String>,
 }
 
@@ -107,7 +109,14 @@ impl Shell {
     }
 
     fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr) {
-        match self.codec.decode(datagram, SystemTime::now()) {
+        let decoded = self.codec.decode(datagram, SystemTime::now()).and_then(|beacon| {
+            if self.election.knows_peer(&beacon.node_id) || self.new_peers.admit(from.ip(), Instant::now()) {
+                Ok(beacon)
+            } else {
+                Err(BeaconError::RateLimited { source_addr: from.ip().to_string(), node_id: beacon.node_id })
+            }
+        });
+        match decoded {
             Ok(beacon) => self.step(Input::beacon(beacon, Instant::now())),
             Err(err) => {
                 self.drops.record(&err);

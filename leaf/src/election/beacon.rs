@@ -575,6 +575,15 @@ pub enum BeaconError {
         /// The last sequence number accepted from that sender.
         last: u64,
     },
+    /// A new node id from a source address that has already introduced too many lately (a
+    /// flood of fake candidates).
+    #[error("beacon from {source_addr} introduces another new node id {node_id}; over the per-source limit, dropped")]
+    RateLimited {
+        /// The sending address.
+        source_addr: String,
+        /// The new node id.
+        node_id: String,
+    },
 }
 
 /// The kind of a [`BeaconError`], for drop counters.
@@ -608,11 +617,13 @@ pub enum BeaconErrorKind {
     Stale,
     /// [`BeaconError::Replayed`]
     Replayed,
+    /// [`BeaconError::RateLimited`]
+    RateLimited,
 }
 
 impl BeaconErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [BeaconErrorKind; 14] = [
+    pub const ALL: [BeaconErrorKind; 15] = [
         BeaconErrorKind::TooLarge,
         BeaconErrorKind::NotUtf8,
         BeaconErrorKind::NotJson,
@@ -627,6 +638,7 @@ impl BeaconErrorKind {
         BeaconErrorKind::Forged,
         BeaconErrorKind::Stale,
         BeaconErrorKind::Replayed,
+        BeaconErrorKind::RateLimited,
     ];
 
     /// A short snake_case name for logs and `--json` output.
@@ -646,6 +658,7 @@ impl BeaconErrorKind {
             BeaconErrorKind::Forged => "forged",
             BeaconErrorKind::Stale => "stale",
             BeaconErrorKind::Replayed => "replayed",
+            BeaconErrorKind::RateLimited => "rate_limited",
         }
     }
 
@@ -672,6 +685,7 @@ impl BeaconError {
             BeaconError::Forged => BeaconErrorKind::Forged,
             BeaconError::Stale { .. } => BeaconErrorKind::Stale,
             BeaconError::Replayed { .. } => BeaconErrorKind::Replayed,
+            BeaconError::RateLimited { .. } => BeaconErrorKind::RateLimited,
         }
     }
 

@@ -160,7 +160,14 @@ impl Election {
         let mut out = Outbox::default();
         match input {
             Input::Tick => {}
-            Input::Beacon { beacon, received_at } => self.on_beacon(*beacon, received_at.min(now)),
+            Input::Beacon { beacon, received_at } => {
+                // A beacon that only refreshes a known peer changes no decision: skip the
+                // evaluation, so a stream of heartbeats costs O(log peers) each.
+                if !self.on_beacon(*beacon, received_at.min(now)) {
+                    self.maybe_heartbeat(now, &mut out);
+                    return self.finish(out);
+                }
+            }
             Input::BackboneRtt(rtt) => {
                 self.own_rtt_ms = rtt.filter(|v| v.is_finite()).map(|v| (v * 1000.0).round() / 1000.0);
             }
@@ -255,6 +262,11 @@ impl Election {
         self.own_rtt_ms
     }
 
+    /// Whether `node_id` is a live peer.
+    pub fn knows_peer(&self, node_id: &str) -> bool {
+        self.peers.contains_key(node_id)
+    }
+
     /// The live peers' latest beacons.
     pub fn peers(&self) -> impl Iterator<Item = &Beacon> {
         self.peers.values().map(|peer| &peer.beacon)
@@ -296,24 +308,36 @@ impl Election {
 
     // ----- inputs -------------------------------------------------------------------------
 
-    fn on_beacon(&mut self, beacon: Beacon, received_at: Instant) {
+    /// Records a peer's beacon; `false` when it only refreshed a known peer (nothing that
+    /// ranks or decides changed).
+    fn on_beacon(&mut self, beacon: Beacon, received_at: Instant) -> bool {
         if beacon.node_id == self.node_id || beacon.discovery_namespace != self.config.namespace {
-            return;
+            return false;
         }
         let epoch = beacon.leader_epoch;
-        match self.peers.get_mut(&beacon.node_id) {
+        let changed = match self.peers.get_mut(&beacon.node_id) {
             Some(peer) => {
                 // Epochs never go down for a node, so a lower one is a late (reordered)
                 // datagram; so is one received before the beacon we already hold.
                 if epoch < peer.beacon.leader_epoch || received_at < peer.last_seen {
                     debug!(peer = %beacon.node_id, "ignoring an out-of-order beacon");
-                    return;
+                    return false;
                 }
                 if peer.beacon.state != beacon.state || peer.beacon.is_leader != beacon.is_leader {
                     peer.state_since = received_at;
                 }
+                let old = &peer.beacon;
+                let changed = old.state != beacon.state
+                    || old.is_leader != beacon.is_leader
+                    || old.leader_epoch != beacon.leader_epoch
+                    || old.candidate_role != beacon.candidate_role
+                    || old.backbone_rtt_ms != beacon.backbone_rtt_ms
+                    || old.wss_url != beacon.wss_url
+                    || old.discovery_url != beacon.discovery_url
+                    || old.bridge_state != beacon.bridge_state;
                 peer.beacon = beacon;
                 peer.last_seen = received_at;
+                changed
             }
             None => {
                 if self.peers.len() >= self.config.max_peers {
@@ -324,14 +348,16 @@ impl Election {
                             "too many election peers; ignoring beacons from new ones"
                         );
                     }
-                    return;
+                    return false;
                 }
                 debug!(peer = %beacon.node_id, state = %beacon.state, "new election peer");
                 self.peers
                     .insert(beacon.node_id.clone(), Peer { beacon, last_seen: received_at, state_since: received_at });
+                true
             }
-        }
+        };
         self.max_seen_epoch = self.max_seen_epoch.max(epoch);
+        changed
     }
 
     fn on_leaf_started(&mut self, epoch: u64, advert: LeafAdvert, out: &mut Outbox) {

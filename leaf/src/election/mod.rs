@@ -32,6 +32,7 @@ pub mod beacon;
 pub mod codec;
 pub mod config;
 pub mod events;
+pub mod flood;
 pub mod machine;
 pub mod rank;
 pub mod status;
