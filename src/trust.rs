@@ -199,6 +199,12 @@ impl NamespaceCa {
     }
 }
 
+/// The name constraints of every kinopio CA: [`PERMITTED_DNS`] names and
+/// [`PERMITTED_NETWORKS`] addresses only.
+pub fn lan_name_constraints() -> NameConstraints {
+    name_constraints()
+}
+
 fn name_constraints() -> NameConstraints {
     let mut permitted: Vec<GeneralSubtree> =
         PERMITTED_DNS.iter().map(|name| GeneralSubtree::DnsName((*name).to_owned())).collect();

@@ -38,6 +38,8 @@ pub enum LeafCommand {
     /// --json: one JSON object per line, mode "leaf-auto"). Without --namespace-secret
     /// anyone on the LAN can claim leadership; with it, only holders of the secret.
     Auto(crate::leaf_auto::AutoArgs),
+    /// Remove the local CA from every trust store kinopio added it to (`--install-ca-trust`).
+    Untrust(UntrustArgs),
     /// Print the CA certificate of a secured namespace (PEM), derived from its secret.
     ///
     /// Every leader of the namespace serves a certificate from this CA, so a browser or
@@ -47,6 +49,17 @@ pub enum LeafCommand {
     ///
     /// Example: KINOPIO_NAMESPACE_SECRET=… kinopio leaf namespace-ca --discovery-namespace studio > studio-ca.pem
     NamespaceCa(NamespaceCaArgs),
+}
+
+/// Options of `kinopio leaf untrust`.
+#[derive(Debug, Args)]
+pub struct UntrustArgs {
+    /// Cache root the CAs live under (as given to `leaf start` / `leaf auto`).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Options of `kinopio leaf namespace-ca`.
@@ -140,10 +153,15 @@ pub struct StartArgs {
     monitor_port: Option<u16>,
     /// Certificate (PEM, chain allowed) for the WSS and discovery listeners, used as given
     /// (no renewal, no trust-store install); needs --key-file [default: a 7-day
-    /// certificate from the local CA in the cache, renewed while running; the CA is
-    /// added to this device's trust stores unless KINOPIO_SKIP_CA_TRUST_INSTALL=1].
+    /// certificate from the local CA in the cache, renewed while running].
     #[arg(long, value_name = "FILE", requires = "key_file")]
     cert_file: Option<PathBuf>,
+    /// Add the local CA to this device's trust stores (Linux system anchors, NSS for
+    /// Chromium/Firefox, macOS keychain, Windows user store), so browsers here trust the
+    /// leaf. Recorded, and undone by `kinopio leaf untrust`. Off by default;
+    /// KINOPIO_SKIP_CA_TRUST_INSTALL=1 skips it even when given.
+    #[arg(long)]
+    install_ca_trust: bool,
     /// Private key (PEM) of --cert-file.
     #[arg(long, value_name = "FILE", requires = "cert_file")]
     key_file: Option<PathBuf>,
@@ -181,6 +199,9 @@ impl StartArgs {
             options = options.allowed_origin(origin);
         }
         options = options.private_network_access(self.allow_private_network_access);
+        if self.install_ca_trust {
+            options = options.trust_store(kinopio_leaf::tls::TrustStoreConfig::platform_default());
+        }
         if let Some(path) = &self.binary_path {
             options = options.binary_path(path);
         }
@@ -230,6 +251,43 @@ pub async fn run(command: LeafCommand) -> Result<(), Failure> {
         LeafCommand::Start(args) => start(args).await,
         LeafCommand::Auto(args) => crate::leaf_auto::run(args).await,
         LeafCommand::NamespaceCa(args) => namespace_ca(&args),
+        LeafCommand::Untrust(args) => untrust(&args),
+    }
+}
+
+fn untrust(args: &UntrustArgs) -> Result<(), Failure> {
+    let mut options = LeafOptions::new();
+    if let Some(dir) = &args.cache_dir {
+        options = options.cache_dir(dir);
+    }
+    let tls_dir = options.ca_dir();
+    // The device's own CA, and every secured namespace's CA this device led with.
+    let mut dirs = vec![tls_dir.clone()];
+    if let Ok(entries) = std::fs::read_dir(&tls_dir) {
+        dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    let mut report = kinopio_leaf::tls::trust::UntrustReport::default();
+    for dir in dirs {
+        let one = kinopio_leaf::tls::trust::untrust(&dir, std::time::Duration::from_secs(30));
+        report.removed.extend(one.removed);
+        report.failed.extend(one.failed);
+    }
+    if args.json {
+        output::line(&json!({"removed": report.removed, "failed": report.failed}));
+    } else if report.removed.is_empty() && report.failed.is_empty() {
+        output::text("kinopio added no CA to any trust store here; nothing to remove");
+    } else {
+        for store in &report.removed {
+            output::text(&format!("removed the kinopio CA from {store}"));
+        }
+        for failure in &report.failed {
+            eprintln!("kinopio: could not remove the kinopio CA from {failure}");
+        }
+    }
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(1, "untrust", format!("{} store(s) still trust the CA", report.failed.len()), args.json))
     }
 }
 

@@ -135,7 +135,8 @@ fn ca_is_created_with_the_required_properties() {
 
     let der = ca.cert_der().to_vec();
     assert_eq!(std::fs::read_to_string(ca.cert_path()).unwrap(), ca.cert_pem());
-    assert_eq!(common_name_of(&der), CA_COMMON_NAME);
+    assert!(common_name_of(&der).starts_with(&format!("{CA_COMMON_NAME} ")), "a distinct name per CA");
+    assert!(cert_has_name_constraints(&der), "the device CA is name-constrained");
     let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
     assert_eq!(cert.public_key().algorithm.algorithm, x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY);
     let ext = extensions(&der);
@@ -144,7 +145,7 @@ fn ca_is_created_with_the_required_properties() {
     assert!(ku_critical && digital && cert_sign && crl_sign);
     assert!(ext.ski.is_some());
     let lifetime = ca.not_after() - ca.not_before();
-    assert!(lifetime >= time::Duration::days(5 * 365), "{lifetime}");
+    assert_eq!(lifetime, CA_LIFETIME, "a one-year CA, renewed before it expires");
     assert!(ca.not_before() <= at && ca.not_before() >= at - time::Duration::minutes(6));
     assert_eq!(ca.sha256_hex().len(), 64);
 }
@@ -156,8 +157,8 @@ fn ca_is_reused_while_valid() {
     let second = LocalCa::load_or_create(temp.path(), now()).unwrap();
     assert_eq!(second.origin(), &CaOrigin::Reused);
     assert_eq!(first.sha256_hex(), second.sha256_hex());
-    // A year later it is still reused.
-    let later = LocalCa::load_or_create(temp.path(), now() + time::Duration::days(365)).unwrap();
+    // Until 30 days before it expires it is still reused.
+    let later = LocalCa::load_or_create(temp.path(), now() + time::Duration::days(300)).unwrap();
     assert_eq!(later.sha256_hex(), first.sha256_hex());
 }
 
@@ -717,7 +718,7 @@ fn the_namespace_ca_cannot_vouch_for_foreign_names() {
         TlsOptions::generated(temp.path().join("ca"), temp.path().join("run"), vec!["www.google.com".into()]);
     options.namespace_ca = Some(ns_ca.clone());
     let err = prepare(&options, now()).unwrap_err();
-    assert!(err.to_string().contains("outside what a namespace CA may vouch for"), "{err}");
+    assert!(err.to_string().contains("outside what kinopio's CAs may vouch for"), "{err}");
     // A public address among all interfaces is left out; the advertised LAN address stays.
     let mut options = TlsOptions::generated(
         temp.path().join("ca"),
@@ -726,4 +727,89 @@ fn the_namespace_ca_cannot_vouch_for_foreign_names() {
     );
     options.namespace_ca = Some(ns_ca);
     assert!(prepare(&options, now()).is_ok());
+}
+
+/// `kinopio leaf untrust`: every store kinopio added the CA to is restored — the anchors
+/// directory (and its bundle rebuilt) and an NSS database (what Chromium and Firefox use on
+/// Linux) — from the records kept beside the CA; a second run has nothing to do.
+#[test]
+fn untrust_removes_the_ca_from_every_store_it_was_added_to() {
+    use kinopio_leaf::tls::trust::{NssStore, untrust};
+    let certutil = Command::new("certutil").arg("-H").output();
+    assert!(certutil.is_ok(), "certutil (libnss3-tools) is missing: run scripts/install-deps.sh");
+    let temp = tempfile::tempdir().unwrap();
+    let anchors = temp.path().join("anchors");
+    std::fs::create_dir(&anchors).unwrap();
+    let nssdb = temp.path().join("nssdb");
+    std::fs::create_dir(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    assert!(Command::new("certutil").args(["-N", "-d", &db, "--empty-password"]).status().unwrap().success());
+    let bundle_log = temp.path().join("rebuilds");
+    let rebuild = format!("echo rebuilt \"$@\" >> {}", bundle_log.display());
+    let mut config = anchor_config(&anchors, Some(vec!["sh", "-c", &rebuild, "rebuild"]));
+    config.nss.push(NssStore { db_dir: nssdb.clone(), certutil: "certutil".into() });
+
+    let ca_dir = temp.path().join("ca");
+    let ca = LocalCa::load_or_create(&ca_dir, now()).unwrap();
+    let state = install_ca(&ca, &config);
+    assert!(matches!(&state, TrustState::Installed { stores } if stores.len() == 2), "{state:?}");
+    let listed = |db: &str| {
+        let out = Command::new("certutil").args(["-L", "-d", db]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(listed(&db).contains("Kinopio Local Leaf CA"));
+    assert!(anchors.join(anchor_file_name(&ca)).is_file());
+
+    let report = untrust(&ca_dir, Duration::from_secs(20));
+    assert_eq!(report.removed.len(), 2, "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert!(!anchors.join(anchor_file_name(&ca)).exists());
+    assert!(!listed(&db).contains("Kinopio Local Leaf CA"));
+    assert_eq!(std::fs::read_to_string(&bundle_log).unwrap().lines().count(), 2, "the bundle was rebuilt again");
+    assert_eq!(untrust(&ca_dir, Duration::from_secs(20)), Default::default(), "nothing left to remove");
+}
+
+fn cert_has_name_constraints(der: &[u8]) -> bool {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.name_constraints().unwrap().is_some()
+}
+
+/// Attack: `--advertised-host www.google.com` on an open leaf (or a leaked device CA key).
+/// The device CA is name-constrained too: the leaf refuses that host, and a certificate made
+/// for it anyway does not verify. An old unconstrained CA in the cache is replaced.
+#[test]
+fn the_device_ca_is_a_small_power() {
+    use rustls::client::danger::ServerCertVerifier;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let temp = tempfile::tempdir().unwrap();
+    let ca_dir = temp.path().join("ca");
+    let ca = LocalCa::load_or_create(&ca_dir, now()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert_der().clone()).unwrap();
+    let verifier = rustls::client::WebPkiServerVerifier::builder(std::sync::Arc::new(roots)).build().unwrap();
+    let verify = |cert: &kinopio_leaf::tls::leaf_cert::LeafCertificate, name: &str| {
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        verifier.verify_server_cert(cert.cert_der(), &[], &name, &[], rustls::pki_types::UnixTime::now())
+    };
+    let lan = ca.issue_leaf(&LeafCertRequest::new(vec!["192.168.7.7".into()]), now()).unwrap();
+    verify(&lan, "192.168.7.7").unwrap();
+    let google = ca.issue_leaf(&LeafCertRequest::new(vec!["www.google.com".into()]), now()).unwrap();
+    let err = verify(&google, "www.google.com").unwrap_err();
+    assert!(format!("{err:?}").contains("NameConstraintViolation"), "{err:?}");
+    let options = TlsOptions::generated(&ca_dir, temp.path().join("run"), vec!["www.google.com".into()]);
+    assert!(matches!(prepare(&options, now()), Err(TlsError::NotPermitted { .. })));
+
+    // An unconstrained CA (as older versions made) is replaced on the next start.
+    let old_dir = temp.path().join("old");
+    std::fs::create_dir(&old_dir).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.not_before = now() - time::Duration::days(1);
+    params.not_after = now() + time::Duration::days(1000);
+    let old = params.self_signed(&key).unwrap();
+    std::fs::write(old_dir.join(CA_CERT_FILE), old.pem()).unwrap();
+    std::fs::write(old_dir.join(CA_KEY_FILE), key.serialize_pem()).unwrap();
+    let replaced = LocalCa::load_or_create(&old_dir, now()).unwrap();
+    assert_eq!(replaced.origin(), &CaOrigin::Created { reason: CaProblem::Unconstrained });
 }

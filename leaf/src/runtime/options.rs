@@ -157,7 +157,7 @@ impl LeafOptions {
             key_file: None,
             ca_file: None,
             name: None,
-            trust_store: TrustStoreConfig::platform_default(),
+            trust_store: TrustStoreConfig::not_requested(),
             leaf_cert_lifetime: DEFAULT_LEAF_LIFETIME,
             timings: LeafTimings::default(),
             restart: RestartPolicy::default(),

@@ -1,6 +1,9 @@
-//! The local root CA: an ECDSA P-256 self-signed certificate ("Kinopio Local Leaf CA",
-//! CA:TRUE pathlen 0, about five years) stored as `ca-cert.pem` / `ca-key.pem` (PKCS#8,
-//! 0600) in a cache directory, created once and reused until it nears expiry.
+//! The local root CA: an ECDSA P-256 self-signed certificate ("Kinopio Local Leaf CA
+//! <random id>", CA:TRUE pathlen 0, one year, **name-constrained** to LAN names and private
+//! addresses — [`kinopio::trust::lan_name_constraints`] — so it cannot vouch for
+//! `www.google.com` even if its key leaks) stored as `ca-cert.pem` / `ca-key.pem` (PKCS#8,
+//! 0600) in a cache directory, created once and reused until it nears expiry. A stored CA
+//! without name constraints (made by an older kinopio) is replaced.
 //!
 //! Whether a stored CA is reused is decided by the pure [`ca_validity`]; files are written
 //! atomically (key first, then certificate) under a lock file, so concurrent processes never
@@ -32,8 +35,8 @@ pub const CA_CERT_FILE: &str = "ca-cert.pem";
 pub const CA_KEY_FILE: &str = "ca-key.pem";
 /// Lock file serialising CA creation between processes.
 const CA_LOCK_FILE: &str = "ca.lock";
-/// Lifetime of a new CA (five years).
-pub const CA_LIFETIME: time::Duration = time::Duration::days(5 * 365 + 1);
+/// Lifetime of a new CA (one year; replaced 30 days before it expires).
+pub const CA_LIFETIME: time::Duration = time::Duration::days(366);
 /// A CA that expires within this margin is replaced.
 pub const CA_RENEWAL_MARGIN: time::Duration = time::Duration::days(30);
 /// How far notBefore is set in the past, to tolerate small clock differences.
@@ -85,6 +88,8 @@ pub enum CaProblem {
     KeyMismatch,
     /// The certificate is not a CA certificate.
     NotACa,
+    /// The CA can vouch for any name (no name constraints): replaced by a constrained one.
+    Unconstrained,
     /// The certificate is expired, not yet valid or about to expire.
     Validity {
         /// The verdict.
@@ -105,6 +110,9 @@ impl fmt::Display for CaProblem {
             }
             CaProblem::KeyMismatch => f.write_str("the CA key does not match the CA certificate"),
             CaProblem::NotACa => f.write_str("the stored certificate is not a CA certificate"),
+            CaProblem::Unconstrained => {
+                f.write_str("the stored CA has no name constraints (it could vouch for any name)")
+            }
             CaProblem::Validity { validity, not_before, not_after } => match validity {
                 CaValidity::Valid => f.write_str("the CA is valid"),
                 CaValidity::NotYetValid => {
@@ -236,6 +244,9 @@ impl LocalCa {
         if !summary.is_ca {
             return Ok(Err(CaProblem::NotACa));
         }
+        if !summary.name_constrained {
+            return Ok(Err(CaProblem::Unconstrained));
+        }
         let validity = ca_validity(summary.not_before, summary.not_after, now);
         if validity != CaValidity::Valid {
             return Ok(Err(CaProblem::Validity {
@@ -298,9 +309,11 @@ impl LocalCa {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_err)?;
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, CA_COMMON_NAME);
+        // A distinct name per CA: trust stores and users can tell two devices' CAs apart.
+        name.push(DnType::CommonName, format!("{CA_COMMON_NAME} {:08x}", rand::random::<u32>()));
         params.distinguished_name = name;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.name_constraints = Some(kinopio::trust::lan_name_constraints());
         params.key_usages =
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;

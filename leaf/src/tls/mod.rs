@@ -103,7 +103,7 @@ pub enum TlsError {
     /// An advertised host cannot be put into a certificate.
     /// A secured namespace's CA may not vouch for this advertised host.
     #[error(
-        "the advertised host {host:?} is outside what a namespace CA may vouch for (private, loopback or link-local addresses; names under .local, .lan, .home.arpa, .internal or localhost); advertise a LAN address or a .local name"
+        "the advertised host {host:?} is outside what kinopio's CAs may vouch for (private, loopback or link-local addresses; names under .local, .lan, .home.arpa, .internal or localhost); advertise a LAN address or a .local name, or supply your own certificate with --cert-file/--key-file"
     )]
     NotPermitted {
         /// The host.
@@ -321,18 +321,16 @@ pub fn prepare(options: &TlsOptions, now: OffsetDateTime) -> Result<PreparedTls,
     )? {
         return Ok(PreparedTls::Supplied(supplied));
     }
+    // Every kinopio CA is name-constrained: only names and addresses it may vouch for go
+    // into the certificate (a client would refuse any other). The advertised host must be
+    // one; other addresses (a public one among all interfaces) are left out.
     let mut hosts = options.advertised_hosts.clone();
+    if let Some(host) = hosts.first().filter(|h| !kinopio::trust::NamespaceCa::permits(h)) {
+        return Err(TlsError::NotPermitted { host: host.clone() });
+    }
+    hosts.retain(|h| kinopio::trust::NamespaceCa::permits(h));
     let ca = match &options.namespace_ca {
-        Some(namespace_ca) => {
-            // Only names and addresses the namespace CA may vouch for: a client would refuse
-            // a certificate with any other, so say so now for the advertised host, and leave
-            // other addresses (a public one among all interfaces) out.
-            if let Some(host) = hosts.first().filter(|h| !kinopio::trust::NamespaceCa::permits(h)) {
-                return Err(TlsError::NotPermitted { host: host.clone() });
-            }
-            hosts.retain(|h| kinopio::trust::NamespaceCa::permits(h));
-            LocalCa::from_namespace(namespace_ca, &options.ca_dir)?
-        }
+        Some(namespace_ca) => LocalCa::from_namespace(namespace_ca, &options.ca_dir)?,
         None => LocalCa::load_or_create(&options.ca_dir, now)?,
     };
     let request = LeafCertRequest::new(hosts).with_lifetime(options.leaf_lifetime);

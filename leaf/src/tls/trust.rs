@@ -1,5 +1,7 @@
-//! Best-effort installation of the local CA into the device's trust stores, so browsers and
-//! system TLS clients accept the leaf's `wss://` and `https://` listeners.
+//! Installation of the local CA into the device's trust stores (opt-in), so browsers and
+//! system TLS clients accept the leaf's `wss://` and `https://` listeners, and its removal:
+//! every store changed is recorded beside the CA ([`INSTALL_RECORDS_FILE`]) and [`untrust`]
+//! (`kinopio leaf untrust`) removes exactly those.
 //!
 //! Stores: the Linux system anchors directory (+ `update-ca-certificates` or
 //! `update-ca-trust`), an NSS database (`certutil`, used by Chromium/Firefox on Linux), the
@@ -117,6 +119,17 @@ impl TrustStoreConfig {
         }
     }
 
+    /// Installs nothing, and says so: the default, since adding a root to a device's trust
+    /// stores is the user's decision (`--install-ca-trust`).
+    pub fn not_requested() -> Self {
+        TrustStoreConfig {
+            skip_reason: Some(
+                "not requested (pass --install-ca-trust to add the CA to this device's trust stores)".into(),
+            ),
+            ..TrustStoreConfig::none()
+        }
+    }
+
     /// The stores of this platform, honouring `KINOPIO_SKIP_CA_TRUST_INSTALL`.
     pub fn platform_default() -> Self {
         let home = directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf());
@@ -208,23 +221,200 @@ pub fn install_ca(ca: &LocalCa, config: &TrustStoreConfig) -> TrustState {
         return TrustState::Skipped { reason: reason.clone() };
     }
     let mut outcomes: Vec<(String, StoreOutcome)> = Vec::new();
+    let mut added: Vec<InstallRecord> = Vec::new();
     if let Some(store) = &config.system_anchors {
-        outcomes.push((
-            format!("system:{}", store.anchor_dir.display()),
-            install_system_anchor(ca, store, config.command_timeout),
-        ));
+        let outcome = install_system_anchor(ca, store, config.command_timeout);
+        if outcome == StoreOutcome::Installed {
+            added.push(InstallRecord::System {
+                anchor_file: store.anchor_dir.join(anchor_file_name(ca)),
+                update_command: store.update_command.clone().unwrap_or_default(),
+            });
+        }
+        outcomes.push((format!("system:{}", store.anchor_dir.display()), outcome));
     }
     for store in &config.nss {
-        outcomes.push((format!("nss:{}", store.db_dir.display()), install_nss(ca, store, config.command_timeout)));
+        let outcome = install_nss(ca, store, config.command_timeout);
+        if outcome == StoreOutcome::Installed {
+            added.push(InstallRecord::Nss {
+                db_dir: store.db_dir.clone(),
+                nickname: nss_nickname(ca),
+                certutil: store.certutil.clone(),
+            });
+        }
+        outcomes.push((format!("nss:{}", store.db_dir.display()), outcome));
     }
     if let Some(store) = &config.macos_keychain {
-        outcomes
-            .push((format!("macos:{}", store.keychain.display()), install_macos(ca, store, config.command_timeout)));
+        let outcome = install_macos(ca, store, config.command_timeout);
+        if outcome == StoreOutcome::Installed {
+            added.push(InstallRecord::Macos {
+                keychain: store.keychain.clone(),
+                sha1_or_sha256: ca.sha256_hex().to_owned(),
+                security: store.security.clone(),
+            });
+        }
+        outcomes.push((format!("macos:{}", store.keychain.display()), outcome));
     }
     if let Some(store) = &config.windows_user_root {
-        outcomes.push(("windows:CurrentUser\\Root".to_owned(), install_windows(ca, store, config.command_timeout)));
+        let outcome = install_windows(ca, store, config.command_timeout);
+        if outcome == StoreOutcome::Installed {
+            added.push(InstallRecord::Windows { sha256: ca.sha256_hex().to_owned(), certutil: store.certutil.clone() });
+        }
+        outcomes.push(("windows:CurrentUser\\Root".to_owned(), outcome));
+    }
+    if !added.is_empty()
+        && let Some(dir) = ca.cert_path().parent()
+        && let Err(err) = append_records(dir, &added)
+    {
+        tracing::warn!(error = %err, "could not record the trust-store install; `kinopio leaf untrust` will not know it");
     }
     summarize(outcomes)
+}
+
+/// The file (beside the CA certificate) listing every store kinopio added a CA to, so
+/// [`untrust`] can remove exactly those.
+pub const INSTALL_RECORDS_FILE: &str = "trust-installs.json";
+
+/// One store kinopio added a CA to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "store", rename_all = "camelCase")]
+pub enum InstallRecord {
+    /// A file in the Linux anchors directory, and the command that rebuilds the bundle.
+    #[serde(rename_all = "camelCase")]
+    System {
+        /// The anchor file written.
+        anchor_file: PathBuf,
+        /// Run again after removing it (empty: nothing).
+        update_command: Vec<OsString>,
+    },
+    /// A certificate in an NSS database.
+    #[serde(rename_all = "camelCase")]
+    Nss {
+        /// The database directory.
+        db_dir: PathBuf,
+        /// The nickname it was added under.
+        nickname: String,
+        /// The `certutil` program.
+        certutil: OsString,
+    },
+    /// A certificate in a macOS keychain.
+    #[serde(rename_all = "camelCase")]
+    Macos {
+        /// The keychain.
+        keychain: PathBuf,
+        /// The certificate's hash (`security delete-certificate -Z`).
+        sha1_or_sha256: String,
+        /// The `security` program.
+        security: OsString,
+    },
+    /// A certificate in the Windows user Root store.
+    #[serde(rename_all = "camelCase")]
+    Windows {
+        /// The certificate's hash.
+        sha256: String,
+        /// The `certutil` program.
+        certutil: OsString,
+    },
+}
+
+fn read_records(dir: &std::path::Path) -> Vec<InstallRecord> {
+    std::fs::read(dir.join(INSTALL_RECORDS_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn write_records(dir: &std::path::Path, records: &[InstallRecord]) -> std::io::Result<()> {
+    let path = dir.join(INSTALL_RECORDS_FILE);
+    if records.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        };
+    }
+    let text = serde_json::to_vec_pretty(records).map_err(std::io::Error::other)?;
+    files::write_atomically(&path, &text, PUBLIC_MODE).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+fn append_records(dir: &std::path::Path, added: &[InstallRecord]) -> std::io::Result<()> {
+    let mut records = read_records(dir);
+    for record in added {
+        if !records.contains(record) {
+            records.push(record.clone());
+        }
+    }
+    write_records(dir, &records)
+}
+
+/// What [`untrust`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UntrustReport {
+    /// Stores the CA was removed from.
+    pub removed: Vec<String>,
+    /// Stores it could not be removed from, and why (they stay recorded for a retry).
+    pub failed: Vec<String>,
+}
+
+/// Removes every CA kinopio added to a trust store, as recorded in `ca_dir`
+/// ([`INSTALL_RECORDS_FILE`]); what failed stays recorded.
+pub fn untrust(ca_dir: &std::path::Path, timeout: Duration) -> UntrustReport {
+    let mut report = UntrustReport::default();
+    let mut left = Vec::new();
+    for record in read_records(ca_dir) {
+        let (name, result) = remove_record(&record, timeout);
+        match result {
+            Ok(()) => report.removed.push(name),
+            Err(error) => {
+                report.failed.push(format!("{name}: {error}"));
+                left.push(record);
+            }
+        }
+    }
+    if let Err(err) = write_records(ca_dir, &left) {
+        report.failed.push(format!("{}: {err}", ca_dir.join(INSTALL_RECORDS_FILE).display()));
+    }
+    report
+}
+
+fn remove_record(record: &InstallRecord, timeout: Duration) -> (String, Result<(), String>) {
+    let run = |program: &OsStr, args: Vec<OsString>| match run_command(program, &args, timeout) {
+        Ok(output) if output.status.success() => Ok(()),
+        result => Err(describe_failure(program, result)),
+    };
+    match record {
+        InstallRecord::System { anchor_file, update_command } => {
+            let name = format!("system:{}", anchor_file.display());
+            let removed = match std::fs::remove_file(anchor_file) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.to_string()),
+                _ => Ok(()),
+            };
+            let result = removed.and_then(|()| match update_command.split_first() {
+                Some((program, args)) => {
+                    let mut args = args.to_vec();
+                    // update-ca-certificates only drops links of removed anchors with --fresh.
+                    if program.to_string_lossy().ends_with("update-ca-certificates") {
+                        args.push("--fresh".into());
+                    }
+                    run(program, args)
+                }
+                None => Ok(()),
+            });
+            (name, result)
+        }
+        InstallRecord::Nss { db_dir, nickname, certutil } => {
+            let db: OsString = [OsStr::new("sql:"), db_dir.as_os_str()].into_iter().collect();
+            let args = vec!["-d".into(), db, "-D".into(), "-n".into(), nickname.into()];
+            (format!("nss:{}", db_dir.display()), run(certutil, args))
+        }
+        InstallRecord::Macos { keychain, sha1_or_sha256, security } => {
+            let args =
+                vec!["delete-certificate".into(), "-Z".into(), sha1_or_sha256.into(), keychain.as_os_str().to_owned()];
+            (format!("macos:{}", keychain.display()), run(security, args))
+        }
+        InstallRecord::Windows { sha256, certutil } => {
+            let args = vec!["-user".into(), "-delstore".into(), "Root".into(), sha256.into()];
+            ("windows:CurrentUser\\Root".to_owned(), run(certutil, args))
+        }
+    }
 }
 
 /// Folds per-store outcomes into one state and logs each.

@@ -17,6 +17,8 @@ pub(crate) struct CertSummary {
     /// DER of the SubjectPublicKeyInfo.
     pub(crate) spki: Vec<u8>,
     pub(crate) is_ca: bool,
+    /// Whether it carries a NameConstraints extension.
+    pub(crate) name_constrained: bool,
 }
 
 /// All `CERTIFICATE` blocks of a PEM file; at least one.
@@ -49,7 +51,9 @@ pub(crate) fn summarize(path: &Path, der: &[u8]) -> Result<CertSummary, TlsError
         .basic_constraints()
         .map_err(|err| bad(format!("invalid BasicConstraints: {err}")))?
         .is_some_and(|ext| ext.value.ca);
+    let name_constrained = cert.name_constraints().ok().flatten().is_some();
     Ok(CertSummary {
+        name_constrained,
         not_before: cert.validity().not_before.to_datetime(),
         not_after: cert.validity().not_after.to_datetime(),
         spki: cert.public_key().raw.to_vec(),
