@@ -285,8 +285,25 @@ impl Discovery {
     }
 
     /// The usable manifests found: the configured URL, then every leader advertised over
-    /// mDNS for the namespace (a stranger's record cannot hide the real one).
+    /// mDNS for the namespace (a stranger's record cannot hide the real one). Refused
+    /// candidates are reported.
     async fn find_manifests(&mut self, sup: &Supervisor) -> Vec<(LeaderManifest, String)> {
+        let mut found = Vec::new();
+        for candidate in self.survey().await {
+            match candidate.outcome {
+                Ok(manifest) if usable(&manifest) => found.push((manifest, candidate.url)),
+                Ok(manifest) => {
+                    tracing::debug!(url = %candidate.url, bridge = manifest.bridge_state.as_str(), "leader not usable yet");
+                }
+                Err(e) if e.is_trust() => self.reject(sup, &candidate.url, e.to_string()),
+                Err(e) => tracing::debug!(url = %candidate.url, error = %e, "no leader manifest"),
+            }
+        }
+        found
+    }
+
+    /// Every candidate manifest URL (configured, then mDNS) and what fetching it gave.
+    async fn survey(&mut self) -> Vec<Candidate> {
         let mut urls = Vec::new();
         if let Some(url) = self.options.manifest_url.clone() {
             urls.push(url);
@@ -298,16 +315,12 @@ impl Discovery {
                 }
             }
         }
-        let mut found = Vec::new();
+        let mut candidates = Vec::new();
         for url in urls {
-            match self.fetch(&url).await {
-                Ok(m) if usable(&m) => found.push((m, url)),
-                Ok(m) => tracing::debug!(%url, bridge = m.bridge_state.as_str(), "leader not usable yet"),
-                Err(e) if e.is_trust() => self.reject(sup, &url, e.to_string()),
-                Err(e) => tracing::debug!(%url, error = %e, "no leader manifest"),
-            }
+            let outcome = self.fetch(&url).await;
+            candidates.push(Candidate { url, outcome });
         }
-        found
+        candidates
     }
 
     /// Fetches and strictly parses a manifest over HTTPS verified by the [`Trust`].
@@ -410,6 +423,71 @@ fn usable(m: &LeaderManifest) -> bool {
 /// True for loopback addresses and addresses of this machine's interfaces.
 fn is_local_address(ip: IpAddr) -> bool {
     ip.is_loopback() || if_addrs::get_if_addrs().is_ok_and(|ifs| ifs.iter().any(|i| i.ip() == ip))
+}
+
+/// A candidate leader: its manifest URL and what fetching it gave.
+#[derive(Debug)]
+struct Candidate {
+    url: String,
+    outcome: Result<LeaderManifest, FetchError>,
+}
+
+/// What [`check_leaders`] found about one candidate leader.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderCheck {
+    /// The manifest URL (configured, or from an mDNS record).
+    pub url: String,
+    /// The leader's node id and `wss://` URL when its manifest verified.
+    pub node_id: Option<String>,
+    /// Its WSS URL.
+    pub wss_url: Option<String>,
+    /// Whether a hub would switch to it now (it leads and its bridge is up or disabled).
+    pub usable: bool,
+    /// Why not, when it did not verify or could not be fetched.
+    pub problem: Option<String>,
+    /// True when the problem is that it did not verify against what discovery trusts.
+    pub untrusted: bool,
+}
+
+/// Looks for the local leaders `options` would find (configured manifest URL, mDNS for the
+/// namespace) and checks each the way a hub does (same trust), without connecting: for
+/// diagnostics such as `kinopio doctor`.
+pub async fn check_leaders(options: &DiscoveryOptions) -> Vec<LeaderCheck> {
+    let mut discovery = Discovery::new(options.clone());
+    if let Err(e) = discovery.trust().await {
+        return vec![LeaderCheck {
+            url: options.manifest_url.clone().unwrap_or_default(),
+            node_id: None,
+            wss_url: None,
+            usable: false,
+            problem: Some(e),
+            untrusted: false,
+        }];
+    }
+    discovery
+        .survey()
+        .await
+        .into_iter()
+        .map(|candidate| match candidate.outcome {
+            Ok(m) => LeaderCheck {
+                url: candidate.url,
+                node_id: Some(m.node_id.clone()),
+                wss_url: Some(m.wss_url.as_str().to_owned()),
+                usable: usable(&m),
+                problem: None,
+                untrusted: false,
+            },
+            Err(e) => LeaderCheck {
+                url: candidate.url,
+                node_id: None,
+                wss_url: None,
+                usable: false,
+                untrusted: e.is_trust(),
+                problem: Some(e.to_string()),
+            },
+        })
+        .collect()
 }
 
 /// Why a manifest could not be used.

@@ -29,7 +29,7 @@
 pub mod backoff;
 pub mod codec;
 mod connection;
-mod discovery;
+pub mod discovery;
 pub mod error;
 mod hub;
 pub mod manifest;

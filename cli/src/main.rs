@@ -2,6 +2,7 @@
 //! shell (`pub`, `sub`, `req`, `serve`).
 
 mod bench;
+mod doctor;
 mod leaf;
 mod leaf_auto;
 mod output;
@@ -67,6 +68,14 @@ enum Command {
     ///   kinopio serve status.ping --reply '"pong"' --count 1
     #[command(verbatim_doc_comment)]
     Serve(tools::ServeArgs),
+    /// Check this machine: nats-server binary, local CA and trust, multicast interfaces,
+    /// servers (reachability, RTT), a namespace's leaders (manifest verification).
+    ///
+    /// Examples:
+    ///   kinopio doctor
+    ///   kinopio doctor --server nats://hub.example:4222 --discovery-namespace studio --json
+    #[command(verbatim_doc_comment)]
+    Doctor(doctor::DoctorArgs),
     /// Benchmark kinopio against raw async-nats and the Python reference; write a report.
     Bench(bench::BenchArgs),
 }
@@ -92,6 +101,7 @@ fn main() -> ExitCode {
             Command::Req(args) => tools::request(args).await,
             Command::Serve(args) => tools::serve(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Doctor(args) => doctor::run(args).await,
         }
     });
     match result {

@@ -220,10 +220,10 @@ impl ConnectArgs {
     }
 }
 
-/// Says what a connection error means and what to do about it.
-fn explain_connect_error(reason: &str) -> String {
+/// What to do about a connection error, when it is recognisable.
+pub(crate) fn connect_hint(reason: &str) -> Option<&'static str> {
     let lower = reason.to_ascii_lowercase();
-    let hint = if lower.contains("refused") {
+    Some(if lower.contains("refused") {
         "connection refused: is nats-server running there, on that port?"
     } else if lower.contains("authorization") || lower.contains("authentication") {
         "the server refused the credentials: check --user/--password, --token, --nkey or --creds"
@@ -231,12 +231,19 @@ fn explain_connect_error(reason: &str) -> String {
         "TLS failed: pass the server's CA with --tls-ca-file, or check the server name in the URL"
     } else if lower.contains("dns") || lower.contains("lookup") || lower.contains("resolve") {
         "the host name does not resolve: check the URL"
-    } else if lower.contains("timed out") || lower.contains("timeout") {
+    } else if lower.contains("timed out") || lower.contains("timeout") || lower.contains("no answer") {
         "no answer in time: check the address, a firewall, or raise --connect-timeout-ms"
     } else {
-        return reason.to_owned();
-    };
-    format!("{reason} ({hint})")
+        return None;
+    })
+}
+
+/// Says what a connection error means and what to do about it.
+fn explain_connect_error(reason: &str) -> String {
+    match connect_hint(reason) {
+        Some(hint) => format!("{reason} ({hint})"),
+        None => reason.to_owned(),
+    }
 }
 
 /// A connected hub with its event printer.

@@ -401,3 +401,50 @@ fn a_secured_leader_serves_the_namespace_ca_that_any_device_can_derive() {
     node.sigterm();
     assert_eq!(node.exit_code(), 0);
 }
+
+/// `kinopio doctor` against a running secured leader: its manifest verifies with the
+/// namespace secret (exit 0, an ok line), and does not with another secret (exit 1, a FAIL
+/// line that says what to do); `--json` carries the same checks.
+#[test]
+fn doctor_checks_a_namespace_leader_with_its_trust() {
+    let cache = tempfile::tempdir().unwrap();
+    let ns = namespace("doctor");
+    let mut cmd = command(&ns, cache.path(), true);
+    cmd.env("KINOPIO_NAMESPACE_SECRET", "correct horse battery staple");
+    let mut node = Proc::spawn(cmd);
+    node.wait_json("the leader line", |v| v["role"] == "leader" && v["state"] == "leader");
+    let doctor = |secret: &str, json: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kinopio"));
+        command
+            .args(["doctor", "--discovery-namespace", &ns, "--interface", "lo", "--cache-dir"])
+            .arg(cache.path())
+            .env("KINOPIO_NAMESPACE_SECRET", secret)
+            .env_remove("KINOPIO_SERVER");
+        if json {
+            command.arg("--json");
+        }
+        let out = command.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // mDNS answers can take a moment after the leader starts: retry briefly.
+    let deadline = Instant::now() + WAIT;
+    let (code, out) = loop {
+        let (code, out) = doctor("correct horse battery staple", false);
+        if out.contains("manifest verified") || Instant::now() > deadline {
+            break (code, out);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("ok   namespace {ns:?}: leader kinopio-")), "{out}");
+    let (code, out) = doctor("another secret", false);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAIL namespace") && out.contains("does not verify") && out.contains("→"), "{out}");
+    let (code, out) = doctor("another secret", true);
+    assert_eq!(code, Some(1));
+    let report: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(report["failed"].as_u64().unwrap() >= 1, "{report}");
+    assert!(report["checks"].as_array().unwrap().iter().any(|c| c["status"] == "fail"), "{report}");
+    node.sigterm();
+    assert_eq!(node.exit_code(), 0);
+}

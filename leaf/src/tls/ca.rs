@@ -391,6 +391,17 @@ impl LocalCa {
     }
 }
 
+/// What a stored CA certificate says: whether it is name-constrained, and its notAfter.
+///
+/// # Errors
+/// The file cannot be read or holds no valid certificate.
+pub fn inspect_ca_file(path: &Path) -> Result<(bool, OffsetDateTime), TlsError> {
+    let bytes = std::fs::read(path).map_err(|err| TlsError::io("read", path, err))?;
+    let der = pem_certificates(path, &bytes)?.swap_remove(0);
+    let summary = summarize(path, &der)?;
+    Ok((summary.name_constrained, summary.not_after))
+}
+
 /// Drops sub-second precision (X.509 times are whole seconds).
 pub(crate) fn whole_seconds(at: OffsetDateTime) -> OffsetDateTime {
     at.replace_nanosecond(0).unwrap_or(at)
