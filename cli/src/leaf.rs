@@ -102,6 +102,11 @@ pub struct StartArgs {
     /// page the user opens.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
+    /// nats-server authorization for the leaf's LAN WebSocket and loopback listeners: a file
+    /// with the body of an `authorization { … }` block (token, or users with passwords or
+    /// nkeys and per-subject permissions). Replaces a secured namespace's derived token.
+    #[arg(long, value_name = "FILE")]
+    lan_authorization: Option<PathBuf>,
     /// Let public web pages fetch the discovery manifest from this private address
     /// (answer Private Network Access preflights).
     #[arg(long)]
@@ -199,6 +204,9 @@ impl StartArgs {
             options = options.allowed_origin(origin);
         }
         options = options.private_network_access(self.allow_private_network_access);
+        if let Some(path) = &self.lan_authorization {
+            options = options.lan_authorization(path);
+        }
         if self.install_ca_trust {
             options = options.trust_store(kinopio_leaf::tls::TrustStoreConfig::platform_default());
         }

@@ -339,3 +339,35 @@ async fn credentials_and_permissions() {
     let (code, _, _) = run(&server, &["pub", "open.x", "1", "--connect-timeout-ms", "1500"]).await;
     assert_eq!(code, 3, "no token, no connection");
 }
+
+/// Ctrl-C (SIGINT) ends a command at any moment with exit code 130: while connecting to a
+/// server that never answers, and while waiting for a reply that never comes.
+#[tokio::test]
+async fn ctrl_c_ends_a_command_at_any_moment() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("nats://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let server = NatsServer::start();
+    let listener = async_nats::connect(server.url()).await.unwrap();
+    let _never_answers = listener.subscribe("slow.x").await.unwrap();
+    listener.round_trip().await.unwrap();
+    let cases: [(&str, Vec<&str>); 2] = [
+        ("connecting", vec!["pub", "x.y", "1", "--connect-timeout-ms", "30000", "--server", &silent_url]),
+        ("waiting for a reply", vec!["req", "slow.x", "1", "--timeout-ms", "30000"]),
+    ];
+    for (what, args) in cases {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kinopio"));
+        command.args(&args).kill_on_drop(true).stdout(Stdio::null()).stderr(Stdio::null());
+        if !args.contains(&"--server") {
+            command.arg("--server").arg(server.url());
+        }
+        let mut child = command.spawn().unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let pid = child.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+        let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("Ctrl-C did not end the command while {what}"))
+            .unwrap();
+        assert_eq!(status.code(), Some(130), "{what}");
+    }
+}

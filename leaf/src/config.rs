@@ -21,6 +21,7 @@
 //!     websocket_tls: WebsocketTls { cert_file: "/run/leaf/leaf-cert.pem".into(), key_file: "/run/leaf/leaf-key.pem".into() },
 //!     websocket_allowed_origins: Vec::new(),
 //!     client_token: None,
+//!     authorization_file: None,
 //!     backbone: LeafRemote::from_urls(["tls://hub.example.com:7422"]).unwrap(),
 //!     ports_file_dir: "/run/leaf".into(),
 //!     log: None,
@@ -293,6 +294,10 @@ pub struct ServerConfig {
     /// A token every client must present, on the client and WebSocket listeners alike
     /// (`authorization { token }`); `None`: no authentication.
     pub client_token: Option<String>,
+    /// A nats-server `authorization { … }` body of the user's (users, nkeys, per-subject
+    /// permissions), included from this file for the client and WebSocket listeners; it
+    /// takes the place of [`ServerConfig::client_token`].
+    pub authorization_file: Option<PathBuf>,
     /// The backbone remote; `None` gives a standalone server.
     pub backbone: Option<LeafRemote>,
     /// Where nats-server writes `nats-server_<pid>.ports` with the ports it bound.
@@ -383,7 +388,11 @@ pub fn render(config: &ServerConfig) -> Result<String, ConfigError> {
         let _ = writeln!(out, "logfile_size_limit: {}", log.size_limit_bytes);
         let _ = writeln!(out, "logfile_max_num: {}", log.max_files);
     }
-    if let Some(token) = &config.client_token {
+    if let Some(file) = &config.authorization_file {
+        let _ = writeln!(out, "authorization {{");
+        let _ = writeln!(out, "  include {}", quoted_path("authorization file", file)?);
+        let _ = writeln!(out, "}}");
+    } else if let Some(token) = &config.client_token {
         let _ = writeln!(out, "authorization {{");
         let _ = writeln!(out, "  token: {}", quoted(token));
         let _ = writeln!(out, "}}");
@@ -499,6 +508,7 @@ mod tests {
             },
             websocket_allowed_origins: Vec::new(),
             client_token: None,
+            authorization_file: None,
             backbone: None,
             ports_file_dir: "/run/kinopio-leaf-x".into(),
             log: None,

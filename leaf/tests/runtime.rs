@@ -96,6 +96,7 @@ fn rendered_configs_are_accepted_by_nats_server() {
         websocket_tls: WebsocketTls { cert_file: material.cert_file.clone(), key_file: material.key_file.clone() },
         websocket_allowed_origins: Vec::new(),
         client_token: None,
+        authorization_file: None,
         backbone: None,
         ports_file_dir: dir.path().to_path_buf(),
         log: Some(kinopio_leaf::config::LogSettings {
@@ -258,6 +259,45 @@ async fn a_secured_leaf_serves_only_clients_holding_the_namespace_secret() {
         let hub = Hub::connect(options(url, Some(kinopio::Auth::Token(ca.lan_token().to_owned())))).await.unwrap();
         hub.close().await;
     }
+    leaf.stop().await;
+}
+
+/// Any namespace can use nats-server's own authorization with per-subject permissions on the
+/// leaf's listeners: anonymous clients are refused, a user gets exactly its subjects, and a
+/// subscription outside them is a typed error at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lan_authorization_gives_users_their_subjects_only() {
+    let fixture = Fixture::new();
+    let auth = fixture.cache.path().join("lan-auth.conf");
+    std::fs::write(
+        &auth,
+        "users = [\n  { user: kitchen, password: \"pw-kitchen\", permissions: { publish: \"kitchen.>\", subscribe: [\"kitchen.>\", \"_INBOX.>\"] } }\n]\n",
+    )
+    .unwrap();
+    let leaf = LeafNode::start(fixture.options().lan_authorization(&auth)).await.unwrap();
+    let url = leaf.urls().client_url.clone();
+    let options = |auth: Option<kinopio::Auth>| {
+        let mut options = HubOptions::new()
+            .servers([url.as_str()])
+            .unwrap()
+            .selection(SelectionMode::Ordered)
+            .connect_timeout(Duration::from_millis(1500))
+            .auto_retry(false);
+        if let Some(auth) = auth {
+            options = options.auth(auth);
+        }
+        options
+    };
+    let refused = Hub::connect(options(None)).await.unwrap_err();
+    assert!(refused.to_string().to_lowercase().contains("authorization"), "{refused}");
+    let kitchen = kinopio::Auth::UserPassword { user: "kitchen".into(), password: "pw-kitchen".into() };
+    let hub = Hub::connect(options(Some(kitchen))).await.unwrap();
+    let mut sub = hub.variable("kitchen.temp").unwrap().subscribe().await.unwrap();
+    hub.variable("kitchen.temp").unwrap().publish(&21).await.unwrap();
+    assert!(tokio::time::timeout(WAIT, sub.next()).await.unwrap().is_some());
+    let denied = hub.variable("hall.temp").unwrap().subscribe().await.unwrap_err();
+    assert_eq!(denied.kind(), kinopio::error::SubscribeErrorKind::PermissionDenied, "{denied}");
+    hub.close().await;
     leaf.stop().await;
 }
 

@@ -307,6 +307,7 @@ impl Bare {
             websocket_tls: WebsocketTls { cert_file: material.cert_file.clone(), key_file: material.key_file.clone() },
             websocket_allowed_origins: Vec::new(),
             client_token: None,
+            authorization_file: None,
             backbone: None,
             ports_file_dir: dir.path().to_owned(),
             log: Some(LogSettings {

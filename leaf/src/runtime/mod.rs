@@ -58,7 +58,7 @@ use crate::tls::{self, PreparedTls, SwappableServerCert, TlsOptions, TrustState}
 use listeners::{bind_error, check_distinct_ports, precheck_port, resolve_hosts, start_error};
 use providers::{health_provider, manifest_inputs, manual_manifest_provider};
 use restart::RestartBudget;
-use runtime_dir::{CONFIG_FILE, LOG_FILE, OUTPUT_FILE, RuntimeDir, TEMP_PREFIX};
+use runtime_dir::{CONFIG_FILE, LAN_AUTHORIZATION_FILE, LOG_FILE, OUTPUT_FILE, RuntimeDir, TEMP_PREFIX};
 use supervisor::{Command, Supervisor};
 
 /// nats-server rotates its log at this size.
@@ -181,6 +181,7 @@ impl LeafNode {
         config::validate_server_name(&server_name)?;
         require_file("backbone CA file", &options.backbone_ca_file)?;
         require_file("backbone credentials file", &options.backbone_credentials)?;
+        require_file("LAN authorization file", &options.lan_authorization)?;
         let auth = backbone_auth(&options)?;
         let backbone = LeafRemote::from_urls(&options.backbone_servers.0)?.map(|remote| {
             remote
@@ -241,6 +242,17 @@ impl LeafNode {
         let material = prepared.material();
         let cert = SwappableServerCert::new(prepared.certified_key()?);
 
+        // nats-server resolves includes relative to the config file: a private copy beside it.
+        let lan_authorization = match &options.lan_authorization {
+            Some(path) => {
+                let copy = runtime_dir.file(LAN_AUTHORIZATION_FILE);
+                let text = std::fs::read(path)
+                    .map_err(|_| LeafError::MissingFile { what: "LAN authorization file", path: path.clone() })?;
+                write_config(&copy, &String::from_utf8_lossy(&text))?;
+                Some(PathBuf::from(LAN_AUTHORIZATION_FILE))
+            }
+            None => None,
+        };
         let mut server_config = ServerConfig {
             server_name: server_name.clone(),
             client: Listen::new(options.client_host, options.client_port),
@@ -250,6 +262,7 @@ impl LeafNode {
             websocket_allowed_origins: allowed_origins(&options, &hosts.advertised, discovery_addr.port())?,
             // A secured namespace's leaf serves only clients that hold its secret.
             client_token: options.namespace_ca.as_ref().map(|ca| ca.lan_token().to_owned()),
+            authorization_file: lan_authorization,
             backbone,
             ports_file_dir: runtime_dir.path().to_path_buf(),
             log: Some(LogSettings {

@@ -96,6 +96,7 @@ pub struct LeafOptions {
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) private_network_access: bool,
     pub(crate) namespace_ca: Option<std::sync::Arc<kinopio::trust::NamespaceCa>>,
+    pub(crate) lan_authorization: Option<PathBuf>,
     pub(crate) binary: BinaryOptions,
     pub(crate) binary_path: Option<PathBuf>,
     pub(crate) cache_dir: Option<PathBuf>,
@@ -141,6 +142,7 @@ impl LeafOptions {
             allowed_origins: Vec::new(),
             private_network_access: false,
             namespace_ca: None,
+            lan_authorization: None,
             binary: BinaryOptions::from_env(),
             binary_path: None,
             cache_dir: None,
@@ -230,6 +232,21 @@ impl LeafOptions {
     /// when given a namespace secret.
     pub fn namespace_ca(mut self, ca: std::sync::Arc<kinopio::trust::NamespaceCa>) -> Self {
         self.namespace_ca = Some(ca);
+        self
+    }
+
+    /// nats-server authorization for the leaf's listeners (the WSS listener on the LAN and
+    /// the loopback client port): a file with the body of an `authorization { … }` block —
+    /// `token`, or `users` with passwords or nkeys and per-subject `permissions`. It takes
+    /// the place of a secured namespace's derived LAN token.
+    ///
+    /// ```text
+    /// users = [
+    ///   { user: kitchen, password: "…", permissions: { publish: "kitchen.>", subscribe: "kitchen.>" } }
+    /// ]
+    /// ```
+    pub fn lan_authorization(mut self, path: impl Into<PathBuf>) -> Self {
+        self.lan_authorization = Some(path.into());
         self
     }
 

@@ -13,6 +13,8 @@ pub const CONFIG_FILE: &str = "leaf-nats.conf";
 pub const LOG_FILE: &str = "leaf-nats.log";
 /// File receiving nats-server's stdout and stderr (start-up errors before the log opens).
 pub const OUTPUT_FILE: &str = "leaf-nats.out";
+/// The copy of the user's LAN authorization file that the config includes.
+pub const LAN_AUTHORIZATION_FILE: &str = "lan-authorization.conf";
 /// Prefix of the temporary files behind atomic writes (the same as the TLS module's).
 pub const TEMP_PREFIX: &str = ".kinopio-tmp-";
 /// The file holding the pid of the process that owns the directory: a leaf that died
@@ -206,7 +208,7 @@ impl Drop for RuntimeDir {
 /// rotated logs), the output file, the leaf certificate and key, temporary files of atomic
 /// writes, and nats-server ports files. Pure.
 pub fn is_leaf_file(name: &str) -> bool {
-    let fixed = [CONFIG_FILE, LOG_FILE, OUTPUT_FILE, LEAF_CERT_FILE, LEAF_KEY_FILE, OWNER_FILE];
+    let fixed = [CONFIG_FILE, LOG_FILE, OUTPUT_FILE, LEAF_CERT_FILE, LEAF_KEY_FILE, OWNER_FILE, LAN_AUTHORIZATION_FILE];
     fixed.contains(&name)
         || name.starts_with(&format!("{LOG_FILE}."))
         || (name.starts_with("nats-server_") && name.ends_with(".ports"))
