@@ -27,6 +27,15 @@ async fn wildcard_watcher(server: &NatsServer) -> (async_nats::Client, async_nat
     (client, sub)
 }
 
+/// Options for one server, with the long request timeout the old barrier would have waited.
+fn ordered(server: &NatsServer) -> HubOptions {
+    HubOptions::new()
+        .servers([server.url()])
+        .unwrap()
+        .selection(SelectionMode::Ordered)
+        .request_timeout(REQUEST_TIMEOUT)
+}
+
 async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
     tokio::time::timeout(LIMIT, f).await.unwrap_or_else(|_| panic!("{what} did not finish within {LIMIT:?}"))
 }
@@ -35,12 +44,7 @@ async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
 async fn a_wildcard_subscriber_does_not_stall_subscribe_publish_unsubscribe_or_close() {
     let server = NatsServer::start();
     let (_watcher, mut seen) = wildcard_watcher(&server).await;
-    let options = HubOptions::new()
-        .servers([server.url()])
-        .unwrap()
-        .selection(SelectionMode::Ordered)
-        .request_timeout(REQUEST_TIMEOUT);
-    let hub = bounded("connect", Hub::connect(options)).await.unwrap();
+    let hub = bounded("connect", Hub::connect(ordered(&server))).await.unwrap();
     let var = hub.variable("hostile.subscribe").unwrap();
     bounded("subscribe, publish, receive, unsubscribe and close", async {
         let mut sub = var.subscribe().await.unwrap();
@@ -108,12 +112,7 @@ fn publish_raw(server: &NatsServer, frames: &[u8]) {
 #[tokio::test]
 async fn a_malformed_message_is_dropped_and_counted_without_a_reconnect() {
     let server = NatsServer::start();
-    let options = HubOptions::new()
-        .servers([server.url()])
-        .unwrap()
-        .selection(SelectionMode::Ordered)
-        .request_timeout(REQUEST_TIMEOUT);
-    let hub = bounded("connect", Hub::connect(options)).await.unwrap();
+    let hub = bounded("connect", Hub::connect(ordered(&server))).await.unwrap();
     let mut events = hub.events();
     let var = hub.variable("hostile.malformed").unwrap();
     let mut sub = bounded("subscribe", var.subscribe()).await.unwrap();

@@ -361,9 +361,14 @@ impl PayloadArgs {
     }
 }
 
-/// Checks a subject (no wildcards) before anything connects.
-fn check_subject(subject: &str, json: bool) -> Result<(), Failure> {
-    kinopio::name::validate("variable", subject).map_err(|e| Failure::new(2, "invalid-subject", e.to_string(), json))
+/// Checks `subject` (no wildcards) before anything connects, then connects and returns the
+/// session with the subject's variable.
+async fn open_variable(subject: &str, connect: &ConnectArgs) -> Result<(Session, kinopio::Variable), Failure> {
+    let invalid = |e: kinopio::InvalidName| Failure::new(2, "invalid-subject", e.to_string(), connect.json);
+    kinopio::name::validate("variable", subject).map_err(invalid)?;
+    let session = connect.connect().await?;
+    let var = session.hub.variable(subject).map_err(invalid)?;
+    Ok((session, var))
 }
 
 #[derive(Debug, Args)]
@@ -382,12 +387,9 @@ pub struct PubArgs {
 /// `kinopio pub`: exits 0 only once the server has confirmed it received every message.
 pub async fn publish(args: PubArgs) -> Result<(), Failure> {
     let json = args.connect.json;
-    check_subject(&args.subject, json)?;
     let payload = args.payload.payload(json)?;
     let headers = args.payload.header_map(json)?;
-    let session = args.connect.connect().await?;
-    let var =
-        session.hub.variable(&args.subject).map_err(|e| Failure::new(2, "invalid-subject", e.to_string(), json))?;
+    let (session, var) = open_variable(&args.subject, &args.connect).await?;
     let len = payload.len();
     let sent = async {
         for _ in 0..args.count {
@@ -520,12 +522,9 @@ pub struct ReqArgs {
 
 pub async fn request(args: ReqArgs) -> Result<(), Failure> {
     let json = args.connect.json;
-    check_subject(&args.subject, json)?;
     let payload = args.payload.payload(json)?;
     let headers = args.payload.header_map(json)?;
-    let session = args.connect.connect().await?;
-    let var =
-        session.hub.variable(&args.subject).map_err(|e| Failure::new(2, "invalid-subject", e.to_string(), json))?;
+    let (session, var) = open_variable(&args.subject, &args.connect).await?;
     let options = kinopio::RequestOptions { timeout: Some(Duration::from_millis(args.timeout_ms)), headers };
     let result = tokio::select! {
         r = var.request_with(payload, options) => r.map_err(|e| {
@@ -576,10 +575,7 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let json = args.connect.json;
-    check_subject(&args.subject, json)?;
-    let session = args.connect.connect().await?;
-    let var =
-        session.hub.variable(&args.subject).map_err(|e| Failure::new(2, "invalid-subject", e.to_string(), json))?;
+    let (session, var) = open_variable(&args.subject, &args.connect).await?;
     let fixed = args.reply.as_deref().map(|r| Bytes::copy_from_slice(r.as_bytes()));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let handler = move |m: Message| {
