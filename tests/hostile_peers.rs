@@ -40,11 +40,11 @@ async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
     tokio::time::timeout(LIMIT, f).await.unwrap_or_else(|_| panic!("{what} did not finish within {LIMIT:?}"))
 }
 
-#[tokio::test]
-async fn a_wildcard_subscriber_does_not_stall_subscribe_publish_unsubscribe_or_close() {
-    let server = NatsServer::start();
-    let (_watcher, mut seen) = wildcard_watcher(&server).await;
-    let hub = bounded("connect", Hub::connect(ordered(&server))).await.unwrap();
+/// Subscribe, publish, receive, unsubscribe and close on `server` finish in bounded time
+/// while a `>` subscriber on `watched` (the same server, or the backbone of a leaf) sees it.
+async fn stays_fast_while_watched(server: &NatsServer, watched: &NatsServer) {
+    let (_watcher, mut seen) = wildcard_watcher(watched).await;
+    let hub = bounded("connect", Hub::connect(ordered(server))).await.unwrap();
     let var = hub.variable("hostile.subscribe").unwrap();
     bounded("subscribe, publish, receive, unsubscribe and close", async {
         let mut sub = var.subscribe().await.unwrap();
@@ -58,6 +58,39 @@ async fn a_wildcard_subscriber_does_not_stall_subscribe_publish_unsubscribe_or_c
     // The watcher really was subscribed: it saw the publish.
     let msg = bounded("the watcher's copy", seen.next()).await.unwrap();
     assert_eq!(msg.subject.as_str(), "hostile.subscribe");
+}
+
+#[tokio::test]
+async fn a_wildcard_subscriber_does_not_stall_subscribe_publish_unsubscribe_or_close() {
+    let server = NatsServer::start();
+    stays_fast_while_watched(&server, &server).await;
+}
+
+/// The same with the `>` subscriber on the backbone and the hub on a leaf node of it (its
+/// interest crosses the leafnode connection, as an anonymous WSS peer's would).
+#[tokio::test]
+async fn a_wildcard_subscriber_behind_a_leaf_connection_does_not_stall_either() {
+    let backbone = NatsServer::start_with_config("leafnodes { listen: \"127.0.0.1:-1\" }\n");
+    let leaf = NatsServer::start_with_config(&format!(
+        "leafnodes {{ remotes = [ {{ url: \"{}\" }} ] }}\n",
+        backbone.leafnode_url()
+    ));
+    // Wait until the leaf is connected: a subscription on the backbone reaches the leaf.
+    let probe = async_nats::connect(backbone.url()).await.unwrap();
+    let mut ready = probe.subscribe("hostile.ready").await.unwrap();
+    probe.round_trip().await.unwrap();
+    let on_leaf = async_nats::connect(leaf.url()).await.unwrap();
+    bounded("the leaf connection", async {
+        loop {
+            on_leaf.publish("hostile.ready", "x".into()).await.unwrap();
+            on_leaf.round_trip().await.unwrap();
+            if tokio::time::timeout(Duration::from_millis(100), ready.next()).await.is_ok() {
+                break;
+            }
+        }
+    })
+    .await;
+    stays_fast_while_watched(&leaf, &backbone).await;
 }
 
 #[tokio::test]
