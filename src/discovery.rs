@@ -27,6 +27,11 @@ use crate::trust::NamespaceCa;
 /// mDNS service type of kinopio leaders (same as the Python reference).
 pub const MDNS_SERVICE_TYPE: &str = "_kinopio-hub._tcp.local.";
 
+/// After leaving a leader, look for its successor this often ...
+const FOLLOW_PROBE: Duration = Duration::from_millis(500);
+/// ... for this long.
+const FOLLOW_WINDOW: Duration = Duration::from_secs(15);
+
 /// How long one mDNS browse round listens.
 const BROWSE_FOR: Duration = Duration::from_millis(1500);
 
@@ -61,6 +66,8 @@ pub(crate) struct Discovery {
     in_use: Option<InUse>,
     /// Candidates already reported as rejected (url and reason), so each is warned once.
     reported: HashSet<(String, String)>,
+    /// When the hub last left a leader (to look for its successor often for a while).
+    left_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Discovery {
@@ -88,6 +95,7 @@ impl Discovery {
             mdns: None,
             in_use: None,
             reported: HashSet::new(),
+            left_at: None,
         }
     }
 
@@ -151,6 +159,10 @@ impl Discovery {
             // Watch a leader in use closely (its lease is short), but not more often than
             // the manifest cache allows.
             self.options.cache_ttl.min(Duration::from_secs(1)).max(Duration::from_millis(200))
+        } else if self.left_at.is_some_and(|at| at.elapsed() < FOLLOW_WINDOW) {
+            // A leader just went: its successor is usually elected within seconds, so look
+            // often for a while instead of waiting a whole probe interval.
+            self.options.probe_interval.min(FOLLOW_PROBE)
         } else {
             self.options.probe_interval
         }
@@ -243,7 +255,10 @@ impl Discovery {
         tracing::info!(%reason, "leaving the local leader; back to the configured servers");
         let plan = sup.plan().await;
         match sup.switch_plan(plan, SwitchReason::LocalLeaderLost, None).await {
-            Ok(_) => self.in_use = None,
+            Ok(_) => {
+                self.in_use = None;
+                self.left_at = Some(Instant::now());
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "no configured server reachable; staying");
                 // Keep trying on the next round; if the leader comes back we stay on it.
