@@ -44,23 +44,34 @@ struct InUse {
     disconnected_since: Option<Instant>,
 }
 
-/// What discovery trusts for manifests and leader listeners.
+/// What discovery trusts for manifests and leader listeners, and how it authenticates.
 #[derive(Debug, Clone)]
 enum Trust {
-    /// Only this CA file (a namespace CA written by this process, or the user's CA file).
-    Only(PathBuf),
+    /// A secured namespace: only its CA (written to a file for async-nats, removed when the
+    /// last clone goes), and the LAN token its leaders require.
+    Namespace { ca_file: std::sync::Arc<tempfile::TempPath>, lan_token: crate::trust::Secret },
+    /// Only the user's CA file.
+    CaFile(PathBuf),
     /// The system roots: an open namespace.
     System,
+}
+
+impl Trust {
+    /// The only CA file to trust, if any.
+    fn ca_file(&self) -> Option<&std::path::Path> {
+        match self {
+            Trust::Namespace { ca_file, .. } => Some(ca_file),
+            Trust::CaFile(path) => Some(path),
+            Trust::System => None,
+        }
+    }
 }
 
 /// The discovery state of one hub (driven by its supervisor).
 pub(crate) struct Discovery {
     options: DiscoveryOptions,
+    /// Decided on first use (deriving a namespace CA costs a memory-hard hash).
     trust: Option<Trust>,
-    /// The namespace CA's certificate, written for async-nats (removed on drop).
-    namespace_ca_file: Option<tempfile::TempPath>,
-    /// The token a secured namespace's leaf requires (derived with its CA).
-    lan_token: Option<crate::trust::Secret>,
     http: Option<reqwest::Client>,
     mdns: Option<mdns_sd::ServiceDaemon>,
     in_use: Option<InUse>,
@@ -89,8 +100,6 @@ impl Discovery {
         Discovery {
             options,
             trust: None,
-            namespace_ca_file: None,
-            lan_token: None,
             http: None,
             mdns: None,
             in_use: None,
@@ -119,14 +128,18 @@ impl Discovery {
                     .map_err(|e| format!("cannot write the namespace CA: {e}"))?;
                 std::io::Write::write_all(&mut file, ca.cert_pem().as_bytes())
                     .map_err(|e| format!("cannot write the namespace CA: {e}"))?;
-                let path = file.into_temp_path();
-                let trust = Trust::Only(path.to_path_buf());
-                self.namespace_ca_file = Some(path);
-                self.lan_token = Some(crate::trust::Secret::new(ca.lan_token()));
-                trust
+                if self.options.ca_file.is_some() {
+                    tracing::warn!(
+                        "a namespace secret is given: discovery trusts only its namespace CA, not the CA file"
+                    );
+                }
+                Trust::Namespace {
+                    ca_file: std::sync::Arc::new(file.into_temp_path()),
+                    lan_token: crate::trust::Secret::new(ca.lan_token()),
+                }
             }
             (Some(_), None, _) => return Err("a namespace secret needs the namespace".into()),
-            (None, _, Some(ca)) => Trust::Only(ca.clone()),
+            (None, _, Some(ca)) => Trust::CaFile(ca.clone()),
             (None, _, None) => Trust::System,
         };
         self.trust = Some(trust.clone());
@@ -188,11 +201,11 @@ impl Discovery {
                     return;
                 }
                 let mut options = sup.shared().options.clone();
-                if let Trust::Only(ca) = &trust {
+                if let Some(ca) = trust.ca_file() {
                     options = options.tls_ca_file(ca);
                 }
-                if let Some(token) = &self.lan_token {
-                    options = options.auth(crate::options::Auth::Token(token.expose().to_owned()));
+                if let Trust::Namespace { lan_token, .. } = &trust {
+                    options = options.auth(crate::options::Auth::Token(lan_token.expose().to_owned()));
                 }
                 options = options.connect_timeout(self.options.local_switch_timeout);
                 let attempt = sup.switch_to_with(&options, vec![server.clone()], SwitchReason::LocalLeader, None, None);
@@ -368,8 +381,8 @@ impl Discovery {
         }
         crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder().connect_timeout(self.options.local_switch_timeout).no_proxy();
-        if let Trust::Only(ca) = self.trust().await? {
-            let pem = std::fs::read(&ca).map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
+        if let Some(ca) = self.trust().await?.ca_file() {
+            let pem = std::fs::read(ca).map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())?;
             builder = builder.tls_certs_only(certs);
         }

@@ -107,6 +107,9 @@ pub enum PublishErrorKind {
     Encode,
     /// The payload is larger than the server's `max_payload`.
     MaxPayloadExceeded,
+    /// The server reported an error about what was sent (a refused subject, a permissions
+    /// violation).
+    Rejected,
     /// The hub was closed.
     Closed,
     /// The connection refused the message (closed while sending).
@@ -119,6 +122,7 @@ impl fmt::Display for PublishErrorKind {
             PublishErrorKind::NotConnected => "not connected to any server",
             PublishErrorKind::Encode => "cannot encode the payload",
             PublishErrorKind::MaxPayloadExceeded => "payload exceeds the server's max_payload",
+            PublishErrorKind::Rejected => "the server rejected it",
             PublishErrorKind::Closed => "the hub is closed",
             PublishErrorKind::Other => "publish failed",
         })

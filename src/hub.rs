@@ -61,6 +61,14 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// A point in a hub's connection history; see [`Hub::checkpoint`] and [`Hub::confirm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    connection: u64,
+    connects: u64,
+    server_errors: u64,
+}
+
 /// State shared by the hub handles, its variables and the supervisor task.
 pub(crate) struct Shared {
     pub options: HubOptions,
@@ -211,27 +219,49 @@ impl Hub {
         shared.retired_malformed.load(Ordering::Relaxed) + current
     }
 
-    /// Confirms that the server has received everything this hub sent so far: one round
-    /// trip (PING/PONG) on the current connection, waiting up to the request timeout for a
-    /// connection first.
+    /// Where the hub's connection stands now (which connection, how often it has connected,
+    /// how many errors the server has reported): take one before sending, then
+    /// [`Hub::confirm`]. `None` while there is no connection.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        let conn = self.inner.shared.current()?;
+        let stats = conn.client.statistics();
+        Some(Checkpoint {
+            connection: conn.id,
+            connects: stats.connects.load(Ordering::Acquire),
+            server_errors: stats.server_errors.load(Ordering::Acquire),
+        })
+    }
+
+    /// Confirms that the server received everything this hub sent since `since`: one round
+    /// trip (PING/PONG) on the same connection, which has not reconnected meanwhile, and no
+    /// error reported by the server in between (such as a refused subject or a permissions
+    /// violation; the server reports those before it answers the PING).
     ///
     /// # Errors
-    /// [`PublishErrorKind::NotConnected`] when no connection came up in time or it was lost
-    /// before the server answered; [`PublishErrorKind::Closed`] after [`Hub::close`].
-    pub async fn flush(&self) -> Result<(), PublishError> {
+    /// [`PublishErrorKind::NotConnected`] when the connection was lost, replaced or did not
+    /// answer in time (what was sent may not have arrived); [`PublishErrorKind::Rejected`]
+    /// with the server's errors; [`PublishErrorKind::Closed`] after [`Hub::close`].
+    pub async fn confirm(&self, since: &Checkpoint) -> Result<(), PublishError> {
         let shared = &self.inner.shared;
         if shared.is_closed() {
             return Err(PublishError::new(PublishErrorKind::Closed));
         }
-        let timeout = shared.options.request_timeout;
-        let conn = shared
-            .connected(timeout)
-            .await
-            .map_err(|e| PublishError::new(PublishErrorKind::NotConnected).with_source(e))?;
-        round_trip(&conn.client, timeout)
-            .await
-            .map(|_| ())
-            .map_err(|e| PublishError::new(PublishErrorKind::NotConnected).with_source(e))
+        let lost = |detail: &str| PublishError::new(PublishErrorKind::NotConnected).with_detail(detail);
+        let conn =
+            shared.current().filter(|c| c.id == since.connection).ok_or_else(|| lost("the connection was replaced"))?;
+        let answered = round_trip(&conn.client, shared.options.request_timeout).await;
+        let stats = conn.client.statistics();
+        let errors = stats.server_errors_after(since.server_errors);
+        if !errors.is_empty() {
+            return Err(PublishError::new(PublishErrorKind::Rejected).with_detail(errors.join("; ")));
+        }
+        if let Err(e) = answered {
+            return Err(lost("the server did not answer").with_source(e));
+        }
+        if stats.connects.load(Ordering::Acquire) != since.connects {
+            return Err(lost("the connection was lost and re-established"));
+        }
+        Ok(())
     }
 
     /// A stream of connection events from now on.

@@ -55,7 +55,7 @@ pub use error::{
     ConnectError, ConnectErrorKind, PublishError, PublishErrorKind, RequestError, RequestErrorKind, SubscribeError,
     SubscribeErrorKind, SwitchError, SwitchErrorKind,
 };
-pub use hub::Hub;
+pub use hub::{Checkpoint, Hub};
 pub use name::InvalidName;
 pub use options::{Auth, DiscoveryOptions, HubOptions};
 pub use scope::Scope;

@@ -147,7 +147,7 @@ impl NamespaceCa {
         params.not_before = time::macros::datetime!(2025-01-01 00:00 UTC);
         params.not_after = time::macros::datetime!(2036-01-01 00:00 UTC);
         params.serial_number = Some(SerialNumber::from_slice(&Sha256::digest(seed)[..16]));
-        params.name_constraints = Some(name_constraints());
+        params.name_constraints = Some(lan_name_constraints());
         let cert = params.self_signed(&key)?;
         let lan_token = hex_all(&Sha256::new().chain_update(seed).chain_update(b"kinopio-lan-token-v1").finalize());
         Ok(NamespaceCa {
@@ -187,25 +187,22 @@ impl NamespaceCa {
     pub fn key_pem(&self) -> String {
         self.key.serialize_pem()
     }
+}
 
-    /// Whether this CA may vouch for `host` (a DNS name or an IP address).
-    pub fn permits(host: &str) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return PERMITTED_NETWORKS.iter().any(|(net, prefix)| in_network(ip, net, *prefix));
-        }
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        PERMITTED_DNS.iter().any(|suffix| host == *suffix || host.ends_with(&format!(".{suffix}")))
+/// Whether a kinopio CA (a namespace CA or a device CA: both carry
+/// [`lan_name_constraints`]) may vouch for `host`, a DNS name or an IP address.
+pub fn permits(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return PERMITTED_NETWORKS.iter().any(|(net, prefix)| in_network(ip, net, *prefix));
     }
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    PERMITTED_DNS.iter().any(|suffix| host == *suffix || host.ends_with(&format!(".{suffix}")))
 }
 
 /// The name constraints of every kinopio CA: [`PERMITTED_DNS`] names and
 /// [`PERMITTED_NETWORKS`] addresses only.
 pub fn lan_name_constraints() -> NameConstraints {
-    name_constraints()
-}
-
-fn name_constraints() -> NameConstraints {
     let mut permitted: Vec<GeneralSubtree> =
         PERMITTED_DNS.iter().map(|name| GeneralSubtree::DnsName((*name).to_owned())).collect();
     for (net, prefix) in PERMITTED_NETWORKS {
@@ -276,10 +273,10 @@ mod tests {
             "box.local",
             "localhost",
         ] {
-            assert!(NamespaceCa::permits(ok), "{ok}");
+            assert!(permits(ok), "{ok}");
         }
         for bad in ["8.8.8.8", "172.32.0.1", "2001:db8::1", "www.google.com", "local.example.com", "evil-local"] {
-            assert!(!NamespaceCa::permits(bad), "{bad}");
+            assert!(!permits(bad), "{bad}");
         }
     }
 }

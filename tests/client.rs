@@ -513,3 +513,32 @@ async fn with_auto_retry_a_hub_that_exhausted_its_attempts_starts_over() {
     hub.close().await;
     other.close().await;
 }
+
+/// `Hub::confirm` tells exactly whether what was sent since a checkpoint arrived: yes after a
+/// round trip; no, with the server's own words, when the server refused a publish (its
+/// `-ERR` comes before the PONG, so this is never a race); no when the connection was lost
+/// and re-established in between.
+#[tokio::test]
+async fn confirm_reports_refusals_and_reconnects_exactly() {
+    let mut server = NatsServer::start_with_config(
+        "authorization {\n  users = [ { user: app, password: pw, permissions: { publish: { deny: \"secret.>\" } } } ]\n}\n",
+    );
+    let options = options(&server).auth(kinopio::Auth::UserPassword { user: "app".into(), password: "pw".into() });
+    let hub = Hub::connect(options).await.unwrap();
+    for _ in 0..20 {
+        let mark = hub.checkpoint().unwrap();
+        hub.variable("open.x").unwrap().publish(&1).await.unwrap();
+        hub.confirm(&mark).await.unwrap();
+        let mark = hub.checkpoint().unwrap();
+        hub.variable("secret.x").unwrap().publish(&1).await.unwrap();
+        let err = hub.confirm(&mark).await.unwrap_err();
+        assert_eq!(err.kind(), kinopio::PublishErrorKind::Rejected, "{err}");
+        assert!(err.to_string().to_lowercase().contains("permissions violation"), "{err}");
+    }
+    let mark = hub.checkpoint().unwrap();
+    server.restart();
+    hub.wait_connected(WAIT).await.unwrap();
+    let err = hub.confirm(&mark).await.unwrap_err();
+    assert_eq!(err.kind(), kinopio::PublishErrorKind::NotConnected, "{err}");
+    hub.close().await;
+}

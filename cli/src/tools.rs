@@ -197,26 +197,17 @@ impl ConnectArgs {
         // The first `connected` is printed here, in order; the rest as they happen.
         print_event(&HubEvent::Connected { server: hub.server() }, self.json);
         let json = self.json;
-        let (lost_tx, lost) = tokio::sync::watch::channel(None);
         let printer = tokio::spawn(async move {
             let mut first = true;
             while let Some(event) = events.next().await {
                 match &event {
                     HubEvent::Connected { .. } if first => first = false,
                     HubEvent::Closed => {}
-                    HubEvent::Disconnected { .. } => {
-                        lost_tx.send_replace(Some("the connection was lost".to_owned()));
-                        print_event(&event, json);
-                    }
-                    HubEvent::ServerError { message } => {
-                        lost_tx.send_replace(Some(format!("the server reported: {message}")));
-                        print_event(&event, json);
-                    }
                     _ => print_event(&event, json),
                 }
             }
         });
-        Ok(Session { hub, json, printer, lost })
+        Ok(Session { hub, json, printer })
     }
 }
 
@@ -251,27 +242,21 @@ struct Session {
     hub: Hub,
     json: bool,
     printer: tokio::task::JoinHandle<()>,
-    /// Set when the connection dropped or the server reported an error after connecting.
-    lost: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl Session {
-    /// Confirms with the server that everything sent so far arrived: a round trip, and no
-    /// lost connection or server error since connecting.
-    async fn confirm(&self, what: &str) -> Result<(), Failure> {
-        let flushed = self.hub.flush().await;
-        // Events from the connection (e.g. `-ERR` then a close) arrive beside the round trip.
-        tokio::task::yield_now().await;
-        let lost = self.lost.borrow().clone();
-        match (flushed, lost) {
-            (Ok(()), None) => Ok(()),
-            (_, Some(reason)) => {
-                Err(Failure::new(1, "not-delivered", format!("{what} may not have arrived: {reason}"), self.json))
-            }
-            (Err(e), None) => {
-                Err(Failure::new(1, "not-delivered", format!("{what} was not confirmed by the server: {e}"), self.json))
-            }
-        }
+    /// Where the connection stands before sending (see [`Session::confirm`]).
+    fn checkpoint(&self) -> Result<kinopio::Checkpoint, Failure> {
+        self.hub.checkpoint().ok_or_else(|| Failure::new(3, "not-connected", "the connection was lost", self.json))
+    }
+
+    /// Confirms with the server that everything sent since `since` arrived: a round trip on
+    /// the same connection, no reconnect and no server error in between.
+    async fn confirm(&self, since: &kinopio::Checkpoint, what: &str) -> Result<(), Failure> {
+        self.hub
+            .confirm(since)
+            .await
+            .map_err(|e| Failure::new(1, "not-delivered", format!("{what} may not have arrived: {e}"), self.json))
     }
 
     /// Closes the hub and prints the `closed` line last.
@@ -392,12 +377,13 @@ pub async fn publish(args: PubArgs) -> Result<(), Failure> {
     let (session, var) = open_variable(&args.subject, &args.connect).await?;
     let len = payload.len();
     let sent = async {
+        let since = session.checkpoint()?;
         for _ in 0..args.count {
             var.publish_payload(payload.clone(), headers.clone())
                 .await
                 .map_err(|e| Failure::new(1, "publish-failed", e.to_string(), json))?;
         }
-        session.confirm(if args.count == 1 { "the message" } else { "the messages" }).await
+        session.confirm(&since, if args.count == 1 { "the message" } else { "the messages" }).await
     };
     let result = tokio::select! {
         r = sent => r,

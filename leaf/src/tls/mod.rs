@@ -325,10 +325,10 @@ pub fn prepare(options: &TlsOptions, now: OffsetDateTime) -> Result<PreparedTls,
     // into the certificate (a client would refuse any other). The advertised host must be
     // one; other addresses (a public one among all interfaces) are left out.
     let mut hosts = options.advertised_hosts.clone();
-    if let Some(host) = hosts.first().filter(|h| !kinopio::trust::NamespaceCa::permits(h)) {
+    if let Some(host) = hosts.first().filter(|h| !kinopio::trust::permits(h)) {
         return Err(TlsError::NotPermitted { host: host.clone() });
     }
-    hosts.retain(|h| kinopio::trust::NamespaceCa::permits(h));
+    hosts.retain(|h| kinopio::trust::permits(h));
     let ca = match &options.namespace_ca {
         Some(namespace_ca) => LocalCa::from_namespace(namespace_ca, &options.ca_dir)?,
         None => LocalCa::load_or_create(&options.ca_dir, now)?,
