@@ -141,22 +141,22 @@ async fn binary(args: &DoctorArgs) -> Check {
 fn local_ca(args: &DoctorArgs) -> Check {
     let dir = leaf_options(args).ca_dir();
     let cert = dir.join(kinopio_leaf::tls::ca::CA_CERT_FILE);
-    let Ok(pem) = std::fs::read(&cert) else {
+    if !cert.is_file() {
         return Check::new(
             "local CA",
             Verdict::Ok,
             format!("none yet ({} is created on the first leaf start)", cert.display()),
         );
-    };
-    let _ = pem;
+    }
     let Ok((constrained, not_after)) = kinopio_leaf::tls::ca::inspect_ca_file(&cert) else {
         return Check::new("local CA", Verdict::Warn, format!("{} is unreadable", cert.display()))
             .fix("it is replaced on the next leaf start");
     };
-    let records = std::fs::read_to_string(dir.join(kinopio_leaf::tls::trust::INSTALL_RECORDS_FILE)).ok();
-    let trust = match records {
-        Some(text) => format!("added to trust stores by kinopio: {}", text.matches("\"store\"").count()),
-        None => "in no trust store (opt-in: --install-ca-trust)".to_owned(),
+    let stores = kinopio_leaf::tls::trust::installed_stores(&dir);
+    let trust = if stores.is_empty() {
+        "in no trust store (opt-in: --install-ca-trust)".to_owned()
+    } else {
+        format!("kinopio added it to {} trust store(s) (`kinopio leaf untrust` removes it)", stores.len())
     };
     if !constrained {
         return Check::new("local CA", Verdict::Warn, format!("{} has no name constraints; {trust}", cert.display()))

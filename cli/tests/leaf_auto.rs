@@ -448,3 +448,51 @@ fn doctor_checks_a_namespace_leader_with_its_trust() {
     node.sigterm();
     assert_eq!(node.exit_code(), 0);
 }
+
+/// With a CA file, only that CA is trusted for discovery, even when the system trusts the
+/// leader's CA too (`SSL_CERT_FILE` makes this leader's CA a system root here). Without a CA
+/// file the system roots decide (the control that shows the system really trusts it).
+#[test]
+fn a_discovery_ca_file_is_the_only_trust_for_discovery() {
+    let cache = tempfile::tempdir().unwrap();
+    let ns = namespace("cafile");
+    let mut node = Proc::spawn(command(&ns, cache.path(), true));
+    let led = node.wait_json("the leader line", |v| v["role"] == "leader" && v["state"] == "leader");
+    let leader_ca = led["caCertFile"].as_str().unwrap().to_owned();
+    let other_ca = cache.path().join("other-ca.pem");
+    let out = Command::new(env!("CARGO_BIN_EXE_kinopio"))
+        .args(["leaf", "namespace-ca", "--discovery-namespace", "elsewhere", "--out"])
+        .arg(&other_ca)
+        .env("KINOPIO_NAMESPACE_SECRET", "an unrelated namespace's secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let doctor = |ca_file: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kinopio"));
+        command
+            .args(["doctor", "--discovery-namespace", &ns, "--interface", "lo", "--cache-dir"])
+            .arg(cache.path())
+            .env("SSL_CERT_FILE", &leader_ca)
+            .env_remove("KINOPIO_SERVER")
+            .env_remove("KINOPIO_NAMESPACE_SECRET");
+        if let Some(ca) = ca_file {
+            command.arg("--discovery-ca-file").arg(ca);
+        }
+        let out = command.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let deadline = Instant::now() + WAIT;
+    let (code, out) = loop {
+        let (code, out) = doctor(None);
+        if out.contains("manifest verified") || Instant::now() > deadline {
+            break (code, out);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(code, Some(0), "the system (SSL_CERT_FILE) trusts the leader: {out}");
+    let (code, out) = doctor(Some(&other_ca));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("does not verify"), "{out}");
+    node.sigterm();
+    assert_eq!(node.exit_code(), 0);
+}

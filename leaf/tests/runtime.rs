@@ -170,6 +170,11 @@ async fn leaf_bridges_to_the_backbone_and_leaf_clients_reach_backbone_services()
     assert_eq!(leaf.status().bridge_state, BridgeState::Stopped);
 }
 
+/// How many leafnode authentication failures a server has logged.
+fn auth_failures(server: &NatsServer) -> usize {
+    server.log().to_lowercase().matches("authentication error").count()
+}
+
 /// Backbone credentials from files: the bridge connects, nothing the leaf shows carries the
 /// password, the config that holds it sits in a private (0700) runtime directory, and
 /// nats-server's command line names only the config file.
@@ -210,8 +215,14 @@ async fn backbone_credentials_from_files_reach_only_the_private_config() {
         .backbone_server(backbone.leafnode_url())
         .backbone_user("leafuser")
         .backbone_password_file(&password_file);
+    let failures_before = auth_failures(&backbone);
     let leaf = LeafNode::start(options).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Wait for the backbone to refuse it (an event, not a fixed sleep), twice: it retried.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while auth_failures(&backbone) < failures_before + 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the backbone never refused the leaf:\n{}", backbone.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_ne!(leaf.status().bridge_state, BridgeState::Connected);
     leaf.stop().await;
 

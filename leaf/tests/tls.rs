@@ -760,8 +760,10 @@ fn untrust_removes_the_ca_from_every_store_it_was_added_to() {
     assert!(listed(&db).contains("Kinopio Local Leaf CA"));
     assert!(anchors.join(anchor_file_name(&ca)).is_file());
 
+    assert_eq!(kinopio_leaf::tls::trust::installed_stores(&ca_dir).len(), 2, "both installs are recorded");
     let report = untrust(&ca_dir, Duration::from_secs(20));
     assert_eq!(report.removed.len(), 2, "{report:?}");
+    assert!(kinopio_leaf::tls::trust::installed_stores(&ca_dir).is_empty());
     assert!(report.failed.is_empty(), "{report:?}");
     assert!(!anchors.join(anchor_file_name(&ca)).exists());
     assert!(!listed(&db).contains("Kinopio Local Leaf CA"));

@@ -248,7 +248,7 @@ pub fn install_ca(ca: &LocalCa, config: &TrustStoreConfig) -> TrustState {
         if outcome == StoreOutcome::Installed {
             added.push(InstallRecord::Macos {
                 keychain: store.keychain.clone(),
-                sha1_or_sha256: ca.sha256_hex().to_owned(),
+                sha1: sha1_hex(ca.cert_der()),
                 security: store.security.clone(),
             });
         }
@@ -257,7 +257,7 @@ pub fn install_ca(ca: &LocalCa, config: &TrustStoreConfig) -> TrustState {
     if let Some(store) = &config.windows_user_root {
         let outcome = install_windows(ca, store, config.command_timeout);
         if outcome == StoreOutcome::Installed {
-            added.push(InstallRecord::Windows { sha256: ca.sha256_hex().to_owned(), certutil: store.certutil.clone() });
+            added.push(InstallRecord::Windows { sha1: sha1_hex(ca.cert_der()), certutil: store.certutil.clone() });
         }
         outcomes.push(("windows:CurrentUser\\Root".to_owned(), outcome));
     }
@@ -301,19 +301,24 @@ pub enum InstallRecord {
     Macos {
         /// The keychain.
         keychain: PathBuf,
-        /// The certificate's hash (`security delete-certificate -Z`).
-        sha1_or_sha256: String,
+        /// The certificate's SHA-1 hash (what `security delete-certificate -Z` takes).
+        sha1: String,
         /// The `security` program.
         security: OsString,
     },
     /// A certificate in the Windows user Root store.
     #[serde(rename_all = "camelCase")]
     Windows {
-        /// The certificate's hash.
-        sha256: String,
+        /// The certificate's SHA-1 thumbprint (what `certutil -delstore` takes).
+        sha1: String,
         /// The `certutil` program.
         certutil: OsString,
     },
+}
+
+/// The stores kinopio added the CA in `ca_dir` to (from [`INSTALL_RECORDS_FILE`]).
+pub fn installed_stores(ca_dir: &std::path::Path) -> Vec<InstallRecord> {
+    read_records(ca_dir)
 }
 
 fn read_records(dir: &std::path::Path) -> Vec<InstallRecord> {
@@ -343,6 +348,11 @@ fn append_records(dir: &std::path::Path, added: &[InstallRecord]) -> std::io::Re
         }
     }
     write_records(dir, &records)
+}
+
+/// The SHA-1 of a certificate: the identifier macOS and Windows trust stores delete by.
+fn sha1_hex(der: &[u8]) -> String {
+    sha1_smol::Sha1::from(der).digest().to_string()
 }
 
 /// What [`untrust`] did.
@@ -405,13 +415,12 @@ fn remove_record(record: &InstallRecord, timeout: Duration) -> (String, Result<(
             let args = vec!["-d".into(), db, "-D".into(), "-n".into(), nickname.into()];
             (format!("nss:{}", db_dir.display()), run(certutil, args))
         }
-        InstallRecord::Macos { keychain, sha1_or_sha256, security } => {
-            let args =
-                vec!["delete-certificate".into(), "-Z".into(), sha1_or_sha256.into(), keychain.as_os_str().to_owned()];
+        InstallRecord::Macos { keychain, sha1, security } => {
+            let args = vec!["delete-certificate".into(), "-Z".into(), sha1.into(), keychain.as_os_str().to_owned()];
             (format!("macos:{}", keychain.display()), run(security, args))
         }
-        InstallRecord::Windows { sha256, certutil } => {
-            let args = vec!["-user".into(), "-delstore".into(), "Root".into(), sha256.into()];
+        InstallRecord::Windows { sha1, certutil } => {
+            let args = vec!["-user".into(), "-delstore".into(), "Root".into(), sha1.into()];
             ("windows:CurrentUser\\Root".to_owned(), run(certutil, args))
         }
     }
