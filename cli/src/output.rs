@@ -132,11 +132,14 @@ pub fn payload_type(payload: &[u8]) -> &'static str {
 }
 
 /// A received message as a JSON object: subject, payload fields ([`payload_fields`]), and
-/// headers when present. `subject` is given by the caller (a reply's own subject is an inbox).
+/// the reply subject and headers when present. `subject` is given by the caller (a reply's own subject is an inbox).
 pub fn message_fields(subject: &str, m: &Message) -> Fields {
     let mut fields = Fields::new();
     fields.put("subject", subject);
     payload_fields(&mut fields, &m.payload);
+    if let Some(reply) = &m.reply {
+        fields.put("reply", reply.as_str());
+    }
     if let Some(headers) = &m.headers {
         let h: Map<String, Json> = headers
             .iter()

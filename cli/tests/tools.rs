@@ -173,10 +173,24 @@ async fn wildcards_timeouts_and_request_lines_behave_like_the_nats_cli() {
     let hub = kinopio::Hub::connect(kinopio::HubOptions::new().servers([server.url()]).unwrap()).await.unwrap();
     let _service =
         hub.variable("math.big").unwrap().serve(|_m: kinopio::Message| async { Ok::<_, String>(1u8) }).await.unwrap();
+    // A subscriber sees the request with its reply subject.
+    let mut watcher =
+        kinopio(&server, &["sub", "math.big", "--count", "1", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut watched = BufReader::new(watcher.stdout.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(WAIT, watched.next_line()).await.unwrap().unwrap().unwrap();
+        if line.contains("subscribed") {
+            break;
+        }
+    }
     let (code, out, _) = run(&server, &["req", "math.big", "-7", "--json"]).await;
     assert_eq!(code, 0);
     let reply = json_lines(&out).into_iter().find(|l| l.get("value").is_some()).unwrap();
     assert_eq!(reply["subject"], "math.big");
+    assert!(reply.get("reply").is_none(), "a reply has no reply subject: {reply}");
+    let seen: Json = serde_json::from_str(&watched.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(seen["value"], -7);
+    assert!(seen["reply"].as_str().is_some_and(|r| r.starts_with("_INBOX.")), "{seen}");
     let (code, _, err) = run(&server, &["req", "math.nobody", "1"]).await;
     assert_eq!(code, 5);
     assert_eq!(err.matches("no responders").count(), 1, "{err}");
