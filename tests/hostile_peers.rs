@@ -7,6 +7,8 @@
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -180,4 +182,50 @@ async fn a_malformed_message_is_dropped_and_counted_without_a_reconnect() {
     }
     assert!(hub.is_connected());
     hub.close().await;
+}
+
+/// Draining a subscription (what a hot switch does to the old one) delivers every message the
+/// server sent it: the subscription ends only once the server has processed the UNSUB. With a
+/// 20 ms link and a steady stream, async-nats 0.51 removed it earlier and dropped the tail (a
+/// queue-group request lost that way is never answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_subscription_loses_nothing_the_server_sent() {
+    let server = NatsServer::start();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", server.port()).parse().unwrap();
+    let proxy = kinopio::testing::DelayProxy::start(addr, Duration::from_millis(20));
+    let publisher = async_nats::connect(server.url()).await.unwrap();
+    for round in 0..3 {
+        let client = async_nats::connect(proxy.url()).await.unwrap();
+        let mut sub = client.queue_subscribe("drain.q", "workers".into()).await.unwrap();
+        client.round_trip().await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let pumping = {
+            let (publisher, stop) = (publisher.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    publisher.publish("drain.q", "x".into()).await.unwrap();
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+            })
+        };
+        let mut delivered = 0u64;
+        let until = tokio::time::Instant::now() + Duration::from_millis(200);
+        while tokio::time::Instant::now() < until {
+            if tokio::time::timeout(Duration::from_millis(10), sub.next()).await.is_ok() {
+                delivered += 1;
+            }
+        }
+        sub.drain().await.unwrap();
+        bounded("the drained subscription to end", async {
+            while sub.next().await.is_some() {
+                delivered += 1;
+            }
+        })
+        .await;
+        stop.store(true, Ordering::Relaxed);
+        pumping.await.unwrap();
+        let received = client.statistics().in_messages.load(Ordering::Relaxed);
+        assert_eq!(delivered, received, "round {round}: the server sent {received}, the stream delivered {delivered}");
+        assert!(delivered > 100, "the stream flowed: {delivered}");
+    }
 }

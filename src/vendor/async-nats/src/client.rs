@@ -1376,8 +1376,14 @@ pub struct Statistics {
 impl Statistics {
     /// kinopio patch: records one server error.
     pub(crate) fn record_server_error(&self, error: &str) {
-        let seq = self.server_errors.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
-        let mut latest = self.latest_server_errors.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = self
+            .server_errors
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        let mut latest = self
+            .latest_server_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if latest.len() == 64 {
             latest.pop_front();
         }
@@ -1386,7 +1392,14 @@ impl Statistics {
 
     /// kinopio patch: the server errors recorded after sequence number `seq`.
     pub fn server_errors_after(&self, seq: u64) -> Vec<String> {
-        let latest = self.latest_server_errors.lock().unwrap_or_else(|p| p.into_inner());
-        latest.iter().filter(|(s, _)| *s > seq).map(|(_, e)| e.clone()).collect()
+        let latest = self
+            .latest_server_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        latest
+            .iter()
+            .filter(|(s, _)| *s > seq)
+            .map(|(_, e)| e.clone())
+            .collect()
     }
 }

@@ -463,6 +463,17 @@ struct Multiplexer {
     senders: HashMap<String, oneshot::Sender<Message>>,
 }
 
+/// kinopio patch: what the PONG answering one PING completes.
+#[derive(Debug)]
+enum PongWaiter {
+    /// A keepalive (or whole-client drain) PING: nothing waits.
+    Keepalive,
+    /// [`Client::round_trip`] waits for it.
+    RoundTrip(oneshot::Sender<()>),
+    /// The PING sent after draining this subscription: remove it then.
+    Drained(u64),
+}
+
 /// A connection handler which facilitates communication from channels to a single shared connection.
 pub(crate) struct ConnectionHandler {
     connection: Connection,
@@ -476,9 +487,8 @@ pub(crate) struct ConnectionHandler {
     flush_observers: Vec<oneshot::Sender<()>>,
     is_draining: bool,
     drain_pings: VecDeque<u64>,
-    /// kinopio patch: one entry per PING in flight, in order; `Some` for a round trip that
-    /// someone waits for.
-    pong_waiters: VecDeque<Option<oneshot::Sender<()>>>,
+    /// kinopio patch: one entry per PING in flight, in order: what its PONG completes.
+    pong_waiters: VecDeque<PongWaiter>,
 }
 
 impl ConnectionHandler {
@@ -537,7 +547,7 @@ impl ConnectionHandler {
                     Poll::Ready(ExitReason::Disconnected(None))
                 } else {
                     self.handler.connection.enqueue_write_op(&ClientOp::Ping);
-                    self.handler.pong_waiters.push_back(None);
+                    self.handler.pong_waiters.push_back(PongWaiter::Keepalive);
 
                     Poll::Pending
                 }
@@ -727,14 +737,23 @@ impl ConnectionHandler {
             ServerOp::Pong => {
                 debug!("received PONG");
                 self.pending_pings = self.pending_pings.saturating_sub(1);
-                if let Some(Some(observer)) = self.pong_waiters.pop_front() {
-                    let _ = observer.send(());
+                match self.pong_waiters.pop_front() {
+                    Some(PongWaiter::RoundTrip(observer)) => {
+                        let _ = observer.send(());
+                    }
+                    // The server has processed the UNSUB: nothing more can arrive for it.
+                    Some(PongWaiter::Drained(sid)) => {
+                        self.subscriptions.remove(&sid);
+                    }
+                    Some(PongWaiter::Keepalive) | None => {}
                 }
             }
             ServerOp::Dropped => {}
             ServerOp::Error(error) => {
                 debug!("received ERROR: {:?}", error);
-                self.connector.connect_stats.record_server_error(&error.to_string());
+                self.connector
+                    .connect_stats
+                    .record_server_error(&error.to_string());
                 self.connector
                     .events_tx
                     .try_send(Event::ServerError(error))
@@ -862,7 +881,19 @@ impl ConnectionHandler {
             Command::Ping { observer } => {
                 self.pending_pings += 1;
                 self.connection.enqueue_write_op(&ClientOp::Ping);
-                self.pong_waiters.push_back(Some(observer));
+                self.pong_waiters.push_back(PongWaiter::RoundTrip(observer));
+            }
+            // kinopio patch: a drained subscription is removed when the server answers the
+            // PING sent after its UNSUB, not on the next wake-up (which can come before the
+            // server has even read the UNSUB, dropping messages it still sends for it; a
+            // queue-group request lost that way is never answered).
+            Command::Drain { sid: Some(sid) } => {
+                if self.subscriptions.contains_key(&sid) {
+                    self.connection
+                        .enqueue_write_op(&ClientOp::Unsubscribe { sid, max: None });
+                    self.connection.enqueue_write_op(&ClientOp::Ping);
+                    self.pong_waiters.push_back(PongWaiter::Drained(sid));
+                }
             }
             Command::Drain { sid } => {
                 let mut drain_sub = |sid: u64| {
@@ -884,7 +915,7 @@ impl ConnectionHandler {
                     }
                 }
                 self.connection.enqueue_write_op(&ClientOp::Ping);
-                self.pong_waiters.push_back(None);
+                self.pong_waiters.push_back(PongWaiter::Keepalive);
             }
             Command::Subscribe {
                 sid,
@@ -1002,8 +1033,13 @@ impl ConnectionHandler {
 
     async fn handle_disconnect(&mut self) -> Result<(), ConnectError> {
         self.pending_pings = 0;
-        // PINGs in flight died with the connection: their waiters get an error.
-        self.pong_waiters.clear();
+        // PINGs in flight died with the connection: their waiters get an error, and a
+        // subscription being drained is gone (it must not be re-sent on reconnect).
+        for waiter in self.pong_waiters.drain(..) {
+            if let PongWaiter::Drained(sid) = waiter {
+                self.subscriptions.remove(&sid);
+            }
+        }
         self.connector.events_tx.try_send(Event::Disconnected).ok();
         self.connector.state_tx.send(State::Disconnected).ok();
 
