@@ -28,44 +28,44 @@
 
 pub mod backoff;
 pub mod codec;
-mod connection;
 pub mod discovery;
+mod engine;
 pub mod error;
 mod hub;
 pub mod manifest;
 pub mod name;
 pub mod options;
-mod overlap;
 mod scope;
 pub mod selection;
 mod server;
 mod service;
 pub mod state;
 mod subscription;
-mod supervisor;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod tls;
 pub mod trust;
 pub mod value;
 mod variable;
+mod variable_state;
 
 pub use codec::{DecodeError, EncodeError, Payload};
+pub use engine::Checkpoint;
 pub use error::{
     ConnectError, ConnectErrorKind, PublishError, PublishErrorKind, RequestError, RequestErrorKind, SubscribeError,
     SubscribeErrorKind, SwitchError, SwitchErrorKind,
 };
-pub use hub::{Checkpoint, Hub};
+pub use hub::Hub;
 pub use name::InvalidName;
 pub use options::{Auth, DiscoveryOptions, HubOptions};
 pub use scope::Scope;
 pub use selection::SelectionMode;
 pub use server::{ServerUrl, ServerUrlError};
-pub use service::Service;
+pub use service::{ERROR_HEADER, Service};
 pub use state::{ConnectionState, HubEvent, SwitchReason};
 pub use subscription::{HeaderMap, Message, Subject, Subscription};
 pub use value::Value;
-pub use variable::{ERROR_HEADER, RequestOptions, ValueWatch, Variable};
+pub use variable::{RequestOptions, ValueWatch, Variable};
 
 /// The README's Rust examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]

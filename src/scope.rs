@@ -7,44 +7,53 @@ use crate::hub::Hub;
 use crate::name::{self, InvalidName};
 use crate::variable::Variable;
 
-#[derive(Debug)]
-pub(crate) struct ScopeState {
-    pub path: String,
-}
-
 /// A named group of variables. The same name on the same hub is always the same scope.
 #[derive(Clone)]
 pub struct Scope {
     hub: Hub,
-    state: Arc<ScopeState>,
+    path: Arc<str>,
 }
 
 impl std::fmt::Debug for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scope").field("path", &self.state.path).finish()
+        f.debug_struct("Scope").field("path", &self.path).finish()
+    }
+}
+
+impl Hub {
+    /// The scope `name` (a plain name, or dotted for nested scopes). The same name always
+    /// returns the same scope.
+    ///
+    /// # Errors
+    /// [`InvalidName`] for an empty name, an empty token, a wildcard or whitespace.
+    pub fn scope(&self, name: &str) -> Result<Scope, InvalidName> {
+        name::validate("scope", name)?;
+        Ok(Scope { path: self.scope_path(name), hub: self.clone() })
     }
 }
 
 impl Scope {
-    pub(crate) fn new(hub: Hub, state: Arc<ScopeState>) -> Scope {
-        Scope { hub, state }
-    }
-
     /// The full dotted path of this scope (the subject prefix of its variables).
     pub fn path(&self) -> &str {
-        &self.state.path
+        &self.path
     }
 
     /// A nested scope: `scope("a")?.scope("b")?` is path `a.b`.
+    ///
+    /// # Errors
+    /// [`InvalidName`] as for [`Hub::scope`].
     pub fn scope(&self, name: &str) -> Result<Scope, InvalidName> {
         name::validate("scope", name)?;
-        self.hub.scope(&name::join(&self.state.path, name))
+        self.hub.scope(&name::join(&self.path, name))
     }
 
     /// The variable `name` in this scope: subject `<path>.<name>`.
+    ///
+    /// # Errors
+    /// [`InvalidName`] as for [`Hub::variable`].
     pub fn variable(&self, name: &str) -> Result<Variable, InvalidName> {
         name::validate("variable", name)?;
-        self.hub.variable(&name::join(&self.state.path, name))
+        self.hub.variable(&name::join(&self.path, name))
     }
 
     /// The hub this scope belongs to.
@@ -54,6 +63,6 @@ impl Scope {
 
     /// True when both handles are the same scope object.
     pub fn same_as(&self, other: &Scope) -> bool {
-        Arc::ptr_eq(&self.state, &other.state)
+        Arc::ptr_eq(&self.path, &other.path)
     }
 }

@@ -13,21 +13,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::Payload;
-use crate::hub::Hub;
+use crate::engine::Engine;
 use crate::subscription::{HeaderMap, Message, Subscription};
-use crate::variable::ERROR_HEADER;
 
-/// Stops a running service.
-#[derive(Debug, Clone)]
-pub(crate) struct Control {
-    cancel: CancellationToken,
-}
-
-impl Control {
-    pub fn stop(&self) {
-        self.cancel.cancel();
-    }
-}
+/// Header a kinopio service sets on error replies, so kinopio requesters can tell an error
+/// reply from a value that happens to look like one. Python 0.1.1 peers ignore it.
+pub const ERROR_HEADER: &str = "Kinopio-Error";
 
 /// A running service. It keeps serving when this handle is dropped; call [`Service::stop`]
 /// to end it (it is never brought back by a reconnect or switch).
@@ -35,7 +26,7 @@ impl Control {
 pub struct Service {
     subject: String,
     queue: String,
-    control: Control,
+    cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -55,13 +46,14 @@ impl Service {
         !self.task.is_finished()
     }
 
-    pub(crate) fn control(&self) -> Control {
-        self.control.clone()
+    /// A token that stops this service when cancelled.
+    pub(crate) fn stopper(&self) -> CancellationToken {
+        self.cancel.clone()
     }
 
     /// Unsubscribes and waits for requests already being handled to be answered.
     pub async fn stop(self) {
-        self.control.stop();
+        self.cancel.cancel();
         let _ = self.task.await;
     }
 }
@@ -77,7 +69,7 @@ pub(crate) fn error_reply(message: &str) -> Payload {
         .unwrap_or_else(|_| Payload::text("{\"error\": true, \"message\": \"\"}"))
 }
 
-pub(crate) fn start<F, Fut, R, E>(hub: Hub, mut subscription: Subscription, handler: F) -> Service
+pub(crate) fn start<F, Fut, R, E>(mut subscription: Subscription, handler: F) -> Service
 where
     F: Fn(Message) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, E>> + Send + 'static,
@@ -88,7 +80,8 @@ where
     let queue = subscription.queue_group().unwrap_or_default().to_owned();
     let cancel = CancellationToken::new();
     let handler = Arc::new(handler);
-    let limit = hub.shared().options.max_concurrent_handlers;
+    let engine = Arc::clone(subscription.engine());
+    let limit = engine.options().max_concurrent_handlers;
     let permits = Arc::new(Semaphore::new(limit));
     let stop = cancel.clone();
     let task = tokio::spawn(async move {
@@ -102,20 +95,20 @@ where
                 m = subscription.next() => match m { Some(m) => m, None => break },
             };
             let handler = Arc::clone(&handler);
-            let hub = hub.clone();
+            let engine = Arc::clone(&engine);
             tokio::spawn(async move {
                 let _permit = permit;
-                handle(hub, msg, handler).await;
+                handle(&engine, msg, handler).await;
             });
         }
         subscription.unsubscribe().await;
         // Wait for in-flight handlers so their replies go out before `stop()` returns.
         let _ = permits.acquire_many(limit as u32).await;
     });
-    Service { subject, queue, control: Control { cancel }, task }
+    Service { subject, queue, cancel, task }
 }
 
-async fn handle<F, Fut, R, E>(hub: Hub, msg: Message, handler: Arc<F>)
+async fn handle<F, Fut, R, E>(engine: &Engine, msg: Message, handler: Arc<F>)
 where
     F: Fn(Message) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, E>> + Send + 'static,
@@ -125,9 +118,8 @@ where
     let reply_to = msg.reply.clone();
     let subject = msg.subject.clone();
     let outcome = AssertUnwindSafe(async move { handler(msg).await }).catch_unwind().await;
-    let shared = hub.shared();
     let (payload, failed) = match outcome {
-        Ok(Ok(value)) => match value.into_reply(&shared.encoding) {
+        Ok(Ok(value)) => match value.into_reply(engine.encoding()) {
             Ok(p) => (p, false),
             Err(e) => (error_reply(&format!("cannot encode the reply: {e}")), true),
         },
@@ -153,7 +145,7 @@ where
         h.insert(ERROR_HEADER, "true");
         h
     });
-    if let Err(e) = shared.publish(reply_to, payload.into_bytes(), headers).await {
+    if let Err(e) = engine.publish(reply_to, payload.into_bytes(), headers).await {
         tracing::warn!(subject = %subject, error = %e, "could not send the reply");
     }
 }

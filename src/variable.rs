@@ -7,7 +7,7 @@
 //! [`Variable::watch`], which subscribes for as long as a watch is alive.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,57 +17,15 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::codec::{DecodeError, Payload};
-use crate::error::{PublishError, PublishErrorKind, RequestError, RequestErrorKind, SubscribeError};
-use crate::hub::{Hub, lock};
-use crate::service::{self, Service};
+use crate::error::{
+    PublishError, PublishErrorKind, RequestError, RequestErrorKind, SubscribeError, SubscribeErrorKind,
+};
+use crate::hub::Hub;
+use crate::name::{self, InvalidName};
+use crate::service::{self, ERROR_HEADER, Service};
 use crate::subscription::{HeaderMap, Message, Subscription};
 use crate::value::Value;
-
-/// Shared state of one variable (one per subject per hub).
-#[derive(Debug)]
-pub(crate) struct VariableState {
-    pub subject: async_nats::Subject,
-    latest: watch::Sender<Option<Bytes>>,
-    tracker: Mutex<Weak<Tracker>>,
-    pub(crate) service: Mutex<Option<service::Control>>,
-}
-
-impl VariableState {
-    pub fn new(subject: &str) -> VariableState {
-        VariableState {
-            subject: async_nats::Subject::from(subject),
-            latest: watch::channel(None).0,
-            tracker: Mutex::new(Weak::new()),
-            service: Mutex::new(None),
-        }
-    }
-
-    /// Records a payload seen on (or sent to) this subject.
-    pub fn record(&self, payload: &Bytes) {
-        if self.latest.receiver_count() == 0 {
-            // Nobody watches: store without notifying (waking the watch channel's notify
-            // slots on every message costs more than the rest of a delivery).
-            self.latest.send_if_modified(|latest| {
-                *latest = Some(payload.clone());
-                false
-            });
-        } else {
-            self.latest.send_replace(Some(payload.clone()));
-        }
-    }
-}
-
-/// Keeps a value-tracking subscription alive while any [`ValueWatch`] holds it.
-#[derive(Debug)]
-struct Tracker {
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+use crate::variable_state::{Tracker, VariableState};
 
 /// A remote variable. Cheap to clone; the same subject on the same hub is always the same
 /// variable (see [`Variable::same_as`]).
@@ -92,15 +50,40 @@ pub struct RequestOptions {
     pub headers: Option<HeaderMap>,
 }
 
-/// Header a kinopio service sets on error replies, so kinopio requesters can tell an error
-/// reply from a value that happens to look like one. Python 0.1.1 peers ignore it.
-pub const ERROR_HEADER: &str = "Kinopio-Error";
-
-impl Variable {
-    pub(crate) fn new(hub: Hub, state: Arc<VariableState>) -> Variable {
-        Variable { hub, state }
+impl Hub {
+    /// The variable at a full dotted path, e.g. `hub.variable("chat.messages")` — the same
+    /// object as `hub.scope("chat")?.variable("messages")?`.
+    ///
+    /// # Errors
+    /// [`InvalidName`] for an empty name, an empty token, a wildcard or whitespace.
+    pub fn variable(&self, path: &str) -> Result<Variable, InvalidName> {
+        name::validate("variable", path)?;
+        Ok(Variable { hub: self.clone(), state: self.variable_state(path) })
     }
 
+    /// Subscribes to every subject matching `pattern` (in queue group `queue`, if given),
+    /// which may use the NATS wildcards `*` (one token) and `>` (the rest): `sensors.*.temp`,
+    /// `chat.>`, `>`. Each message carries its own subject. Returns once the server has the
+    /// interest, like [`Variable::subscribe`]. A pattern without wildcards is the same as
+    /// `hub.variable(pattern)?.subscribe()`.
+    ///
+    /// # Errors
+    /// [`SubscribeErrorKind::InvalidSubject`] for a malformed pattern (a wildcard inside a
+    /// token, `>` before the end, an empty token, whitespace), or the errors of
+    /// [`Variable::subscribe`].
+    ///
+    /// # Cancel safety
+    /// Cancelling it before it returns drops the subscription (nothing is left subscribed).
+    pub async fn subscribe_pattern(&self, pattern: &str, queue: Option<&str>) -> Result<Subscription, SubscribeError> {
+        name::validate_pattern("subject", pattern)
+            .map_err(|e| SubscribeError::new(SubscribeErrorKind::InvalidSubject).with_detail(e.to_string()))?;
+        let state = self.variable_state(pattern);
+        let inbox = self.engine().subscribe(pattern, queue).await?;
+        Ok(Subscription::new(inbox, state))
+    }
+}
+
+impl Variable {
     /// The NATS subject, e.g. `chat.messages`.
     pub fn subject(&self) -> &str {
         self.state.subject.as_str()
@@ -121,8 +104,8 @@ impl Variable {
     pub async fn publish<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), PublishError> {
         let payload = self
             .hub
-            .shared()
-            .encoding
+            .engine()
+            .encoding()
             .encode(value)
             .map_err(|e| PublishError::new(PublishErrorKind::Encode).with_source(e))?;
         self.publish_payload(payload, None).await
@@ -132,8 +115,8 @@ impl Variable {
     pub async fn publish_value(&self, value: &Value) -> Result<(), PublishError> {
         let payload = self
             .hub
-            .shared()
-            .encoding
+            .engine()
+            .encoding()
             .encode_value(value)
             .map_err(|e| PublishError::new(PublishErrorKind::Encode).with_source(e))?;
         self.publish_payload(payload, None).await
@@ -152,19 +135,24 @@ impl Variable {
     /// Publishes an encoded payload, with optional headers.
     pub async fn publish_payload(&self, payload: Payload, headers: Option<HeaderMap>) -> Result<(), PublishError> {
         let bytes = payload.into_bytes();
-        self.hub.shared().publish(self.state.subject.clone(), bytes.clone(), headers).await?;
+        self.hub.engine().publish(self.state.subject.clone(), bytes.clone(), headers).await?;
         self.state.record(&bytes);
         Ok(())
     }
 
     /// Subscribes: a stream of every message published on this subject.
     pub async fn subscribe(&self) -> Result<Subscription, SubscribeError> {
-        self.hub.shared().subscribe(&self.hub, Arc::clone(&self.state), None).await
+        self.subscribe_in(None).await
     }
 
     /// Subscribes as a member of a queue group: each message goes to one member.
     pub async fn subscribe_queue(&self, group: &str) -> Result<Subscription, SubscribeError> {
-        self.hub.shared().subscribe(&self.hub, Arc::clone(&self.state), Some(group.to_owned())).await
+        self.subscribe_in(Some(group)).await
+    }
+
+    async fn subscribe_in(&self, queue: Option<&str>) -> Result<Subscription, SubscribeError> {
+        let inbox = self.hub.engine().subscribe(self.subject(), queue).await?;
+        Ok(Subscription::new(inbox, Arc::clone(&self.state)))
     }
 
     /// Sends a request and decodes the reply into `R`, with the hub's default timeout.
@@ -176,8 +164,8 @@ impl Variable {
     {
         let payload = self
             .hub
-            .shared()
-            .encoding
+            .engine()
+            .encoding()
             .encode(value)
             .map_err(|e| RequestError::new(RequestErrorKind::Encode).with_source(e))?;
         let reply = self.request_with(payload, RequestOptions::default()).await?;
@@ -186,33 +174,10 @@ impl Variable {
 
     /// Sends an encoded request and returns the raw reply.
     pub async fn request_with(&self, payload: Payload, options: RequestOptions) -> Result<Message, RequestError> {
-        let shared = self.hub.shared();
-        let timeout = options.timeout.unwrap_or(shared.options.request_timeout);
-        let started = tokio::time::Instant::now();
-        let conn = shared.connected(timeout).await.map_err(|e| match e.kind() {
-            crate::error::ConnectErrorKind::Closed => RequestError::new(RequestErrorKind::Closed),
-            _ => RequestError::new(RequestErrorKind::NotConnected).with_source(e),
-        })?;
-        conn.wait_gate().await;
-        let remaining = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
-        let mut request = async_nats::Request::new().payload(payload.into_bytes()).timeout(Some(remaining));
-        if let Some(h) = options.headers {
-            request = request.headers(h);
-        }
-        let reply = conn.client.send_request(self.state.subject.clone(), request).await.map_err(|e| {
-            let kind = match e.kind() {
-                async_nats::RequestErrorKind::TimedOut => RequestErrorKind::TimedOut,
-                async_nats::RequestErrorKind::NoResponders => RequestErrorKind::NoResponders,
-                async_nats::RequestErrorKind::MaxPayloadExceeded => RequestErrorKind::MaxPayloadExceeded,
-                _ if shared.is_closed() => RequestErrorKind::Closed,
-                _ => RequestErrorKind::Other,
-            };
-            // The kind says all there is for these; async-nats' own text would only repeat it.
-            let plain = matches!(kind, RequestErrorKind::TimedOut | RequestErrorKind::NoResponders);
-            let error = RequestError::new(kind).with_detail(format!("subject {}", self.subject()));
-            if plain { error } else { error.with_source(e) }
-        })?;
-        let reply = Message::from_nats(reply, &shared.encoding);
+        let engine = self.hub.engine();
+        let timeout = options.timeout.unwrap_or(engine.options().request_timeout);
+        let reply = engine.request(self.state.subject.clone(), payload.into_bytes(), options.headers, timeout).await?;
+        let reply = Message::from_nats(reply, engine.encoding());
         if let Some(message) = remote_error(&reply) {
             return Err(RequestError::new(RequestErrorKind::Remote { message })
                 .with_detail(format!("subject {}", self.subject())));
@@ -254,42 +219,38 @@ impl Variable {
         E: std::fmt::Display + Send + 'static,
     {
         let subscription = self.subscribe_queue(group).await?;
-        let service = service::start(self.hub.clone(), subscription, handler);
-        let previous = lock(&self.state.service).replace(service.control());
-        if let Some(previous) = previous {
-            previous.stop();
-        }
+        let service = service::start(subscription, handler);
+        self.state.replace_service(service.stopper());
         Ok(service)
     }
 
     /// The latest value seen on this subject (published or received here), decoded; `None`
     /// before any.
     pub fn value(&self) -> Option<Value> {
-        let latest = self.state.latest.borrow().clone()?;
-        Some(self.hub.shared().encoding.decode_value(&latest))
+        let latest = self.state.latest()?;
+        Some(self.hub.engine().encoding().decode_value(&latest))
     }
 
     /// The latest value decoded into `T`.
     pub fn value_as<T: DeserializeOwned>(&self) -> Option<Result<T, DecodeError>> {
-        let latest = self.state.latest.borrow().clone()?;
-        Some(self.hub.shared().encoding.decode(&latest).map_err(|e| e.with_subject(self.subject())))
+        let latest = self.state.latest()?;
+        Some(self.hub.engine().encoding().decode(&latest).map_err(|e| e.with_subject(self.subject())))
     }
 
     /// Watches the value: subscribes (once per variable, shared by all watches) so remote
     /// updates arrive even when nothing else subscribes, for as long as a watch is alive.
     pub async fn watch(&self) -> Result<ValueWatch, SubscribeError> {
-        let existing = lock(&self.state.tracker).upgrade();
-        let tracker = match existing {
+        let tracker = match self.state.tracker() {
             Some(t) => t,
             None => {
                 let mut sub = self.subscribe().await?;
                 let task = tokio::spawn(async move { while sub.next().await.is_some() {} });
-                let tracker = Arc::new(Tracker { task });
-                *lock(&self.state.tracker) = Arc::downgrade(&tracker);
+                let tracker = Arc::new(Tracker::new(task));
+                self.state.set_tracker(&tracker);
                 tracker
             }
         };
-        Ok(ValueWatch { rx: self.state.latest.subscribe(), variable: self.clone(), _tracker: tracker })
+        Ok(ValueWatch { rx: self.state.watch_latest(), variable: self.clone(), _tracker: tracker })
     }
 }
 
@@ -324,13 +285,13 @@ impl ValueWatch {
     /// The current value.
     pub fn current(&self) -> Option<Value> {
         let latest = self.rx.borrow().clone()?;
-        Some(self.variable.hub.shared().encoding.decode_value(&latest))
+        Some(self.variable.hub.engine().encoding().decode_value(&latest))
     }
 
     /// Waits for the next change and returns the new value; `None` once the hub is gone.
     pub async fn changed(&mut self) -> Option<Value> {
         self.rx.changed().await.ok()?;
         let latest = self.rx.borrow_and_update().clone();
-        Some(latest.map_or(Value::Null, |p| self.variable.hub.shared().encoding.decode_value(&p)))
+        Some(latest.map_or(Value::Null, |p| self.variable.hub.engine().encoding().decode_value(&p)))
     }
 }

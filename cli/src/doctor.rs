@@ -197,7 +197,7 @@ async fn server_check(args: &DoctorArgs, server: &str) -> Check {
     let Ok(url) = server.parse::<kinopio::ServerUrl>() else {
         return Check::new(name, Verdict::Fail, "not a server URL");
     };
-    let result = kinopio::selection::probe::probe_one(&options, &url).await;
+    let result = kinopio::Hub::probe(&options, &url).await;
     match (result.rtt, result.error) {
         (Some(rtt), _) => {
             Check::new(name, Verdict::Ok, format!("reachable, round trip {:.1} ms", rtt.as_secs_f64() * 1e3))

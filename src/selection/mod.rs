@@ -7,13 +7,14 @@
 //!   re-probes in the background and hot-switches when another server is faster by at least
 //!   the switch threshold, confirmed by a second probe round ([`ranking`] decides, purely).
 
-pub mod probe;
 pub mod ranking;
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
-pub use probe::ProbeResult;
+use crate::server::ServerUrl;
+
 pub use ranking::{Decision, Ranking};
 
 /// How a hub orders its candidate servers.
@@ -52,6 +53,29 @@ impl FromStr for SelectionMode {
             "random" => Ok(SelectionMode::Random),
             "latency" => Ok(SelectionMode::Latency),
             _ => Err(UnknownSelectionMode(s.to_owned())),
+        }
+    }
+}
+
+/// The result of probing one server.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProbeResult {
+    /// The server probed.
+    pub server: ServerUrl,
+    /// Round-trip time, if the server answered.
+    #[serde(with = "opt_millis")]
+    pub rtt: Option<Duration>,
+    /// Why the probe failed.
+    pub error: Option<String>,
+}
+
+mod opt_millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64() * 1000.0),
+            None => s.serialize_none(),
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::selection::probe::ProbeResult;
+use crate::selection::ProbeResult;
 use crate::server::ServerUrl;
 
 /// Orders probe results: reachable first, then RTT, then input position. Returns indexes into

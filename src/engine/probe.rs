@@ -1,34 +1,22 @@
-//! Latency probes: a short-lived connection per server, RTT = one round trip after connect.
-
-use std::time::Duration;
+//! Latency probes, the executor of [`Ranking`](crate::selection::Ranking): a short-lived
+//! connection per server, RTT = one round trip after connect.
 
 use futures::future::join_all;
 
-use crate::connection::round_trip;
+use super::connection::round_trip;
 use crate::options::HubOptions;
+use crate::selection::ProbeResult;
 use crate::server::ServerUrl;
-
-/// The result of probing one server.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ProbeResult {
-    /// The server probed.
-    pub server: ServerUrl,
-    /// Round-trip time, if the server answered.
-    #[serde(with = "opt_millis")]
-    pub rtt: Option<Duration>,
-    /// Why the probe failed.
-    pub error: Option<String>,
-}
 
 /// Probes every server in parallel, each bounded by the probe timeout. Results are in input
 /// order.
-pub async fn probe_all(options: &HubOptions, servers: &[ServerUrl]) -> Vec<ProbeResult> {
+pub(super) async fn probe_all(options: &HubOptions, servers: &[ServerUrl]) -> Vec<ProbeResult> {
     join_all(servers.iter().map(|s| probe_one(options, s))).await
 }
 
 /// Probes one server: connect (same TLS, name and echo settings as the hub), one round trip,
 /// close.
-pub async fn probe_one(options: &HubOptions, server: &ServerUrl) -> ProbeResult {
+pub(crate) async fn probe_one(options: &HubOptions, server: &ServerUrl) -> ProbeResult {
     let limit = options.probe_timeout;
     let attempt = async {
         let addr = server.to_server_addr().map_err(|e| e.to_string())?;
@@ -67,17 +55,6 @@ pub async fn probe_one(options: &HubOptions, server: &ServerUrl) -> ProbeResult 
         Err(error) => {
             tracing::debug!(server = %server, %error, "probe failed");
             ProbeResult { server: server.clone(), rtt: None, error: Some(error) }
-        }
-    }
-}
-
-mod opt_millis {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_f64(d.as_secs_f64() * 1000.0),
-            None => s.serialize_none(),
         }
     }
 }

@@ -1,27 +1,29 @@
-//! The hub's background task: makes the first connection (probing first in latency mode),
+//! The engine's background task: makes the first connection (probing first in latency mode),
 //! turns async-nats events into [`ConnectionState`] and [`HubEvent`]s, re-probes in the
-//! background and performs hot switches (make-before-break) for faster servers, manual
-//! reconnects and local leaders.
+//! background, runs local-leader discovery (asking its pure policy what to do) and performs
+//! hot switches (make-before-break) for faster servers, manual reconnects and local leaders.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::connection::{Connection, ConnectionEvent, FirstConnect, round_trip};
+use super::Engine;
+use super::connection::{Connection, ConnectionEvent, FirstConnect, round_trip};
+use super::inbox::{Rebind, Switch};
+use super::probe::probe_all;
 use crate::discovery::Discovery;
+use crate::discovery::policy::{Link, Rejection, Verdict};
 use crate::error::{SwitchError, SwitchErrorKind};
-use crate::hub::Shared;
-use crate::selection::probe::probe_all;
+use crate::options::HubOptions;
 use crate::selection::ranking::{self, Decision, Ranking};
 use crate::selection::{ProbeResult, SelectionMode};
 use crate::server::ServerUrl;
 use crate::state::{ConnectionState, HubEvent, SwitchReason};
-use crate::subscription::{Rebind, Switch};
 
-/// Requests to the supervisor.
+/// Requests to the driver.
 #[derive(Debug)]
-pub enum Command {
+pub(super) enum Command {
     /// Re-plan and move to the best reachable server (`Hub::reconnect`).
     Reconnect(oneshot::Sender<Result<ServerUrl, SwitchError>>),
     /// Move to this server now (tests, discovery).
@@ -31,8 +33,8 @@ pub enum Command {
 /// How soon a faster server seen in one probe round is probed again to confirm it.
 const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 
-pub(crate) struct Supervisor {
-    shared: Arc<Shared>,
+struct Driver {
+    engine: Arc<Engine>,
     events_tx: mpsc::UnboundedSender<ConnectionEvent>,
     ranking: Ranking,
     discovery: Option<Discovery>,
@@ -42,18 +44,18 @@ pub(crate) struct Supervisor {
 }
 
 /// Runs until the hub is closed or dropped.
-pub(crate) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
+pub(super) async fn run(engine: Arc<Engine>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let discovery = shared.options.discovery.clone().filter(|d| d.enabled).map(Discovery::new);
-    let mut sup = Supervisor {
-        ranking: Ranking::new(shared.options.switch_threshold, 2),
-        shared,
+    let discovery = engine.options.discovery.clone().filter(|d| d.enabled).map(Discovery::new);
+    let mut sup = Driver {
+        ranking: Ranking::new(engine.options.switch_threshold, 2),
+        engine,
         events_tx,
         discovery,
         restart_at: None,
         restarts: 0,
     };
-    let cancel = sup.shared.cancel.clone();
+    let cancel = sup.engine.cancel.clone();
     tokio::select! {
         _ = cancel.cancelled() => return,
         () = sup.first_connection() => {}
@@ -88,9 +90,9 @@ fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
-impl Supervisor {
-    fn options(&self) -> &crate::HubOptions {
-        &self.shared.options
+impl Driver {
+    fn options(&self) -> &HubOptions {
+        &self.engine.options
     }
 
     fn reprobe_interval(&self) -> Option<Duration> {
@@ -99,7 +101,7 @@ impl Supervisor {
     }
 
     /// The servers in the order this mode wants them now (probing in latency mode).
-    pub(crate) async fn plan(&self) -> Vec<ServerUrl> {
+    async fn plan(&self) -> Vec<ServerUrl> {
         let servers = self.options().servers.clone();
         match self.options().selection {
             SelectionMode::Ordered => servers,
@@ -124,54 +126,54 @@ impl Supervisor {
         for r in results {
             tracing::debug!(server = %r.server, rtt_ms = r.rtt.map(|d| d.as_secs_f64() * 1e3), error = r.error.as_deref(), "probe");
         }
-        self.shared.set_probes(results.to_vec());
+        self.engine.set_probes(results.to_vec());
     }
 
     async fn first_connection(&mut self) {
-        self.shared.set_state(ConnectionState::Connecting);
+        self.engine.set_state(ConnectionState::Connecting);
         let plan = self.plan().await;
         match Connection::open(self.options(), plan, FirstConnect::Background, self.events_tx.clone(), true).await {
             Ok(conn) => {
-                self.shared.replace_connection(Arc::new(conn));
+                self.engine.replace_connection(Arc::new(conn));
             }
             Err(e) => {
                 // Only invalid options end here (the background connect never fails).
                 tracing::error!(error = %e, "cannot create the connection");
-                self.shared.set_last_error(e.to_string());
-                self.shared.set_state(ConnectionState::Error);
-                self.shared.emit(HubEvent::Failed { message: e.to_string() });
+                self.engine.set_last_error(e.to_string());
+                self.engine.set_state(ConnectionState::Error);
+                self.engine.emit(HubEvent::Failed { message: e.to_string() });
             }
         }
     }
 
     fn on_event(&mut self, ev: ConnectionEvent) {
-        let current = self.shared.current();
+        let current = self.engine.current();
         let is_current = current.as_ref().is_some_and(|c| c.id == ev.connection);
         let server = current.as_ref().and_then(|c| c.server());
         use async_nats::Event;
         match ev.event {
             Event::SlowConsumer(sid) => {
                 tracing::warn!(sid, "slow consumer: messages dropped; raise subscription_capacity or consume faster");
-                self.shared.emit(HubEvent::SlowConsumer { sid });
+                self.engine.emit(HubEvent::SlowConsumer { sid });
             }
             _ if !is_current => {}
             Event::Connected => {
                 tracing::info!(server = ?server.as_ref().map(ToString::to_string), "connected");
-                self.shared.emit(HubEvent::Connected { server });
-                self.shared.set_state(ConnectionState::Connected);
+                self.engine.emit(HubEvent::Connected { server });
+                self.engine.set_state(ConnectionState::Connected);
             }
             Event::Disconnected => {
                 tracing::warn!(server = ?server.as_ref().map(ToString::to_string), "disconnected; reconnecting");
-                self.shared.emit(HubEvent::Disconnected { server });
-                self.shared.set_state(ConnectionState::Disconnected);
+                self.engine.emit(HubEvent::Disconnected { server });
+                self.engine.set_state(ConnectionState::Disconnected);
             }
-            Event::LameDuckMode => self.shared.emit(HubEvent::LameDuck { server }),
+            Event::LameDuckMode => self.engine.emit(HubEvent::LameDuck { server }),
             Event::ServerError(e) => {
-                self.shared.set_last_error(e.to_string());
-                self.shared.emit(HubEvent::ServerError { message: e.to_string() });
+                self.engine.set_last_error(e.to_string());
+                self.engine.emit(HubEvent::ServerError { message: e.to_string() });
             }
             Event::ClientError(async_nats::ClientError::MaxReconnects) | Event::Closed => {
-                if self.shared.is_closed() {
+                if self.engine.is_closed() {
                     return;
                 }
                 if self.restart_at.is_some() {
@@ -182,22 +184,22 @@ impl Supervisor {
                     self.restarts += 1;
                     let delay = self.options().backoff().delay_random(self.restarts + 1);
                     tracing::warn!(delay_ms = delay.as_millis() as u64, "connection gave up; starting over");
-                    self.shared.set_state(ConnectionState::Connecting);
+                    self.engine.set_state(ConnectionState::Connecting);
                     self.restart_at = Some(tokio::time::Instant::now() + delay);
                     return;
                 }
                 let message = format!(
                     "gave up after {} connection attempts; last error: {}",
                     self.options().max_reconnect_attempts.unwrap_or(self.options().servers.len()),
-                    self.shared.last_error().unwrap_or_else(|| "none".into())
+                    self.engine.last_error().unwrap_or_else(|| "none".into())
                 );
                 tracing::error!("{message}");
-                self.shared.set_state(ConnectionState::Error);
-                self.shared.emit(HubEvent::Failed { message });
+                self.engine.set_state(ConnectionState::Error);
+                self.engine.emit(HubEvent::Failed { message });
             }
             Event::ClientError(e) => {
                 tracing::debug!(error = %e, "connection attempt failed");
-                self.shared.set_last_error(e.to_string());
+                self.engine.set_last_error(e.to_string());
             }
             Event::Draining => {}
         }
@@ -223,11 +225,11 @@ impl Supervisor {
     /// A fresh connection cycle after the old connection gave up: new plan, new connection
     /// (connecting in the background), every subscription re-created on it.
     async fn restart(&mut self) {
-        if self.shared.is_closed() {
+        if self.engine.is_closed() {
             return;
         }
         let plan = self.plan().await;
-        let options = self.shared.options.clone();
+        let options = self.engine.options.clone();
         let new = match Connection::open(&options, plan, FirstConnect::Background, self.events_tx.clone(), true).await {
             Ok(c) => Arc::new(c),
             Err(e) => {
@@ -235,41 +237,118 @@ impl Supervisor {
                 return;
             }
         };
-        let shared = Arc::clone(&self.shared);
-        let _switching = shared.switch_lock.lock().await;
-        for (_, binding) in shared.bindings() {
+        let engine = Arc::clone(&self.engine);
+        let _switching = engine.switch_lock.lock().await;
+        for binding in engine.bindings() {
             if let Ok(subscriber) = binding.subscribe_on(&new.client).await {
                 let rebind = Rebind { subscriber, client: new.client.clone(), dedup: false, overlap: Duration::ZERO };
                 binding.mailbox.send(Switch::Rebind(Box::new(rebind)));
             }
         }
-        if let Some(old) = shared.replace_connection(new) {
+        if let Some(old) = engine.replace_connection(new) {
             old.retire();
         }
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    /// One discovery round; returns how long to wait before the next.
+    /// One discovery round: asks the policy what to do, does it, and returns how long to
+    /// wait before the next round.
     async fn discover(&mut self) -> Duration {
         let Some(mut discovery) = self.discovery.take() else {
             return Duration::from_secs(3600);
         };
-        let wait = discovery.step(self).await;
+        let server = self.engine.server();
+        let link = Link {
+            on_leader: server.is_some() && server.as_ref() == discovery.policy.leader_server(),
+            connected: self.engine.state() == ConnectionState::Connected,
+        };
+        let mut verdict = discovery.policy.tick(Instant::now(), link);
+        loop {
+            verdict = match verdict {
+                Verdict::Stay => break,
+                Verdict::Survey => {
+                    let candidates = discovery.survey().await;
+                    discovery.policy.surveyed(candidates)
+                }
+                Verdict::Recheck { url } => {
+                    let outcome = discovery.fetch(&url).await;
+                    discovery.policy.rechecked(Instant::now(), outcome)
+                }
+                Verdict::Try { attempts, rejected } => {
+                    for rejection in rejected {
+                        self.report(rejection);
+                    }
+                    self.try_leaders(&mut discovery, attempts).await;
+                    break;
+                }
+                Verdict::Leave { reason } => {
+                    tracing::info!(%reason, "leaving the local leader; back to the configured servers");
+                    let plan = self.plan().await;
+                    match self.switch_plan(plan, SwitchReason::LocalLeaderLost, None).await {
+                        Ok(_) => discovery.policy.left(Instant::now()),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no configured server reachable; staying");
+                            discovery.policy.leave_failed(Instant::now());
+                        }
+                    }
+                    break;
+                }
+            };
+        }
+        let wait = discovery.policy.next_round(Instant::now());
         self.discovery = Some(discovery);
         wait
     }
 
+    /// Tries the leaders in order; the first that connects is in use.
+    async fn try_leaders(&mut self, discovery: &mut Discovery, attempts: Vec<crate::discovery::policy::Attempt>) {
+        let options = match discovery.leader_options(&self.engine.options).await {
+            Ok(options) => options,
+            Err(e) => {
+                tracing::warn!(error = %e, "local-leader discovery is off");
+                return;
+            }
+        };
+        let limit = discovery.local_switch_timeout() * 2;
+        for attempt in attempts {
+            for server in attempt.servers.clone() {
+                if self.engine.server().as_ref() == Some(&server) {
+                    return;
+                }
+                let switch = self.switch_to_with(&options, vec![server.clone()], SwitchReason::LocalLeader, None, None);
+                let reason = match tokio::time::timeout(limit, switch).await {
+                    Ok(Ok(_)) => {
+                        tracing::info!(leader = %attempt.manifest.node_id, %server, "switched to the local leader");
+                        discovery.policy.joined(Instant::now(), attempt, server);
+                        return;
+                    }
+                    Ok(Err(e)) => format!("did not connect: {e}"),
+                    Err(_) => "did not connect in time".to_owned(),
+                };
+                let rejection = discovery.policy.reject(server.as_str(), reason);
+                self.report(rejection);
+            }
+        }
+    }
+
+    /// Reports a refused candidate: an event every time, a warning the first time.
+    fn report(&self, rejection: Rejection) {
+        let Rejection { url, reason, first } = rejection;
+        if first {
+            tracing::warn!(%url, %reason, "refused a local leader candidate");
+        } else {
+            tracing::debug!(%url, %reason, "refused a local leader candidate");
+        }
+        self.engine.emit(HubEvent::LocalLeaderRejected { url, reason });
+    }
+
     /// One background probe round. Returns true when a confirmation round should follow soon.
     async fn reprobe(&mut self) -> bool {
-        if self.shared.is_closed() || self.discovery.as_ref().is_some_and(Discovery::in_use) {
+        if self.engine.is_closed() || self.discovery.as_ref().is_some_and(|d| d.policy.in_use()) {
             return false;
         }
         let results = probe_all(self.options(), &self.options().servers.clone()).await;
         self.record_probes(&results);
-        let current = self.shared.current().and_then(|c| c.server());
+        let current = self.engine.current().and_then(|c| c.server());
         match self.ranking.observe(current.as_ref(), &results) {
             Decision::Stay => false,
             Decision::Confirm { candidate } => {
@@ -289,7 +368,7 @@ impl Supervisor {
     }
 
     /// Tries each server of `plan` in order until one accepts a connection.
-    pub(crate) async fn switch_plan(
+    async fn switch_plan(
         &mut self,
         plan: Vec<ServerUrl>,
         reason: SwitchReason,
@@ -309,27 +388,27 @@ impl Supervisor {
     }
 
     /// Make-before-break move to `plan[0]` (see the crate docs on hot switching).
-    pub(crate) async fn switch_to(
+    async fn switch_to(
         &mut self,
         plan: Vec<ServerUrl>,
         reason: SwitchReason,
         rtt_before: Option<Duration>,
         rtt_after: Option<Duration>,
     ) -> Result<ServerUrl, SwitchError> {
-        let options = self.shared.options.clone();
+        let options = self.engine.options.clone();
         self.switch_to_with(&options, plan, reason, rtt_before, rtt_after).await
     }
 
-    /// [`Supervisor::switch_to`] with connection options of its own (a local leader's CA).
-    pub(crate) async fn switch_to_with(
+    /// [`Driver::switch_to`] with connection options of its own (a local leader's CA).
+    async fn switch_to_with(
         &mut self,
-        options: &crate::HubOptions,
+        options: &HubOptions,
         plan: Vec<ServerUrl>,
         reason: SwitchReason,
         rtt_before: Option<Duration>,
         rtt_after: Option<Duration>,
     ) -> Result<ServerUrl, SwitchError> {
-        let shared = Arc::clone(&self.shared);
+        let engine = Arc::clone(&self.engine);
         let Some(target) = plan.first().cloned() else {
             return Err(SwitchError::new(SwitchErrorKind::Unreachable));
         };
@@ -339,24 +418,24 @@ impl Supervisor {
             )?;
         let new = Arc::new(new);
 
-        let _switching = shared.switch_lock.lock().await;
-        if shared.is_closed() {
+        let _switching = engine.switch_lock.lock().await;
+        if engine.is_closed() {
             return Err(SwitchError::new(SwitchErrorKind::Closed));
         }
         // 1. Tell every subscription to remember what it delivers from now on, re-create it
         //    on the new connection, and wait until the server has them all.
-        let bindings = shared.bindings();
-        for (_, binding) in &bindings {
+        let bindings = engine.bindings();
+        for binding in &bindings {
             binding.mailbox.send(Switch::Prepare);
         }
         let abort = |e: SwitchError| {
-            for (_, binding) in &bindings {
+            for binding in &bindings {
                 binding.mailbox.send(Switch::Abort);
             }
             e
         };
         let mut rebinds = Vec::new();
-        for (_, binding) in &bindings {
+        for binding in &bindings {
             let sub = binding
                 .subscribe_on(&new.client)
                 .await
@@ -369,7 +448,7 @@ impl Supervisor {
         // 2. Make it current (publishes wait at its gate), hand every subscription its new
         //    subscriber, then let the old connection flush before the gate opens, so a
         //    publisher's messages stay in order across the switch.
-        let old = shared.replace_connection(Arc::clone(&new));
+        let old = engine.replace_connection(Arc::clone(&new));
         for (binding, subscriber) in rebinds {
             let rebind = Rebind {
                 subscriber,
@@ -388,9 +467,9 @@ impl Supervisor {
             old.retire();
         }
         new.open_gate();
-        shared.set_state(ConnectionState::Connected);
+        engine.set_state(ConnectionState::Connected);
         tracing::info!(from = ?from.as_ref().map(ToString::to_string), to = %target, ?reason, "switched server");
-        shared.emit(HubEvent::ServerSwitched {
+        engine.emit(HubEvent::ServerSwitched {
             from,
             to: target.clone(),
             rtt_before,
