@@ -1,6 +1,6 @@
 //! Reconnect backoff with jitter: attempt 1 is immediate, then each wait is drawn between
 //! half and all of `base × factor^(n-2)` (capped), and never below `min_wait` — so an
-//! unreachable server costs a few attempts a minute, never a busy loop (§9 C1).
+//! unreachable server costs a few attempts a minute, never a busy loop ([0.1.1 weakness C1](crate::wire::protocol#known-weaknesses-of-011-that-kinopio-fixes)).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Payload encoding and decoding, byte-compatible with kinopio-hub 0.1.1 (§1.3, §1.4).
+//! Payload encoding and decoding, byte-compatible with kinopio-hub 0.1.1 ([protocol notes](crate::wire::protocol#payload-encoding)).
 //!
 //! Encoding: null → empty payload, bytes → as is, text → UTF-8 without quotes, anything else →
 //! JSON written the way Python's `json.dumps` writes it (`", "` and `": "` separators, non-ASCII
@@ -9,7 +9,6 @@
 //! target type, so a `String` receiver also accepts the unquoted text a Python peer sends and
 //! a JSON-looking string like `123`.
 
-use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::value::Value;
+use crate::wire::json::to_python_json;
 
 /// An encoded payload, ready for the wire.
 ///
@@ -400,104 +400,10 @@ fn restore_non_finite(value: Value) -> Value {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Python-compatible JSON output
-
-/// Serialises like Python's `json.dumps(obj)` with default arguments: `", "` / `": "`
-/// separators, `ensure_ascii`, Python float repr. Non-finite floats become `null` (Python
-/// would write the non-standard `NaN`/`Infinity` tokens).
-pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(64);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-    value.serialize(&mut ser)?;
-    Ok(out)
-}
-
-/// A `serde_json` formatter that writes what Python's `json.dumps` writes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PythonFormatter;
-
-impl serde_json::ser::Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
-    }
-
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
-    }
-
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        w.write_all(b": ")
-    }
-
-    fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f64) -> io::Result<()> {
-        w.write_all(python_float_repr(value).as_bytes())
-    }
-
-    fn write_f32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f32) -> io::Result<()> {
-        w.write_all(python_float_repr(f64::from(value)).as_bytes())
-    }
-
-    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
-        if fragment.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return w.write_all(fragment.as_bytes());
-        }
-        let mut start = 0;
-        for (i, ch) in fragment.char_indices() {
-            if (' '..'\u{7f}').contains(&ch) {
-                continue;
-            }
-            w.write_all(&fragment.as_bytes()[start..i])?;
-            let mut units = [0u16; 2];
-            for unit in ch.encode_utf16(&mut units) {
-                write!(w, "\\u{unit:04x}")?;
-            }
-            start = i + ch.len_utf8();
-        }
-        w.write_all(&fragment.as_bytes()[start..])
-    }
-}
-
-/// Python's `repr(float)`: shortest round-trip digits, fixed notation for exponents in
-/// `-4..16` (always with a `.`), else `d.ddde±XX`.
-pub fn python_float_repr(value: f64) -> String {
-    if value.is_nan() {
-        return "NaN".into();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "Infinity".into() } else { "-Infinity".into() };
-    }
-    if value == 0.0 {
-        return if value.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
-    }
-    // Rust's `{:e}` gives the shortest round-trip digits: "-1.2345e-7".
-    let sci = format!("{value:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    if (-4..16).contains(&exp) {
-        let point = exp + 1; // digits before the decimal point
-        let body = if point <= 0 {
-            format!("0.{}{}", "0".repeat(point.unsigned_abs() as usize), digits)
-        } else if point as usize >= digits.len() {
-            format!("{}{}.0", digits, "0".repeat(point as usize - digits.len()))
-        } else {
-            let (int, frac) = digits.split_at(point as usize);
-            format!("{int}.{frac}")
-        };
-        format!("{sign}{body}")
-    } else {
-        let (first, rest) = digits.split_at(1);
-        let mantissa = if rest.is_empty() { first.to_owned() } else { format!("{first}.{rest}") };
-        let exp_sign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{mantissa}e{exp_sign}{:02}", exp.unsigned_abs())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::json::python_float_repr;
     use serde_json::json;
 
     fn b(s: &str) -> Bytes {

@@ -6,7 +6,7 @@
 //!   `now` in, a verdict out), unit tested with a fake clock.
 //! - `fetch`: the HTTPS executor — fetches manifests verified by what discovery trusts.
 //! - `browse`: the mDNS executor — finds the manifest URLs of a namespace's leaders.
-//! - [`Discovery`] (this module) puts the executors together for the engine's driver, which
+//! - `Discovery` (this module) puts the executors together for the engine's driver, which
 //!   asks the policy what to do and performs the switches itself.
 //!
 //! A leader is found through a manifest URL or by browsing mDNS (`_kinopio-hub._tcp.local.`)
@@ -26,15 +26,12 @@ pub(crate) mod policy;
 
 use std::net::IpAddr;
 
-use crate::manifest::LeaderManifest;
 use crate::options::{Auth, DiscoveryOptions, HubOptions};
+use crate::wire::manifest::LeaderManifest;
 
 use browse::Browser;
 use fetch::{Fetcher, Trust};
 use policy::{Candidate, FetchProblem, Policy, Timing};
-
-/// mDNS service type of kinopio leaders (same as the Python reference).
-pub const MDNS_SERVICE_TYPE: &str = "_kinopio-hub._tcp.local.";
 
 /// The discovery of one hub: its policy and its executors.
 #[derive(Debug)]

@@ -74,6 +74,7 @@ impl<K: Clone + PartialEq + fmt::Display + fmt::Debug> From<K> for Error<K> {
 
 /// Why waiting for a connection failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConnectErrorKind {
     /// No server accepted a connection within the timeout; the hub keeps trying.
     TimedOut,
@@ -100,6 +101,7 @@ pub type ConnectError = Error<ConnectErrorKind>;
 
 /// Why a publish failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PublishErrorKind {
     /// No connection within the request timeout.
     NotConnected,
@@ -134,6 +136,7 @@ pub type PublishError = Error<PublishErrorKind>;
 
 /// Why a subscription (or service) could not be set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubscribeErrorKind {
     /// The subject or pattern is not valid.
     InvalidSubject,
@@ -164,6 +167,7 @@ pub type SubscribeError = Error<SubscribeErrorKind>;
 
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RequestErrorKind {
     /// A responder exists but did not answer within the timeout.
     TimedOut,
@@ -209,6 +213,7 @@ pub type RequestError = Error<RequestErrorKind>;
 
 /// Why a manual reconnect or a switch failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SwitchErrorKind {
     /// No candidate server accepted a connection; the hub stays where it is.
     Unreachable,

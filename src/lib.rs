@@ -26,13 +26,15 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+#![warn(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)]
+
 pub mod backoff;
 pub mod codec;
 pub mod discovery;
 mod engine;
 pub mod error;
 mod hub;
-pub mod manifest;
 pub mod name;
 pub mod options;
 mod scope;
@@ -48,6 +50,7 @@ pub mod trust;
 pub mod value;
 mod variable;
 mod variable_state;
+pub mod wire;
 
 pub use codec::{DecodeError, EncodeError, Payload};
 pub use engine::Checkpoint;

@@ -10,17 +10,33 @@ use std::fmt;
 
 /// Why a scope or variable name was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NameErrorKind {
     /// The name is the empty string.
     Empty,
     /// The name has an empty token: it starts or ends with `.` or contains `..`.
     EmptyToken,
     /// The name contains a whitespace character at this byte offset.
-    Whitespace { offset: usize, ch: char },
+    Whitespace {
+        /// Byte offset in the name.
+        offset: usize,
+        /// The character.
+        ch: char,
+    },
     /// The name contains a NATS wildcard (`*` or `>`) at this byte offset.
-    Wildcard { offset: usize, ch: char },
+    Wildcard {
+        /// Byte offset in the name.
+        offset: usize,
+        /// The character.
+        ch: char,
+    },
     /// The name contains a control character at this byte offset.
-    Control { offset: usize, ch: char },
+    Control {
+        /// Byte offset in the name.
+        offset: usize,
+        /// The character.
+        ch: char,
+    },
 }
 
 /// A scope or variable name that cannot be used as (part of) a NATS subject.

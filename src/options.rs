@@ -1,5 +1,5 @@
 //! [`HubOptions`]: everything a [`Hub`](crate::Hub) can be configured with, as a chained
-//! builder mirroring the reference's constructor options (§1.1), with durations kept exact
+//! builder mirroring the reference's constructor options ([protocol notes](crate::wire::protocol#hub-options)), with durations kept exact
 //! (the reference truncates them to whole seconds, turning a 0.5 s reconnect wait into a
 //! busy loop).
 

@@ -1,6 +1,6 @@
 //! [`ServerUrl`]: a NATS server address, normalised so the same server always compares
 //! equal (`h:4222`, `nats://h` and `NATS://H:4222/` are one server), fixing the reference's
-//! raw-string comparison (§9 C7).
+//! raw-string comparison ([0.1.1 weakness C7](crate::wire::protocol#known-weaknesses-of-011-that-kinopio-fixes)).
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,16 +24,30 @@ pub struct ServerUrl {
 
 /// A server URL that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerUrlError {
     /// Not a URL at all.
     #[error("invalid server URL {url:?}: {reason} (expected e.g. nats://127.0.0.1:4222)")]
-    Invalid { url: String, reason: String },
+    Invalid {
+        /// The text given.
+        url: String,
+        /// Why it does not parse.
+        reason: String,
+    },
     /// A scheme other than nats, tls, ws, wss.
     #[error("unsupported scheme {scheme:?} in server URL {url:?} (use nats://, tls://, ws:// or wss://)")]
-    Scheme { url: String, scheme: String },
+    Scheme {
+        /// The text given.
+        url: String,
+        /// The scheme found.
+        scheme: String,
+    },
     /// No host.
     #[error("server URL {url:?} has no host")]
-    NoHost { url: String },
+    NoHost {
+        /// The text given.
+        url: String,
+    },
 }
 
 impl ServerUrl {

@@ -8,6 +8,7 @@ use crate::server::ServerUrl;
 /// The state of a hub's connection, named as in the reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ConnectionState {
     /// Not connected (initially, during an outage, after close).
     Disconnected,
@@ -33,6 +34,7 @@ impl fmt::Display for ConnectionState {
 /// Why the hub changed servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum SwitchReason {
     /// A background probe found a clearly faster server.
     Faster,
@@ -47,31 +49,55 @@ pub enum SwitchReason {
 /// Something that happened to a hub's connection.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum HubEvent {
     /// Connected (or reconnected) to a server.
-    Connected { server: Option<ServerUrl> },
+    Connected {
+        /// The server, when known.
+        server: Option<ServerUrl>,
+    },
     /// Lost the connection; the hub is reconnecting.
-    Disconnected { server: Option<ServerUrl> },
+    Disconnected {
+        /// The server, when known.
+        server: Option<ServerUrl>,
+    },
     /// Moved to another server without losing subscriptions or services.
     #[serde(rename = "switched")]
     ServerSwitched {
+        /// The server left, when known.
         from: Option<ServerUrl>,
+        /// The server the hub is on now.
         to: ServerUrl,
+        /// The old server's RTT, when measured.
         #[serde(rename = "rttBeforeMs", serialize_with = "opt_ms")]
         rtt_before: Option<Duration>,
+        /// The new server's RTT, when measured.
         #[serde(rename = "rttAfterMs", serialize_with = "opt_ms")]
         rtt_after: Option<Duration>,
+        /// Why the hub moved.
         reason: SwitchReason,
     },
     /// A subscription could not keep up and the client dropped messages for it. Raise
     /// `HubOptions::subscription_capacity` or consume faster.
-    SlowConsumer { sid: u64 },
+    SlowConsumer {
+        /// The async-nats subscription id.
+        sid: u64,
+    },
     /// The server is shutting down gracefully (lame duck mode); expect a reconnect.
-    LameDuck { server: Option<ServerUrl> },
+    LameDuck {
+        /// The server, when known.
+        server: Option<ServerUrl>,
+    },
     /// The server reported an error (e.g. a permissions violation).
-    ServerError { message: String },
+    ServerError {
+        /// The server's error text.
+        message: String,
+    },
     /// The hub gave up connecting.
-    Failed { message: String },
+    Failed {
+        /// What was tried and the last error.
+        message: String,
+    },
     /// A local leader candidate was refused: its manifest or listener did not verify
     /// against the namespace's trust, it offered only plaintext, or it did not connect. The
     /// hub stays where it is.

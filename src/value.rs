@@ -243,7 +243,7 @@ impl fmt::Display for Value {
             Value::String(s) => f.write_str(s),
             Value::Bytes(b) => write!(f, "{}", b.escape_ascii()),
             other => {
-                let bytes = crate::codec::to_python_json(other).map_err(|_| fmt::Error)?;
+                let bytes = crate::wire::json::to_python_json(other).map_err(|_| fmt::Error)?;
                 f.write_str(&String::from_utf8_lossy(&bytes))
             }
         }

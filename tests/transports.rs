@@ -109,7 +109,7 @@ async fn websocket_plain_and_tls() {
 
 #[tokio::test]
 async fn mixed_websocket_and_tcp_candidates_work_in_one_list() {
-    // The reference fails on such lists (§9 C15); kinopio tries each candidate on its own.
+    // The reference fails on such lists (kinopio::wire::protocol, 0.1.1 weakness C15); kinopio tries each candidate on its own.
     let ws = free_port();
     let server = NatsServer::start_with_config(&format!("websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true }}\n"));
     kinopio::testing::wait_accepting(ws, WAIT);

@@ -413,7 +413,7 @@ fn print_snapshot(leaf: &LeafNode, status: &LeafStatus, json: bool) {
         format!(
             "tls: {} certificate, valid until {}, trust: {}",
             tls_source(status),
-            kinopio_leaf::manifest::format_wire_time(status.tls.material.not_after),
+            kinopio::wire::manifest::format_wire_time(status.tls.material.not_after),
             trust_text(&status.tls.trust)
         ),
         format!(

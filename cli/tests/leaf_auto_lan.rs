@@ -547,7 +547,7 @@ fn mixed_fleet_with_python_nodes_converges() {
     let mut fleet = Fleet::new(lan);
     let ns = "lan-mixed";
     // The 0.1.1 nodes need ~1.5 s to start Python and send no heartbeats while their leaf
-    // starts (§9 E4); a longer settle keeps the kinopio nodes from electing before the
+    // starts (kinopio::wire::protocol, 0.1.1 weakness E4); a longer settle keeps the kinopio nodes from electing before the
     // better-ranked Python node could even announce itself.
     let settle = ["--settle-ms", "6000"];
     let p1 = fleet.python(1, ns, "kinopio-10000000-1");

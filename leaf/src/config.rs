@@ -1,7 +1,7 @@
 //! The nats-server configuration of a leaf, as data ([`ServerConfig`]) and as the text of
 //! the config file ([`render`], pure).
 //!
-//! The shape follows the reference (§2.5 of the protocol notes): a plain NATS client
+//! The shape follows the reference ([protocol notes](kinopio::wire::protocol#leaf-node-configuration)): a plain NATS client
 //! listener and the HTTP monitor on loopback, a TLS WebSocket listener on the LAN address,
 //! and — only when backbone servers are given — one `leafnodes` remote holding every
 //! backbone URL with `reconnect: 1s` and `no_randomize: true`. On top of the reference:

@@ -44,8 +44,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::manifest::LeaderManifest;
 use crate::tls::SwappableServerCert;
+use kinopio::wire::manifest::LeaderManifest;
 
 /// The path kinopio clients fetch.
 pub const WELL_KNOWN_PATH: &str = "/.well-known/kinopio-leader.json";

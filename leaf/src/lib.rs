@@ -9,7 +9,6 @@ pub mod config;
 pub mod discovery_server;
 pub mod election;
 /// The discovery manifest types live in the client crate (the client parses them too).
-pub use kinopio::manifest;
 pub mod net;
 pub mod paths;
 pub mod process;

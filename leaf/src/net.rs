@@ -2,7 +2,7 @@
 //! outside this machine, writing hosts into URLs and `host:port` strings (IPv6 in
 //! brackets), and checking that a listener port is free or accepting.
 //!
-//! The reference (§2.2 of the protocol notes) "connects" a UDP socket to `8.8.8.8` to learn
+//! The reference ([protocol notes](kinopio::wire::protocol#discovering-the-lan-address)) "connects" a UDP socket to `8.8.8.8` to learn
 //! the route's source address; here the interfaces are listed instead ([`lan_address`]) and
 //! ranked by the pure [`choose_lan_address`].
 

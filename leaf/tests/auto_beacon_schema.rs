@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 const SCHEMA: &str = include_str!("../../manifests/election-beacon.schema.json");
 
-/// The 0.1.1 samples of the protocol reference (§4.4).
+/// The 0.1.1 samples of the protocol reference (kinopio::wire::protocol, Election beacons).
 const PY_CANDIDATE: &str = r#"{"version": 1, "nodeId": "kinopio-c5dfed8d-9037", "leaderEpoch": 0, "advertisedHostname": "127.0.0.1", "wssUrl": null, "fallbackServers": [], "backboneRttMs": null, "discoveryUrl": null, "leaseExpiresAt": "2026-11-22T08:29:03Z", "expiresAt": "2026-11-22T08:29:03Z", "discoveryNamespace": "studio", "isLeader": false, "candidateRole": "candidate", "state": "discovering"}"#;
 const PY_LEADER: &str = r#"{"version": 1, "nodeId": "kinopio-f66bf667-15054", "leaderEpoch": 1, "advertisedHostname": "127.0.0.1", "wssUrl": "wss://127.0.0.1:37227", "clientUrl": "nats://127.0.0.1:42339", "monitorUrl": "http://127.0.0.1:42457", "fallbackServers": ["wss://127.0.0.1:37227"], "bridgeState": "disabled", "backboneServers": [], "backboneRttMs": null, "discoveryUrl": "http://127.0.0.1:52407/manifest.json", "leaseExpiresAt": "2026-11-22T08:32:34Z", "expiresAt": "2026-11-22T08:32:34Z", "discoveryNamespace": "clins", "isLeader": true, "candidateRole": "leader", "state": "leader"}"#;
 

@@ -10,11 +10,11 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use kinopio::testing::nats_server_binary;
+use kinopio::wire::manifest::LeaderManifest;
 use kinopio_leaf::auto::{AutoLeaf, AutoLeafOptions, AutoLeafStatus, InterfaceFilter};
 use kinopio_leaf::election::{
-    Beacon, BeaconCodec, BeaconErrorKind, LeafAdvert, MDNS_SERVICE_TYPE, MULTICAST_GROUP, NamespaceSecret, Role, State,
+    Beacon, BeaconCodec, BeaconErrorKind, LeafAdvert, MULTICAST_GROUP, NamespaceSecret, Role, State,
 };
-use kinopio_leaf::manifest::LeaderManifest;
 use kinopio_leaf::runtime::{LeafOptions, LeafTimings, RestartPolicy};
 use kinopio_leaf::tls::TrustStoreConfig;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -155,7 +155,7 @@ async fn two_nodes_elect_one_leader_that_serves_its_manifest_and_hands_over_on_s
     let browser = mdns_sd::ServiceDaemon::new().unwrap();
     browser.disable_interface(mdns_sd::IfKind::All).unwrap();
     browser.enable_interface(mdns_sd::IfKind::Name("lo".into())).unwrap();
-    let found = browser.browse(MDNS_SERVICE_TYPE).unwrap();
+    let found = browser.browse(kinopio::wire::mdns::SERVICE_TYPE).unwrap();
     let fullname = tokio::time::timeout(WAIT, async {
         loop {
             if let mdns_sd::ServiceEvent::ServiceResolved(info) = found.recv_async().await.unwrap()

@@ -169,7 +169,7 @@ async fn hub_finds_a_leader_advertised_over_mdns() {
         ("leaderEpoch", "1".to_owned()),
     ];
     let info = mdns_sd::ServiceInfo::new(
-        kinopio_leaf::election::MDNS_SERVICE_TYPE,
+        kinopio::wire::mdns::SERVICE_TYPE,
         &instance,
         &format!("{instance}.local."),
         "127.0.0.1",

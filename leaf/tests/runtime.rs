@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kinopio::testing::{NatsServer, nats_server_binary};
+use kinopio::wire::manifest::{BridgeState, LeaderManifest};
 use kinopio::{Hub, HubOptions, Message, SelectionMode};
 use kinopio_leaf::config::{LeafRemote, Listen, ServerConfig, WebsocketTls, render};
-use kinopio_leaf::manifest::{BridgeState, LeaderManifest};
 use kinopio_leaf::runtime::{
     LeafError, LeafNode, LeafOptions, LeafState, LeafStatus, LeafTimings, ListenerKind, RestartPolicy, StopReport,
     TrustStatus,

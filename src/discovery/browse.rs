@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::MDNS_SERVICE_TYPE;
+use crate::wire::mdns::{SERVICE_TYPE, txt};
 
 /// How long one browse round listens.
 const BROWSE_FOR: Duration = Duration::from_millis(1500);
@@ -45,7 +45,7 @@ impl Browser {
                 }
             },
         };
-        let Ok(events) = daemon.browse(MDNS_SERVICE_TYPE) else {
+        let Ok(events) = daemon.browse(SERVICE_TYPE) else {
             return Vec::new();
         };
         let mut urls = Vec::new();
@@ -57,16 +57,18 @@ impl Browser {
             };
             let Ok(event) = event else { break };
             if let mdns_sd::ServiceEvent::ServiceResolved(info) = event {
-                let txt = |k: &str| info.get_property_val_str(k).map(str::to_owned);
-                if txt("namespace").as_deref() != Some(namespace) || txt("candidateRole").as_deref() != Some("leader") {
+                let value = |k: &str| info.get_property_val_str(k).map(str::to_owned);
+                if value(txt::NAMESPACE).as_deref() != Some(namespace)
+                    || value(txt::CANDIDATE_ROLE).as_deref() != Some(txt::LEADER)
+                {
                     continue;
                 }
-                if let Some(url) = txt("discoveryUrl").filter(|u| !urls.contains(u)) {
+                if let Some(url) = value(txt::DISCOVERY_URL).filter(|u| !urls.contains(u)) {
                     urls.push(url);
                 }
             }
         }
-        let _ = daemon.stop_browse(MDNS_SERVICE_TYPE);
+        let _ = daemon.stop_browse(SERVICE_TYPE);
         urls
     }
 

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::manifest::LeaderManifest;
 use crate::options::DiscoveryOptions;
 use crate::trust::{NamespaceCa, Secret};
+use crate::wire::manifest::LeaderManifest;
 
 use super::policy::FetchProblem;
 

@@ -18,8 +18,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::manifest::{BridgeState, LeaderManifest};
 use crate::server::ServerUrl;
+use crate::wire::manifest::{BridgeState, LeaderManifest};
 
 /// After leaving a leader, look for its successor this often ...
 pub(crate) const FOLLOW_PROBE: Duration = Duration::from_millis(500);

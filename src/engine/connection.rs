@@ -88,7 +88,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Opens a connection that tries `plan` in order.
-    pub async fn open(
+    pub(crate) async fn open(
         options: &HubOptions,
         plan: Vec<ServerUrl>,
         first: FirstConnect,
@@ -136,17 +136,17 @@ impl Connection {
     }
 
     /// The server this connection is on (or trying right now).
-    pub fn server(&self) -> Option<ServerUrl> {
+    pub(crate) fn server(&self) -> Option<ServerUrl> {
         self.rotation.target.lock().ok().and_then(|t| t.clone())
     }
 
     /// True when async-nats reports the socket as connected.
-    pub fn is_connected(&self) -> bool {
+    pub(crate) fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     /// Waits until publishes may go out on this connection.
-    pub async fn wait_gate(&self) {
+    pub(crate) async fn wait_gate(&self) {
         if *self.gate.borrow() {
             return;
         }
@@ -155,18 +155,18 @@ impl Connection {
     }
 
     /// True when publishes may go out now.
-    pub fn gate_is_open(&self) -> bool {
+    pub(crate) fn gate_is_open(&self) -> bool {
         *self.gate.borrow()
     }
 
     /// Lets publishes through.
-    pub fn open_gate(&self) {
+    pub(crate) fn open_gate(&self) {
         self.gate.send_replace(true);
     }
 
     /// Marks the connection as switched away from: its reconnect loop (if the server is gone)
     /// is parked instead of hammering a server the hub no longer uses.
-    pub fn retire(&self) {
+    pub(crate) fn retire(&self) {
         self.rotation.retired.store(true, Ordering::Relaxed);
     }
 }

@@ -56,7 +56,7 @@ pub(super) struct Mailbox {
 
 impl Mailbox {
     /// Leaves a message and wakes the stream.
-    pub fn send(&self, switch: Switch) {
+    pub(crate) fn send(&self, switch: Switch) {
         {
             let mut queue = lock(&self.queue);
             queue.push_back(switch);
@@ -95,7 +95,7 @@ pub(super) struct Binding {
 
 impl Binding {
     /// Subscribes this binding's subject (and queue group) on `client`.
-    pub async fn subscribe_on(
+    pub(crate) async fn subscribe_on(
         &self,
         client: &async_nats::Client,
     ) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {

@@ -48,22 +48,22 @@ impl Default for OverlapFilter {
 
 impl OverlapFilter {
     /// A filter for a plain (deduplicating) subscription.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         OverlapFilter { delivered_by_old: HashMap::new(), matching: true }
     }
 
     /// The old connection delivered a message with this fingerprint.
-    pub fn record_old(&mut self, fp: u64) {
+    pub(crate) fn record_old(&mut self, fp: u64) {
         *self.delivered_by_old.entry(fp).or_insert(0) += 1;
     }
 
     /// True until the filter has met a message the old connection never delivered.
-    pub fn is_matching(&self) -> bool {
+    pub(crate) fn is_matching(&self) -> bool {
         self.matching
     }
 
     /// Whether a message the new connection delivered should be passed on.
-    pub fn admit_new(&mut self, fp: u64) -> bool {
+    pub(crate) fn admit_new(&mut self, fp: u64) -> bool {
         if !self.matching {
             return true;
         }

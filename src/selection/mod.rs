@@ -20,6 +20,7 @@ pub use ranking::{Decision, Ranking};
 /// How a hub orders its candidate servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum SelectionMode {
     /// Keep the order given.
     Ordered,
@@ -72,7 +73,7 @@ pub struct ProbeResult {
 mod opt_millis {
     use std::time::Duration;
 
-    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_f64(d.as_secs_f64() * 1000.0),
             None => s.serialize_none(),

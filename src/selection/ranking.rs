@@ -27,13 +27,24 @@ pub fn order(results: &[ProbeResult]) -> Vec<usize> {
 
 /// What the ranking recommends after a probe round.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Decision {
     /// Stay on the current server.
     Stay,
     /// A faster server was seen but must be confirmed by another round soon.
-    Confirm { candidate: ServerUrl },
+    Confirm {
+        /// The faster server.
+        candidate: ServerUrl,
+    },
     /// Switch to this server.
-    Switch { to: ServerUrl, rtt_before: Option<Duration>, rtt_after: Duration },
+    Switch {
+        /// The server to move to.
+        to: ServerUrl,
+        /// The current server's RTT, if it answered.
+        rtt_before: Option<Duration>,
+        /// The new server's RTT.
+        rtt_after: Duration,
+    },
 }
 
 /// The hysteresis state between probe rounds.

@@ -18,10 +18,10 @@ use tokio::task::JoinHandle;
 
 use crate::discovery_server::ManifestProvider;
 use crate::election::LeafAdvert;
-use crate::manifest::{
+use crate::runtime::{LeafNode, LeafOptions, LeafState, LeafStatus};
+use kinopio::wire::manifest::{
     AUTO_MANIFEST_TTL, BackboneInfo, LeaderManifest, ListenerUrls, ManifestInputs, ManifestMode, ManifestUrl,
 };
-use crate::runtime::{LeafNode, LeafOptions, LeafState, LeafStatus};
 
 /// What the worker is asked to do.
 #[derive(Debug)]

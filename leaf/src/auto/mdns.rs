@@ -1,12 +1,12 @@
 //! The leader's mDNS advertisement: `_kinopio-hub._tcp.local.` with the TXT keys of
 //! kinopio-hub 0.1.1 (`nodeId`, `namespace`, `wssUrl`, `discoveryUrl`, `candidateRole`,
-//! `leaderEpoch`), a per-node instance and host name (0.1.1's collide, §9 M1), and the
+//! `leaderEpoch`), a per-node instance and host name (0.1.1's collide, [0.1.1 weakness M1](kinopio::wire::protocol#known-weaknesses-of-011-that-kinopio-fixes)), and the
 //! discovery server's port.
 //!
 //! The mDNS daemon (mdns-sd, its own thread) is created on the first publish and restricted
 //! to the interfaces the election uses, so a loopback-only run never announces on a real
 //! network. A record is (re-)registered only when it changed (0.1.1 re-announces on every
-//! tick, §9 M2). No call here blocks: registration and withdrawal are messages to the
+//! tick, [0.1.1 weakness M2](kinopio::wire::protocol#known-weaknesses-of-011-that-kinopio-fixes)). No call here blocks: registration and withdrawal are messages to the
 //! daemon; only [`MdnsAdvertiser::shutdown`] waits, briefly, for the goodbye packets.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo};
 
-use crate::election::{MDNS_SERVICE_TYPE, MdnsAdvert};
+use kinopio::wire::mdns::{MdnsAdvert, SERVICE_TYPE};
 
 /// How long [`MdnsAdvertiser::shutdown`] waits for the withdrawal to be sent.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
@@ -169,14 +169,8 @@ pub fn service_info(advert: &MdnsAdvert) -> Result<ServiceInfo, MdnsError> {
     };
     let txt: Vec<(&str, String)> = advert.txt_records();
     let addresses: Vec<IpAddr> = address.map(IpAddr::V4).into_iter().collect();
-    let info = ServiceInfo::new(
-        MDNS_SERVICE_TYPE,
-        &advert.instance_name(),
-        &advert.host_name(),
-        &addresses[..],
-        port,
-        &txt[..],
-    )?;
+    let info =
+        ServiceInfo::new(SERVICE_TYPE, &advert.instance_name(), &advert.host_name(), &addresses[..], port, &txt[..])?;
     Ok(if addresses.is_empty() { info.enable_addr_auto() } else { info })
 }
 

@@ -3,7 +3,7 @@
 //!
 //! The id is cached as plain text (no newline) in `<cache root>/auto-leaf-node-id`, the file
 //! kinopio-hub 0.1.1 uses, so a device keeps its id (and its rank among equals) across
-//! restarts. Unlike 0.1.1 (§9 E3), the process holding the id keeps an exclusive lock on that
+//! restarts. Unlike 0.1.1 ([0.1.1 weakness E3](kinopio::wire::protocol#known-weaknesses-of-011-that-kinopio-fixes)), the process holding the id keeps an exclusive lock on that
 //! file for as long as it runs; a second process on the same host cannot take it and uses
 //! the next slot, `auto-leaf-node-id.1`, `.2`, ... (each also cached and locked), so every
 //! concurrently running process has an id of its own, and each slot's id is again stable

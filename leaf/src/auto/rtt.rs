@@ -1,7 +1,7 @@
 //! Backbone round-trip time as the election ranks it: the TCP connect time to the backbone
-//! servers, measured like kinopio-hub 0.1.1 (§4.8) but in a background task, so the
+//! servers, measured like kinopio-hub 0.1.1 ([Backbone RTT](kinopio::wire::protocol#backbone-rtt)) but in a background task, so the
 //! election loop never waits for it (0.1.1 blocks its heartbeat loop for up to 0.5 s per
-//! server, §9 E8).
+//! server, [0.1.1 weakness E8](kinopio::wire::protocol#known-weaknesses-of-011-that-kinopio-fixes)).
 //!
 //! For each backbone URL the host and port are taken from the URL (default port: 80 for
 //! `ws`/`http`, 443 for `wss`/`https`, 4222 otherwise); a TCP connect is timed with a 0.5 s

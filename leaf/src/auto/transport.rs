@@ -3,10 +3,10 @@
 //! each beacon out of every selected interface. Interfaces are chosen by the pure
 //! [`select_interfaces`] and re-scanned by [`MulticastTransport::rescan`].
 //!
-//! Sockets (wire-compatible with kinopio-hub 0.1.1, §4.3):
+//! Sockets (wire-compatible with kinopio-hub 0.1.1, [Election transport](kinopio::wire::protocol#election-transport)):
 //! - receive: IPv4 UDP, `SO_REUSEADDR` + `SO_REUSEPORT` (several processes per host), bound
 //!   to `0.0.0.0:<port>`, `IP_ADD_MEMBERSHIP` of `239.255.71.71` on each selected interface
-//!   (0.1.1 joins only on the default interface, §9 E9), and on Linux `IP_MULTICAST_ALL = 0`
+//!   (0.1.1 joins only on the default interface, [0.1.1 weakness E9](kinopio::wire::protocol#known-weaknesses-of-011-that-kinopio-fixes)), and on Linux `IP_MULTICAST_ALL = 0`
 //!   so it sees only the memberships it joined itself;
 //! - send: IPv4 UDP, TTL 1, loop on (other processes on this host hear us), non-blocking;
 //!   `IP_MULTICAST_IF` is set to each interface's address before sending on it.

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::beacon::{BeaconError, integer_value};
-use super::wire_json;
+use kinopio::wire::json as wire_json;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -173,9 +173,7 @@ impl Signer {
             ("seq".to_owned(), Value::from(seq)),
             ("mac".to_owned(), Value::from(hex::encode(mac.finalize().into_bytes()))),
         ];
-        let mut out = String::with_capacity(160);
-        wire_json::write_object(&mut out, entries.iter().map(|(k, v)| (k, v)));
-        out
+        wire_json::python_object(&entries)
     }
 }
 

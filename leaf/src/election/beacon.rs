@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use serde_json::{Map, Value};
 
 use super::status::{Role, State};
-use super::wire_json;
+use kinopio::wire::json as wire_json;
 
 /// The IPv4 multicast group every namespace's beacons go to.
 pub const MULTICAST_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 71, 71);
@@ -341,10 +341,7 @@ impl Beacon {
     /// separators, ASCII escaping), without any `auth` field. This is exactly what a
     /// 0.1.1 node sends for the same content.
     pub fn to_python_json(&self) -> String {
-        let entries = self.to_entries();
-        let mut out = String::with_capacity(512);
-        wire_json::write_object(&mut out, entries.iter().map(|(k, v)| (k, v)));
-        out
+        wire_json::python_object(&self.to_entries())
     }
 
     /// Parses one datagram's JSON object, checking its size, encoding and field types only
@@ -730,9 +727,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// The observed 0.1.1 non-leader beacon from the reference (§4.4).
+    /// The observed 0.1.1 non-leader beacon from the protocol notes (Election beacons, shape (a)).
     const PY_CANDIDATE: &str = r#"{"version": 1, "nodeId": "kinopio-c5dfed8d-9037", "leaderEpoch": 0, "advertisedHostname": "127.0.0.1", "wssUrl": null, "fallbackServers": [], "backboneRttMs": null, "discoveryUrl": null, "leaseExpiresAt": "2026-11-22T08:29:03Z", "expiresAt": "2026-11-22T08:29:03Z", "discoveryNamespace": "studio", "isLeader": false, "candidateRole": "candidate", "state": "discovering"}"#;
-    /// The observed 0.1.1 leader beacon from the reference (§4.4).
+    /// The observed 0.1.1 leader beacon from the protocol notes (Election beacons, shape (b)).
     const PY_LEADER: &str = r#"{"version": 1, "nodeId": "kinopio-f66bf667-15054", "leaderEpoch": 1, "advertisedHostname": "127.0.0.1", "wssUrl": "wss://127.0.0.1:37227", "clientUrl": "nats://127.0.0.1:42339", "monitorUrl": "http://127.0.0.1:42457", "fallbackServers": ["wss://127.0.0.1:37227"], "bridgeState": "disabled", "backboneServers": [], "backboneRttMs": null, "discoveryUrl": "http://127.0.0.1:52407/manifest.json", "leaseExpiresAt": "2026-11-22T08:32:34Z", "expiresAt": "2026-11-22T08:32:34Z", "discoveryNamespace": "clins", "isLeader": true, "candidateRole": "leader", "state": "leader"}"#;
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::auth::{BeaconKey, NamespaceSecret, Signer, Verifier, canonical};
 use super::beacon::{Beacon, BeaconError, MAX_BEACON_BYTES, field, parse_object, port_for_namespace};
-use super::wire_json;
+use kinopio::wire::json as wire_json;
 
 /// Default accepted clock difference for signed beacons.
 pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(30);
@@ -139,7 +139,7 @@ impl BeaconCodec {
                 let mut text = body;
                 text.pop(); // the closing brace
                 text.push_str(", ");
-                wire_json::write_str(&mut text, field::AUTH);
+                text.push_str(&wire_json::python_value(&Value::from(field::AUTH)));
                 text.push_str(": ");
                 text.push_str(&auth);
                 text.push('}');

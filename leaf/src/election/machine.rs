@@ -2,7 +2,7 @@
 //! Inputs (beacons, ticks, RTT measurements, leaf outcomes, stop) go in with `now`; actions
 //! (send a beacon, start/stop the leaf, publish/withdraw mDNS, status changed) come out.
 //!
-//! It follows kinopio-hub 0.1.1 (§4.6–4.9) so mixed fleets converge, with these fixes:
+//! It follows kinopio-hub 0.1.1 ([Election rules](kinopio::wire::protocol#election-rules)) so mixed fleets converge, with these fixes:
 //! heartbeats never block (the leaf starts beside the machine while it beacons
 //! `starting-leaf`, and peers hold back meanwhile); an expired leader is forgotten (no repeated
 //! grace periods); a graceful stop or a dead broker sends resign beacons and followers elect at
@@ -16,9 +16,10 @@ use tracing::{debug, info, warn};
 
 use super::beacon::Beacon;
 use super::config::{ConfigError, ElectionConfig};
-use super::events::{Action, Input, LeafAdvert, MdnsAdvert};
+use super::events::{Action, Input, LeafAdvert};
 use super::rank::{LeaderClaim, Rank, best_leader, has_rtt_advantage, next_epoch};
 use super::status::{LeaderSummary, Role, State, Status};
+use kinopio::wire::mdns::MdnsAdvert;
 
 /// One node's view of the LAN election for one namespace.
 ///

@@ -36,7 +36,6 @@ pub mod flood;
 pub mod machine;
 pub mod rank;
 pub mod status;
-mod wire_json;
 
 pub use auth::{AUTH_ALG, EmptySecret, NamespaceSecret};
 pub use beacon::{
@@ -45,7 +44,7 @@ pub use beacon::{
 };
 pub use codec::{BeaconCodec, DEFAULT_LEASE, DEFAULT_REPLAY_WINDOW, EncodeError, unix_ms};
 pub use config::{ConfigError, ElectionConfig};
-pub use events::{Action, Input, LeafAdvert, MDNS_SERVICE_TYPE, MdnsAdvert};
+pub use events::{Action, Input, LeafAdvert};
 pub use machine::Election;
 pub use rank::{LeaderClaim, Rank, best_leader, has_rtt_advantage, next_epoch};
 pub use status::{LeaderSummary, Role, State, Status, UnknownName};

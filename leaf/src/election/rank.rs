@@ -1,4 +1,4 @@
-//! Pure ranking rules shared with kinopio-hub 0.1.1 (§4.6–4.9): candidate rank, leader order,
+//! Pure ranking rules shared with kinopio-hub 0.1.1 ([Election rules](kinopio::wire::protocol#election-rules)): candidate rank, leader order,
 //! the "beats" rule for stepping down, the epoch rule and the preemption advantage. Every node
 //! in a mixed fleet must order candidates and leaders identically, so these mirror the
 //! reference exactly.
@@ -120,7 +120,7 @@ pub fn next_epoch(max_seen: u64) -> u64 {
     max_seen.saturating_add(1).min(MAX_SAFE_INTEGER)
 }
 
-/// The reference's preemption advantage (§4.9): our RTT is known and the leader's is unknown
+/// The reference's preemption advantage ([Preemption](kinopio::wire::protocol#preemption)): our RTT is known and the leader's is unknown
 /// or at least `threshold_ms` worse.
 pub fn has_rtt_advantage(own_rtt_ms: Option<f64>, leader_rtt_ms: Option<f64>, threshold_ms: f64) -> bool {
     let Some(own) = own_rtt_ms.filter(|v| !v.is_nan()) else {

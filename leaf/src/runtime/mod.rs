@@ -51,10 +51,10 @@ pub use status::{
 
 use crate::config::{self, BackboneAuth, LeafRemote, Listen, LogSettings, ServerConfig, WebsocketTls};
 use crate::discovery_server::{DiscoveryServer, ManifestProvider, WELL_KNOWN_PATH};
-use crate::manifest::LeaderManifest;
 use crate::net;
 use crate::process::{self, Monitor, ReadyCheck, ServerProcess, SpawnSpec, StopOutcome};
 use crate::tls::{self, PreparedTls, SwappableServerCert, TlsOptions, TrustState};
+use kinopio::wire::manifest::LeaderManifest;
 use listeners::{bind_error, check_distinct_ports, precheck_port, resolve_hosts, start_error};
 use providers::{health_provider, manifest_inputs, manual_manifest_provider};
 use restart::RestartBudget;
@@ -506,7 +506,7 @@ impl LeafNode {
             let stopped = status.state == LeafState::Stopped;
             if !stopped {
                 status.state = LeafState::Stopped;
-                status.bridge_state = crate::manifest::BridgeState::Stopped;
+                status.bridge_state = kinopio::wire::manifest::BridgeState::Stopped;
                 status.server_ready = false;
                 status.process_id = None;
             }

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::error::LeafError;
 use super::status::{LeafState, LeafStatus, LeafUrls};
 use crate::discovery_server::{HealthProvider, HealthReport, ManifestProvider};
-use crate::manifest::{
+use kinopio::wire::manifest::{
     BackboneInfo, BridgeState, LeaderManifest, ListenerUrls, MANUAL_MANIFEST_TTL, ManifestInputs, ManifestMode,
     ManifestUrl,
 };

@@ -8,8 +8,8 @@ use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
 use crate::binary::ResolvedBinary;
-use crate::manifest::BridgeState;
 use crate::tls::{TlsMaterial, TrustState};
+use kinopio::wire::manifest::BridgeState;
 
 /// Lifecycle of a leaf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -131,7 +131,7 @@ pub struct LeafStatus {
 
 /// True when a `/leafz` document shows a leafnode connection: a non-empty list under
 /// `leafs`, `leaf_nodes` or `remote_leafs`, or a positive number under `leafnodes`,
-/// `num_leafs` or `num_leaf_nodes` (the reference's rule, §2.9). Pure.
+/// `num_leafs` or `num_leaf_nodes` (the reference's rule, [Leaf monitor fields](kinopio::wire::protocol#leaf-monitor-fields)). Pure.
 pub fn leafz_connected(leafz: &Value) -> bool {
     let listed = ["leafs", "leaf_nodes", "remote_leafs"]
         .iter()

@@ -1,86 +1,99 @@
-//! JSON text the way the Python reference writes and reads it: `json.dumps` formatting
-//! (`", "` / `": "` separators, ASCII escaping, Python float `repr`), Python's `float()`
-//! coercion, and the canonical compact form (sorted keys) that beacon MACs are computed over.
+//! JSON text the way the Python reference writes and reads it — the one writer every
+//! kinopio wire format uses: `json.dumps` formatting (`", "` / `": "` separators, ASCII
+//! escaping, Python float `repr`) for payloads and beacons, Python's `float()` coercion, and
+//! the canonical compact form (sorted keys) that beacon MACs are computed over.
 
-use serde_json::{Map, Number, Value};
+use std::io;
 
-/// Appends `value` to `out` formatted like Python's `json.dumps(value)`.
-pub(crate) fn write_value(out: &mut String, value: &Value) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Number(number) => write_number(out, number),
-        Value::String(text) => write_str(out, text),
-        Value::Array(items) => {
-            out.push('[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push_str(", ");
-                }
-                write_value(out, item);
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::{Map, Value};
+
+/// Serialises like Python's `json.dumps(obj)` with default arguments: `", "` / `": "`
+/// separators, `ensure_ascii`, Python float repr. Non-finite floats become `null` (Python
+/// would write the non-standard `NaN`/`Infinity` tokens).
+pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(64);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    value.serialize(&mut ser)?;
+    Ok(out)
+}
+
+/// A `serde_json` formatter that writes what Python's `json.dumps` writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PythonFormatter;
+
+impl serde_json::ser::Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f64) -> io::Result<()> {
+        w.write_all(python_float_repr(value).as_bytes())
+    }
+
+    fn write_f32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f32) -> io::Result<()> {
+        w.write_all(python_float_repr(f64::from(value)).as_bytes())
+    }
+
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        if fragment.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return w.write_all(fragment.as_bytes());
+        }
+        let mut start = 0;
+        for (i, ch) in fragment.char_indices() {
+            if (' '..'\u{7f}').contains(&ch) {
+                continue;
             }
-            out.push(']');
-        }
-        Value::Object(map) => write_object(out, map.iter()),
-    }
-}
-
-/// Appends a JSON object made of `entries` (in the given order), Python-formatted.
-pub(crate) fn write_object<'a>(out: &mut String, entries: impl IntoIterator<Item = (&'a String, &'a Value)>) {
-    out.push('{');
-    for (index, (key, value)) in entries.into_iter().enumerate() {
-        if index > 0 {
-            out.push_str(", ");
-        }
-        write_str(out, key);
-        out.push_str(": ");
-        write_value(out, value);
-    }
-    out.push('}');
-}
-
-fn write_number(out: &mut String, number: &Number) {
-    if let Some(value) = number.as_u64() {
-        out.push_str(&value.to_string());
-    } else if let Some(value) = number.as_i64() {
-        out.push_str(&value.to_string());
-    } else if let Some(value) = number.as_f64() {
-        out.push_str(&python_float_repr(value));
-    } else {
-        out.push_str(&number.to_string());
-    }
-}
-
-/// Appends `text` as a JSON string with Python's `ensure_ascii=True` escaping.
-pub(crate) fn write_str(out: &mut String, text: &str) {
-    out.push('"');
-    for ch in text.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(ch),
-            _ => {
-                let mut units = [0u16; 2];
-                for unit in ch.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
+            w.write_all(&fragment.as_bytes()[start..i])?;
+            let mut units = [0u16; 2];
+            for unit in ch.encode_utf16(&mut units) {
+                write!(w, "\\u{unit:04x}")?;
             }
+            start = i + ch.len_utf8();
         }
+        w.write_all(&fragment.as_bytes()[start..])
     }
-    out.push('"');
+}
+
+/// An object written with its entries in the given order (wire order), not sorted.
+struct Ordered<'a>(&'a [(String, Value)]);
+
+impl Serialize for Ordered<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// A JSON object made of `entries` in the given order, formatted like Python's
+/// `json.dumps` (a beacon, say).
+pub fn python_object(entries: &[(String, Value)]) -> String {
+    // Serializing strings and JSON values cannot fail, and the formatter writes UTF-8.
+    to_python_json(&Ordered(entries)).ok().and_then(|bytes| String::from_utf8(bytes).ok()).unwrap_or_default()
+}
+
+/// `value` formatted like Python's `json.dumps(value)`.
+pub fn python_value(value: &Value) -> String {
+    to_python_json(value).ok().and_then(|bytes| String::from_utf8(bytes).ok()).unwrap_or_default()
 }
 
 /// Formats a float like Python's `repr(float)` (and so `json.dumps`): shortest round-trip
 /// digits, fixed notation for decimal exponents in `-4..16` (always with a fractional part,
 /// `5.0`), scientific notation otherwise (`1e+16`, `1.5e-07`). Non-finite values use Python's
 /// JSON tokens `NaN`, `Infinity`, `-Infinity`.
-pub(crate) fn python_float_repr(value: f64) -> String {
+pub fn python_float_repr(value: f64) -> String {
     if value.is_nan() {
         return "NaN".to_owned();
     }
@@ -134,7 +147,7 @@ pub(crate) fn python_float_repr(value: f64) -> String {
 ///
 /// One deliberate difference: NaN (`float("nan")`) becomes `None`, because NaN has no
 /// consistent order and would make peers disagree on ranking.
-pub(crate) fn python_float(value: &Value) -> Option<f64> {
+pub fn python_float(value: &Value) -> Option<f64> {
     let converted = match value {
         Value::Number(number) => number.as_f64(),
         Value::Bool(flag) => Some(if *flag { 1.0 } else { 0.0 }),
@@ -181,7 +194,7 @@ fn parse_python_float_str(text: &str) -> Option<f64> {
 
 /// Appends the canonical form of `value`: compact JSON (no spaces), object keys sorted by
 /// their UTF-8 bytes at every level, strings and numbers as `serde_json` writes them.
-pub(crate) fn write_canonical(out: &mut Vec<u8>, value: &Value) {
+pub fn write_canonical(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Array(items) => {
             out.push(b'[');
@@ -203,7 +216,7 @@ pub(crate) fn write_canonical(out: &mut Vec<u8>, value: &Value) {
 }
 
 /// Appends the canonical form of an object (see [`write_canonical`]).
-pub(crate) fn write_canonical_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
+pub fn write_canonical_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
     entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     out.push(b'{');
@@ -219,7 +232,7 @@ pub(crate) fn write_canonical_object(out: &mut Vec<u8>, map: &Map<String, Value>
 }
 
 /// Names a JSON value's type for error messages.
-pub(crate) fn type_name(value: &Value) -> &'static str {
+pub fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -233,6 +246,7 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
 
@@ -263,8 +277,7 @@ mod tests {
 
     #[test]
     fn dumps_matches_python_formatting() {
-        let mut out = String::new();
-        write_value(&mut out, &json!({"a": [1, 2.5, null, true], "b": "é\u{1F600}\"\\\n\u{7f}", "c": {}}));
+        let out = python_value(&json!({"a": [1, 2.5, null, true], "b": "é\u{1F600}\"\\\n\u{7f}", "c": {}}));
         // json.dumps({"a": [1, 2.5, None, True], "b": "é😀\"\\\n\x7f", "c": {}})
         assert_eq!(out, r#"{"a": [1, 2.5, null, true], "b": "\u00e9\ud83d\ude00\"\\\n\u007f", "c": {}}"#);
     }

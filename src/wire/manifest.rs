@@ -1,8 +1,8 @@
 //! The discovery manifest (version 1): the JSON object a leader serves over HTTPS and sends as
 //! its heartbeat, with a pure builder and a validating parser.
 //!
-//! The field names and their order are the wire contract of kinopio-hub 0.1.1 (§2.8 and the
-//! leader shape of §4.4 of the protocol reference). Timestamps are UTC
+//! The field names and their order are the wire contract of kinopio-hub 0.1.1 ([protocol notes](crate::wire::protocol#discovery-manifest) and the
+//! leader beacon shape, [Election beacons](crate::wire::protocol#election-beacons)). Timestamps are UTC
 //! `YYYY-MM-DDTHH:MM:SSZ` with whole seconds. Fields of our own (`caCertSha256`) are optional
 //! and ignored by 0.1.1 readers; unknown fields sent by others are ignored here.
 //!
@@ -10,7 +10,7 @@
 //! serves them (it re-exports this module).
 //!
 //! ```
-//! use kinopio::manifest::LeaderManifest;
+//! use kinopio::wire::manifest::LeaderManifest;
 //! use time::macros::datetime;
 //!
 //! let body = br#"{"version": 1, "nodeId": "n1", "advertisedHostname": "127.0.0.1",
@@ -103,6 +103,7 @@ pub struct LeaderManifest {
 /// State of the leaf node's bridge to the backbone, lowercase on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum BridgeState {
     /// No backbone servers are configured.
     Disabled,
@@ -264,6 +265,7 @@ pub struct BackboneInfo {
 
 /// Manual leaf (`generatedAt` is set) or elected leader (`discoveryNamespace` and `state`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ManifestMode {
     /// `kinopio leaf start`: the manifest carries `generatedAt`.
     Manual,
@@ -404,6 +406,7 @@ impl<'de> Deserialize<'de> for LeaderManifest {
 
 /// Why a manifest was rejected.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ManifestError {
     /// The body is not JSON at all.
     #[error(
@@ -627,7 +630,7 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    /// §2.8 of the protocol reference, verbatim (manual mode, Python).
+    /// The manual-mode manifest of the protocol notes (Discovery manifest), verbatim (manual mode, Python).
     const PYTHON_MANUAL: &str = r#"{"version": 1, "nodeId": "a7b7b290fcf74f669a9ff25bc9233c08", "advertisedHostname": "127.0.0.1",
  "wssUrl": "wss://127.0.0.1:35277", "clientUrl": "nats://127.0.0.1:52627",
  "monitorUrl": "http://127.0.0.1:37311", "discoveryUrl": "http://127.0.0.1:47069/manifest.json",
@@ -636,7 +639,7 @@ mod tests {
  "expiresAt": "2026-11-22T08:28:37Z", "leaseExpiresAt": "2026-11-22T08:28:37Z",
  "isLeader": true, "candidateRole": "leader", "generatedAt": "2026-11-22T08:28:32Z"}"#;
 
-    /// §4.4 (b) of the protocol reference, verbatim (auto mode leader, Python).
+    /// The auto-mode leader beacon (b) of the protocol notes (Election beacons), verbatim (auto mode leader, Python).
     const PYTHON_AUTO: &str = r#"{"version": 1, "nodeId": "kinopio-f66bf667-15054", "leaderEpoch": 1, "advertisedHostname": "127.0.0.1",
  "wssUrl": "wss://127.0.0.1:37227", "clientUrl": "nats://127.0.0.1:42339", "monitorUrl": "http://127.0.0.1:42457",
  "fallbackServers": ["wss://127.0.0.1:37227"], "bridgeState": "disabled", "backboneServers": [],
@@ -994,7 +997,8 @@ mod tests {
 
     #[test]
     fn json_schema_lists_exactly_the_manifest_fields() {
-        let schema: Value = serde_json::from_str(include_str!("../manifests/discovery-manifest.schema.json")).unwrap();
+        let schema: Value =
+            serde_json::from_str(include_str!("../../manifests/discovery-manifest.schema.json")).unwrap();
         let mut required: Vec<&str> =
             schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         required.sort();
