@@ -43,8 +43,6 @@ mod service;
 pub mod state;
 mod subscription;
 mod supervisor;
-#[cfg(feature = "test-support")]
-pub mod testing;
 mod tls;
 pub mod trust;
 pub mod value;
