@@ -43,19 +43,18 @@ impl Lan {
     /// fails (not root, no iproute2).
     pub fn up(tag: &str, hosts: usize) -> io::Result<Lan> {
         let base = std::env::var(PREFIX_ENV).ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "k".to_owned());
-        let mut prefix = format!("{base}{tag}{}", std::process::id() % 100_000);
-        if prefix.len() > MAX_PREFIX {
-            // Keep the caller's part whole; shorten the process id.
-            prefix = format!("{base}{tag}{}", std::process::id() % 10_000);
-        }
-        if prefix.len() > MAX_PREFIX {
+        // The last digits of the process id (up to 5), as many as fit.
+        let pid = (std::process::id() % 100_000).to_string();
+        let room = MAX_PREFIX.saturating_sub(base.len() + tag.len()).min(pid.len());
+        if room < pid.len().min(3) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "LAN prefix {prefix:?} is longer than {MAX_PREFIX} bytes (interface names are limited to 15); shorten {PREFIX_ENV}"
+                    "LAN prefix {base:?} + tag {tag:?} leaves no room for a process id in {MAX_PREFIX} bytes (interface names are limited to 15); shorten {PREFIX_ENV}"
                 ),
             ));
         }
+        let prefix = format!("{base}{tag}{}", &pid[pid.len() - room..]);
         let lan = Lan { script: script(), prefix };
         lan.run(&["down"])?;
         lan.run(&["up", &hosts.to_string()])?;

@@ -35,5 +35,6 @@ pub const SLOW_WAIT: Duration = Duration::from_secs(60);
 
 /// The root of the repository (where `scripts/`, `.venv/` and `results/` are).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let support = Path::new(env!("CARGO_MANIFEST_DIR"));
+    support.parent().and_then(Path::parent).map_or_else(|| support.join("../.."), Path::to_path_buf)
 }
