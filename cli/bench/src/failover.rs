@@ -4,9 +4,9 @@
 //! fetches the new leader's discovery manifest over HTTPS.
 //!
 //! Set-up: hosts h1–h3 each run the real binary (`kinopio leaf auto --json`, the `kinopio`
-//! executable beside `kinopio-bench`) with its own cache (a seeded node id, so h1 ranks best, and a CA created
-//! beforehand, as on a device that has led before), a short `--leader-missing-grace-ms`
-//! and the discovery server on a fixed port. Host h4 runs a prober (`kinopio-bench
+//! executable beside `kinopio-bench`) with its own cache (a seeded node id, so h1 ranks
+//! best, and a CA created beforehand, as on a device that has led before), a short
+//! `--leader-missing-grace-ms` and the discovery server on a fixed port. Host h4 runs a prober (`kinopio-bench
 //! probe-manifest`) that GETs `https://10.77.0.{1,2,3}:<port>/.well-known/kinopio-leader.json`
 //! every [`PROBE_INTERVAL`], trusting the three CAs, and prints a line whenever what a URL
 //! answers changes (a parsed manifest naming node and epoch, or not).
