@@ -6,7 +6,7 @@
 //! - [`nats`]: real `nats-server` processes on free ports, killed on drop ([`NatsServer`]),
 //!   the binary they run ([`nats_server_binary`]), [`free_port`], [`wait_accepting`], and a
 //!   TCP delay proxy ([`DelayProxy`]).
-//! - [`python`]: the Python reference kinopio-hub 0.1.1 (`KINOPIO_PYTHON`).
+//! - [`python`](mod@python): the Python reference kinopio-hub 0.1.1 (`KINOPIO_PYTHON`).
 //! - [`lan`]: a LAN of network namespaces (`scripts/lan.sh`, needs root), removed on drop.
 //! - [`WAIT`], [`SLOW_WAIT`]: the bounds of waits for something that should happen.
 //!
