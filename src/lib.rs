@@ -43,8 +43,6 @@ mod server;
 mod service;
 pub mod state;
 mod subscription;
-#[cfg(feature = "test-support")]
-pub mod testing;
 mod tls;
 pub mod trust;
 pub mod value;

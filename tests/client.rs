@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kinopio::testing::NatsServer;
 use kinopio::{
     ConnectErrorKind, ConnectionState, Hub, HubEvent, HubOptions, Message, RequestErrorKind, SelectionMode, Value,
 };
+use kinopio_test_support::NatsServer;
 
-const WAIT: Duration = Duration::from_secs(10);
+use kinopio_test_support::WAIT;
 
 fn options(server: &NatsServer) -> HubOptions {
     HubOptions::new()
@@ -317,7 +317,7 @@ async fn no_echo_hides_own_publishes() {
 
 #[tokio::test]
 async fn wait_connected_returns_at_its_timeout_and_retrying_stays_idle() {
-    let port = kinopio::testing::free_port();
+    let port = kinopio_test_support::free_port();
     let hub = Hub::new(
         HubOptions::new()
             .servers([format!("nats://127.0.0.1:{port}")])
@@ -473,7 +473,7 @@ async fn slow_consumers_are_reported() {
 
 #[tokio::test]
 async fn without_auto_retry_the_hub_gives_up_with_an_error_state() {
-    let port = kinopio::testing::free_port();
+    let port = kinopio_test_support::free_port();
     let hub = Hub::new(
         HubOptions::new()
             .servers([format!("nats://127.0.0.1:{port}")])
@@ -492,7 +492,7 @@ async fn without_auto_retry_the_hub_gives_up_with_an_error_state() {
 
 #[tokio::test]
 async fn with_auto_retry_a_hub_that_exhausted_its_attempts_starts_over() {
-    let port = kinopio::testing::free_port();
+    let port = kinopio_test_support::free_port();
     let hub = Hub::new(
         HubOptions::new()
             .servers([format!("nats://127.0.0.1:{port}")])

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kinopio::testing::NatsServer;
 use kinopio::{Hub, HubEvent, HubOptions, SelectionMode, ServerUrl};
+use kinopio_test_support::NatsServer;
 
 /// Every step below is answered in milliseconds; the old barrier (a request to an unserved
 /// subject) waited the whole request timeout, 30 s, whenever anybody subscribed to `>`.
@@ -192,7 +192,7 @@ async fn a_malformed_message_is_dropped_and_counted_without_a_reconnect() {
 async fn a_drained_subscription_loses_nothing_the_server_sent() {
     let server = NatsServer::start();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", server.port()).parse().unwrap();
-    let proxy = kinopio::testing::DelayProxy::start(addr, Duration::from_millis(20));
+    let proxy = kinopio_test_support::DelayProxy::start(addr, Duration::from_millis(20));
     let publisher = async_nats::connect(server.url()).await.unwrap();
     for round in 0..3 {
         let client = async_nats::connect(proxy.url()).await.unwrap();

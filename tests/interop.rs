@@ -5,25 +5,15 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
 
 use futures::StreamExt;
-use kinopio::testing::NatsServer;
 use kinopio::{Hub, HubOptions, Message, RequestErrorKind, SelectionMode, Value};
+use kinopio_test_support::NatsServer;
 use serde_json::Value as Json;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-const WAIT: Duration = Duration::from_secs(20);
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("KINOPIO_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(venv.exists(), "the Python reference peer is missing: run scripts/install-deps.sh (or set KINOPIO_PYTHON)");
-    venv
-}
+use kinopio_test_support::{WAIT, python};
 
 struct Peer {
     child: Child,

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kinopio::testing::{DelayProxy, NatsServer};
 use kinopio::{Hub, HubEvent, HubOptions, Message, RequestErrorKind, SelectionMode, ServerUrl, SwitchReason, Value};
+use kinopio_test_support::{DelayProxy, NatsServer};
 
-const WAIT: Duration = Duration::from_secs(15);
+use kinopio_test_support::WAIT;
 
 fn addr(server: &NatsServer) -> SocketAddr {
     format!("127.0.0.1:{}", server.port()).parse().unwrap()
@@ -49,7 +49,7 @@ async fn latency_mode_connects_to_the_fastest_server() {
     let server = NatsServer::start();
     let slow = proxy(&server, 60);
     let fast = proxy(&server, 4);
-    let dead = kinopio::testing::free_port();
+    let dead = kinopio_test_support::free_port();
     let hub = Hub::connect(
         HubOptions::new()
             .servers([format!("nats://127.0.0.1:{dead}"), slow.url(), fast.url()])
@@ -280,7 +280,7 @@ async fn reconnect_keeps_values_and_never_resurrects_a_stopped_service() {
 async fn reconnect_to_unreachable_servers_keeps_the_current_connection() {
     let server = NatsServer::start();
     let hub = Hub::connect(HubOptions::new().servers([server.url()]).unwrap()).await.unwrap();
-    let dead: ServerUrl = format!("nats://127.0.0.1:{}", kinopio::testing::free_port()).parse().unwrap();
+    let dead: ServerUrl = format!("nats://127.0.0.1:{}", kinopio_test_support::free_port()).parse().unwrap();
     let err = hub.switch_to(&dead).await.unwrap_err();
     assert_eq!(err.kind(), kinopio::SwitchErrorKind::Unreachable);
     assert_eq!(hub.server(), Some(url(&server.url())));
@@ -290,8 +290,8 @@ async fn reconnect_to_unreachable_servers_keeps_the_current_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_between_cluster_nodes_loses_and_duplicates_nothing() {
-    let route_a = kinopio::testing::free_port();
-    let route_b = kinopio::testing::free_port();
+    let route_a = kinopio_test_support::free_port();
+    let route_b = kinopio_test_support::free_port();
     let conf = |own: u16, other: u16| {
         format!(
             "cluster {{ name: kinopio-test, listen: \"127.0.0.1:{own}\", routes: [\"nats-route://127.0.0.1:{other}\"] }}"

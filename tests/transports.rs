@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kinopio::testing::{NatsServer, free_port};
 use kinopio::{ConnectErrorKind, Hub, HubOptions, SelectionMode};
+use kinopio_test_support::{NatsServer, free_port};
 
-const WAIT: Duration = Duration::from_secs(10);
+use kinopio_test_support::WAIT;
 
 /// A CA and a server certificate for 127.0.0.1 / localhost, written to `dir`.
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -90,8 +90,8 @@ async fn websocket_plain_and_tls() {
         cert.display().to_string(),
         key.display().to_string()
     ));
-    kinopio::testing::wait_accepting(ws, WAIT);
-    kinopio::testing::wait_accepting(wss, WAIT);
+    kinopio_test_support::wait_accepting(ws, WAIT);
+    kinopio_test_support::wait_accepting(wss, WAIT);
     let hub = Hub::connect(options(&format!("ws://127.0.0.1:{ws}"))).await.unwrap();
     round_trip(&hub).await;
     hub.close().await;
@@ -112,7 +112,7 @@ async fn mixed_websocket_and_tcp_candidates_work_in_one_list() {
     // The reference fails on such lists (kinopio::wire::protocol, 0.1.1 weakness C15); kinopio tries each candidate on its own.
     let ws = free_port();
     let server = NatsServer::start_with_config(&format!("websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true }}\n"));
-    kinopio::testing::wait_accepting(ws, WAIT);
+    kinopio_test_support::wait_accepting(ws, WAIT);
     let dead = free_port();
     let hub = Hub::connect(
         HubOptions::new()

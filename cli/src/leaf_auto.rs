@@ -44,14 +44,17 @@ pub struct AutoArgs {
     /// Do not advertise the leader over mDNS (_kinopio-hub._tcp.local.).
     #[arg(long)]
     no_mdns: bool,
-    /// Heartbeat interval in ms (at most 500; for tests).
-    #[arg(long, value_name = "MS", hide = true)]
+    /// Election tuning: time between election beacons in ms, at most 500 so kinopio-hub
+    /// 0.1.1 peers (which forget a peer after 2 s) see several per lease [default: 500].
+    #[arg(long, value_name = "MS")]
     heartbeat_ms: Option<u64>,
-    /// Settle time after start in ms (for tests).
-    #[arg(long, value_name = "MS", hide = true)]
+    /// Election tuning: how long a node that sees no leader after starting waits before
+    /// electing one, in ms [default: 1000].
+    #[arg(long, value_name = "MS")]
     settle_ms: Option<u64>,
-    /// Backbone RTT probe interval in ms (for tests).
-    #[arg(long, value_name = "MS", hide = true)]
+    /// Election tuning: time between round-trip probes of the backbone servers, in ms
+    /// (nodes with a better backbone RTT rank higher) [default: 5000].
+    #[arg(long, value_name = "MS")]
     rtt_probe_ms: Option<u64>,
     #[command(flatten)]
     leaf: StartArgs,

@@ -1,7 +1,6 @@
 //! `kinopio`: run a local leaf (`leaf start`, `leaf auto`) and talk to variables from the
 //! shell (`pub`, `sub`, `req`, `serve`).
 
-mod bench;
 mod doctor;
 mod leaf;
 mod leaf_auto;
@@ -76,8 +75,6 @@ enum Command {
     ///   kinopio doctor --server nats://hub.example:4222 --discovery-namespace studio --json
     #[command(verbatim_doc_comment)]
     Doctor(doctor::DoctorArgs),
-    /// Benchmark kinopio against raw async-nats and the Python reference; write a report.
-    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,7 +97,6 @@ fn main() -> ExitCode {
             Command::Sub(args) => tools::subscribe(args).await,
             Command::Req(args) => tools::request(args).await,
             Command::Serve(args) => tools::serve(args).await,
-            Command::Bench(args) => bench::run(args).await,
             Command::Doctor(args) => doctor::run(args).await,
         }
     });

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kinopio::testing::NatsServer;
+use kinopio_test_support::NatsServer;
 
 fn example(name: &str) -> PathBuf {
     // target/<profile>/deps/examples-<hash> -> target/<profile>/examples/<name>
@@ -42,7 +42,7 @@ async fn local_leader_runs() {
         tokio::process::Command::new(path)
             .arg(server.url())
             .arg(server.leafnode_url())
-            .env("KINOPIO_NATS_SERVER", kinopio::testing::nats_server_binary())
+            .env("KINOPIO_NATS_SERVER", kinopio_test_support::nats_server_binary())
             .kill_on_drop(true)
             .output(),
     )

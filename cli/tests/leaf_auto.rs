@@ -10,10 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use kinopio::testing::nats_server_binary;
+use kinopio_test_support::nats_server_binary;
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(20);
+use kinopio_test_support::WAIT;
 
 fn namespace(tag: &str) -> String {
     format!("cli-auto-{tag}-{}", std::process::id())
@@ -270,7 +270,7 @@ fn command_lines(pid: u32) -> Vec<String> {
 fn backbone_credentials_in_a_url_never_leave_the_device() {
     const USER: &str = "leafuser";
     const SECRET: &str = "S3cret-pw-never-published";
-    let backbone = kinopio::testing::NatsServer::start_with_config(&format!(
+    let backbone = kinopio_test_support::NatsServer::start_with_config(&format!(
         "leafnodes {{\n  listen: \"127.0.0.1:-1\"\n  authorization {{ user: {USER}, password: \"{SECRET}\" }}\n}}\n"
     ));
     let url = backbone.leafnode_url().replace("nats://", &format!("nats://{USER}:{SECRET}@"));

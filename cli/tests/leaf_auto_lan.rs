@@ -18,7 +18,9 @@ use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
-use kinopio::testing::nats_server_binary;
+use kinopio_test_support::lan::{Lan, is_root};
+use kinopio_test_support::python::kinopio_hub;
+use kinopio_test_support::{nats_server_binary, python, repo_root};
 use serde_json::Value;
 
 /// One LAN at a time.
@@ -27,82 +29,11 @@ static LAN_TURN: Mutex<()> = Mutex::new(());
 /// Grace used by every node (short, so the suite stays fast).
 const GRACE_MS: u64 = 2000;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-}
-
-fn python() -> PathBuf {
-    std::env::var_os("KINOPIO_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv/bin/python"))
-}
-
-/// The LAN; removed on drop (also on panic).
-struct Lan {
-    prefix: String,
-}
-
-impl Lan {
-    /// The LAN (`Some`; kept as an `Option` for the tests' `let … else`). Panics without root:
-    /// the tests are ignored unless asked for, and asked for only as root.
-    fn up(tag: &str, hosts: usize) -> Option<Lan> {
-        assert!(is_root(), "the network-namespace tests need root (scripts/test.sh runs them as root)");
-        // Interface names are limited to 15 bytes: keep the prefix short.
-        let prefix = format!("k{tag}{}", std::process::id() % 100_000);
-        let lan = Lan { prefix };
-        lan.script(&["down"]);
-        lan.script(&["up", &hosts.to_string()]);
-        Some(lan)
-    }
-
-    fn script(&self, args: &[&str]) {
-        let mut command = Command::new(repo().join("scripts/lan.sh"));
-        command.arg(args[0]).arg(&self.prefix).args(&args[1..]);
-        let out = command.output().expect("run scripts/lan.sh");
-        assert!(out.status.success(), "lan.sh {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn netns(&self, host: usize) -> String {
-        format!("{}-h{host}", self.prefix)
-    }
-
-    /// `ip netns exec <host> program`.
-    fn command(&self, host: usize, program: &Path) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.netns(host)]).arg(program);
-        command
-    }
-
-    /// Processes still running inside a host.
-    fn pids(&self, host: usize) -> Vec<String> {
-        let out = Command::new("ip").args(["netns", "pids", &self.netns(host)]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
-    }
-
-    /// Waits (bounded) until nothing runs inside a host any more.
-    fn wait_empty(&self, host: usize, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.pids(host).is_empty() {
-            assert!(Instant::now() < deadline, "processes left on h{host}: {:?}", self.pids(host));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn cut(&self, host: usize) {
-        self.script(&["cut", &host.to_string()]);
-    }
-
-    fn heal(&self, host: usize) {
-        self.script(&["heal", &host.to_string()]);
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        let _ = Command::new(repo().join("scripts/lan.sh")).args(["down", &self.prefix]).status();
-    }
+/// The LAN of a test (`scripts/lan.sh`, removed on drop); panics without root: the tests are
+/// ignored unless asked for, and asked for only as root.
+fn lan_up(tag: &str, hosts: usize) -> Lan {
+    assert!(is_root(), "the network-namespace tests need root (scripts/test.sh runs them as root)");
+    Lan::up(tag, hosts).unwrap_or_else(|e| panic!("cannot build the LAN: {e}"))
 }
 
 /// What a node's latest status line says (kinopio `--json` or kinopio-hub 0.1.1 `--json`).
@@ -257,7 +188,7 @@ impl Fleet {
     /// A Python kinopio-hub 0.1.1 `leaf auto` node on `host` with a seeded id.
     fn python(&mut self, host: usize, ns: &str, id: &str) -> usize {
         let cache = seed_cache(id);
-        let mut command = self.lan.command(host, &repo().join(".venv/bin/kinopio-hub"));
+        let mut command = self.lan.command(host, &kinopio_hub());
         command
             .args(["leaf", "auto", "--json", "--discovery-namespace", ns])
             .arg("--binary-path")
@@ -416,7 +347,7 @@ fn report(what: &str, duration: Duration) {
 #[ignore = "needs root: network namespaces (scripts/test.sh runs these as root)"]
 fn leader_kill_graceful_stop_and_late_joiner() {
     let _turn = LAN_TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let Some(lan) = Lan::up("a", 5) else { return };
+    let lan = lan_up("a", 5);
     let mut fleet = Fleet::new(lan);
     let ns = "lan-failover";
     let ids = ["kinopio-10000000-1", "kinopio-20000000-2", "kinopio-30000000-3", "kinopio-40000000-4"];
@@ -480,7 +411,7 @@ fn leader_kill_graceful_stop_and_late_joiner() {
 #[ignore = "needs root: network namespaces (scripts/test.sh runs these as root)"]
 fn partition_then_heal_resolves_to_one_leader() {
     let _turn = LAN_TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let Some(lan) = Lan::up("b", 3) else { return };
+    let lan = lan_up("b", 3);
     let mut fleet = Fleet::new(lan);
     let ns = "lan-partition";
     let ids = ["kinopio-10000000-1", "kinopio-20000000-2", "kinopio-30000000-3"];
@@ -488,14 +419,14 @@ fn partition_then_heal_resolves_to_one_leader() {
     let (leader, _) = fleet.converge(&nodes, Duration::from_secs(20), "one leader among 3 nodes");
     assert_eq!(leader, nodes[0]);
 
-    fleet.lan.cut(1);
+    fleet.lan.cut(1).unwrap();
     let cut = Instant::now();
     let (other, _) = fleet.converge(&nodes[1..], Duration::from_secs(15), "a leader on the other side");
     assert_eq!(fleet.nodes[other].id, ids[1]);
     report("partition to a leader on the majority side (grace 2 s)", fleet.nodes[other].led_since(cut).unwrap() - cut);
     assert!(fleet.nodes[leader].view.as_ref().unwrap().leads(), "the cut-off leader keeps leading alone");
 
-    fleet.lan.heal(1);
+    fleet.lan.heal(1).unwrap();
     let healed = Instant::now();
     let (single, at) = fleet.converge(&nodes, Duration::from_secs(10), "one leader after healing");
     report("heal to a single leader", at - healed);
@@ -508,7 +439,7 @@ fn partition_then_heal_resolves_to_one_leader() {
 #[ignore = "needs root: network namespaces (scripts/test.sh runs these as root)"]
 fn better_rtt_node_preempts_only_after_the_sustained_window() {
     let _turn = LAN_TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let Some(lan) = Lan::up("c", 2) else { return };
+    let lan = lan_up("c", 2);
     let mut fleet = Fleet::new(lan);
     let ns = "lan-preempt";
     // A backbone reachable only from h2 (h1 gets "connection refused": no RTT).
@@ -539,11 +470,9 @@ fn better_rtt_node_preempts_only_after_the_sustained_window() {
 #[ignore = "needs root: network namespaces (scripts/test.sh runs these as root)"]
 fn mixed_fleet_with_python_nodes_converges() {
     let _turn = LAN_TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !repo().join(".venv/bin/kinopio-hub").exists() {
-        println!("skipped: .venv/bin/kinopio-hub is missing (run scripts/install-deps.sh)");
-        return;
-    }
-    let Some(lan) = Lan::up("d", 4) else { return };
+    // Panics with what to do when kinopio-hub 0.1.1 is missing (never a silent pass).
+    kinopio_hub();
+    let lan = lan_up("d", 4);
     let mut fleet = Fleet::new(lan);
     let ns = "lan-mixed";
     // The 0.1.1 nodes need ~1.5 s to start Python and send no heartbeats while their leaf
@@ -579,7 +508,7 @@ fn mixed_fleet_with_python_nodes_converges() {
 #[ignore = "needs root: network namespaces (scripts/test.sh runs these as root)"]
 fn forged_beacons_take_over_an_open_namespace_but_not_a_secured_one() {
     let _turn = LAN_TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let Some(lan) = Lan::up("e", 5) else { return };
+    let lan = lan_up("e", 5);
     let mut fleet = Fleet::new(lan);
     let (open_ns, secured_ns) = ("lan-open", "lan-secured");
     let secret = [("KINOPIO_NAMESPACE_SECRET", "lan test secret")];
@@ -596,7 +525,7 @@ fn forged_beacons_take_over_an_open_namespace_but_not_a_secured_one() {
     let forger = |ns: &str, extra: &[&str]| {
         let mut command = fleet.lan.command(5, &python());
         command
-            .arg(repo().join("scripts/lan-forge-beacon.py"))
+            .arg(repo_root().join("scripts/lan-forge-beacon.py"))
             .args(["--namespace", ns, "--duration", "3", "--interface-ip", "10.77.0.5"])
             .args(extra)
             .stdout(Stdio::piped());
@@ -646,7 +575,7 @@ fn forged_beacons_take_over_an_open_namespace_but_not_a_secured_one() {
 #[ignore = "needs root: network namespaces (scripts/test.sh runs these as root)"]
 fn a_client_device_follows_leaders_across_devices_in_a_secured_namespace() {
     let _turn = LAN_TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let Some(lan) = Lan::up("t", 5) else { return };
+    let lan = lan_up("t", 5);
     let mut fleet = Fleet::new(lan);
     let ns = "lan-trust";
     let secret = [("KINOPIO_NAMESPACE_SECRET", "correct horse battery staple")];

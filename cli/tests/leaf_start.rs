@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-const WAIT: Duration = Duration::from_secs(20);
+use kinopio_test_support::WAIT;
 
 struct Cli {
     child: Child,
@@ -27,7 +27,7 @@ fn start(cache: &Path, extra: &[&str]) -> Cli {
 fn start_in(cache: &Path, extra: &[&str], tmp: &Path) -> Cli {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kinopio"))
         .args(["leaf", "start", "--json", "--lan-bind-address", "127.0.0.1", "--binary-path"])
-        .arg(kinopio::testing::nats_server_binary())
+        .arg(kinopio_test_support::nats_server_binary())
         .arg("--cache-dir")
         .arg(cache)
         .args(extra)

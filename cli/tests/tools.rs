@@ -5,12 +5,12 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use kinopio::testing::NatsServer;
+use kinopio_test_support::NatsServer;
 use serde_json::{Value as Json, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const WAIT: Duration = Duration::from_secs(15);
+use kinopio_test_support::WAIT;
 
 fn kinopio(server: &NatsServer, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinopio"));
@@ -265,7 +265,7 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(json_lines(&out).last().unwrap()["error"]["kind"], "not-delivered");
 
     // Names are checked before connecting: a dead server does not hide a bad name.
-    let dead = kinopio::testing::free_port();
+    let dead = kinopio_test_support::free_port();
     let out = Command::new(env!("CARGO_BIN_EXE_kinopio"))
         .args(["pub", "bad subject", "1", "--server", &format!("nats://127.0.0.1:{dead}")])
         .output()
@@ -275,7 +275,7 @@ async fn bad_input_gets_clear_errors() {
     let (code, _, err) = run(&server, &["serve", "x.y"]).await;
     assert_eq!(code, 2, "serve needs --reply or --echo: {err}");
 
-    let dead = kinopio::testing::free_port();
+    let dead = kinopio_test_support::free_port();
     let out = tokio::time::timeout(
         WAIT,
         Command::new(env!("CARGO_BIN_EXE_kinopio"))
@@ -300,9 +300,8 @@ async fn bad_input_gets_clear_errors() {
 #[tokio::test]
 async fn random_values_and_names_round_trip_against_the_python_peer() {
     let server = NatsServer::start();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let python = std::env::var_os("KINOPIO_PYTHON").map_or_else(|| root.join(".venv/bin/python"), Into::into);
-    assert!(python.exists(), "the Python peer is missing: run scripts/install-deps.sh (or set KINOPIO_PYTHON)");
+    let root = kinopio_test_support::repo_root();
+    let python = kinopio_test_support::python();
     let out = tokio::time::timeout(
         Duration::from_secs(120),
         Command::new(python)

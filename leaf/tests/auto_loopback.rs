@@ -9,7 +9,6 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use kinopio::testing::nats_server_binary;
 use kinopio::wire::manifest::LeaderManifest;
 use kinopio_leaf::auto::{AutoLeaf, AutoLeafOptions, AutoLeafStatus, InterfaceFilter};
 use kinopio_leaf::election::{
@@ -17,9 +16,10 @@ use kinopio_leaf::election::{
 };
 use kinopio_leaf::runtime::{LeafOptions, LeafTimings, RestartPolicy};
 use kinopio_leaf::tls::TrustStoreConfig;
+use kinopio_test_support::nats_server_binary;
 use socket2::{Domain, Protocol, Socket, Type};
 
-const WAIT: Duration = Duration::from_secs(20);
+use kinopio_test_support::WAIT;
 
 fn init_logs() {
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("kinopio_leaf=debug").try_init();

@@ -19,8 +19,8 @@ use support_binary::{
 };
 use tempfile::TempDir;
 
-/// Every wait in these tests is bounded by this.
-const WAIT: Duration = Duration::from_secs(60);
+// Every wait in these tests is bounded by this (downloads and unpacking are slow).
+use kinopio_test_support::SLOW_WAIT as WAIT;
 
 /// A release table for `version` pinning `sha256` for this platform.
 fn table(version: &str, sha256: [u8; 32]) -> ReleaseTable {

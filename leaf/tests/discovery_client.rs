@@ -7,14 +7,14 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use kinopio::testing::{NatsServer, nats_server_binary};
 use kinopio::{DiscoveryOptions, Hub, HubEvent, HubOptions, SelectionMode, ServerUrl, SwitchReason};
 use kinopio_leaf::auto::{AutoLeaf, AutoLeafOptions, InterfaceFilter};
 use kinopio_leaf::election::{NamespaceSecret, Role};
 use kinopio_leaf::runtime::{LeafNode, LeafOptions};
 use kinopio_leaf::tls::TrustStoreConfig;
+use kinopio_test_support::{NatsServer, nats_server_binary};
 
-const WAIT: Duration = Duration::from_secs(20);
+use kinopio_test_support::WAIT;
 
 fn leaf_options(backbone: &str, cache: &std::path::Path, discovery_port: u16) -> LeafOptions {
     LeafOptions::new()
@@ -55,7 +55,7 @@ fn discovery(options: &LeafOptions, port: u16) -> DiscoveryOptions {
 async fn hub_switches_to_the_local_leaf_and_back_without_losing_messages() {
     let backbone = NatsServer::start_with_config("leafnodes { listen: \"127.0.0.1:-1\" }\n");
     let cache = tempfile::tempdir().unwrap();
-    let port = kinopio::testing::free_port();
+    let port = kinopio_test_support::free_port();
     let options = leaf_options(&backbone.leafnode_url(), cache.path(), port);
 
     // The hub runs on the backbone first; the leaf appears later, as a leader would.
@@ -149,7 +149,7 @@ async fn untrusted_manifest_urls_are_ignored_and_the_remote_session_stays() {
 async fn hub_finds_a_leader_advertised_over_mdns() {
     let backbone = NatsServer::start_with_config("leafnodes { listen: \"127.0.0.1:-1\" }\n");
     let cache = tempfile::tempdir().unwrap();
-    let port = kinopio::testing::free_port();
+    let port = kinopio_test_support::free_port();
     let options = leaf_options(&backbone.leafnode_url(), cache.path(), port);
     let ca = options.ca_dir().join("ca-cert.pem");
     let leaf = tokio::time::timeout(WAIT, LeafNode::start(options)).await.unwrap().unwrap();

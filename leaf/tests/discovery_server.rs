@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const WAIT: Duration = Duration::from_secs(10);
+use kinopio_test_support::WAIT;
 
 struct Pki {
     _temp: tempfile::TempDir,
@@ -535,24 +535,6 @@ async fn dropping_the_handle_stops_the_server() {
     }
 }
 
-/// The nats-server binary for tests: `$KINOPIO_NATS_SERVER`, else the project's venv copy,
-/// else `nats-server` on `PATH`.
-fn nats_server_binary() -> Option<std::path::PathBuf> {
-    if let Some(path) = std::env::var_os("KINOPIO_NATS_SERVER") {
-        return Some(path.into());
-    }
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
-    if venv.is_file() {
-        return Some(venv);
-    }
-    std::process::Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|_| "nats-server".into())
-}
-
 /// Polls `url` until `accept(status)` holds, up to `WAIT`.
 async fn wait_for_status(client: &reqwest::Client, url: &str, accept: impl Fn(StatusCode) -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -569,10 +551,7 @@ async fn wait_for_status(client: &reqwest::Client, url: &str, accept: impl Fn(St
 
 #[tokio::test]
 async fn healthz_reflects_a_real_nats_server() {
-    let Some(binary) = nats_server_binary() else {
-        eprintln!("NOTICE: nats-server not found; skipping the real-server health test");
-        return;
-    };
+    let binary = kinopio_test_support::nats_server_binary();
     let pki = Pki::new();
     let ports_dir = tempfile::tempdir().unwrap();
     let mut nats = tokio::process::Command::new(&binary)
@@ -582,7 +561,9 @@ async fn healthz_reflects_a_real_nats_server() {
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|e| {
+            panic!("cannot start {} ({e}): run scripts/install-deps.sh or set KINOPIO_NATS_SERVER", binary.display())
+        });
 
     // Wait for nats-server to report its monitoring port.
     let deadline = Instant::now() + WAIT;

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kinopio::testing::{NatsServer, nats_server_binary};
 use kinopio::wire::manifest::{BridgeState, LeaderManifest};
 use kinopio::{Hub, HubOptions, Message, SelectionMode};
 use kinopio_leaf::config::{LeafRemote, Listen, ServerConfig, WebsocketTls, render};
@@ -17,8 +16,9 @@ use kinopio_leaf::runtime::{
     TrustStatus,
 };
 use kinopio_leaf::tls::{TlsSource, TrustState, TrustStoreConfig};
+use kinopio_test_support::{NatsServer, nats_server_binary};
 
-const WAIT: Duration = Duration::from_secs(20);
+use kinopio_test_support::WAIT;
 
 /// A temporary cache (CA, no binaries: the binary is explicit) and fast timings.
 struct Fixture {
@@ -452,7 +452,7 @@ async fn manifest_is_served_over_https_verified_by_the_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_backbone_still_gives_a_working_local_leaf() {
     let fixture = Fixture::new();
-    let dead = format!("nats://127.0.0.1:{}", kinopio::testing::free_port());
+    let dead = format!("nats://127.0.0.1:{}", kinopio_test_support::free_port());
     let leaf = LeafNode::start(fixture.options().backbone_server(&dead)).await.unwrap();
     // Several polls later it is still connecting (not error, not connected).
     let mut watch = leaf.watch();

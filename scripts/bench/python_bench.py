@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The Python side of `kinopio bench`: the reference client kinopio-hub 0.1.1 runs the same
+"""The Python side of `kinopio-bench`: the reference client kinopio-hub 0.1.1 runs the same
 publish -> subscribe throughput and request -> serve latency scenarios as the Rust bench,
 against the same nats-server, and prints one JSON document on stdout.
 

@@ -130,12 +130,9 @@ async fn serve(
     stream.shutdown().await
 }
 
-/// The real nats-server used by the tests: `$KINOPIO_NATS_SERVER` or the project venv's.
+/// The real nats-server used by the tests ([`kinopio_test_support::nats_server_binary`]).
 pub fn real_binary() -> PathBuf {
-    std::env::var_os("KINOPIO_NATS_SERVER")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/main/.venv/bin/nats-server"))
+    kinopio_test_support::nats_server_binary()
 }
 
 /// The version the real binary reports.

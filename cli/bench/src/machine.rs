@@ -36,7 +36,7 @@ impl Machine {
     pub fn describe(server: ServerInfo) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let source = kinopio_test_support::repo_root();
         let git_commit = git(&source, &["rev-parse", "HEAD"]);
         let git_dirty = git_commit
             .as_ref()

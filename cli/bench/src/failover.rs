@@ -3,11 +3,11 @@
 //! graceful stop (SIGTERM: it resigns), until a new leader **serves** — until another host
 //! fetches the new leader's discovery manifest over HTTPS.
 //!
-//! Set-up: hosts h1–h3 each run the real binary (`kinopio leaf auto --json`, this very
-//! executable) with its own cache (a seeded node id, so h1 ranks best, and a CA created
-//! beforehand, as on a device that has led before), a short `--leader-missing-grace-ms`
-//! and the discovery server on a fixed port. Host h4 runs a prober (this executable with a
-//! hidden flag) that GETs `https://10.77.0.{1,2,3}:<port>/.well-known/kinopio-leader.json`
+//! Set-up: hosts h1–h3 each run the real binary (`kinopio leaf auto --json`, the `kinopio`
+//! executable beside `kinopio-bench`) with its own cache (a seeded node id, so h1 ranks
+//! best, and a CA created beforehand, as on a device that has led before), a short
+//! `--leader-missing-grace-ms` and the discovery server on a fixed port. Host h4 runs a prober (`kinopio-bench
+//! probe-manifest`) that GETs `https://10.77.0.{1,2,3}:<port>/.well-known/kinopio-leader.json`
 //! every [`PROBE_INTERVAL`], trusting the three CAs, and prints a line whenever what a URL
 //! answers changes (a parsed manifest naming node and epoch, or not).
 //!
@@ -19,8 +19,8 @@
 //! survivor first reacted (`leader-missing-grace` after a kill), when the new leader began
 //! starting its leaf (`starting-leaf`: elected) and when it said `leader`.
 //!
-//! The LAN is always removed: a guard runs `lan.sh down` when the scenario ends, fails or
-//! is interrupted (SIGINT/SIGTERM).
+//! The LAN ([`kinopio_test_support::lan::Lan`]) is always removed: its guard runs
+//! `lan.sh down` when the scenario ends, fails or is interrupted (SIGINT/SIGTERM).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use kinopio_leaf::discovery_server::WELL_KNOWN_PATH;
 use kinopio_leaf::tls::LocalCa;
+use kinopio_test_support::lan::{self, Lan};
 use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -76,19 +77,37 @@ fn event_delay(round: u32, rounds: u32) -> Duration {
     SETTLE + HEARTBEAT.mul_f64(fraction.clamp(0.0, 1.0))
 }
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+/// `ip netns exec <host> program`, killed when dropped.
+fn netns_command(lan: &Lan, host: usize, program: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::from(lan.command(host, program));
+    command.kill_on_drop(true);
+    command
+}
+
+/// The `kinopio` executable beside this one (`cargo build -p kinopio-cli` puts both in the
+/// same directory).
+fn kinopio_beside() -> Result<PathBuf, BenchError> {
+    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
+        what: "find",
+        path: PathBuf::from("the running kinopio-bench executable"),
+        source,
+    })?;
+    let kinopio = exe.with_file_name(format!("kinopio{}", std::env::consts::EXE_SUFFIX));
+    if kinopio.exists() {
+        return Ok(kinopio);
+    }
+    Err(BenchError::Io {
+        what: "find",
+        path: kinopio,
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no kinopio executable beside kinopio-bench; build both (cargo build --release -p kinopio-cli -p kinopio-bench, as scripts/bench.sh does)",
+        ),
+    })
 }
 
 fn url_of(host: usize) -> String {
@@ -102,85 +121,25 @@ pub async fn run(ctx: &Ctx<'_>, explicit: bool) -> Result<ScenarioReport, BenchE
     if ctx.settings.quick && !explicit {
         return skip("opt-in under --quick (it takes about a minute); add --scenario failover".to_owned());
     }
-    if !is_root() {
+    if !lan::is_root() {
         return skip("needs root for network namespaces (scripts/lan.sh); run the bench as root".to_owned());
     }
-    let script = repository().join("scripts/lan.sh");
+    let script = lan::script();
     if !script.exists() {
         return skip(format!("no {} (run from a checkout of the repository)", script.display()));
     }
-    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
+    let kinopio = kinopio_beside()?;
+    let prober = std::env::current_exe().map_err(|source| BenchError::Io {
         what: "find",
-        path: PathBuf::from("the running kinopio executable"),
+        path: PathBuf::from("the running kinopio-bench executable"),
         source,
     })?;
     let binary = nats_binary(ctx).await?;
     tokio::select! {
-        result = measure(ctx, &script, &exe, &binary) => result,
+        result = measure(ctx, &kinopio, &prober, &binary) => result,
         () = crate::signals::shutdown() => Err(BenchError::Timeout(
             "interrupted (SIGINT/SIGTERM); the LAN was removed".to_owned(),
         )),
-    }
-}
-
-/// The LAN; `lan.sh down` on drop (also on error and on interruption).
-#[derive(Debug)]
-struct Lan {
-    script: PathBuf,
-    prefix: String,
-}
-
-impl Lan {
-    fn up(script: &Path, hosts: usize) -> Result<Lan, BenchError> {
-        // Interface names are limited to 15 bytes ("p1-" + prefix): keep it short.
-        let lan = Lan { script: script.to_owned(), prefix: format!("kbf{}", std::process::id() % 100_000) };
-        lan.run(&["down"])?;
-        lan.run(&["up", &hosts.to_string()])?;
-        Ok(lan)
-    }
-
-    fn run(&self, args: &[&str]) -> Result<(), BenchError> {
-        let out = std::process::Command::new(&self.script)
-            .arg(args[0])
-            .arg(&self.prefix)
-            .args(&args[1..])
-            .output()
-            .map_err(|source| BenchError::Io { what: "run", path: self.script.clone(), source })?;
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(BenchError::Io {
-            what: "run",
-            path: self.script.clone(),
-            source: std::io::Error::other(format!(
-                "`{} {}` exited with {}: {}",
-                args[0],
-                self.prefix,
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-        })
-    }
-
-    fn netns(&self, host: usize) -> String {
-        format!("{}-h{host}", self.prefix)
-    }
-
-    /// `ip netns exec <host> program`.
-    fn command(&self, host: usize, program: &Path) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new("ip");
-        command.args(["netns", "exec", &self.netns(host)]).arg(program).kill_on_drop(true);
-        command
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(&self.script)
-            .args(["down", &self.prefix])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
@@ -270,7 +229,10 @@ struct Fleet {
     lines_tx: mpsc::UnboundedSender<Line>,
     lines: mpsc::UnboundedReceiver<Line>,
     binary: PathBuf,
+    /// The `kinopio` executable the nodes run.
     exe: PathBuf,
+    /// The `kinopio-bench` executable the prober runs.
+    prober: PathBuf,
     namespace: String,
     grace_ms: u64,
     lan: Lan,
@@ -292,7 +254,7 @@ fn forward(stdout: tokio::process::ChildStdout, source: Source, tx: mpsc::Unboun
 impl Fleet {
     /// The nodes of h1..=h[`NODES`], not started yet: each with a cache holding a seeded node
     /// id (h1 ranks best) and a CA created now.
-    fn new(lan: Lan, binary: &Path, exe: &Path, grace_ms: u64) -> Result<Fleet, BenchError> {
+    fn new(lan: Lan, binary: &Path, exe: &Path, prober: &Path, grace_ms: u64) -> Result<Fleet, BenchError> {
         let mut nodes = Vec::new();
         for host in 1..=NODES {
             let id = format!("kinopio-{host}0000000-{host}");
@@ -315,6 +277,7 @@ impl Fleet {
             lines,
             binary: binary.to_owned(),
             exe: exe.to_owned(),
+            prober: prober.to_owned(),
             namespace: format!("bench-failover-{}", std::process::id()),
             grace_ms,
             lan,
@@ -330,7 +293,7 @@ impl Fleet {
             path: stderr_path.clone(),
             source,
         })?;
-        let mut command = self.lan.command(node.host, &self.exe);
+        let mut command = netns_command(&self.lan, node.host, &self.exe);
         command
             .args(["leaf", "auto", "--json", "--discovery-namespace", &self.namespace])
             .arg("--binary-path")
@@ -358,16 +321,16 @@ impl Fleet {
     }
 
     fn start_probe(&mut self) -> Result<(), BenchError> {
-        let mut command = self.lan.command(PROBE_HOST, &self.exe);
-        command.arg("bench");
+        let mut command = netns_command(&self.lan, PROBE_HOST, &self.prober);
+        command.arg("probe-manifest");
         for node in &self.nodes {
-            command.arg("--child-probe-manifest").arg(url_of(node.host));
-            command.arg("--child-ca").arg(node.cache.path().join("tls/ca-cert.pem"));
+            command.arg("--url").arg(url_of(node.host));
+            command.arg("--ca").arg(node.cache.path().join("tls/ca-cert.pem"));
         }
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = command.spawn().map_err(|source| BenchError::Io {
             what: "start the prober (ip netns exec)",
-            path: self.exe.clone(),
+            path: self.prober.clone(),
             source,
         })?;
         let stdout = child.stdout.take().ok_or_else(|| BenchError::Child("the prober has no stdout".to_owned()))?;
@@ -641,7 +604,7 @@ impl Failover {
     }
 }
 
-async fn measure(ctx: &Ctx<'_>, script: &Path, exe: &Path, binary: &Path) -> Result<ScenarioReport, BenchError> {
+async fn measure(ctx: &Ctx<'_>, exe: &Path, prober: &Path, binary: &Path) -> Result<ScenarioReport, BenchError> {
     let s = &ctx.settings;
     let grace_ms = u64::try_from(s.failover_grace.as_millis()).unwrap_or(u64::MAX);
     let mut report = ScenarioReport::new(
@@ -656,8 +619,13 @@ async fn measure(ctx: &Ctx<'_>, script: &Path, exe: &Path, binary: &Path) -> Res
         }),
     );
     ctx.progress(&format!("{ID}: LAN of {PROBE_HOST} hosts (scripts/lan.sh), grace {grace_ms} ms"));
-    let lan = Lan::up(script, PROBE_HOST)?;
-    let mut fleet = Fleet::new(lan, binary, exe, grace_ms)?;
+    // Interface names are limited to 15 bytes: keep the tag short.
+    let lan = Lan::up("bf", PROBE_HOST).map_err(|source| BenchError::Io {
+        what: "build the LAN with",
+        path: lan::script(),
+        source,
+    })?;
+    let mut fleet = Fleet::new(lan, binary, exe, prober, grace_ms)?;
     fleet.start_probe()?;
     for index in 0..NODES {
         fleet.start_node(index)?;
@@ -693,7 +661,7 @@ async fn measure(ctx: &Ctx<'_>, script: &Path, exe: &Path, binary: &Path) -> Res
     measured.map(|()| report)
 }
 
-/// The hidden prober (`kinopio bench --child-probe-manifest URL ... --child-ca FILE ...`):
+/// The prober (`kinopio-bench probe-manifest --url URL ... --ca FILE ...`):
 /// fetches every URL every [`PROBE_INTERVAL`], trusting only the given CAs, and prints a
 /// JSON line whenever what a URL answers changes; exits when stdin closes.
 pub async fn probe_child(urls: &[String], ca_files: &[PathBuf]) -> Result<(), BenchError> {

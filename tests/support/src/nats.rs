@@ -1,10 +1,8 @@
-//! Test support (feature `test-support`): real `nats-server` processes on free ports, killed
-//! on drop, and a TCP delay proxy that gives one server several round-trip times.
+//! Real `nats-server` processes on free ports, killed on drop, and a TCP delay proxy that
+//! gives one server several round-trip times.
 //!
 //! The binary comes from `KINOPIO_NATS_SERVER`, else the repository's `.venv/bin/nats-server`
 //! (installed by `scripts/install-deps.sh`), else `nats-server` on `PATH`.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,7 +17,7 @@ pub fn nats_server_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("KINOPIO_NATS_SERVER").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/nats-server");
+    let venv = crate::repo_root().join(".venv/bin/nats-server");
     if venv.exists() {
         return venv;
     }

@@ -1,41 +1,25 @@
-//! `kinopio bench --quick` as a black box against a real nats-server (and the real Python
-//! reference when it is installed): the report files exist and parse, and every scenario
-//! produced samples. Nothing here asserts on speed.
+//! `kinopio-bench --quick` as a black box against a real nats-server and the real Python
+//! reference (both required: `scripts/install-deps.sh`): the report files exist and parse,
+//! and every scenario produced samples. Nothing here asserts on speed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(300);
 
-/// The nats-server for the bench, when the test environment names one that exists.
-fn nats_server() -> Option<PathBuf> {
-    let path = kinopio::testing::nats_server_binary();
-    path.is_absolute().then_some(path).filter(|p| p.exists())
-}
-
-/// Whether the Python reference is installed (then its scenario must run).
-fn python_available() -> bool {
-    let python = std::env::var_os("KINOPIO_PYTHON")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
-    python.exists()
-}
-
 async fn bench(args: &[&str], out: &Path) -> (String, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kinopio"));
-    cmd.arg("bench").args(args).arg("--out").arg(out).kill_on_drop(true);
-    if let Some(server) = nats_server() {
-        cmd.env("KINOPIO_NATS_SERVER", server);
-    }
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kinopio-bench"));
+    cmd.args(args).arg("--out").arg(out).kill_on_drop(true);
+    cmd.env("KINOPIO_NATS_SERVER", kinopio_test_support::nats_server_binary());
+    cmd.env("KINOPIO_PYTHON", kinopio_test_support::python());
     let output = tokio::time::timeout(LIMIT, cmd.output()).await.expect("bench finishes").unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "kinopio bench failed ({}):\n{stdout}\n{stderr}", output.status);
+    assert!(output.status.success(), "kinopio-bench failed ({}):\n{stdout}\n{stderr}", output.status);
     (stdout, stderr)
 }
 
@@ -103,13 +87,9 @@ async fn quick_bench_writes_parsable_reports_with_samples_for_every_scenario() {
     assert_eq!(scenario(&report, "failover")["status"]["state"], "skipped", "failover is opt-in under --quick");
 
     let python = scenario(&report, "python");
-    if python_available() {
-        assert_eq!(python["status"]["state"], "ok", "{}", python["status"]);
-        positive(&samples(python, "python", "throughput_16B"), "Python throughput");
-        positive(&samples(python, "python", "p50"), "Python latency");
-    } else {
-        assert_eq!(python["status"]["state"], "skipped");
-    }
+    assert_eq!(python["status"]["state"], "ok", "{}", python["status"]);
+    positive(&samples(python, "python", "throughput_16B"), "Python throughput");
+    positive(&samples(python, "python", "p50"), "Python latency");
 
     let figures = report["figures"].as_array().unwrap();
     let figure = |id: &str| figures.iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("no figure {id}"));

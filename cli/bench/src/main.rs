@@ -1,4 +1,4 @@
-//! `kinopio bench`: measures the kinopio client against raw async-nats on the same
+//! `kinopio-bench`: measures the kinopio client against raw async-nats on the same
 //! nats-server in the same run (alternating A B / B A over several rounds, with warm-up),
 //! plus the Python reference kinopio-hub 0.1.1, and writes `bench.json` (every sample,
 //! medians, ratios, machine) and `bench.md` (the table with targets).
@@ -6,6 +6,10 @@
 //! Scenarios are modules with `ID`, `TITLE`, `run` and `figures`; each adds its rows to
 //! the table. `leaf-start` times a leaf's start against nats-server's own; `failover`
 //! (root only: network namespaces) times the election after the leader dies or stops.
+//!
+//! Its own binary, not part of the `kinopio` command line: the child processes it starts
+//! are subcommands of this binary (`many-subs-child`, `probe-manifest`), and the failover
+//! scenario runs the `kinopio` executable found beside it.
 
 mod clients;
 mod error;
@@ -18,26 +22,77 @@ mod latency;
 mod leaf_start;
 mod machine;
 mod many_subs;
+mod output;
 mod python;
 mod report;
 mod server;
+// The CLI's signal handling, shared as source (one copy of a subtle piece: handlers are
+// installed when called, so a signal arriving early is not lost).
+#[path = "../../src/signals.rs"]
+mod signals;
 mod stats;
 mod throughput;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::output::{self, Failure};
 use error::BenchError;
 use machine::Machine;
+use output::Failure;
 use report::{Report, ScenarioReport, ScenarioStatus};
 use server::BenchServer;
 
-/// Options of `kinopio bench`.
+/// Benchmark kinopio against raw async-nats and the Python reference; write a report.
+#[derive(Debug, Parser)]
+#[command(name = "kinopio-bench", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Log filter for diagnostics on stderr (e.g. `info`, `kinopio=debug`); also
+    /// `KINOPIO_LOG`.
+    #[arg(long, global = true, env = "KINOPIO_LOG", default_value = "warn")]
+    log: String,
+
+    /// A child process of a scenario (the benchmark starts these itself).
+    #[command(subcommand)]
+    role: Option<Role>,
+
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+/// The child processes the benchmark starts.
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Child of the `many-subs` scenario: measure one case in this process and print it as
+    /// one JSON line.
+    ManySubsChild {
+        /// Which client and how it subscribes.
+        #[arg(long)]
+        mode: many_subs::Mode,
+        /// The server to connect to.
+        #[arg(long)]
+        server: String,
+        /// Subscriptions to make.
+        #[arg(long, default_value_t = 10_000)]
+        subs: usize,
+    },
+    /// Prober of the `failover` scenario: fetch these leader manifest URLs repeatedly and
+    /// print each change as a JSON line, until stdin closes.
+    ProbeManifest {
+        /// A leader manifest URL; repeatable.
+        #[arg(long = "url", required = true)]
+        urls: Vec<String>,
+        /// A CA certificate to trust; repeatable.
+        #[arg(long = "ca")]
+        ca_files: Vec<PathBuf>,
+    },
+}
+
+/// Options of the benchmark.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Use this running nats-server instead of starting one (e.g. nats://127.0.0.1:4222).
@@ -74,19 +129,6 @@ pub struct BenchArgs {
     /// --quick).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     wait_timeout: Option<u64>,
-    /// Internal: measure one many-subscriptions case in this process and print it as JSON.
-    #[arg(long, hide = true, requires = "server")]
-    child_many_subs: Option<many_subs::Mode>,
-    /// Internal: subscriptions made by --child-many-subs.
-    #[arg(long, hide = true, default_value_t = 10_000)]
-    child_subs: usize,
-    /// Internal (failover prober): fetch this leader manifest URL repeatedly and print
-    /// each change as JSON; repeatable.
-    #[arg(long, hide = true)]
-    child_probe_manifest: Vec<String>,
-    /// Internal (failover prober): a CA certificate to trust; repeatable.
-    #[arg(long, hide = true)]
-    child_ca: Vec<PathBuf>,
 }
 
 /// A scenario of the benchmark.
@@ -341,18 +383,60 @@ impl Ctx<'_> {
     }
 }
 
-/// Runs `kinopio bench`.
-pub async fn run(args: BenchArgs) -> Result<(), Failure> {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(message) = init_tracing(&cli.log) {
+        eprintln!("kinopio-bench: {message}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kinopio-bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.role {
+            Some(role) => run_child(role).await,
+            None => run(cli.bench).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+fn init_tracing(filter: &str) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| format!("--log {filter:?} is not a valid filter ({e}); try `info` or `kinopio=debug`"))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+    Ok(())
+}
+
+/// Runs a child process of a scenario.
+async fn run_child(role: Role) -> Result<(), Failure> {
+    let fail = |e: BenchError| Failure::new(1, "bench", e.to_string(), false);
+    match role {
+        Role::ManySubsChild { mode, server, subs } => {
+            let result = many_subs::child(mode, &server, subs).await.map_err(fail)?;
+            output::line(&serde_json::to_value(&result).unwrap_or_default());
+            Ok(())
+        }
+        Role::ProbeManifest { urls, ca_files } => failover::probe_child(&urls, &ca_files).await.map_err(fail),
+    }
+}
+
+/// Runs the benchmark.
+async fn run(args: BenchArgs) -> Result<(), Failure> {
     let fail = |e: BenchError| Failure::new(1, "bench", e.to_string(), args.json);
-    if let Some(mode) = args.child_many_subs {
-        let url = args.server.as_deref().unwrap_or_default();
-        let result = many_subs::child(mode, url, args.child_subs).await.map_err(fail)?;
-        output::line(&serde_json::to_value(&result).unwrap_or_default());
-        return Ok(());
-    }
-    if !args.child_probe_manifest.is_empty() {
-        return failover::probe_child(&args.child_probe_manifest, &args.child_ca).await.map_err(fail);
-    }
     let mut settings = Settings::new(args.quick, args.rounds);
     if let Some(secs) = args.wait_timeout {
         settings.wait_timeout = Duration::from_secs(secs);
@@ -464,6 +548,6 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
 
 fn command_line() -> String {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    args.insert(0, "kinopio".to_owned());
+    args.insert(0, "kinopio-bench".to_owned());
     args.join(" ")
 }

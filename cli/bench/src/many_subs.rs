@@ -1,5 +1,5 @@
 //! Scenario `many-subs`: 10 000 subscribed variables. Each measurement runs in a fresh
-//! child process (`kinopio bench --child-many-subs ...`) so its resident memory is the
+//! child process (`kinopio-bench many-subs-child ...`) so its resident memory is the
 //! client's alone: RSS before connecting, after connecting and after subscribing (from
 //! `/proc/self/status`), and the total time to subscribe. kinopio subscribes one after
 //! another (each `subscribe` returns once the server has the interest) and, separately,
@@ -185,8 +185,8 @@ async fn spawn_child(ctx: &Ctx<'_>, mode: Mode) -> Result<ChildResult, BenchErro
     let mode_arg = mode.name();
     let mut command = tokio::process::Command::new(&exe);
     command
-        .args(["bench", "--child-many-subs", mode_arg, "--server", ctx.url()])
-        .arg("--child-subs")
+        .args(["many-subs-child", "--mode", mode_arg, "--server", ctx.url()])
+        .arg("--subs")
         .arg(ctx.settings.many_subs.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -18,27 +18,15 @@ use super::{latency, throughput};
 pub const ID: &str = "python";
 /// What it measures.
 pub const TITLE: &str = "the throughput and latency scenarios run by Python kinopio-hub 0.1.1";
-/// Environment variable naming the Python interpreter.
-pub const PYTHON_ENV: &str = "KINOPIO_PYTHON";
-
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The interpreter: `--python`, else `KINOPIO_PYTHON`, else the repository's `.venv`.
+/// The interpreter: `--python`, else `KINOPIO_PYTHON`, else the repository's `.venv`
+/// ([`kinopio_test_support::python::python_path`]).
 pub fn python_path(explicit: Option<&Path>) -> PathBuf {
-    if let Some(p) = explicit {
-        return p.to_owned();
-    }
-    if let Some(p) = std::env::var_os(PYTHON_ENV).filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    repository().join(".venv/bin/python")
+    explicit.map_or_else(kinopio_test_support::python::python_path, Path::to_owned)
 }
 
 /// The script: `--python-script`, else the repository's `scripts/bench/python_bench.py`.
 pub fn script_path(explicit: Option<&Path>) -> PathBuf {
-    explicit.map_or_else(|| repository().join("scripts/bench/python_bench.py"), Path::to_owned)
+    explicit.map_or_else(|| kinopio_test_support::repo_root().join("scripts/bench/python_bench.py"), Path::to_owned)
 }
 
 /// Runs the scenario, or reports it skipped when no interpreter or script is there.
