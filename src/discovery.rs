@@ -30,7 +30,7 @@ use crate::options::{Auth, DiscoveryOptions, HubOptions};
 use crate::wire::manifest::LeaderManifest;
 
 use browse::Browser;
-use fetch::{Fetcher, Trust};
+use fetch::{Fetcher, SetupError, Trust};
 use policy::{Candidate, FetchProblem, Policy, Timing};
 
 /// The discovery of one hub: its policy and its executors.
@@ -67,7 +67,7 @@ impl Discovery {
     /// The options to connect to a leader with: `base`, plus what discovery trusts (the
     /// namespace or user CA) and the namespace's LAN token. `Err` when the trust cannot be
     /// set up (discovery is then off, with the reason).
-    pub(crate) async fn leader_options(&mut self, base: &HubOptions) -> Result<HubOptions, String> {
+    pub(crate) async fn leader_options(&mut self, base: &HubOptions) -> Result<HubOptions, SetupError> {
         let trust = self.fetcher.trust().await?;
         let mut options = base.clone();
         if let Some(ca) = trust.ca_file() {
@@ -149,7 +149,7 @@ pub async fn check_leaders(options: &DiscoveryOptions) -> Vec<LeaderCheck> {
             node_id: None,
             wss_url: None,
             usable: false,
-            problem: Some(e),
+            problem: Some(e.to_string()),
             untrusted: false,
         }];
     }

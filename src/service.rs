@@ -52,6 +52,10 @@ impl Service {
     }
 
     /// Unsubscribes and waits for requests already being handled to be answered.
+    ///
+    /// # Cancel safety
+    /// The service stops taking requests at the first poll; cancelling only skips the wait
+    /// for in-flight handlers' replies.
     pub async fn stop(self) {
         self.cancel.cancel();
         let _ = self.task.await;

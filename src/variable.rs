@@ -101,6 +101,14 @@ impl Variable {
 
     /// Publishes any serialisable value as JSON (a value that serialises to null is sent as
     /// the empty payload). Waits up to the request timeout for a connection.
+    ///
+    /// # Errors
+    /// [`PublishErrorKind::NotConnected`] when no connection came up within the request
+    /// timeout, [`PublishErrorKind::MaxPayloadExceeded`] for a payload over the server's
+    /// limit, [`PublishErrorKind::Closed`] after [`Hub::close`], or [`PublishErrorKind::Encode`] when the value does not serialise.
+    ///
+    /// # Cancel safety
+    /// Cancelling before it returns may or may not have sent the message.
     pub async fn publish<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), PublishError> {
         let payload = self
             .hub
@@ -112,6 +120,14 @@ impl Variable {
     }
 
     /// Publishes a [`Value`] by the reference's rules (strings unquoted, bytes raw).
+    ///
+    /// # Errors
+    /// [`PublishErrorKind::NotConnected`] when no connection came up within the request
+    /// timeout, [`PublishErrorKind::MaxPayloadExceeded`] for a payload over the server's
+    /// limit, [`PublishErrorKind::Closed`] after [`Hub::close`], or [`PublishErrorKind::Encode`] when the value does not serialise.
+    ///
+    /// # Cancel safety
+    /// Cancelling before it returns may or may not have sent the message.
     pub async fn publish_value(&self, value: &Value) -> Result<(), PublishError> {
         let payload = self
             .hub
@@ -123,16 +139,40 @@ impl Variable {
     }
 
     /// Publishes text as unquoted UTF-8 (what a Python peer sends for a `str`).
+    ///
+    /// # Errors
+    /// [`PublishErrorKind::NotConnected`] when no connection came up within the request
+    /// timeout, [`PublishErrorKind::MaxPayloadExceeded`] for a payload over the server's
+    /// limit, [`PublishErrorKind::Closed`] after [`Hub::close`].
+    ///
+    /// # Cancel safety
+    /// Cancelling before it returns may or may not have sent the message.
     pub async fn publish_text(&self, text: impl Into<String>) -> Result<(), PublishError> {
         self.publish_payload(Payload::text(text), None).await
     }
 
     /// Publishes raw bytes.
+    ///
+    /// # Errors
+    /// [`PublishErrorKind::NotConnected`] when no connection came up within the request
+    /// timeout, [`PublishErrorKind::MaxPayloadExceeded`] for a payload over the server's
+    /// limit, [`PublishErrorKind::Closed`] after [`Hub::close`].
+    ///
+    /// # Cancel safety
+    /// Cancelling before it returns may or may not have sent the message.
     pub async fn publish_bytes(&self, bytes: impl Into<Bytes>) -> Result<(), PublishError> {
         self.publish_payload(Payload::bytes(bytes), None).await
     }
 
     /// Publishes an encoded payload, with optional headers.
+    ///
+    /// # Errors
+    /// [`PublishErrorKind::NotConnected`] when no connection came up within the request
+    /// timeout, [`PublishErrorKind::MaxPayloadExceeded`] for a payload over the server's
+    /// limit, [`PublishErrorKind::Closed`] after [`Hub::close`].
+    ///
+    /// # Cancel safety
+    /// Cancelling before it returns may or may not have sent the message.
     pub async fn publish_payload(&self, payload: Payload, headers: Option<HeaderMap>) -> Result<(), PublishError> {
         let bytes = payload.into_bytes();
         self.hub.engine().publish(self.state.subject.clone(), bytes.clone(), headers).await?;
@@ -141,11 +181,27 @@ impl Variable {
     }
 
     /// Subscribes: a stream of every message published on this subject.
+    ///
+    /// # Errors
+    /// [`SubscribeErrorKind::PermissionDenied`] when the server refuses the subject,
+    /// [`SubscribeErrorKind::Closed`] after [`Hub::close`], or
+    /// [`SubscribeErrorKind::Other`] when the hub never got a connection.
+    ///
+    /// # Cancel safety
+    /// Cancelling it before it returns leaves nothing subscribed.
     pub async fn subscribe(&self) -> Result<Subscription, SubscribeError> {
         self.subscribe_in(None).await
     }
 
     /// Subscribes as a member of a queue group: each message goes to one member.
+    ///
+    /// # Errors
+    /// [`SubscribeErrorKind::PermissionDenied`] when the server refuses the subject,
+    /// [`SubscribeErrorKind::Closed`] after [`Hub::close`], or
+    /// [`SubscribeErrorKind::Other`] when the hub never got a connection, and [`SubscribeErrorKind::InvalidQueueGroup`] for an empty group or one with whitespace.
+    ///
+    /// # Cancel safety
+    /// Cancelling it before it returns leaves nothing subscribed.
     pub async fn subscribe_queue(&self, group: &str) -> Result<Subscription, SubscribeError> {
         self.subscribe_in(Some(group)).await
     }
@@ -157,6 +213,14 @@ impl Variable {
 
     /// Sends a request and decodes the reply into `R`, with the hub's default timeout.
     /// Error replies from a service become [`RequestErrorKind::Remote`].
+    ///
+    /// # Errors
+    /// [`RequestErrorKind::NoResponders`] at once when nobody serves the subject,
+    /// [`RequestErrorKind::TimedOut`], [`RequestErrorKind::Remote`] for a service's error
+    /// reply, [`RequestErrorKind::NotConnected`], [`RequestErrorKind::Closed`], plus [`RequestErrorKind::Encode`] and [`RequestErrorKind::Decode`] for the value and the reply.
+    ///
+    /// # Cancel safety
+    /// Cancelling it drops the reply; the request may already have been sent.
     pub async fn request<R, T>(&self, value: &T) -> Result<R, RequestError>
     where
         R: DeserializeOwned,
@@ -173,6 +237,14 @@ impl Variable {
     }
 
     /// Sends an encoded request and returns the raw reply.
+    ///
+    /// # Errors
+    /// [`RequestErrorKind::NoResponders`] at once when nobody serves the subject,
+    /// [`RequestErrorKind::TimedOut`], [`RequestErrorKind::Remote`] for a service's error
+    /// reply, [`RequestErrorKind::NotConnected`], [`RequestErrorKind::Closed`].
+    ///
+    /// # Cancel safety
+    /// Cancelling it drops the reply; the request may already have been sent.
     pub async fn request_with(&self, payload: Payload, options: RequestOptions) -> Result<Message, RequestError> {
         let engine = self.hub.engine();
         let timeout = options.timeout.unwrap_or(engine.options().request_timeout);
@@ -199,6 +271,14 @@ impl Variable {
     /// .await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// [`SubscribeErrorKind::PermissionDenied`] when the server refuses the subject,
+    /// [`SubscribeErrorKind::Closed`] after [`Hub::close`], or
+    /// [`SubscribeErrorKind::Other`] when the hub never got a connection.
+    ///
+    /// # Cancel safety
+    /// Cancelling it before it returns leaves nothing subscribed.
     pub async fn serve<F, Fut, R, E>(&self, handler: F) -> Result<Service, SubscribeError>
     where
         F: Fn(Message) -> Fut + Send + Sync + 'static,
@@ -211,6 +291,14 @@ impl Variable {
     }
 
     /// Like [`Variable::serve`] with another queue group.
+    ///
+    /// # Errors
+    /// [`SubscribeErrorKind::PermissionDenied`] when the server refuses the subject,
+    /// [`SubscribeErrorKind::Closed`] after [`Hub::close`], or
+    /// [`SubscribeErrorKind::Other`] when the hub never got a connection.
+    ///
+    /// # Cancel safety
+    /// Cancelling it before it returns leaves nothing subscribed.
     pub async fn serve_queue<F, Fut, R, E>(&self, group: &str, handler: F) -> Result<Service, SubscribeError>
     where
         F: Fn(Message) -> Fut + Send + Sync + 'static,
@@ -239,6 +327,14 @@ impl Variable {
 
     /// Watches the value: subscribes (once per variable, shared by all watches) so remote
     /// updates arrive even when nothing else subscribes, for as long as a watch is alive.
+    ///
+    /// # Errors
+    /// [`SubscribeErrorKind::PermissionDenied`] when the server refuses the subject,
+    /// [`SubscribeErrorKind::Closed`] after [`Hub::close`], or
+    /// [`SubscribeErrorKind::Other`] when the hub never got a connection.
+    ///
+    /// # Cancel safety
+    /// Cancelling it before it returns leaves nothing subscribed.
     pub async fn watch(&self) -> Result<ValueWatch, SubscribeError> {
         let tracker = match self.state.tracker() {
             Some(t) => t,
@@ -289,6 +385,9 @@ impl ValueWatch {
     }
 
     /// Waits for the next change and returns the new value; `None` once the hub is gone.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a change not yet returned is returned by the next call.
     pub async fn changed(&mut self) -> Option<Value> {
         self.rx.changed().await.ok()?;
         let latest = self.rx.borrow_and_update().clone();

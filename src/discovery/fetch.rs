@@ -37,6 +37,32 @@ impl Trust {
     }
 }
 
+/// Why discovery cannot be set up: it is then off for the hub, with this reason.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SetupError {
+    /// A namespace secret without the namespace it belongs to.
+    #[error("a namespace secret needs the namespace it belongs to")]
+    SecretWithoutNamespace,
+    /// The namespace CA could not be derived.
+    #[error("cannot derive the namespace CA: {0}")]
+    Derive(String),
+    /// The namespace CA could not be written to a temporary file for the connection.
+    #[error("cannot write the namespace CA to a temporary file: {0}")]
+    WriteCa(#[source] std::io::Error),
+    /// The CA file could not be read.
+    #[error("cannot read the CA file {path}: {source}")]
+    ReadCa {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA file holds no usable certificate, or the HTTPS client cannot be built.
+    #[error("cannot set up HTTPS for discovery: {0}")]
+    Https(String),
+}
+
 /// Fetches manifests for one hub (the trust and the HTTP client are made once).
 pub(crate) struct Fetcher {
     options: DiscoveryOptions,
@@ -57,7 +83,7 @@ impl Fetcher {
     }
 
     /// What to trust, decided once (deriving the namespace CA costs a memory-hard hash).
-    pub(crate) async fn trust(&mut self) -> Result<Trust, String> {
+    pub(crate) async fn trust(&mut self) -> Result<Trust, SetupError> {
         if let Some(trust) = &self.trust {
             return Ok(trust.clone());
         }
@@ -67,15 +93,14 @@ impl Fetcher {
                 let ca =
                     tokio::task::spawn_blocking(move || NamespaceCa::derive(&namespace, secret.expose().as_bytes()))
                         .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| SetupError::Derive(e.to_string()))?
+                        .map_err(|e| SetupError::Derive(e.to_string()))?;
                 let mut file = tempfile::Builder::new()
                     .prefix("kinopio-namespace-ca-")
                     .suffix(".pem")
                     .tempfile()
-                    .map_err(|e| format!("cannot write the namespace CA: {e}"))?;
-                std::io::Write::write_all(&mut file, ca.cert_pem().as_bytes())
-                    .map_err(|e| format!("cannot write the namespace CA: {e}"))?;
+                    .map_err(SetupError::WriteCa)?;
+                std::io::Write::write_all(&mut file, ca.cert_pem().as_bytes()).map_err(SetupError::WriteCa)?;
                 if self.options.ca_file.is_some() {
                     tracing::warn!(
                         "a namespace secret is given: discovery trusts only its namespace CA, not the CA file"
@@ -83,7 +108,7 @@ impl Fetcher {
                 }
                 Trust::Namespace { ca_file: Arc::new(file.into_temp_path()), lan_token: Secret::new(ca.lan_token()) }
             }
-            (Some(_), None, _) => return Err("a namespace secret needs the namespace".into()),
+            (Some(_), None, _) => return Err(SetupError::SecretWithoutNamespace),
             (None, _, Some(ca)) => Trust::CaFile(ca.clone()),
             (None, _, None) => Trust::System,
         };
@@ -96,7 +121,7 @@ impl Fetcher {
         if !url.starts_with("https://") {
             return Err(FetchProblem::Untrusted("only https:// manifests are trusted".into()));
         }
-        let client = self.http_client().await.map_err(FetchProblem::Unavailable)?;
+        let client = self.http_client().await.map_err(|e| FetchProblem::Unavailable(e.to_string()))?;
         let response = client.get(url).timeout(self.options.local_switch_timeout).send().await.map_err(|e| {
             let text = format!("{e:#}");
             if is_tls_failure(&e) {
@@ -116,18 +141,18 @@ impl Fetcher {
             .map_err(|e| FetchProblem::Unavailable(e.to_string()))
     }
 
-    async fn http_client(&mut self) -> Result<reqwest::Client, String> {
+    async fn http_client(&mut self) -> Result<reqwest::Client, SetupError> {
         if let Some(c) = &self.http {
             return Ok(c.clone());
         }
         crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder().connect_timeout(self.options.local_switch_timeout).no_proxy();
         if let Some(ca) = self.trust().await?.ca_file() {
-            let pem = std::fs::read(ca).map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())?;
+            let pem = std::fs::read(ca).map_err(|source| SetupError::ReadCa { path: ca.to_owned(), source })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::Https(format!("{e:#}")))?;
             builder = builder.tls_certs_only(certs);
         }
-        let client = builder.build().map_err(|e| format!("{e:#}"))?;
+        let client = builder.build().map_err(|e| SetupError::Https(format!("{e:#}")))?;
         self.http = Some(client.clone());
         Ok(client)
     }
