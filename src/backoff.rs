@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Backoff parameters (see [`HubOptions::retry`](crate::HubOptions::retry)).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     /// Floor of every wait after the first attempt.
     pub min_wait: Duration,
     /// Delay before the second attempt.
@@ -19,7 +19,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// The upper bound of the wait before attempt `attempt` (1-based). Pure.
-    pub fn ceiling(&self, attempt: usize) -> Duration {
+    pub(crate) fn ceiling(&self, attempt: usize) -> Duration {
         if attempt <= 1 {
             return Duration::ZERO;
         }
@@ -30,7 +30,7 @@ impl Backoff {
     }
 
     /// The wait before attempt `attempt`, with `unit` in `[0, 1)` as the jitter source.
-    pub fn delay(&self, attempt: usize, unit: f64) -> Duration {
+    pub(crate) fn delay(&self, attempt: usize, unit: f64) -> Duration {
         if attempt <= 1 {
             return Duration::ZERO;
         }
@@ -40,7 +40,7 @@ impl Backoff {
     }
 
     /// The wait before attempt `attempt` with random jitter.
-    pub fn delay_random(&self, attempt: usize) -> Duration {
+    pub(crate) fn delay_random(&self, attempt: usize) -> Duration {
         self.delay(attempt, rand::random::<f64>())
     }
 }

@@ -257,14 +257,14 @@ pub fn decode_value(payload: &[u8]) -> Value {
 /// JSON (`NaN`, `Infinity`), the UTF-8 text as a string, the raw bytes.
 ///
 /// ```
-/// let n: i32 = kinopio::codec::decode(&"42".into()).unwrap();
+/// let n: i32 = kinopio::decode(&"42".into()).unwrap();
 /// assert_eq!(n, 42);
 /// // A Python peer sends the str "123" unquoted; a String receiver still gets a string.
-/// let s: String = kinopio::codec::decode(&"123".into()).unwrap();
+/// let s: String = kinopio::decode(&"123".into()).unwrap();
 /// assert_eq!(s, "123");
-/// let f: f64 = kinopio::codec::decode(&"NaN".into()).unwrap();
+/// let f: f64 = kinopio::decode(&"NaN".into()).unwrap();
 /// assert!(f.is_nan());
-/// let none: Option<u8> = kinopio::codec::decode(&"".into()).unwrap();
+/// let none: Option<u8> = kinopio::decode(&"".into()).unwrap();
 /// assert_eq!(none, None);
 /// ```
 pub fn decode<T: DeserializeOwned>(payload: &Bytes) -> Result<T, DecodeError> {

@@ -15,7 +15,7 @@
 //! - `inbox`: the raw message stream of one subscription, which survives connection changes
 //!   (the driver re-creates it on the new connection and the inbox merges old and new).
 //! - `overlap`: the pure exactly-once filter used by that merge.
-//! - `probe`: latency probes, the executor of [`Ranking`](crate::selection::Ranking).
+//! - `probe`: latency probes, the executor of [`Ranking`](crate::selection::ranking::Ranking).
 
 mod connection;
 mod driver;

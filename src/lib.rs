@@ -10,7 +10,7 @@
 //! [value](Variable::value) it has seen.
 //!
 //! kinopio speaks the wire protocol of the Python package kinopio-hub 0.1.1: subjects,
-//! payload encoding ([`codec`]), the `<subject>.service` queue group and the
+//! payload encoding ([`Payload`], [`decode_value`]), the `<subject>.service` queue group and the
 //! `{"error": true, "message": ...}` error reply are identical, so mixed fleets work.
 //!
 //! ```no_run
@@ -29,43 +29,42 @@
 #![warn(missing_docs, unreachable_pub)]
 #![warn(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)]
 
-pub mod backoff;
-pub mod codec;
+mod backoff;
+mod codec;
 pub mod discovery;
 mod engine;
-pub mod error;
+mod error;
 mod hub;
 pub mod name;
-pub mod options;
+mod options;
 mod scope;
-pub mod selection;
+mod selection;
 mod server;
 mod service;
-pub mod state;
+mod state;
 mod subscription;
 mod tls;
 pub mod trust;
-pub mod value;
+mod value;
 mod variable;
 mod variable_state;
 pub mod wire;
 
-pub use codec::{DecodeError, EncodeError, Payload};
+pub use codec::{Codec, DecodeError, EncodeError, Encoding, IntoReply, Payload, decode, decode_value};
 pub use engine::Checkpoint;
 pub use error::{
-    ConnectError, ConnectErrorKind, PublishError, PublishErrorKind, RequestError, RequestErrorKind, SubscribeError,
-    SubscribeErrorKind, SwitchError, SwitchErrorKind,
+    ConnectError, ConnectErrorKind, Error, PublishError, PublishErrorKind, RequestError, RequestErrorKind,
+    SubscribeError, SubscribeErrorKind, SwitchError, SwitchErrorKind,
 };
 pub use hub::Hub;
-pub use name::InvalidName;
 pub use options::{Auth, DiscoveryOptions, HubOptions};
 pub use scope::Scope;
-pub use selection::SelectionMode;
+pub use selection::{ProbeResult, SelectionMode, UnknownSelectionMode};
 pub use server::{ServerUrl, ServerUrlError};
 pub use service::{ERROR_HEADER, Service};
 pub use state::{ConnectionState, HubEvent, SwitchReason};
 pub use subscription::{HeaderMap, Message, Subject, Subscription};
-pub use value::Value;
+pub use value::{Value, ValueError};
 pub use variable::{RequestOptions, ValueWatch, Variable};
 
 /// The README's Rust examples, compiled as doc tests so they stay true.

@@ -14,16 +14,16 @@ use serde::forward_to_deserialize_any;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 /// A JSON object with its keys in insertion order.
-pub type Map = IndexMap<String, Value>;
+pub(crate) type Map = IndexMap<String, Value>;
 
 /// A decoded payload: JSON, text or raw bytes.
 ///
 /// ```
 /// use kinopio::Value;
-/// let v = kinopio::codec::decode_value(br#"{"x": 1, "ok": true}"#);
+/// let v = kinopio::decode_value(br#"{"x": 1, "ok": true}"#);
 /// assert_eq!(v["x"], Value::from(1));
-/// assert_eq!(kinopio::codec::decode_value(b"hello"), Value::from("hello"));
-/// assert_eq!(kinopio::codec::decode_value(b""), Value::Null);
+/// assert_eq!(kinopio::decode_value(b"hello"), Value::from("hello"));
+/// assert_eq!(kinopio::decode_value(b""), Value::Null);
 /// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
@@ -119,7 +119,7 @@ impl Value {
     /// ```
     /// #[derive(serde::Deserialize, Debug, PartialEq)]
     /// struct Point { x: i32, y: i32 }
-    /// let v = kinopio::codec::decode_value(br#"{"x": 1, "y": 2}"#);
+    /// let v = kinopio::decode_value(br#"{"x": 1, "y": 2}"#);
     /// assert_eq!(v.deserialize_into::<Point>().unwrap(), Point { x: 1, y: 2 });
     /// ```
     pub fn deserialize_into<T: de::DeserializeOwned>(self) -> Result<T, ValueError> {

@@ -3,13 +3,13 @@
 //!
 //! - [`json`]: the Python-compatible JSON writer (`json.dumps` formatting, float `repr`),
 //!   Python's `float()` coercion and the canonical form beacon MACs are computed over — used
-//!   by the payload codec ([`crate::codec`]), the beacons and the manifests.
+//!   by the payload encoding ([`crate::Payload`]), the beacons and the manifests.
 //! - [`manifest`]: the discovery manifest a leader serves over HTTPS, with its builder and its
 //!   strict parser.
 //! - [`mdns`]: the leader's mDNS advertisement (service type, TXT keys, names).
 //! - [`protocol`]: notes on the kinopio-hub 0.1.1 wire contract that the code cites.
 //!
-//! The payload encoding of the 0.1.1 wire lives in [`crate::codec`], and subject names in
+//! The payload encoding of the 0.1.1 wire lives in the crate root ([`crate::Payload`], [`crate::decode_value`]), and subject names in
 //! [`crate::name`]; both are described in [`protocol`].
 
 pub mod json;

@@ -66,7 +66,7 @@ async fn hub(server: &NatsServer) -> Hub {
 }
 
 fn ordered(json: &str) -> Value {
-    kinopio::codec::decode_value(json.as_bytes())
+    kinopio::decode_value(json.as_bytes())
 }
 
 #[tokio::test]

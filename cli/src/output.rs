@@ -123,7 +123,7 @@ pub fn payload_fields(fields: &mut Fields, payload: &[u8]) {
 
 /// How kinopio and kinopio-hub decode `payload`: `null`, `json`, `text` or `bytes`.
 pub fn payload_type(payload: &[u8]) -> &'static str {
-    match kinopio::codec::decode_value(payload) {
+    match kinopio::decode_value(payload) {
         Value::Null if payload.is_empty() => "null",
         Value::String(_) if serde_json::from_slice::<String>(payload).is_err() => "text",
         Value::Bytes(_) => "bytes",

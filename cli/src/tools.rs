@@ -349,7 +349,7 @@ impl PayloadArgs {
 /// Checks `subject` (no wildcards) before anything connects, then connects and returns the
 /// session with the subject's variable.
 async fn open_variable(subject: &str, connect: &ConnectArgs) -> Result<(Session, kinopio::Variable), Failure> {
-    let invalid = |e: kinopio::InvalidName| Failure::new(2, "invalid-subject", e.to_string(), connect.json);
+    let invalid = |e: kinopio::name::InvalidName| Failure::new(2, "invalid-subject", e.to_string(), connect.json);
     kinopio::name::validate("variable", subject).map_err(invalid)?;
     let session = connect.connect().await?;
     let var = session.hub.variable(subject).map_err(invalid)?;

@@ -307,7 +307,7 @@ async fn lan_authorization_gives_users_their_subjects_only() {
     hub.variable("kitchen.temp").unwrap().publish(&21).await.unwrap();
     assert!(tokio::time::timeout(WAIT, sub.next()).await.unwrap().is_some());
     let denied = hub.variable("hall.temp").unwrap().subscribe().await.unwrap_err();
-    assert_eq!(denied.kind(), kinopio::error::SubscribeErrorKind::PermissionDenied, "{denied}");
+    assert_eq!(denied.kind(), kinopio::SubscribeErrorKind::PermissionDenied, "{denied}");
     hub.close().await;
     leaf.stop().await;
 }

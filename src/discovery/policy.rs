@@ -1,5 +1,5 @@
 //! When to take, keep or leave a local leader — decided purely, like
-//! [`Ranking`](crate::selection::Ranking): observations and `now` in, a [`Verdict`] out. No
+//! [`Ranking`](crate::selection::ranking::Ranking): observations and `now` in, a [`Verdict`] out. No
 //! I/O and no clock of its own, so every rule is unit tested with a fake clock.
 //!
 //! The rules:

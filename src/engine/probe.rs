@@ -1,4 +1,4 @@
-//! Latency probes, the executor of [`Ranking`](crate::selection::Ranking): a short-lived
+//! Latency probes, the executor of [`Ranking`](crate::selection::ranking::Ranking): a short-lived
 //! connection per server, RTT = one round trip after connect.
 
 use futures::future::join_all;

@@ -7,15 +7,13 @@
 //!   re-probes in the background and hot-switches when another server is faster by at least
 //!   the switch threshold, confirmed by a second probe round ([`ranking`] decides, purely).
 
-pub mod ranking;
+pub(crate) mod ranking;
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::server::ServerUrl;
-
-pub use ranking::{Decision, Ranking};
 
 /// How a hub orders its candidate servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]

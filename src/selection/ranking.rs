@@ -16,7 +16,7 @@ use crate::server::ServerUrl;
 
 /// Orders probe results: reachable first, then RTT, then input position. Returns indexes into
 /// `results`. If no server is reachable, the input order.
-pub fn order(results: &[ProbeResult]) -> Vec<usize> {
+pub(crate) fn order(results: &[ProbeResult]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..results.len()).collect();
     if results.iter().all(|r| r.rtt.is_none()) {
         return idx;
@@ -28,7 +28,7 @@ pub fn order(results: &[ProbeResult]) -> Vec<usize> {
 /// What the ranking recommends after a probe round.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Stay on the current server.
     Stay,
     /// A faster server was seen but must be confirmed by another round soon.
@@ -49,7 +49,7 @@ pub enum Decision {
 
 /// The hysteresis state between probe rounds.
 #[derive(Debug, Clone)]
-pub struct Ranking {
+pub(crate) struct Ranking {
     threshold: Duration,
     confirmations: u32,
     streak: Option<(ServerUrl, u32)>,
@@ -58,12 +58,12 @@ pub struct Ranking {
 impl Ranking {
     /// A ranking that switches for `threshold` or more, after `confirmations` rounds in a row
     /// (at least 1).
-    pub fn new(threshold: Duration, confirmations: u32) -> Self {
+    pub(crate) fn new(threshold: Duration, confirmations: u32) -> Self {
         Ranking { threshold, confirmations: confirmations.max(1), streak: None }
     }
 
     /// Feeds one probe round; `current` is the server in use.
-    pub fn observe(&mut self, current: Option<&ServerUrl>, results: &[ProbeResult]) -> Decision {
+    pub(crate) fn observe(&mut self, current: Option<&ServerUrl>, results: &[ProbeResult]) -> Decision {
         let best = order(results).into_iter().map(|i| &results[i]).find(|r| r.rtt.is_some());
         let Some(best) = best else {
             self.streak = None;
@@ -95,7 +95,7 @@ impl Ranking {
     }
 
     /// Forgets a pending confirmation (e.g. after a manual reconnect).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.streak = None;
     }
 }
