@@ -480,11 +480,11 @@ async fn a_leaf_rides_backbone_node_kills_and_a_whole_backbone_outage() {
     ends.bridge_works("start").await;
 
     // Permissions: lan-studio may not publish other LANs' subjects onto the backbone.
-    // Messages of one leaf connection stay in order, so when the marker after the refused
-    // message has arrived, the refused one would have too.
+    // Both interests travel the same way in order (office first), and messages of one leaf
+    // connection stay in order, so when the marker after the refused message has arrived,
+    // the refused one would have too.
     let mut office = ends.backbone.variable("office.secret").unwrap().subscribe().await.unwrap();
     let mut marker = ends.backbone.variable("studio.marker").unwrap().subscribe().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await; // interest reaches the leaf
     let lan_office = ends.lan.variable("office.secret").unwrap();
     let lan_marker = ends.lan.variable("studio.marker").unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -562,6 +562,16 @@ fn exec_start(unit: &str) -> Vec<String> {
     line.trim_start_matches("ExecStart=").split_whitespace().map(str::to_owned).collect()
 }
 
+/// A child process killed on drop (also when the test fails).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Reads a line-oriented process output with a bounded wait per line.
 fn lines_of(child: &mut Child) -> Receiver<String> {
     let stdout = child.stdout.take().unwrap();
@@ -623,6 +633,7 @@ async fn the_leaf_unit_runs_against_the_backbone_config() {
         .spawn()
         .unwrap();
     let lines = lines_of(&mut child);
+    let mut child = KillOnDrop(child);
     let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
     loop {
@@ -656,10 +667,10 @@ async fn the_leaf_unit_runs_against_the_backbone_config() {
         assert!(Instant::now() < deadline, "the leaf did not move to another node: {counts:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap().success());
     let deadline = Instant::now() + WAIT;
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "kinopio leaf auto did not exit on SIGTERM");

@@ -148,6 +148,9 @@ struct Round {
     hub_return_ms: f64,
     /// Where the leaf's bridge went after node 1 died.
     leaf_moved_to: Option<String>,
+    /// The server of the hub on the backbone before the kill (node 1) and after.
+    hub_server_before: Option<String>,
+    hub_server_after: Option<String>,
 }
 
 /// Three nodes of the embedded `backbone.conf`; killed on drop.
@@ -401,10 +404,12 @@ async fn measure(ctx: &Ctx<'_>, binary: &Path) -> Result<Round, BenchError> {
         let steady = Instant::now();
         wait_both(ctx, &arrivals, steady, "the flows to start").await?;
 
+        let hub_server_before = direct.server().map(|s| s.to_string());
         cluster.kill(0).await;
         let killed = Instant::now();
         let (leaf_gap, hub_gap) = wait_both(ctx, &arrivals, killed, "traffic after the kill").await?;
         let leaf_moved_to = leaf.status().bridge_server;
+        let hub_server_after = direct.server().map(|s| s.to_string());
 
         cluster.kill(1).await;
         cluster.kill(2).await;
@@ -420,6 +425,8 @@ async fn measure(ctx: &Ctx<'_>, binary: &Path) -> Result<Round, BenchError> {
             leaf_return_ms: ms(leaf_return),
             hub_return_ms: ms(hub_return),
             leaf_moved_to,
+            hub_server_before,
+            hub_server_after,
         })
     }
     .await;
