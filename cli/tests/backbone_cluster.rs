@@ -504,6 +504,10 @@ async fn a_leaf_rides_backbone_node_kills_and_a_whole_backbone_outage() {
     // kill -9 the node the bridge is on: it moves to another node.
     let x = cluster.index_of(&first);
     cluster.kill(x);
+    // The leaf waits its reconnect delay (1 s) before dialling another node: meanwhile its
+    // status says the bridge is down.
+    let between = wait_status(&leaf, "bridgeState connecting", |s| s.bridge_state == BridgeState::Connecting).await;
+    assert_eq!(between.bridge_server, None);
     let second = wait_status(&leaf, "the bridge on another node", |s| {
         connected(s) && s.bridge_server.as_deref() != Some(first.as_str())
     })
@@ -517,6 +521,7 @@ async fn a_leaf_rides_backbone_node_kills_and_a_whole_backbone_outage() {
     cluster.wait_routes().await;
     let y = cluster.index_of(&second);
     cluster.kill(y);
+    wait_status(&leaf, "bridgeState connecting", |s| s.bridge_state == BridgeState::Connecting).await;
     let third = wait_status(&leaf, "the bridge moved again", |s| {
         connected(s) && s.bridge_server.as_deref() != Some(second.as_str())
     })
