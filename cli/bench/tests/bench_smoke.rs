@@ -85,6 +85,11 @@ async fn quick_bench_writes_parsable_reports_with_samples_for_every_scenario() {
     positive(&samples(leaf, "raw", "ready_ms"), "bare nats-server start");
     assert!(leaf["runs"][0]["kinopio"]["attempts"].as_u64().unwrap() >= 1, "the manifest was fetched");
     assert_eq!(scenario(&report, "failover")["status"]["state"], "skipped", "failover is opt-in under --quick");
+    assert_eq!(
+        scenario(&report, "backbone-failover")["status"]["state"],
+        "skipped",
+        "backbone-failover is opt-in under --quick"
+    );
 
     let python = scenario(&report, "python");
     assert_eq!(python["status"]["state"], "ok", "{}", python["status"]);

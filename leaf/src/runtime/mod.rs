@@ -46,7 +46,7 @@ pub use error::{LeafError, ListenerKind};
 pub use options::{LeafOptions, LeafTimings, RestartPolicy};
 pub use status::{
     LeafState, LeafStatus, LeafUrls, ListenerStatus, StatusChange, TlsStatus, TrustStatus, bridge_state,
-    leafz_connected, status_changes,
+    leafz_connected, leafz_remote_name, status_changes,
 };
 
 use crate::config::{self, BackboneAuth, LeafRemote, Listen, LogSettings, ServerConfig, WebsocketTls};
@@ -341,6 +341,7 @@ impl LeafNode {
             discovery: listener(urls.discovery_url.clone(), hosts.lan_bind, discovery_addr.port()),
             monitor: listener(urls.monitor_url.clone(), options.monitor_host, ports.monitor),
             bridge_state: bridge_state(LeafState::Running, has_backbone, true, true, None),
+            bridge_server: None,
             backbone_servers: backbone_servers.clone(),
             server_ready: true,
             process_id: Some(process.pid()),

@@ -109,6 +109,10 @@ pub struct LeafStatus {
     pub monitor: ListenerStatus,
     /// Bridge to the backbone (see [`bridge_state`]).
     pub bridge_state: BridgeState,
+    /// The backbone server the bridge is connected to (its `server_name`, from `/leafz`)
+    /// while `bridgeState` is `connected`, else `None`: when a backbone node dies, this
+    /// names the node the bridge moved to.
+    pub bridge_server: Option<String>,
     /// Backbone server URLs as configured.
     pub backbone_servers: Vec<String>,
     /// nats-server is alive and its `/healthz` answered 200.
@@ -140,6 +144,17 @@ pub fn leafz_connected(leafz: &Value) -> bool {
         .iter()
         .any(|key| leafz.get(key).and_then(Value::as_f64).is_some_and(|n| n > 0.0));
     listed || counted
+}
+
+/// The name of the server at the other end of the first leafnode connection a `/leafz`
+/// document lists (`leafs[0].name`), if any. Pure.
+pub fn leafz_remote_name(leafz: &Value) -> Option<String> {
+    ["leafs", "leaf_nodes", "remote_leafs"]
+        .iter()
+        .filter_map(|key| leafz.get(key).and_then(Value::as_array))
+        .flatten()
+        .find_map(|leaf| leaf.get("name").and_then(Value::as_str).filter(|name| !name.is_empty()))
+        .map(str::to_owned)
 }
 
 /// The bridge state, checked in order: `stopped` when stopping/stopped, `disabled`
@@ -175,12 +190,14 @@ pub struct StatusChange {
     pub to: Value,
 }
 
-/// The differences worth telling a person about: lifecycle, bridge, readiness of the
+/// The differences worth telling a person about: lifecycle, bridge (state and the backbone
+/// server it is connected to), readiness of the
 /// server and each listener, pid, restarts, last error, certificate expiry and trust. Pure.
 pub fn status_changes(old: &LeafStatus, new: &LeafStatus) -> Vec<StatusChange> {
-    let pairs: [(&'static str, Value, Value); 12] = [
+    let pairs: [(&'static str, Value, Value); 13] = [
         ("state", json!(old.state), json!(new.state)),
         ("bridgeState", json!(old.bridge_state), json!(new.bridge_state)),
+        ("bridgeServer", json!(old.bridge_server), json!(new.bridge_server)),
         ("serverReady", json!(old.server_ready), json!(new.server_ready)),
         ("processId", json!(old.process_id), json!(new.process_id)),
         ("restarts", json!(old.restarts), json!(new.restarts)),
@@ -244,6 +261,7 @@ pub(crate) mod tests {
             discovery: listener(3),
             monitor: listener(4),
             bridge_state: BridgeState::Connecting,
+            bridge_server: None,
             backbone_servers: vec!["nats://127.0.0.1:7422".into()],
             server_ready: true,
             process_id: Some(42),
@@ -283,6 +301,15 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn leafz_names_the_backbone_server_of_the_bridge() {
+        let up = json!({"leafnodes": 1, "leafs": [{"name": "backbone-2", "ip": "127.0.0.1", "port": 7422}]});
+        assert_eq!(leafz_remote_name(&up).as_deref(), Some("backbone-2"));
+        assert_eq!(leafz_remote_name(&json!({"leafnodes": 0, "leafs": []})), None);
+        assert_eq!(leafz_remote_name(&json!({"leafs": [{"name": ""}, {"name": 3}]})), None);
+        assert_eq!(leafz_remote_name(&json!({})), None);
+    }
+
+    #[test]
     fn bridge_state_rules_in_order() {
         let up = json!({"leafnodes": 1, "leafs": [{}]});
         let down = json!({"leafnodes": 0, "leafs": []});
@@ -303,16 +330,19 @@ pub(crate) mod tests {
         assert!(status_changes(&old, &old).is_empty());
         let mut new = old.clone();
         new.bridge_state = BridgeState::Connected;
+        new.bridge_server = Some("backbone-1".into());
         new.restarts = 1;
         new.process_id = Some(43);
         new.tls.trust = TrustStatus::Done(TrustState::Skipped { reason: "test".into() });
         let changes = status_changes(&old, &new);
         let fields: Vec<&str> = changes.iter().map(|change| change.field).collect();
-        assert_eq!(fields, ["bridgeState", "processId", "restarts", "tls.trust"]);
+        assert_eq!(fields, ["bridgeState", "bridgeServer", "processId", "restarts", "tls.trust"]);
         assert_eq!(changes[0].from, json!("connecting"));
         assert_eq!(changes[0].to, json!("connected"));
-        assert_eq!(changes[3].from, json!({"state": "pending"}));
-        assert_eq!(changes[3].to, json!({"state": "skipped", "reason": "test"}));
+        assert_eq!(changes[1].from, json!(null));
+        assert_eq!(changes[1].to, json!("backbone-1"));
+        assert_eq!(changes[4].from, json!({"state": "pending"}));
+        assert_eq!(changes[4].to, json!({"state": "skipped", "reason": "test"}));
     }
 
     #[test]

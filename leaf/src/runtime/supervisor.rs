@@ -14,10 +14,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::options::LeafTimings;
 use super::restart::RestartBudget;
-use super::status::{LeafState, LeafStatus, bridge_state};
+use super::status::{LeafState, LeafStatus, bridge_state, leafz_remote_name};
 use crate::discovery_server::DiscoveryServerHandle;
 use crate::net;
 use crate::process::{self, Monitor, ReadyCheck, ServerProcess, SpawnSpec, StopOutcome};
+use kinopio::wire::manifest::BridgeState;
 
 /// Requests to the supervisor.
 #[derive(Debug)]
@@ -142,11 +143,24 @@ impl Supervisor {
             status.monitor.ready = monitor_ready;
             status.discovery.ready = discovery_ready;
             status.bridge_state = bridge_state(status.state, has_backbone, true, server_ready, leafz.as_ref());
+            status.bridge_server = if status.bridge_state == BridgeState::Connected {
+                leafz.as_ref().and_then(leafz_remote_name)
+            } else {
+                None
+            };
             if before.server_ready != status.server_ready {
                 transitions.push(format!("serverReady {} -> {}", before.server_ready, status.server_ready));
             }
             if before.bridge_state != status.bridge_state {
                 transitions.push(format!("bridgeState {} -> {}", before.bridge_state, status.bridge_state));
+            }
+            if before.bridge_server != status.bridge_server {
+                let name = |server: &Option<String>| server.clone().unwrap_or_else(|| "none".to_owned());
+                transitions.push(format!(
+                    "bridgeServer {} -> {}",
+                    name(&before.bridge_server),
+                    name(&status.bridge_server)
+                ));
             }
             *status != before
         });
@@ -175,6 +189,7 @@ impl Supervisor {
                 status.websocket.ready = false;
                 status.monitor.ready = false;
                 status.bridge_state = bridge_state(state, has_backbone, false, false, None);
+                status.bridge_server = None;
                 status.last_error = Some(reason.clone());
             });
             let Some(delay) = delay else {
@@ -239,6 +254,7 @@ impl Supervisor {
                         status.websocket.ready = true;
                         status.monitor.ready = true;
                         status.bridge_state = bridge_state(LeafState::Running, has_backbone, true, true, None);
+                        status.bridge_server = None;
                     });
                     tracing::info!(pid, "nats-server restarted");
                     return Flow::Continue;
@@ -269,6 +285,7 @@ impl Supervisor {
         self.status.send_modify(|status| {
             status.state = LeafState::Stopping;
             status.bridge_state = bridge_state(LeafState::Stopping, false, false, false, None);
+            status.bridge_server = None;
         });
         if let Some(discovery) = self.discovery.take() {
             discovery.shutdown().await;
@@ -280,6 +297,7 @@ impl Supervisor {
         self.status.send_modify(|status| {
             status.state = LeafState::Stopped;
             status.bridge_state = bridge_state(LeafState::Stopped, false, false, false, None);
+            status.bridge_server = None;
             status.server_ready = false;
             status.process_id = None;
             status.client.ready = false;
