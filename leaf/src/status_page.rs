@@ -73,7 +73,7 @@ pub struct StatusReport {
     pub version: u32,
     /// When this report was made (RFC 3339, UTC).
     pub generated_at: String,
-    /// This leaf's node id.
+    /// This node's id (the election's node id under `leaf auto`).
     pub node_id: String,
     /// nats-server's server name.
     pub server_name: String,
@@ -152,7 +152,8 @@ pub struct TlsInfo {
     pub expires_in_seconds: i64,
     /// SHA-256 of the CA certificate clients should trust.
     pub ca_cert_sha256: String,
-    /// Where this device's trust stores stand (`installed`, `skipped`, ... with details).
+    /// Where this device's trust stores stand: `state` (`installed`, `alreadyInstalled`,
+    /// `skipped`, `failed`, `external`, `pending`), store kinds, the reason for a skip.
     pub trust: Value,
 }
 
@@ -203,7 +204,10 @@ impl StatusReport {
             kind: "kinopio-leaf-status".to_owned(),
             version: 1,
             generated_at: format_wire_time(now),
-            node_id: status.node_id.clone(),
+            // Under `leaf auto` the node is known by its election id.
+            node_id: election
+                .and_then(|e| e.members.iter().find(|m| m.this_node))
+                .map_or_else(|| status.node_id.clone(), |m| m.node_id.clone()),
             server_name: status.server_name.clone(),
             state: status.state.as_str().to_owned(),
             mode: if election.is_some() { "auto" } else { "manual" }.to_owned(),
@@ -225,7 +229,7 @@ impl StatusReport {
                 not_after: format_wire_time(not_after),
                 expires_in_seconds: (not_after - now).whole_seconds(),
                 ca_cert_sha256: status.tls.material.ca_cert_sha256.clone(),
-                trust: serde_json::to_value(&status.tls.trust).unwrap_or(Value::Null),
+                trust: public_trust(&status.tls.trust),
             },
             connect: ConnectInfo {
                 wss_url: urls.wss_url.clone(),
@@ -239,6 +243,26 @@ impl StatusReport {
             },
         }
     }
+}
+
+/// The trust state without local details: store kinds (`nss`, `system`, ...) instead of
+/// their paths, and no error text (it may name files; the leaf's log has it). Pure.
+fn public_trust(trust: &crate::runtime::TrustStatus) -> Value {
+    let mut value = serde_json::to_value(trust).unwrap_or(Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        if let Some(stores) = map.get_mut("stores").and_then(Value::as_array_mut) {
+            for store in stores.iter_mut() {
+                let kind = store.as_str().map(|s| s.split(':').next().unwrap_or(s).to_owned());
+                if let Some(kind) = kind {
+                    *store = Value::String(kind);
+                }
+            }
+        }
+        if map.contains_key("error") {
+            map.insert("error".to_owned(), Value::String("see the leaf's log".to_owned()));
+        }
+    }
+    value
 }
 
 /// `https://host:port` of a discovery URL (everything before the path).
