@@ -500,6 +500,22 @@ async fn a_real_browser_goes_local_first_through_the_leaf_and_back() {
     browser.screenshot(&repo().join("results/leaf-status-page.png")).await;
     browser.close_tab().await;
 
+    // 4b. Without the install step the same page fails: a second browser whose HOME's NSS
+    //     database lacks the CA is refused by the same leaf, and stays on the backbone.
+    let clean_home = tempfile::Builder::new().prefix("kinopio-browser-clean-").tempdir().unwrap();
+    let clean = Browser::start(clean_home.path()).await;
+    clean.goto(&format!("{app_origin}/")).await;
+    clean.page_ready().await;
+    assert_eq!(clean.run(&format!("start({backbone_ws:?})")).await["on"], "backbone");
+    let refused = clean.run(&format!("discover({:?})", leaf.url("discoveryUrl"))).await;
+    assert_eq!(refused["switched"], false, "a browser without the CA trusted the leaf: {refused}");
+    assert_eq!(refused["on"], "backbone");
+    let direct = clean.run(&format!("tryConnect({:?})", leaf.url("wssUrl"))).await;
+    assert_eq!(direct["ok"], false, "a browser without the CA opened the leaf's WebSocket: {direct}");
+    let log = clean.log().await;
+    assert!(log.contains("ERR_CERT_AUTHORITY_INVALID"), "expected ERR_CERT_AUTHORITY_INVALID:\n{log}");
+    clean.quit().await;
+
     // 5. A page from a stranger's origin: CORS refuses it the manifest, nats-server its
     //    WebSocket; it stays on the backbone.
     browser.new_tab(&app_tab).await;

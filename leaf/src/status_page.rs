@@ -169,7 +169,8 @@ pub struct ConnectInfo {
     pub ca_cert_url: String,
     /// This report.
     pub status_url: String,
-    /// A command that subscribes to everything through the leaf from another device.
+    /// A command that subscribes to everything through the leaf from another device, given
+    /// the CA from `caCertUrl` saved as `kinopio-ca.pem`.
     pub sub_example: String,
 }
 
@@ -234,10 +235,8 @@ impl StatusReport {
             connect: ConnectInfo {
                 wss_url: urls.wss_url.clone(),
                 manifest_url: urls.discovery_url.clone(),
-                sub_example: format!(
-                    "curl -so kinopio-ca.pem {ca_cert_url} && kinopio sub '>' --server {} --tls-ca-file kinopio-ca.pem",
-                    urls.wss_url
-                ),
+                // The CA file is the one downloaded from `ca_cert_url` (fingerprint compared).
+                sub_example: format!("kinopio sub '>' --server {} --tls-ca-file kinopio-ca.pem", urls.wss_url),
                 ca_cert_url,
                 status_url: format!("{base}{STATUS_PATH}"),
             },
