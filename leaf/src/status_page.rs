@@ -464,6 +464,19 @@ mod tests {
     }
 
     #[test]
+    fn trust_shows_store_kinds_not_paths() {
+        use crate::runtime::TrustStatus;
+        use crate::tls::TrustState;
+        let installed = TrustStatus::Done(TrustState::Installed {
+            stores: vec!["nss:/home/ann/.pki/nssdb".into(), "system".into()],
+        });
+        assert_eq!(public_trust(&installed), json!({"state": "installed", "stores": ["nss", "system"]}));
+        let failed = TrustStatus::Done(TrustState::Failed { error: "cannot write /home/ann/x".into() });
+        assert_eq!(public_trust(&failed), json!({"state": "failed", "error": "see the leaf's log"}));
+        assert_eq!(public_trust(&TrustStatus::Pending), json!({"state": "pending"}));
+    }
+
+    #[test]
     fn discovery_base_drops_the_path() {
         assert_eq!(
             discovery_base("https://192.168.1.5:8443/.well-known/kinopio-leader.json"),
