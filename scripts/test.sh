@@ -30,6 +30,15 @@ else
 fi
 # The network-namespace LAN tests (election, failover, partitions, trust across devices) need
 # root: they are #[ignore]d in the run above and run here when we are root.
+# The real-browser test (headless Chromium over chromedriver, nats.ws) is #[ignore]d in the
+# run above and runs here when install-deps.sh could install Chromium (as root on Debian, as
+# CI is); elsewhere it stays reported as ignored.
+if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+  echo "== cargo test: real browser (Chromium)"
+  cargo test --locked -p kinopio-cli --test browser -- --ignored
+else
+  echo "note: Chromium or chromedriver is missing, so the browser test was reported as ignored, not run"
+fi
 if [ "$(id -u)" = 0 ]; then
   echo "== cargo test: network-namespace LAN tests (root)"
   cargo test --locked -p kinopio-cli --test leaf_auto_lan -- --ignored

@@ -38,6 +38,13 @@ pub enum LeafCommand {
     /// --json: one JSON object per line, mode "leaf-auto"). Without --namespace-secret
     /// anyone on the LAN can claim leadership; with it, only holders of the secret.
     Auto(crate::leaf_auto::AutoArgs),
+    /// Show a running leaf's status: role, leader and epoch, bridge and backbone RTT,
+    /// clients and message rates, certificate and trust, how to connect.
+    ///
+    /// Reads `/status.json` from the leaf's HTTPS discovery server — the data of the status
+    /// page a browser sees at https://<leaf>/. Example:
+    /// kinopio leaf status --url https://192.168.1.5:8443 --ca-file kinopio-ca.pem
+    Status(crate::leaf_status::StatusArgs),
     /// Remove the local CA from every trust store kinopio added it to (`--install-ca-trust`).
     Untrust(UntrustArgs),
     /// Print the CA certificate of a secured namespace (PEM), derived from its secret.
@@ -167,6 +174,11 @@ pub struct StartArgs {
     /// KINOPIO_SKIP_CA_TRUST_INSTALL=1 skips it even when given.
     #[arg(long, env = "KINOPIO_INSTALL_CA_TRUST")]
     install_ca_trust: bool,
+    /// With --install-ca-trust: only these stores (repeatable): `system` (Linux system
+    /// anchors), `nss` (~/.pki/nssdb, what Chromium and Firefox read on Linux), `keychain`
+    /// (macOS), `windows` [default: every store of this platform].
+    #[arg(long = "ca-trust-store", value_name = "STORE", requires = "install_ca_trust", value_parser = ["system", "nss", "keychain", "windows"])]
+    ca_trust_stores: Vec<String>,
     /// Private key (PEM) of --cert-file.
     #[arg(long, value_name = "FILE", requires = "cert_file")]
     key_file: Option<PathBuf>,
@@ -208,7 +220,23 @@ impl StartArgs {
             options = options.lan_authorization(path);
         }
         if self.install_ca_trust {
-            options = options.trust_store(kinopio_leaf::tls::TrustStoreConfig::platform_default());
+            let mut stores = kinopio_leaf::tls::TrustStoreConfig::platform_default();
+            if !self.ca_trust_stores.is_empty() {
+                let wanted = |name: &str| self.ca_trust_stores.iter().any(|s| s == name);
+                if !wanted("system") {
+                    stores.system_anchors = None;
+                }
+                if !wanted("nss") {
+                    stores.nss.clear();
+                }
+                if !wanted("keychain") {
+                    stores.macos_keychain = None;
+                }
+                if !wanted("windows") {
+                    stores.windows_user_root = None;
+                }
+            }
+            options = options.trust_store(stores);
         }
         if let Some(path) = &self.binary_path {
             options = options.binary_path(path);
@@ -258,6 +286,7 @@ pub async fn run(command: LeafCommand) -> Result<(), Failure> {
     match command {
         LeafCommand::Start(args) => start(args).await,
         LeafCommand::Auto(args) => crate::leaf_auto::run(args).await,
+        LeafCommand::Status(args) => crate::leaf_status::run(args).await,
         LeafCommand::NamespaceCa(args) => namespace_ca(&args),
         LeafCommand::Untrust(args) => untrust(&args),
     }

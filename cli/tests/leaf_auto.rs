@@ -138,6 +138,38 @@ fn two_processes_on_one_host_get_their_own_ids_and_elect_one_leader() {
     assert!(Path::new(led["caCertFile"].as_str().unwrap()).is_file());
     follower.wait_json("the follower line", |v| v["state"] == "following-leader" && v["leader"]["nodeId"] == leader_id);
 
+    // `kinopio leaf status` (the status page's data) shows the election: role, epoch and
+    // both members.
+    let follower_id = if leader_id == a_id { b_id.clone() } else { a_id.clone() };
+    let status_args =
+        ["--url", led["discoveryUrl"].as_str().unwrap(), "--ca-file", led["caCertFile"].as_str().unwrap()];
+    let deadline = Instant::now() + WAIT;
+    let report = loop {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_kinopio"))
+            .args(["leaf", "status", "--json"])
+            .args(status_args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "leaf status failed: {}", String::from_utf8_lossy(&output.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let members = report["election"]["members"].to_string();
+        if members.contains(&leader_id) && members.contains(&follower_id) {
+            break report;
+        }
+        assert!(Instant::now() < deadline, "the status never showed both members: {report}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!((report["mode"].as_str(), report["role"].as_str()), (Some("auto"), Some("leader")), "{report}");
+    assert_eq!(report["leader"], serde_json::json!({"nodeId": leader_id, "epoch": 1}));
+    assert_eq!(report["election"]["namespace"], ns.as_str());
+    let readable = std::process::Command::new(env!("CARGO_BIN_EXE_kinopio"))
+        .args(["leaf", "status"])
+        .args(status_args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&readable.stdout);
+    assert!(text.contains(&format!("role: leader in namespace {ns}")) && text.contains("(this node)"), "{text}");
+
     leader.sigterm();
     let stopped_at = Instant::now();
     let took_over = follower.wait_json("the take-over", |v| v["role"] == "leader" && v["state"] == "leader");

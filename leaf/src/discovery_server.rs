@@ -4,10 +4,20 @@
 //! Routes (query strings are ignored):
 //! - `GET`/`HEAD` `/.well-known/kinopio-leader.json`, `/manifest.json`, `/`: the manifest
 //!   from the [`ManifestProvider`]; `503` with a JSON error while it returns `None`.
+//!   `/` asked for by a browser navigating to it (`Accept: text/html`) is the status page
+//!   instead, when a [`StatusProvider`] is set (the reference's clients fetch `/` as JSON).
+//! - `GET`/`HEAD` `/status.json`, `/.well-known/kinopio-status.json`: the
+//!   [`StatusReport`](crate::status_page::StatusReport), when a [`StatusProvider`] is set.
+//! - `GET`/`HEAD` `/ca.pem`: the CA certificate clients should trust, when one is set.
 //! - `GET`/`HEAD` `/healthz`: the [`HealthReport`] from the [`HealthProvider`]; `200` when
 //!   `ok`, else `503`.
 //! - `OPTIONS` on those paths: `204` CORS preflight.
-//! - other methods: `405` with `Allow`; other paths: `404`. Every body is JSON.
+//! - other methods: `405` with `Allow`; other paths: `404`. Every error body is JSON.
+//!
+//! CORS: with [`DiscoveryServerConfig::allowed_origins`] set, only pages from those origins
+//! may read the responses (the `Origin` is echoed back); a page from any other origin gets no
+//! `Access-Control-Allow-Origin` and its browser refuses it the body. Unset, any page may
+//! (`*`).
 //!
 //! Providers are called on every request and must be cheap (read state that background
 //! tasks keep up to date; no network I/O). The certificate comes from a
@@ -44,6 +54,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::status_page::{CA_PATH, STATUS_PAGE_HTML, STATUS_PATH, StatusProvider, WELL_KNOWN_STATUS_PATH};
 use crate::tls::SwappableServerCert;
 use kinopio::wire::manifest::LeaderManifest;
 
@@ -117,6 +128,9 @@ pub struct DiscoveryServerConfig {
     /// Answer Private Network Access preflights (`Access-Control-Allow-Private-Network:
     /// true`), letting public web pages reach this private-address server. Off by default.
     pub private_network_access: bool,
+    /// Web origins (`https://host:port`) whose pages may read the responses; `None`: any
+    /// page may (`Access-Control-Allow-Origin: *`).
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl Default for DiscoveryServerConfig {
@@ -128,6 +142,7 @@ impl Default for DiscoveryServerConfig {
             max_connections: 256,
             max_connections_per_source: 16,
             private_network_access: false,
+            allowed_origins: None,
         }
     }
 }
@@ -159,6 +174,8 @@ pub struct DiscoveryServer {
     cert: Arc<SwappableServerCert>,
     manifest: ManifestProvider,
     health: HealthProvider,
+    status: Option<StatusProvider>,
+    ca_pem: Option<Bytes>,
     config: DiscoveryServerConfig,
 }
 
@@ -180,7 +197,19 @@ impl DiscoveryServer {
 
     /// Like [`DiscoveryServer::new`] with already shared providers.
     pub fn with_providers(cert: Arc<SwappableServerCert>, manifest: ManifestProvider, health: HealthProvider) -> Self {
-        DiscoveryServer { cert, manifest, health, config: DiscoveryServerConfig::default() }
+        DiscoveryServer { cert, manifest, health, status: None, ca_pem: None, config: DiscoveryServerConfig::default() }
+    }
+
+    /// Serves the status report at `/status.json` and the status page at `/` (for browsers).
+    pub fn status(mut self, provider: StatusProvider) -> Self {
+        self.status = Some(provider);
+        self
+    }
+
+    /// Serves `pem` (the CA certificate clients should trust; public) at `/ca.pem`.
+    pub fn ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.ca_pem = Some(Bytes::from(pem.into()));
+        self
     }
 
     /// Replaces the timeouts and limits.
@@ -212,6 +241,8 @@ impl DiscoveryServer {
             acceptor: TlsAcceptor::from(Arc::new(tls)),
             manifest: self.manifest,
             health: self.health,
+            status: self.status,
+            ca_pem: self.ca_pem,
             config: self.config,
         });
         let task = tokio::spawn(accept_loop(listener, state, shutdown_rx));
@@ -302,6 +333,8 @@ struct ServerState {
     acceptor: TlsAcceptor,
     manifest: ManifestProvider,
     health: HealthProvider,
+    status: Option<StatusProvider>,
+    ca_pem: Option<Bytes>,
     config: DiscoveryServerConfig,
 }
 
@@ -454,22 +487,47 @@ async fn serve_connection(
 enum Resource {
     Manifest,
     Health,
+    Status,
+    StatusPage,
+    Ca,
 }
 
-fn resource(path: &str) -> Option<Resource> {
-    match path {
+/// The resource at `path`; `/` is the status page for a browser navigating to it.
+fn resource<B>(request: &Request<B>, state: &ServerState) -> Option<Resource> {
+    match request.uri().path() {
+        "/" if state.status.is_some() && wants_html(request) => Some(Resource::StatusPage),
         WELL_KNOWN_PATH | LEGACY_MANIFEST_PATH | "/" => Some(Resource::Manifest),
         HEALTH_PATH => Some(Resource::Health),
+        STATUS_PATH | WELL_KNOWN_STATUS_PATH if state.status.is_some() => Some(Resource::Status),
+        CA_PATH if state.ca_pem.is_some() => Some(Resource::Ca),
         _ => None,
     }
 }
 
+/// True when the request's `Accept` names `text/html` (a browser's navigation does; a
+/// script's `fetch` and the 0.1.1 clients do not).
+fn wants_html<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("text/html")))
+}
+
 /// Answers one request.
 fn respond<B>(request: &Request<B>, state: &ServerState) -> Response<Full<Bytes>> {
+    let mut response = respond_inner(request, state);
+    cors(&mut response, request, &state.config);
+    response
+}
+
+fn respond_inner<B>(request: &Request<B>, state: &ServerState) -> Response<Full<Bytes>> {
     let method = request.method();
     let path = request.uri().path();
     tracing::trace!(%method, path, "discovery request");
-    let Some(resource) = resource(path) else {
+    let Some(resource) = resource(request, state) else {
         return json_response(
             StatusCode::NOT_FOUND,
             &error_body("not_found", &format!("no resource at {path}; the manifest is at {WELL_KNOWN_PATH}")),
@@ -505,8 +563,68 @@ fn respond<B>(request: &Request<B>, state: &ServerState) -> Response<Full<Bytes>
             let status = if report.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             json_response(status, &report)
         }
+        Resource::Status => match &state.status {
+            Some(provider) => json_response(StatusCode::OK, &provider()),
+            None => json_response(StatusCode::NOT_FOUND, &error_body("not_found", "no status here")),
+        },
+        Resource::StatusPage => {
+            let mut response = bytes_response(StatusCode::OK, STATUS_PAGE_HTML.as_bytes().to_vec());
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+            if let Ok(policy) = HeaderValue::from_str(&page_policy()) {
+                headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+            }
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            response
+        }
+        Resource::Ca => {
+            let pem = state.ca_pem.clone().unwrap_or_default();
+            let mut response = bytes_response(StatusCode::OK, pem.to_vec());
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
+            response
+        }
     };
     if head { strip_body(response) } else { response }
+}
+
+/// The status page's Content-Security-Policy: nothing from elsewhere; only its own inline
+/// script (by hash) and style, and fetches to this origin.
+fn page_policy() -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    POLICY
+        .get_or_init(|| {
+            let script = STATUS_PAGE_HTML
+                .split_once("<script>")
+                .and_then(|(_, rest)| rest.split_once("</script>"))
+                .map_or("", |(script, _)| script);
+            let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script.as_bytes()));
+            format!(
+                "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; connect-src 'self'; \
+                 img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+            )
+        })
+        .clone()
+}
+
+/// Sets `Access-Control-Allow-Origin`: `*` without an origin list; the request's `Origin`
+/// when it is in the list; nothing otherwise (the browser then refuses the page the body).
+fn cors<B>(response: &mut Response<Full<Bytes>>, request: &Request<B>, config: &DiscoveryServerConfig) {
+    let headers = response.headers_mut();
+    let Some(allowed) = &config.allowed_origins else {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        return;
+    };
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    let origin = request.headers().get(header::ORIGIN);
+    if let Some(origin) = origin.filter(|origin| origin.to_str().is_ok_and(|o| allowed.iter().any(|a| a == o))) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    } else {
+        headers.remove(header::ACCESS_CONTROL_ALLOW_ORIGIN);
+    }
 }
 
 fn error_body(error: &str, message: &str) -> Value {
@@ -545,7 +663,6 @@ fn add_common_headers(response: &mut Response<Full<Bytes>>) {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOWED_METHODS));
     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

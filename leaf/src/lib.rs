@@ -13,4 +13,5 @@ pub mod net;
 pub mod paths;
 pub mod process;
 pub mod runtime;
+pub mod status_page;
 pub mod tls;

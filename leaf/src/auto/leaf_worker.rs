@@ -57,6 +57,9 @@ pub(crate) struct LeaderState {
 /// `Some` while this node leads; written by the election loop.
 pub(crate) type SharedLeaderState = Arc<RwLock<Option<LeaderState>>>;
 
+/// The election as the status page shows it, kept up to date by the shell.
+pub(crate) type SharedElectionView = Arc<RwLock<Option<crate::status_page::ElectionView>>>;
+
 /// The fixed parts of every leaf's manifest.
 #[derive(Debug, Clone)]
 pub(crate) struct ManifestIdentity {
@@ -85,6 +88,7 @@ pub(crate) async fn run(
     runtime_root: Option<PathBuf>,
     identity: ManifestIdentity,
     leader: SharedLeaderState,
+    election_view: SharedElectionView,
 ) {
     let mut running: BTreeMap<u64, (Arc<LeafNode>, JoinHandle<()>)> = BTreeMap::new();
     while let Some(job) = jobs.recv().await {
@@ -103,6 +107,10 @@ pub(crate) async fn run(
                     Ok(leaf) => {
                         let leaf = Arc::new(leaf);
                         leaf.set_manifest_provider(Some(manifest_provider(&leaf, epoch, &identity, &leader)));
+                        let view = election_view.clone();
+                        leaf.set_election_provider(Some(Arc::new(move || {
+                            view.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+                        })));
                         let watcher = tokio::spawn(watch_leaf(leaf.clone(), epoch, reports.clone()));
                         running.insert(epoch, (leaf.clone(), watcher));
                         let _ = reports.send(LeafReport::Started { seq, epoch, leaf });

@@ -205,6 +205,7 @@ impl AutoLeaf {
         let mdns = options.mdns.then(|| MdnsAdvertiser::new(joined.iter().map(|j| j.name.clone()).collect()));
 
         let leader_state = Arc::new(RwLock::new(None));
+        let election_view = Arc::new(RwLock::new(None));
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let runtime_root = options.leaf.runtime_dir.clone();
@@ -214,6 +215,7 @@ impl AutoLeaf {
             runtime_root,
             ManifestIdentity { node_id: node_id.clone(), namespace: namespace.clone() },
             leader_state.clone(),
+            election_view.clone(),
         ));
         let (rtt_tx, rtt_rx) = mpsc::channel(4);
         let rtt_task = rtt::spawn_probe(
@@ -256,6 +258,7 @@ impl AutoLeaf {
             stop: stop_rx,
             rescan_every: options.interface_rescan,
             leader_state,
+            election_view,
             shared: shared.clone(),
             events: events.clone(),
             identity,

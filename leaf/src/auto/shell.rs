@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::election::{Action, BeaconCodec, BeaconError, DropCounts, Election, Input, Status};
 use crate::runtime::{LeafNode, LeafOptions};
 
-use super::leaf_worker::{LeaderState, LeafJob, LeafReport, SharedLeaderState, advert_of};
+use super::leaf_worker::{LeaderState, LeafJob, LeafReport, SharedElectionView, SharedLeaderState, advert_of};
 use super::mdns::MdnsAdvertiser;
 use super::node_id::NodeIdentity;
 use super::status::{AutoEvent, AutoLeafStatus, LeaderLeaf};
@@ -41,6 +41,8 @@ pub(crate) struct Shell {
     pub stop: watch::Receiver<bool>,
     pub rescan_every: Duration,
     pub leader_state: SharedLeaderState,
+    /// The members the status page of this node's leaf shows.
+    pub election_view: SharedElectionView,
     pub shared: Arc<Mutex<AutoLeafStatus>>,
     pub events: broadcast::Sender<AutoEvent>,
     /// Holds the node id's lock for as long as the loop runs.
@@ -185,11 +187,32 @@ impl Shell {
         let rtt = self.election.backbone_rtt_ms();
         let peers = self.election.peers().count();
         let sends = self.transport.stats();
+        self.update_election_view();
         self.with_shared(|status| {
             status.backbone_rtt_ms = rtt;
             status.peers = peers;
             status.sends = sends;
         });
+    }
+
+    /// What the status page shows of the election: this node and the peers it hears.
+    fn update_election_view(&self) {
+        let own = self.election.heartbeat();
+        let member = |beacon: &crate::election::Beacon, this_node: bool| crate::status_page::Member {
+            node_id: beacon.node_id.clone(),
+            role: beacon.candidate_role.clone(),
+            epoch: beacon.leader_epoch,
+            backbone_rtt_ms: beacon.backbone_rtt_ms,
+            this_node,
+        };
+        let mut members = vec![member(&own, true)];
+        members.extend(self.election.peers().map(|peer| member(peer, false)));
+        let view = crate::status_page::ElectionView {
+            namespace: own.discovery_namespace.clone(),
+            secured: self.codec.is_secured(),
+            members,
+        };
+        *self.election_view.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(view);
     }
 
     /// Keeps `leading` and the manifest's shared state in line with the machine.

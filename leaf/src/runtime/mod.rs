@@ -53,6 +53,7 @@ use crate::config::{self, BackboneAuth, LeafRemote, Listen, LogSettings, ServerC
 use crate::discovery_server::{DiscoveryServer, ManifestProvider, WELL_KNOWN_PATH};
 use crate::net;
 use crate::process::{self, Monitor, ReadyCheck, ServerProcess, SpawnSpec, StopOutcome};
+use crate::status_page::{ElectionProvider, MonitorSampler, ReportInputs, StatusProvider, StatusReport};
 use crate::tls::{self, PreparedTls, SwappableServerCert, TlsOptions, TrustState};
 use kinopio::wire::manifest::LeaderManifest;
 use listeners::{bind_error, check_distinct_ports, precheck_port, resolve_hosts, start_error};
@@ -88,6 +89,12 @@ pub struct LeafNode {
     runtime_dir: std::sync::Mutex<RuntimeDir>,
     manifest: ManifestProvider,
     manifest_override: Arc<RwLock<Option<ManifestProvider>>>,
+    /// The election view `leaf auto` shows on the status page.
+    election: Arc<RwLock<Option<ElectionProvider>>>,
+    /// What the status page and `/status.json` show.
+    status_report: StatusProvider,
+    /// Samples nats-server's monitor for the status page.
+    sampler_task: JoinHandle<()>,
     timings: LeafTimings,
 }
 
@@ -253,13 +260,14 @@ impl LeafNode {
             }
             None => None,
         };
+        let web_origins = allowed_origins(&options, &hosts.advertised, discovery_addr.port())?;
         let mut server_config = ServerConfig {
             server_name: server_name.clone(),
             client: Listen::new(options.client_host, options.client_port),
             monitor: Listen::new(options.monitor_host, options.monitor_port),
             websocket: Listen::new(hosts.lan_bind, options.websocket_port),
             websocket_tls: WebsocketTls { cert_file: material.cert_file.clone(), key_file: material.key_file.clone() },
-            websocket_allowed_origins: allowed_origins(&options, &hosts.advertised, discovery_addr.port())?,
+            websocket_allowed_origins: web_origins.clone(),
             // A secured namespace's leaf serves only clients that hold its secret.
             client_token: options.namespace_ca.as_ref().map(|ca| ca.lan_token().to_owned()),
             authorization_file: lan_authorization,
@@ -367,12 +375,22 @@ impl LeafNode {
         let health = health_provider(status_rx.clone());
         let discovery_config = crate::discovery_server::DiscoveryServerConfig {
             private_network_access: options.private_network_access,
+            // The pages that may open the WebSocket may also read the manifest; no others.
+            allowed_origins: (!web_origins.is_empty()).then(|| web_origins.clone()),
             ..Default::default()
         };
-        let discovery = match DiscoveryServer::with_providers(cert.clone(), manifest.clone(), health)
+        let election: Arc<RwLock<Option<ElectionProvider>>> = Arc::new(RwLock::new(None));
+        let sampler = MonitorSampler::new(&urls.monitor_url, timings.probe_timeout);
+        let sample_slot = sampler.as_ref().map(MonitorSampler::slot).unwrap_or_default();
+        let status_report =
+            status_provider(status_rx.clone(), urls.clone(), manifest.clone(), election.clone(), sample_slot);
+        let mut discovery_server = DiscoveryServer::with_providers(cert.clone(), manifest.clone(), health)
             .config(discovery_config)
-            .serve_std(discovery_listener)
-        {
+            .status(status_report.clone());
+        if let Ok(pem) = std::fs::read_to_string(&material.ca_file) {
+            discovery_server = discovery_server.ca_pem(pem);
+        }
+        let discovery = match discovery_server.serve_std(discovery_listener) {
             Ok(handle) => handle,
             Err(err) => {
                 process.stop(timings.stop_grace).await;
@@ -408,6 +426,11 @@ impl LeafNode {
             has_backbone,
         };
         let supervisor = tokio::spawn(supervisor.run());
+        let sampler_task = tokio::spawn(async move {
+            if let Some(sampler) = sampler {
+                sampler.run(Duration::from_secs(1)).await;
+            }
+        });
         let tls_task = tokio::spawn(renewal::tls_upkeep(
             prepared,
             options.trust_store.clone(),
@@ -436,6 +459,9 @@ impl LeafNode {
             runtime_dir: std::sync::Mutex::new(runtime_dir),
             manifest,
             manifest_override,
+            election,
+            status_report,
+            sampler_task,
             timings,
         })
     }
@@ -483,6 +509,17 @@ impl LeafNode {
         *slot = provider;
     }
 
+    /// Shows `provider`'s election view (namespace, members) on the status page (used by
+    /// the auto-leaf election); `None` shows the leaf as a manual one.
+    pub fn set_election_provider(&self, provider: Option<ElectionProvider>) {
+        *self.election.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = provider;
+    }
+
+    /// What the status page and `/status.json` show right now (no I/O).
+    pub fn status_report(&self) -> StatusReport {
+        (self.status_report)()
+    }
+
     /// Stops the leaf: the discovery server, then nats-server (SIGTERM, SIGKILL after the
     /// grace period), then removes the runtime directory (or the leaf's files in a given
     /// one). Idempotent; later calls return [`StopReport::AlreadyStopped`].
@@ -492,6 +529,7 @@ impl LeafNode {
             return StopReport::AlreadyStopped;
         };
         self.tls_task.abort();
+        self.sampler_task.abort();
         let (reply, outcome) = oneshot::channel();
         let budget = self.timings.stop_grace + Duration::from_secs(10);
         let outcome = if self.commands.send(Command::Stop { reply }).await.is_ok() {
@@ -522,6 +560,7 @@ impl LeafNode {
 impl Drop for LeafNode {
     fn drop(&mut self) {
         self.tls_task.abort();
+        self.sampler_task.abort();
         if let Ok(mut slot) = self.supervisor.try_lock()
             && let Some(task) = slot.take()
         {
@@ -530,6 +569,34 @@ impl Drop for LeafNode {
             task.abort();
         }
     }
+}
+
+/// The status report built from the cached status, manifest, election view and monitor
+/// sample (no I/O).
+fn status_provider(
+    status: watch::Receiver<LeafStatus>,
+    urls: LeafUrls,
+    manifest: ManifestProvider,
+    election: Arc<RwLock<Option<ElectionProvider>>>,
+    sample: Arc<RwLock<Option<crate::status_page::MonitorSample>>>,
+) -> StatusProvider {
+    Arc::new(move || {
+        let current = status.borrow().clone();
+        let manifest = manifest();
+        let election = election.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let election = election.and_then(|provider| provider());
+        let sample = *sample.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        StatusReport::build(
+            ReportInputs {
+                status: &current,
+                urls: &urls,
+                manifest: manifest.as_ref(),
+                election: election.as_ref(),
+                sample: sample.as_ref(),
+            },
+            OffsetDateTime::now_utc(),
+        )
+    })
 }
 
 #[cfg(test)]
