@@ -10,7 +10,7 @@ use kinopio_leaf::election::{MULTICAST_GROUP, NamespaceSecret};
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::leaf::StartArgs;
+use crate::leaf_common::StartArgs;
 use crate::output::{self, Failure};
 use crate::signals;
 

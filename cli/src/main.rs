@@ -5,6 +5,7 @@ mod bench;
 mod doctor;
 mod leaf;
 mod leaf_auto;
+mod leaf_common;
 mod output;
 mod signals;
 mod tools;
