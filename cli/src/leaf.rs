@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use kinopio_leaf::runtime::{LeafNode, LeafOptions, LeafState, LeafStatus, StatusChange, TrustStatus, status_changes};
 use serde_json::{Value as Json, json};
 
-use crate::leaf_common::StartArgs;
+use crate::leaf_common::{StartArgs, leaf_failure};
 use crate::output::{self, Failure};
 use crate::signals;
 
@@ -147,7 +147,7 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
     tokio::pin!(shutdown);
     let leaf = tokio::select! {
         started = LeafNode::start(args.options()) => {
-            started.map_err(|err| Failure::new(1, err.kind(), err.to_string(), json))?
+            started.map_err(|err| leaf_failure(&err, json))?
         }
         () = &mut shutdown => {
             // Dropping the half-started leaf kills nats-server and cleans the runtime dir.

@@ -5,7 +5,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use kinopio_leaf::runtime::LeafOptions;
+use kinopio_leaf::auto::{AutoLeafError, AutoLeafErrorKind, TransportError};
+use kinopio_leaf::binary::{BinaryError, BinaryErrorKind};
+use kinopio_leaf::runtime::{LeafError, LeafErrorKind, LeafOptions, ListenerKind};
+use kinopio_leaf::tls::TlsErrorKind;
+
+use crate::output::Failure;
 
 /// Options of `kinopio leaf start`.
 #[derive(Debug, Args)]
@@ -134,9 +139,13 @@ impl StartArgs {
         if let Some(path) = &self.lan_authorization {
             options = options.lan_authorization(path);
         }
-        if self.install_ca_trust {
-            options = options.trust_store(kinopio_leaf::tls::TrustStoreConfig::platform_default());
-        }
+        options = options.trust_store(if self.install_ca_trust {
+            kinopio_leaf::tls::TrustStoreConfig::platform_default()
+        } else {
+            kinopio_leaf::tls::TrustStoreConfig::skipped(
+                "not requested (pass --install-ca-trust to add the CA to this device's trust stores)",
+            )
+        });
         if let Some(path) = &self.binary_path {
             options = options.binary_path(path);
         }
@@ -177,5 +186,94 @@ impl StartArgs {
             options = options.name(name);
         }
         options
+    }
+}
+
+/// A failed [`LeafNode::start`](kinopio_leaf::runtime::LeafNode::start) as a failure: the
+/// `--json` kind, and the library's message with the flag that changes what went wrong.
+pub(crate) fn leaf_failure(err: &LeafError, json: bool) -> Failure {
+    Failure::new(1, leaf_kind(err.kind()), leaf_message(err), json)
+}
+
+/// A failed [`AutoLeaf::start`](kinopio_leaf::auto::AutoLeaf::start) as a failure.
+pub(crate) fn auto_failure(err: &AutoLeafError, json: bool) -> Failure {
+    let kind = match err.kind() {
+        AutoLeafErrorKind::NodeId => "node-id",
+        AutoLeafErrorKind::Transport => "multicast",
+        AutoLeafErrorKind::Trust => "trust",
+        _ => "invalid-option",
+    };
+    let message = match err {
+        AutoLeafError::Transport(TransportError::NoInterface { wanted, available }) => {
+            format!("no usable IPv4 interface matches --interface {wanted}; available: {available}")
+        }
+        AutoLeafError::Transport(TransportError::NoMembership { .. }) => format!("{err} (--interface)"),
+        AutoLeafError::NodeId(_) => format!("{err} (--cache-dir)"),
+        _ => err.to_string(),
+    };
+    Failure::new(1, kind, message, json)
+}
+
+/// The stable `--json` name of a leaf failure.
+fn leaf_kind(kind: LeafErrorKind) -> &'static str {
+    match kind {
+        LeafErrorKind::Binary => "binary",
+        LeafErrorKind::Tls => "tls",
+        LeafErrorKind::Config => "config",
+        LeafErrorKind::InvalidOption | LeafErrorKind::SamePort => "invalid-option",
+        LeafErrorKind::PortInUse => "port-in-use",
+        LeafErrorKind::Bind => "bind",
+        LeafErrorKind::RuntimeDirNotEmpty => "runtime-dir-not-empty",
+        LeafErrorKind::RuntimeDir => "runtime-dir",
+        LeafErrorKind::MissingFile => "missing-file",
+        LeafErrorKind::Start => "start-failed",
+        LeafErrorKind::Discovery => "discovery",
+        LeafErrorKind::Task => "task",
+        _ => "leaf",
+    }
+}
+
+/// The flag that sets a listener's port.
+fn port_flag(listener: ListenerKind) -> &'static str {
+    match listener {
+        ListenerKind::Client => "--client-port",
+        ListenerKind::Websocket => "--websocket-port",
+        ListenerKind::Discovery => "--discovery-port",
+        ListenerKind::Monitor => "--monitor-port",
+        _ => "the port flags",
+    }
+}
+
+fn leaf_message(err: &LeafError) -> String {
+    match err {
+        LeafError::PortInUse { listener, addr } => {
+            let flag = port_flag(*listener);
+            format!(
+                "port {} is already in use ({flag}: the {listener} on {}); pass a free port with {flag}, or leave {flag} out to let the leaf pick one",
+                addr.port(),
+                addr.ip()
+            )
+        }
+        LeafError::SamePort { port, first, second } => format!(
+            "port {port} was given for both {} and {}; give each listener its own port",
+            port_flag(*first),
+            port_flag(*second)
+        ),
+        LeafError::Bind { .. } => format!("{err} (--lan-bind-address)"),
+        LeafError::RuntimeDirNotEmpty { path } => format!(
+            "the runtime directory {} is not empty; pass an empty or new directory with --runtime-dir, or leave it out to use a temporary one",
+            path.display()
+        ),
+        LeafError::Binary(binary) => binary_message(binary),
+        LeafError::Tls(tls) if tls.kind() == TlsErrorKind::NotPermitted => format!("{err} (--cert-file/--key-file)"),
+        _ => err.to_string(),
+    }
+}
+
+/// A provisioning failure with the flags that bypass or redirect provisioning.
+pub(crate) fn binary_message(err: &BinaryError) -> String {
+    match err.kind() {
+        BinaryErrorKind::Io => format!("{err} (the binary_path option is --binary-path; the cache is --cache-dir)"),
+        _ => format!("{err} (the binary_path option is --binary-path)"),
     }
 }

@@ -132,26 +132,28 @@ impl Default for DiscoveryServerConfig {
     }
 }
 
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum DiscoveryServerError {
-    /// The address could not be bound.
-    #[error(
-        "could not bind the discovery server to {addr}: {source}; choose another port or stop the process using it"
-    )]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A supplied listener is unusable.
-    #[error("the listener given to the discovery server is unusable: {0}")]
-    Listener(#[source] std::io::Error),
-    /// The TLS configuration was rejected.
-    #[error("could not configure TLS for the discovery server: {0}")]
-    Tls(#[source] rustls::Error),
+crate::error::error_with_kind! {
+    /// Why the server could not start.
+    #[derive(Debug, thiserror::Error)]
+    pub enum DiscoveryServerError => DiscoveryServerErrorKind {
+        /// The address could not be bound.
+        #[error(
+            "could not bind the discovery server to {addr}: {source}; choose another port or stop the process using it"
+        )]
+        Bind {
+            /// The address.
+            addr: SocketAddr,
+            /// The underlying error.
+            #[source]
+            source: std::io::Error,
+        },
+        /// A supplied listener is unusable.
+        #[error("the listener given to the discovery server is unusable: {0}")]
+        Listener(#[source] std::io::Error),
+        /// The TLS configuration was rejected.
+        #[error("could not configure TLS for the discovery server: {0}")]
+        Tls(#[source] rustls::Error),
+    }
 }
 
 /// Builder of the discovery server.

@@ -8,6 +8,7 @@ pub mod binary;
 pub mod config;
 pub mod discovery_server;
 pub mod election;
+mod error;
 /// The discovery manifest types live in the client crate (the client parses them too).
 pub use kinopio::manifest;
 pub mod net;

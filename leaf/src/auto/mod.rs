@@ -53,14 +53,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::election::{BeaconCodec, ConfigError, DropCounts, Election};
+use crate::election::{BeaconCodec, DropCounts, Election, ElectionConfigError, EncodeError};
 use crate::runtime::{LeafNode, LeafStatus};
 
 pub use mdns::{MdnsAdvertiser, MdnsError};
-pub use node_id::{NodeIdError, NodeIdentity};
+pub use node_id::{NodeIdError, NodeIdErrorKind, NodeIdentity};
 pub use options::{AutoLeafOptions, DEFAULT_INTERFACE_RESCAN};
 pub use status::{AutoEvent, AutoLeafStatus, LeaderLeaf};
-pub use transport::{InterfaceFilter, JoinedInterface, MulticastTransport, SendStats, TransportError};
+pub use transport::{
+    InterfaceFilter, JoinedInterface, MulticastTransport, SendStats, TransportError, TransportErrorKind,
+};
 
 use leaf_worker::ManifestIdentity;
 use shell::Shell;
@@ -68,32 +70,37 @@ use shell::Shell;
 /// Events buffered per subscriber before the oldest are dropped.
 const EVENT_BUFFER: usize = 1024;
 
-/// Why an auto-leaf could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum AutoLeafError {
-    /// The election timers or limits are inconsistent.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// No node id could be obtained.
-    #[error(transparent)]
-    NodeId(#[from] NodeIdError),
-    /// The multicast sockets could not be set up.
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    /// The namespace CA could not be derived from the secret.
-    #[error(transparent)]
-    Trust(#[from] kinopio::trust::TrustError),
-}
-
-impl AutoLeafError {
-    /// A stable name for `--json` output.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AutoLeafError::Config(_) => "invalid-option",
-            AutoLeafError::NodeId(_) => "node-id",
-            AutoLeafError::Transport(_) => "multicast",
-            AutoLeafError::Trust(_) => "trust",
-        }
+crate::error::error_with_kind! {
+    /// Why an auto-leaf could not start.
+    #[derive(Debug, thiserror::Error)]
+    pub enum AutoLeafError => AutoLeafErrorKind {
+        /// The election timers or limits are inconsistent.
+        #[error(transparent)]
+        Config(#[from] ElectionConfigError),
+        /// This node's leader beacon would not fit one datagram: it would never be heard,
+        /// and every node would lead.
+        #[error(
+            "this node's leader beacon would not fit one datagram ({0}); shorten the namespace, the advertised host or the backbone server list"
+        )]
+        BeaconTooLarge(#[source] EncodeError),
+        /// A background step (deriving the beacon key) panicked or was cancelled.
+        #[error("the auto-leaf's {step} task failed: {source}")]
+        Task {
+            /// Which step.
+            step: &'static str,
+            /// Why.
+            #[source]
+            source: tokio::task::JoinError,
+        },
+        /// No node id could be obtained.
+        #[error(transparent)]
+        NodeId(#[from] NodeIdError),
+        /// The multicast sockets could not be set up.
+        #[error(transparent)]
+        Transport(#[from] TransportError),
+        /// The namespace CA could not be derived from the secret.
+        #[error(transparent)]
+        Trust(#[from] kinopio::trust::TrustError),
     }
 }
 
@@ -105,7 +112,7 @@ fn check_beacon_size(
     namespace: &str,
     advertised_hostname: &str,
     options: &AutoLeafOptions,
-) -> Result<(), ConfigError> {
+) -> Result<(), AutoLeafError> {
     let backbone = crate::config::LeafRemote::from_urls(options.leaf.backbone_server_list())
         .ok()
         .flatten()
@@ -122,11 +129,7 @@ fn check_beacon_size(
         backbone_servers: backbone,
     };
     let largest = crate::election::Beacon::leader(node_id, namespace, u64::MAX, Some(99_999.999), &advert);
-    codec.encode(&largest, std::time::SystemTime::now()).map(|_| ()).map_err(|e| {
-        ConfigError::new(format!(
-            "this node's leader beacon would not fit one datagram ({e}); shorten the namespace, the advertised host or the backbone server list"
-        ))
-    })
+    codec.encode(&largest, std::time::SystemTime::now()).map(|_| ()).map_err(AutoLeafError::BeaconTooLarge)
 }
 
 /// A running auto-leaf node. See the module docs.
@@ -173,7 +176,7 @@ impl AutoLeaf {
                 // The beacon key takes a memory-hard hash to derive.
                 tokio::task::spawn_blocking(move || BeaconCodec::secured(&ns, &id, &secret))
                     .await
-                    .map_err(|e| ConfigError::new(format!("deriving the beacon key failed: {e}")))?
+                    .map_err(|source| AutoLeafError::Task { step: "beacon key derivation", source })?
                     .with_replay_window(options.replay_window)
             }
             None => BeaconCodec::open(&namespace, &node_id),

@@ -46,34 +46,36 @@ pub struct NodeIdentity {
     _file: File,
 }
 
-/// Why no node id could be obtained.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeIdError {
-    /// The cache directory or an id file could not be created, read, written or locked.
-    #[error(
-        "cannot {action} the auto-leaf node id file {path}: {source}; make the cache directory \
-         writable or choose another one with --cache-dir"
-    )]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Every slot is locked by a running process.
-    #[error(
-        "all {slots} auto-leaf node id slots in {dir} are held by running processes; stop some \
-         of them or give this one its own --cache-dir"
-    )]
-    AllSlotsBusy {
-        /// The cache root.
-        dir: PathBuf,
-        /// Number of slots tried.
-        slots: u32,
-    },
+crate::error::error_with_kind! {
+    /// Why no node id could be obtained.
+    #[derive(Debug, thiserror::Error)]
+    pub enum NodeIdError => NodeIdErrorKind {
+        /// The cache directory or an id file could not be created, read, written or locked.
+        #[error(
+            "cannot {action} the auto-leaf node id file {path}: {source}; make the cache directory \
+             writable or choose another cache directory"
+        )]
+        Io {
+            /// What was being done.
+            action: &'static str,
+            /// The file or directory.
+            path: PathBuf,
+            /// The OS error.
+            #[source]
+            source: std::io::Error,
+        },
+        /// Every slot is locked by a running process.
+        #[error(
+            "all {slots} auto-leaf node id slots in {dir} are held by running processes; stop some \
+             of them or give this one its own cache directory"
+        )]
+        AllSlotsBusy {
+            /// The cache root.
+            dir: PathBuf,
+            /// Number of slots tried.
+            slots: u32,
+        },
+    }
 }
 
 impl NodeIdentity {

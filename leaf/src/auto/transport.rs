@@ -220,39 +220,41 @@ pub struct SendStats {
     pub failed: u64,
 }
 
-/// Why the transport could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// A socket could not be created or configured.
-    #[error("cannot {action} for the election on UDP port {port}: {source}")]
-    Socket {
-        /// What failed.
-        action: &'static str,
-        /// The namespace's port.
-        port: u16,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// The group could not be joined on any interface.
-    #[error(
-        "cannot join multicast group {group} on any interface ({tried}); check that the \
-         interfaces are up and multicast-capable, or pick others with --interface"
-    )]
-    NoMembership {
-        /// The group.
-        group: Ipv4Addr,
-        /// What was tried and why it failed.
-        tried: String,
-    },
-    /// No interface matches the filter.
-    #[error("no usable IPv4 interface matches --interface {wanted}; available: {available}")]
-    NoInterface {
-        /// The requested interfaces.
-        wanted: String,
-        /// The interfaces found.
-        available: String,
-    },
+crate::error::error_with_kind! {
+    /// Why the transport could not be set up.
+    #[derive(Debug, thiserror::Error)]
+    pub enum TransportError => TransportErrorKind {
+        /// A socket could not be created or configured.
+        #[error("cannot {action} for the election on UDP port {port}: {source}")]
+        Socket {
+            /// What failed.
+            action: &'static str,
+            /// The namespace's port.
+            port: u16,
+            /// The OS error.
+            #[source]
+            source: io::Error,
+        },
+        /// The group could not be joined on any interface.
+        #[error(
+            "cannot join multicast group {group} on any interface ({tried}); check that the \
+             interfaces are up and multicast-capable, or pick others in the interface filter"
+        )]
+        NoMembership {
+            /// The group.
+            group: Ipv4Addr,
+            /// What was tried and why it failed.
+            tried: String,
+        },
+        /// No interface matches the filter.
+        #[error("no usable IPv4 interface matches the interface filter {wanted}; available: {available}")]
+        NoInterface {
+            /// The requested interfaces.
+            wanted: String,
+            /// The interfaces found.
+            available: String,
+        },
+    }
 }
 
 /// The election's multicast sockets for one namespace port.

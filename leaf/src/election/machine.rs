@@ -15,7 +15,7 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::beacon::Beacon;
-use super::config::{ConfigError, ElectionConfig};
+use super::config::{ElectionConfig, ElectionConfigError};
 use super::events::{Action, Input, LeafAdvert, MdnsAdvert};
 use super::rank::{LeaderClaim, Rank, best_leader, has_rtt_advantage, next_epoch};
 use super::status::{LeaderSummary, PeerState, Role, State, Status};
@@ -193,11 +193,15 @@ struct Outbox {
 impl Election {
     /// A node that has just started: state `discovering`, role `candidate`, epoch 0, no
     /// leader. Its first heartbeat is due at `now`.
-    pub fn new(config: ElectionConfig, node_id: impl Into<String>, now: Instant) -> Result<Election, ConfigError> {
+    pub fn new(
+        config: ElectionConfig,
+        node_id: impl Into<String>,
+        now: Instant,
+    ) -> Result<Election, ElectionConfigError> {
         config.validate()?;
         let node_id = node_id.into();
         if node_id.is_empty() {
-            return Err(ConfigError::new("the node id is empty; every node needs a unique id"));
+            return Err(ElectionConfigError::EmptyNodeId);
         }
         Ok(Election {
             config,

@@ -44,7 +44,7 @@ pub use beacon::{
     MAX_SAFE_INTEGER, MULTICAST_GROUP, MULTICAST_TTL, PORT_BASE, PORT_SPAN, field, port_for_namespace,
 };
 pub use codec::{BeaconCodec, DEFAULT_LEASE, DEFAULT_REPLAY_WINDOW, EncodeError, unix_ms};
-pub use config::{ConfigError, ElectionConfig};
+pub use config::{ElectionConfig, ElectionConfigError, ElectionConfigErrorKind};
 pub use events::{Action, Input, LeafAdvert, MDNS_SERVICE_TYPE, MdnsAdvert};
 pub use machine::Election;
 pub use rank::{LeaderClaim, Rank, best_leader, has_rtt_advantage, next_epoch};

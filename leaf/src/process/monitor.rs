@@ -69,30 +69,31 @@ impl Monitor {
     }
 }
 
-/// Why the monitor could not be asked.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MonitorError {
-    /// The HTTP client could not be built (no TLS backend, ...).
-    #[error("{0}")]
-    Client(#[source] Box<reqwest::Error>),
-    /// The request failed (connection refused, timeout, unreadable answer).
-    #[error("{url}: {source}")]
-    Request {
-        /// What was asked.
-        url: String,
-        /// The HTTP client's error.
-        #[source]
-        source: Box<reqwest::Error>,
-    },
-    /// The monitor answered with an error status.
-    #[error("{url} answered HTTP {status}")]
-    Status {
-        /// What was asked.
-        url: String,
-        /// The status code.
-        status: u16,
-    },
+crate::error::error_with_kind! {
+    /// Why the monitor could not be asked.
+    #[derive(Debug, thiserror::Error)]
+    pub enum MonitorError => MonitorErrorKind {
+        /// The HTTP client could not be built (no TLS backend, ...).
+        #[error("{0}")]
+        Client(#[source] Box<reqwest::Error>),
+        /// The request failed (connection refused, timeout, unreadable answer).
+        #[error("{url}: {source}")]
+        Request {
+            /// What was asked.
+            url: String,
+            /// The HTTP client's error.
+            #[source]
+            source: Box<reqwest::Error>,
+        },
+        /// The monitor answered with an error status.
+        #[error("{url} answered HTTP {status}")]
+        Status {
+            /// What was asked.
+            url: String,
+            /// The status code.
+            status: u16,
+        },
+    }
 }
 
 impl MonitorError {

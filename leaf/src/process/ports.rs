@@ -23,19 +23,20 @@ pub fn ports_file_path(dir: &Path, pid: u32) -> PathBuf {
     dir.join(format!("nats-server_{pid}.ports"))
 }
 
-/// Why a ports file could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PortsFileError {
-    /// The text is not JSON (nats-server may still be writing it).
-    #[error("the ports file is not JSON: {0}")]
-    NotJson(String),
-    /// A listener's URL is missing.
-    #[error("the ports file has no {0:?} URL")]
-    MissingUrl(&'static str),
-    /// A listener's URL has no port.
-    #[error("the ports file has no port in {0:?}")]
-    NoPort(String),
+crate::error::error_with_kind! {
+    /// Why a ports file could not be read.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum PortsFileError => PortsFileErrorKind {
+        /// The text is not JSON (nats-server may still be writing it).
+        #[error("the ports file is not JSON: {0}")]
+        NotJson(String),
+        /// A listener's URL is missing.
+        #[error("the ports file has no {0:?} URL")]
+        MissingUrl(&'static str),
+        /// A listener's URL has no port.
+        #[error("the ports file has no port in {0:?}")]
+        NoPort(String),
+    }
 }
 
 /// Parses a ports file (`{"nats":["nats://127.0.0.1:4222"],"monitoring":[...],

@@ -41,7 +41,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use error::{LeafError, ListenerKind};
+pub use error::{LeafError, LeafErrorKind, ListenerKind};
 pub use options::{LeafOptions, LeafTimings, RestartPolicy};
 pub use status::{
     LeafState, LeafStatus, LeafUrls, ListenerStatus, StatusChange, TlsStatus, TrustStatus, bridge_state,

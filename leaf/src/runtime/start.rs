@@ -52,13 +52,13 @@ async fn start_planned(options: LeafOptions, plan: Plan) -> Result<LeafNode, Lea
     let (discovery_listener, discovery_addr) = bind_discovery(&plan, &options)?;
     let provisioned = provision(&options, &plan).await?;
     let launch = write_server_config(&options, &plan, &provisioned, discovery_addr)?;
-    let mut server = ServerGuard::spawn(&launch.spec, timings.stop_grace).await?;
-    let serving = server
+    let server = ServerGuard::spawn(&launch.spec, timings.stop_grace).await?;
+    let (process, serving) = server
         .run(async |process: &mut ServerProcess| {
             serve(process, &options, &plan, &provisioned, &launch, discovery_listener, discovery_addr).await
         })
         .await?;
-    Ok(hand_over(server.disarm(), options, plan, provisioned, launch, serving))
+    Ok(hand_over(process, options, plan, provisioned, launch, serving))
 }
 
 /// Stage 1: what the options ask for, checked before anything is bound, written or run.
@@ -239,7 +239,7 @@ fn write_server_config(
 /// stops it in the background (or kills it at once outside a tokio runtime).
 #[derive(Debug)]
 struct ServerGuard {
-    /// `None` once stopped or handed over.
+    /// `Some` until `run` returns (stopped or handed over) or the guard is dropped.
     process: Option<ServerProcess>,
     /// Time nats-server gets to exit after SIGTERM.
     stop_grace: Duration,
@@ -253,26 +253,25 @@ impl ServerGuard {
     }
 
     /// Runs the later stages on the process; if they fail, stops nats-server (SIGTERM,
-    /// SIGKILL after the grace period) and only then returns their error.
+    /// SIGKILL after the grace period) and only then returns their error. On success the
+    /// process is handed back: the guard no longer stops it.
     async fn run<T>(
-        &mut self,
+        mut self,
         stages: impl AsyncFnOnce(&mut ServerProcess) -> Result<T, LeafError>,
-    ) -> Result<T, LeafError> {
+    ) -> Result<(ServerProcess, T), LeafError> {
         let Some(process) = self.process.as_mut() else {
-            return Err(LeafError::Task { step: "start", reason: "nats-server was already stopped".to_owned() });
+            unreachable!("a guard holds nats-server until `run` returns or the guard is dropped")
         };
         let result = stages(process).await;
-        if result.is_err()
-            && let Some(process) = self.process.take()
-        {
-            process.stop(self.stop_grace).await;
+        let process = self.process.take();
+        match (result, process) {
+            (Ok(value), Some(process)) => Ok((process, value)),
+            (Err(err), Some(process)) => {
+                process.stop(self.stop_grace).await;
+                Err(err)
+            }
+            (_, None) => unreachable!("only `run` and `drop` take the process"),
         }
-        result
-    }
-
-    /// The process, for the supervisor; the guard no longer stops it.
-    fn disarm(mut self) -> Option<ServerProcess> {
-        self.process.take()
     }
 }
 
@@ -398,7 +397,7 @@ async fn serve(
 /// Stage 7: gives nats-server and the discovery server to the supervisor task, starts
 /// certificate upkeep, and assembles the [`LeafNode`]. Cannot fail.
 fn hand_over(
-    process: Option<ServerProcess>,
+    process: ServerProcess,
     options: LeafOptions,
     plan: Plan,
     provisioned: Provisioned,
@@ -422,7 +421,7 @@ fn hand_over(
     let ca_cert_file = prepared.material().ca_file;
     let (commands_tx, commands_rx) = mpsc::channel(16);
     let supervisor = Supervisor {
-        process,
+        process: Some(process),
         spec: launch.spec,
         restart_config: Some(restart_config),
         monitor,

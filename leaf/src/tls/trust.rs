@@ -120,14 +120,17 @@ impl TrustStoreConfig {
     }
 
     /// Installs nothing, and says so: the default, since adding a root to a device's trust
-    /// stores is the user's decision (`--install-ca-trust`).
+    /// stores is the user's decision.
     pub fn not_requested() -> Self {
-        TrustStoreConfig {
-            skip_reason: Some(
-                "not requested (pass --install-ca-trust to add the CA to this device's trust stores)".into(),
-            ),
-            ..TrustStoreConfig::none()
-        }
+        TrustStoreConfig::skipped(
+            "not requested (set the trust_store option to add the CA to this device's trust stores)",
+        )
+    }
+
+    /// Installs nothing and reports `reason` as why (a program says how its users ask for
+    /// the install).
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        TrustStoreConfig { skip_reason: Some(reason.into()), ..TrustStoreConfig::none() }
     }
 
     /// The stores of this platform, honouring `KINOPIO_SKIP_CA_TRUST_INSTALL`.
