@@ -296,6 +296,7 @@ fn tls_source(status: &LeafStatus) -> &'static str {
     match status.tls.material.source {
         kinopio_leaf::tls::TlsSource::Generated => "generated",
         kinopio_leaf::tls::TlsSource::Supplied => "supplied",
+        _ => "other",
     }
 }
 

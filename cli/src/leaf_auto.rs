@@ -104,7 +104,7 @@ pub async fn run(args: AutoArgs) -> Result<(), Failure> {
                 Ok(AutoEvent::StatusChanged(status)) => print_status(&status, json),
                 Ok(AutoEvent::InterfacesChanged(joined)) => print_interfaces(node.node_id(), &joined, json),
                 Ok(AutoEvent::Stopped(_)) | Err(RecvError::Closed) => break,
-                Err(RecvError::Lagged(_)) => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
             },
         }
     }

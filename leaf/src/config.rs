@@ -104,6 +104,7 @@ pub struct LeafRemote {
 
 /// A backbone user and password, or a token. Its `Debug` output never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BackboneAuth {
     /// A user and password.
     UserPassword {

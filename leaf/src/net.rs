@@ -11,6 +11,7 @@ use std::time::Duration;
 
 /// Operational state of an interface, as far as the platform reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkState {
     /// Up and running.
     Up,

@@ -361,6 +361,7 @@ async fn unusable_explicit_paths_are_typed_errors() {
             ExplicitPathProblem::NotAFile => "NotAFile",
             ExplicitPathProblem::NotExecutable => "NotExecutable",
             ExplicitPathProblem::VersionCheck(_) => "VersionCheck",
+            other => panic!("unexpected problem {other:?}"),
         };
         assert_eq!(name, want, "{err}");
         assert!(err.to_string().contains("the binary_path option"), "{err}");

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::probe::ProbeError;
+
 /// How a user can bypass provisioning; appended to every error that came from the
 /// download path (a program maps the `binary_path` option to its own flag or setting).
 pub const HOW_TO_SUPPLY: &str = "To use a nats-server you already have instead, give its \
@@ -13,6 +15,7 @@ nats-server on PATH";
 
 /// Where an explicit binary path came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExplicitOrigin {
     /// The `binary_path` option.
     Option,
@@ -31,6 +34,7 @@ impl fmt::Display for ExplicitOrigin {
 
 /// What is wrong with an explicitly given binary path.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExplicitPathProblem {
     /// Nothing exists at the path (or it cannot be inspected).
     NotFound(String),
@@ -39,7 +43,7 @@ pub enum ExplicitPathProblem {
     /// The file has no execute permission.
     NotExecutable,
     /// Running `<path> --version` failed or printed no nats-server version.
-    VersionCheck(String),
+    VersionCheck(ProbeError),
 }
 
 impl fmt::Display for ExplicitPathProblem {
@@ -200,7 +204,7 @@ crate::error::error_with_kind! {
             /// Where the binary was (in a temporary directory, now removed).
             path: PathBuf,
             /// What happened when it was run with `--version`.
-            reason: String,
+            reason: ProbeError,
         },
         /// The downloaded binary reports another version.
         #[error(

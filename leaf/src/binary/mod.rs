@@ -48,6 +48,7 @@ pub use cache::{
 pub use error::{BinaryError, BinaryErrorKind, ExplicitOrigin, ExplicitPathProblem, HOW_TO_SUPPLY};
 pub use options::{BASE_URL_ENV, BINARY_ENV, BinaryOptions, DEFAULT_MAX_DOWNLOAD_BYTES, ProvisionEvent};
 pub use platform::{ArchiveKind, Platform, UnsupportedPlatform};
+pub use probe::ProbeError;
 pub use release::{
     CHECKSUMS_ASSET, ChecksumLookupError, OFFICIAL_BASE_URL, ReleaseTable, Sha256Digest, checksum_for_asset,
     parse_sha256_hex, release_file_url,
@@ -60,6 +61,7 @@ use probe::probe_version;
 /// Where a resolved binary came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum BinarySource {
     /// `--binary-path` or `KINOPIO_NATS_SERVER`.
     Explicit,

@@ -35,6 +35,7 @@ pub(crate) struct Timeouts {
 /// A step of provisioning, for progress reporting (`--json` lines, logs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum ProvisionEvent {
     /// Another process holds the cache lock; waiting for it.
     #[serde(rename_all = "camelCase")]

@@ -173,26 +173,18 @@ pub fn parse_sha256_hex(text: &str) -> Option<Sha256Digest> {
 }
 
 /// Why `SHA256SUMS` gave no usable checksum for an asset.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChecksumLookupError {
     /// No line names the asset.
+    #[error("the file has no line for this asset")]
     Missing,
     /// The line naming the asset has no valid digest.
+    #[error("the line for this asset is malformed: {0:?}")]
     Malformed(String),
     /// Several lines name the asset with different digests.
+    #[error("the file lists this asset twice with different digests")]
     Conflicting,
-}
-
-impl std::fmt::Display for ChecksumLookupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ChecksumLookupError::Missing => f.write_str("the file has no line for this asset"),
-            ChecksumLookupError::Malformed(line) => {
-                write!(f, "the line for this asset is malformed: {line:?}")
-            }
-            ChecksumLookupError::Conflicting => f.write_str("the file lists this asset twice with different digests"),
-        }
-    }
 }
 
 /// Finds `asset`'s digest in a `sha256sum`-style file (`<hex>  <name>` or

@@ -30,6 +30,7 @@ pub struct SpawnSpec {
 
 /// How [`ServerProcess::stop`] ended the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StopOutcome {
     /// It had already exited.
     AlreadyExited,

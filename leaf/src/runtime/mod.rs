@@ -62,6 +62,7 @@ pub const LOG_MAX_FILES: u32 = 3;
 
 /// How [`LeafNode::stop`] went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StopReport {
     /// This call stopped the leaf; how nats-server ended.
     Stopped(StopOutcome),

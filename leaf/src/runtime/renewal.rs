@@ -22,6 +22,7 @@ pub const MAX_RENEWAL_WAIT: Duration = Duration::from_secs(3600);
 
 /// What the renewal loop does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RenewalStep {
     /// Renew now.
     RenewNow,

@@ -45,6 +45,7 @@ pub const CERT_BACKDATE: time::Duration = time::Duration::minutes(5);
 /// Whether a CA with the given validity window is usable at `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum CaValidity {
     /// Valid and not near expiry.
     Valid,
@@ -71,6 +72,7 @@ pub fn ca_validity(not_before: OffsetDateTime, not_after: OffsetDateTime, now: O
 
 /// Why a stored CA was not reused.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CaProblem {
     /// `ca-cert.pem` or `ca-key.pem` does not exist.
     Missing {
@@ -134,6 +136,7 @@ impl Serialize for CaProblem {
 /// Whether [`LocalCa::load_or_create`] reused the stored CA or made a new one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "origin", rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum CaOrigin {
     /// The stored CA was valid and reused.
     Reused,

@@ -32,6 +32,7 @@ pub const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 /// One subjectAltName entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum SanEntry {
     /// A dNSName (lowercase).
     Dns(String),

@@ -28,6 +28,7 @@ pub const SKIP_ENV: &str = "KINOPIO_SKIP_CA_TRUST_INSTALL";
 /// Outcome of [`install_ca`], for logs and status output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum TrustState {
     /// The CA was added to these stores (others may have failed; see the logs).
     Installed {
