@@ -101,9 +101,9 @@ fn untrust(args: &UntrustArgs) -> Result<(), Failure> {
     if let Ok(entries) = std::fs::read_dir(&tls_dir) {
         dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
     }
-    let mut report = kinopio_leaf::tls::trust::UntrustReport::default();
+    let mut report = kinopio_leaf::tls::UntrustReport::default();
     for dir in dirs {
-        let one = kinopio_leaf::tls::trust::untrust(&dir, std::time::Duration::from_secs(30));
+        let one = kinopio_leaf::tls::untrust(&dir, std::time::Duration::from_secs(30));
         report.removed.extend(one.removed);
         report.failed.extend(one.failed);
     }
@@ -240,7 +240,7 @@ fn print_snapshot(leaf: &LeafNode, status: &LeafStatus, json: bool) {
         format!(
             "tls: {} certificate, valid until {}, trust: {}",
             tls_source(status),
-            kinopio_leaf::manifest::format_wire_time(status.tls.material.not_after),
+            kinopio::manifest::format_wire_time(status.tls.material.not_after),
             trust_text(&status.tls.trust)
         ),
         format!(

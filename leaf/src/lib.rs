@@ -10,7 +10,7 @@ pub mod discovery_server;
 pub mod election;
 mod error;
 /// The discovery manifest types live in the client crate (the client parses them too).
-pub use kinopio::manifest;
+pub(crate) use kinopio::manifest;
 pub mod net;
 pub mod paths;
 pub mod process;

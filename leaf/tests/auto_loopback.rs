@@ -9,12 +9,12 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use kinopio::manifest::LeaderManifest;
 use kinopio::testing::nats_server_binary;
 use kinopio_leaf::auto::{AutoLeaf, AutoLeafOptions, AutoLeafStatus, InterfaceFilter};
 use kinopio_leaf::election::{
     Beacon, BeaconCodec, BeaconErrorKind, LeafAdvert, MDNS_SERVICE_TYPE, MULTICAST_GROUP, NamespaceSecret, Role, State,
 };
-use kinopio_leaf::manifest::LeaderManifest;
 use kinopio_leaf::runtime::{LeafOptions, LeafTimings, RestartPolicy};
 use kinopio_leaf::tls::TrustStoreConfig;
 use socket2::{Domain, Protocol, Socket, Type};

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use kinopio::manifest::{
+    BackboneInfo, BridgeState, LeaderManifest, ListenerUrls, MANUAL_MANIFEST_TTL, ManifestInputs, ManifestMode,
+    ManifestUrl,
+};
 use kinopio_leaf::discovery_server::{
     DiscoveryServer, DiscoveryServerConfig, DiscoveryServerError, DiscoveryServerHandle, HealthReport,
     manifest_from_watch,
-};
-use kinopio_leaf::manifest::{
-    BackboneInfo, BridgeState, LeaderManifest, ListenerUrls, MANUAL_MANIFEST_TTL, ManifestInputs, ManifestMode,
-    ManifestUrl,
 };
 use kinopio_leaf::tls::{LeafCertRequest, LocalCa, SwappableServerCert};
 use reqwest::{Method, StatusCode};

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
+use kinopio::manifest::{BridgeState, LeaderManifest};
 use kinopio::testing::{NatsServer, nats_server_binary};
 use kinopio::{Hub, HubOptions, Message, SelectionMode};
 use kinopio_leaf::config::{LeafRemote, Listen, ServerConfig, WebsocketTls, render};
-use kinopio_leaf::manifest::{BridgeState, LeaderManifest};
 use kinopio_leaf::runtime::{
     LeafError, LeafErrorKind, LeafNode, LeafOptions, LeafState, LeafStatus, LeafTimings, ListenerKind, RestartPolicy,
     StopReport, TrustStatus,

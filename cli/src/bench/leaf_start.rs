@@ -26,9 +26,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use kinopio::manifest::LeaderManifest;
 use kinopio_leaf::binary::BinaryOptions;
 use kinopio_leaf::config::{self, Listen, LogSettings, ServerConfig, WebsocketTls};
-use kinopio_leaf::manifest::LeaderManifest;
 use kinopio_leaf::process::{self, LOG_TAIL_LINES, ReadyCheck, ServerProcess, SpawnSpec};
 use kinopio_leaf::runtime::{LeafNode, LeafOptions, LeafTimings};
 use kinopio_leaf::tls::{self, LocalCa, TlsMaterial, TlsOptions, TrustStoreConfig};

@@ -40,13 +40,13 @@
 //! ```
 
 mod leaf_worker;
-pub mod mdns;
-pub mod node_id;
+pub(crate) mod mdns;
+pub(crate) mod node_id;
 mod options;
-pub mod rtt;
+pub(crate) mod rtt;
 mod shell;
 mod status;
-pub mod transport;
+pub(crate) mod transport;
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -61,7 +61,8 @@ pub use node_id::{NodeIdError, NodeIdErrorKind, NodeIdentity};
 pub use options::{AutoLeafOptions, DEFAULT_INTERFACE_RESCAN};
 pub use status::{AutoEvent, AutoLeafStatus, LeaderLeaf};
 pub use transport::{
-    InterfaceFilter, JoinedInterface, MulticastTransport, SendStats, TransportError, TransportErrorKind,
+    CandidateInterface, InterfaceFilter, JoinedInterface, MulticastTransport, SendStats, TransportError,
+    TransportErrorKind, select_interfaces,
 };
 
 use leaf_worker::ManifestIdentity;

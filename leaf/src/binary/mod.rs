@@ -33,7 +33,7 @@ mod lock;
 mod options;
 mod platform;
 mod probe;
-pub mod release;
+pub(crate) mod release;
 mod version;
 
 use std::ffi::OsStr;

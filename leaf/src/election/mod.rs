@@ -27,15 +27,15 @@
 //! }
 //! ```
 
-pub mod auth;
-pub mod beacon;
-pub mod codec;
-pub mod config;
-pub mod events;
-pub mod flood;
-pub mod machine;
-pub mod rank;
-pub mod status;
+pub(crate) mod auth;
+pub(crate) mod beacon;
+pub(crate) mod codec;
+pub(crate) mod config;
+pub(crate) mod events;
+pub(crate) mod flood;
+pub(crate) mod machine;
+pub(crate) mod rank;
+pub(crate) mod status;
 mod wire_json;
 
 pub use auth::{AUTH_ALG, EmptySecret, NamespaceSecret};

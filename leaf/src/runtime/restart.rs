@@ -42,6 +42,7 @@ impl RestartBudget {
         Some(delay)
     }
 
+    #[cfg(test)]
     /// Consecutive attempts so far.
     pub fn consecutive(&self) -> u32 {
         self.consecutive

@@ -96,6 +96,7 @@ impl RuntimeDir {
         self.path.join(name)
     }
 
+    #[cfg(test)]
     /// True when it is a temporary directory that cleanup removes.
     pub fn is_temporary(&self) -> bool {
         self.temp.is_some()

@@ -17,12 +17,12 @@
 //! All functions here block (file I/O, key generation, external commands); call them from
 //! `tokio::task::spawn_blocking` in async code.
 
-pub mod ca;
+pub(crate) mod ca;
 mod files;
-pub mod leaf_cert;
-pub mod resolver;
-pub mod supplied;
-pub mod trust;
+pub(crate) mod leaf_cert;
+mod resolver;
+mod supplied;
+pub(crate) mod trust;
 mod x509;
 
 use std::path::{Path, PathBuf};
@@ -32,11 +32,20 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 
-pub use ca::{CaOrigin, CaValidity, LocalCa, ca_validity};
-pub use leaf_cert::{LeafCertFiles, LeafCertRequest, LeafCertificate, SanEntry, next_renewal_at, renewal_due};
+pub use ca::{
+    CA_CERT_FILE, CA_COMMON_NAME, CA_KEY_FILE, CA_LIFETIME, CA_RENEWAL_MARGIN, CaOrigin, CaProblem, CaValidity,
+    LocalCa, ca_validity, inspect_ca_file,
+};
+pub use leaf_cert::{
+    DEFAULT_LEAF_LIFETIME, LEAF_CERT_FILE, LEAF_KEY_FILE, LeafCertFiles, LeafCertRequest, LeafCertificate, SanEntry,
+    common_name, next_renewal_at, renewal_due, subject_alt_names,
+};
 pub use resolver::SwappableServerCert;
 pub use supplied::SuppliedTls;
-pub use trust::{TrustState, TrustStoreConfig};
+pub use trust::{
+    InstallRecord, NssStore, SKIP_ENV, SystemAnchorStore, TrustState, TrustStoreConfig, UntrustReport,
+    anchor_file_name, install_ca, installed_stores, untrust,
+};
 
 crate::error::error_with_kind! {
     /// Errors from preparing, loading or issuing TLS material.
