@@ -1,13 +1,13 @@
 //! Auto-leaf (`kinopio leaf auto`): takes part in the LAN election of a discovery namespace
 //! and runs the leaf while this node is the elected leader.
 //!
-//! The decisions are the pure [`Election`](crate::election::Election); this module is its
+//! The decisions are the pure [`Election`]; this module is its
 //! I/O shell:
-//! - [`transport`]: UDP multicast on `239.255.71.71`, port `44710 + crc32(namespace) % 1000`,
+//! - `transport`: UDP multicast on `239.255.71.71`, port `44710 + crc32(namespace) % 1000`,
 //!   TTL 1, membership on every selected interface (re-scanned every few seconds);
-//! - [`node_id`]: the cached, per-process-locked node id;
-//! - [`rtt`]: the backbone RTT probe (TCP connect time; self-reported), in the background;
-//! - [`mdns`]: the leader's `_kinopio-hub._tcp.local.` record;
+//! - `node_id`: the cached, per-process-locked node id;
+//! - `rtt`: the backbone RTT probe (TCP connect time; self-reported), in the background;
+//! - `mdns`: the leader's `_kinopio-hub._tcp.local.` record;
 //! - the leaf worker: starts and stops the leaf beside the loop, serves the auto-mode leader
 //!   manifest over HTTPS through the leaf's discovery server (`/healthz` reflects the real
 //!   nats-server health) and reports a broker that died for good (the leader then resigns);

@@ -26,11 +26,11 @@ use crate::net::LinkState;
 
 /// Receive buffer size: larger than any UDP datagram over IPv4, so oversized datagrams are
 /// read whole and dropped by the codec's size check instead of being truncated.
-pub const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
+pub(crate) const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Name prefixes of interfaces skipped by default: container and VM bridges, virtual
 /// Ethernet pairs, tunnels and VPNs.
-pub const SKIPPED_PREFIXES: [&str; 22] = [
+pub(crate) const SKIPPED_PREFIXES: [&str; 22] = [
     "docker",
     "veth",
     "br-",
@@ -59,7 +59,7 @@ pub const SKIPPED_PREFIXES: [&str; 22] = [
 ///
 /// With an empty `include` list: every up, multicast-capable interface with an IPv4 address
 /// that is not loopback, link-local, point-to-point or named like a container bridge,
-/// tunnel or VPN ([`SKIPPED_PREFIXES`]); when none qualifies, loopback (so a single-host run
+/// tunnel or VPN (docker, bridge, tunnel and VPN name prefixes); when none qualifies, loopback (so a single-host run
 /// still works). With `include`: exactly the listed interfaces (names like `eth0`, IPv4
 /// addresses, or `lo`/`loopback` for loopback), even virtual ones. `exclude` (names or
 /// addresses) always wins.

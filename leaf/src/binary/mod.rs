@@ -13,9 +13,9 @@
 //! 4. **download** of the pinned release ([`ReleaseTable`], from
 //!    `manifests/nats-server-release.json`) from `<base>/v<ver>/<asset>`, where the base is
 //!    [`BinaryOptions::base_url`], else `KINOPIO_NATS_SERVER_BASE_URL`, else GitHub
-//!    releases. A mirror must keep GitHub's layout below its base (see [`release`]).
+//!    releases. A mirror must keep GitHub's layout below its base (see [`ReleaseTable`]).
 //!
-//! The cache is `<cache_root>/nats-server/` ([`crate::paths::cache_root`], or
+//! The cache is `<cache_root>/nats-server/` (the platform cache directory, or
 //! `<--cache-dir>/nats-server/`). Downloads are serialised across processes by
 //! `<cache>/.lock`; a process that waited finds the other's install and uses it. The
 //! archive is streamed to a temporary file in the cache with a size limit, its SHA-256 is

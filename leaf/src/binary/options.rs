@@ -108,7 +108,7 @@ impl Default for BinaryOptions {
 impl BinaryOptions {
     /// Options that ignore the environment variables above and `PATH` (useful for
     /// embedding and tests): pinned release, official base URL, cache under
-    /// [`crate::paths::cache_root`], downloads allowed, progress bar on terminals.
+    /// `cache_root` (the platform cache directory + `kinopio-hub`, or `KINOPIO_HUB_CACHE_DIR`), downloads allowed, progress bar on terminals.
     pub fn new() -> BinaryOptions {
         BinaryOptions {
             binary_path: None,

@@ -18,7 +18,7 @@ use super::platform::Platform;
 use super::version::is_valid_version;
 
 /// The release table as shipped, embedded from `manifests/nats-server-release.json`.
-pub const PINNED_RELEASE_JSON: &str = include_str!("../../../manifests/nats-server-release.json");
+pub(crate) const PINNED_RELEASE_JSON: &str = include_str!("../../../manifests/nats-server-release.json");
 
 /// Where nats-server publishes its releases (the default download base URL).
 pub const OFFICIAL_BASE_URL: &str = "https://github.com/nats-io/nats-server/releases/download";
@@ -135,7 +135,7 @@ fn table_error(reason: String) -> BinaryError {
 }
 
 /// Checks that `base` is an absolute http(s) URL usable as a download base.
-pub fn parse_base_url(base: &str) -> Result<Url, BinaryError> {
+pub(crate) fn parse_base_url(base: &str) -> Result<Url, BinaryError> {
     let invalid = |reason: String| BinaryError::InvalidBaseUrl { base: base.to_owned(), reason };
     let url = Url::parse(base).map_err(|e| invalid(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {

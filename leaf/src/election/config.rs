@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// The longest namespace, in bytes (a beacon must fit one datagram with the leader's URLs).
-pub const MAX_NAMESPACE_BYTES: usize = 128;
+pub(crate) const MAX_NAMESPACE_BYTES: usize = 128;
 
 /// Election timers and limits. `ElectionConfig::new(namespace)` gives the defaults; every
 /// field is public so tests and the CLI can adjust them.

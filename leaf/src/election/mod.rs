@@ -1,6 +1,6 @@
 //! The LAN election of `kinopio leaf auto`: which device of a discovery namespace runs the
 //! leaf. Pure code, no sockets: the beacon wire format shared with kinopio-hub 0.1.1
-//! ([`beacon`], [`codec`], [`auth`]), the ranking rules ([`rank`]) and the deterministic,
+//! (`beacon`, `codec`, `auth`), the ranking rules (`rank`) and the deterministic,
 //! clock-injected state machine ([`Election`]) that the multicast and mDNS shells drive.
 //!
 //! A shell's loop, in outline:

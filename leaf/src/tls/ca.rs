@@ -1,5 +1,5 @@
 //! The local root CA: an ECDSA P-256 self-signed certificate ("Kinopio Local Leaf CA
-//! <random id>", CA:TRUE pathlen 0, one year, **name-constrained** to LAN names and private
+//! `<random id>`", CA:TRUE pathlen 0, one year, **name-constrained** to LAN names and private
 //! addresses — [`kinopio::trust::lan_name_constraints`] — so it cannot vouch for
 //! `www.google.com` even if its key leaks) stored as `ca-cert.pem` / `ca-key.pem` (PKCS#8,
 //! 0600) in a cache directory, created once and reused until it nears expiry. A stored CA
@@ -40,7 +40,7 @@ pub const CA_LIFETIME: time::Duration = time::Duration::days(366);
 /// A CA that expires within this margin is replaced.
 pub const CA_RENEWAL_MARGIN: time::Duration = time::Duration::days(30);
 /// How far notBefore is set in the past, to tolerate small clock differences.
-pub const CERT_BACKDATE: time::Duration = time::Duration::minutes(5);
+pub(crate) const CERT_BACKDATE: time::Duration = time::Duration::minutes(5);
 
 /// Whether a CA with the given validity window is usable at `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -2,14 +2,14 @@
 //! HTTPS discovery server): where the certificate, key and CA come from, and how they are
 //! made, checked, renewed, served and trusted.
 //!
-//! - [`ca`]: the local root CA, generated once per cache directory and reused.
-//! - [`leaf_cert`]: the short-lived server certificate issued by that CA, and its renewal
+//! - `ca`: the local root CA, generated once per cache directory and reused.
+//! - `leaf_cert`: the short-lived server certificate issued by that CA, and its renewal
 //!   schedule.
-//! - [`supplied`]: certificate, key and CA files given by the caller, checked but used as
+//! - `supplied`: certificate, key and CA files given by the caller, checked but used as
 //!   given.
-//! - [`resolver`]: a rustls certificate resolver whose certificate can be swapped at run
+//! - `resolver`: a rustls certificate resolver whose certificate can be swapped at run
 //!   time.
-//! - [`trust`]: best-effort installation of the CA into the device's trust stores.
+//! - `trust`: best-effort installation of the CA into the device's trust stores.
 //!
 //! [`prepare`] picks between generated and supplied material and returns a
 //! [`PreparedTls`]; its [`TlsMaterial`] is what status output shows.
@@ -110,7 +110,6 @@ crate::error::error_with_kind! {
             /// The key file.
             key: PathBuf,
         },
-        /// An advertised host cannot be put into a certificate.
         /// A secured namespace's CA may not vouch for this advertised host.
         #[error(
             "the advertised host {host:?} is outside what kinopio's CAs may vouch for (private, loopback or link-local addresses; names under .local, .lan, .home.arpa, .internal or localhost); advertise a LAN address or a .local name, or supply your own certificate and key (cert_file and key_file)"
@@ -119,6 +118,7 @@ crate::error::error_with_kind! {
             /// The host.
             host: String,
         },
+        /// An advertised host cannot be put into a certificate.
         #[error("the advertised host {host:?} cannot be put into a certificate: {reason}")]
         InvalidHost {
             /// The host as given.

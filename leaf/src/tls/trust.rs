@@ -1,6 +1,6 @@
 //! Installation of the local CA into the device's trust stores (opt-in), so browsers and
 //! system TLS clients accept the leaf's `wss://` and `https://` listeners, and its removal:
-//! every store changed is recorded beside the CA ([`INSTALL_RECORDS_FILE`]) and [`untrust`]
+//! every store changed is recorded beside the CA (`trust-installs.json`) and [`untrust`]
 //! (`kinopio leaf untrust`) removes exactly those.
 //!
 //! Stores: the Linux system anchors directory (+ `update-ca-certificates` or
@@ -166,7 +166,7 @@ impl TrustStoreConfig {
 }
 
 /// True for `1`, `true`, `yes`, `on` (any case). Pure.
-pub fn skip_requested(value: Option<&str>) -> bool {
+pub(crate) fn skip_requested(value: Option<&str>) -> bool {
     value.is_some_and(|value| matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
@@ -203,7 +203,7 @@ pub fn anchor_file_name(ca: &LocalCa) -> String {
 }
 
 /// The NSS nickname of the CA: `Kinopio Local Leaf CA <short fingerprint>`.
-pub fn nss_nickname(ca: &LocalCa) -> String {
+pub(crate) fn nss_nickname(ca: &LocalCa) -> String {
     format!("{CA_COMMON_NAME} {}", ca.short_fingerprint())
 }
 
@@ -276,7 +276,7 @@ pub fn install_ca(ca: &LocalCa, config: &TrustStoreConfig) -> TrustState {
 
 /// The file (beside the CA certificate) listing every store kinopio added a CA to, so
 /// [`untrust`] can remove exactly those.
-pub const INSTALL_RECORDS_FILE: &str = "trust-installs.json";
+pub(crate) const INSTALL_RECORDS_FILE: &str = "trust-installs.json";
 
 /// One store kinopio added a CA to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -320,7 +320,7 @@ pub enum InstallRecord {
     },
 }
 
-/// The stores kinopio added the CA in `ca_dir` to (from [`INSTALL_RECORDS_FILE`]).
+/// The stores kinopio added the CA in `ca_dir` to (from `trust-installs.json`).
 pub fn installed_stores(ca_dir: &std::path::Path) -> Vec<InstallRecord> {
     read_records(ca_dir)
 }
@@ -369,7 +369,7 @@ pub struct UntrustReport {
 }
 
 /// Removes every CA kinopio added to a trust store, as recorded in `ca_dir`
-/// ([`INSTALL_RECORDS_FILE`]); what failed stays recorded.
+/// (`trust-installs.json`); what failed stays recorded.
 pub fn untrust(ca_dir: &std::path::Path, timeout: Duration) -> UntrustReport {
     let mut report = UntrustReport::default();
     let mut left = Vec::new();
