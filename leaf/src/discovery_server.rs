@@ -192,6 +192,15 @@ impl DiscoveryServer {
     }
 
     /// Binds `addr` (port 0 picks a free port) and starts serving.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryServerError::Bind`] when the address cannot be bound,
+    /// [`DiscoveryServerError::Tls`] when the TLS configuration is rejected.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: nothing serves until it returns.
     pub async fn bind(self, addr: SocketAddr) -> Result<DiscoveryServerHandle, DiscoveryServerError> {
         let listener = TcpListener::bind(addr).await.map_err(|source| DiscoveryServerError::Bind { addr, source })?;
         self.serve(listener)
@@ -279,6 +288,11 @@ impl DiscoveryServerHandle {
 
     /// Stops accepting, lets in-flight requests finish (up to the configured grace period,
     /// then closes what is left) and waits for the server task.
+    ///
+    /// # Cancel safety
+    ///
+    /// Shutdown is signalled first: if the future is dropped, the server still stops, but
+    /// the wait for in-flight requests is abandoned.
     pub async fn shutdown(mut self) -> ShutdownReport {
         let _ = self.shutdown_tx.send(true);
         let Some(task) = self.task.take() else {

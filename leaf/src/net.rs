@@ -144,6 +144,10 @@ pub fn connect_address(bind: IpAddr) -> IpAddr {
 }
 
 /// True when a TCP connection to `addr` succeeds within `timeout`.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: the connection attempt is abandoned.
 pub async fn accepts(addr: SocketAddr, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
 }
@@ -152,6 +156,10 @@ pub async fn accepts(addr: SocketAddr, timeout: Duration) -> bool {
 /// certificate is **not** verified: this only checks that a TLS listener answers (a bare
 /// TCP probe would make nats-server log a handshake error on every check). Never send
 /// data over such a connection.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: the connection attempt is abandoned.
 pub async fn accepts_tls(addr: SocketAddr, timeout: Duration) -> bool {
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(addr).await.ok()?;

@@ -153,6 +153,17 @@ pub struct AutoLeaf {
 impl AutoLeaf {
     /// Obtains the node id, binds the multicast sockets and starts the election loop.
     /// Returns at once; the node settles for a second, then follows a leader or stands.
+    ///
+    /// # Errors
+    ///
+    /// [`AutoLeafError`]: inconsistent election settings, a leader beacon too large for one
+    /// datagram, no node id, no multicast membership, or a namespace CA that cannot be
+    /// derived from the secret.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: nothing runs until it returns (the sockets and the node id lock are
+    /// released when the future is dropped).
     pub async fn start(options: AutoLeafOptions) -> Result<AutoLeaf, AutoLeafError> {
         let mut election_config = options.election.clone();
         election_config.advertised_hostname = options.advertised_hostname();
@@ -324,6 +335,11 @@ impl AutoLeaf {
 
     /// Resigns (followers elect at once), stops the leaf, withdraws mDNS, and returns the
     /// final status. Idempotent: later calls return the current status at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in effect: the stop is signalled first, so the background task resigns
+    /// and stops the leaf even if this future is dropped before it finishes.
     pub async fn stop(&self) -> AutoLeafStatus {
         let _ = self.stop.send(true);
         let task = self.task.lock().await.take();

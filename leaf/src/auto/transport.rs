@@ -405,8 +405,16 @@ impl MulticastTransport {
         }
     }
 
-    /// Waits for the next datagram (cancel-safe). Returns its length and sender; the bytes
-    /// are in `buf[..len]`. A datagram larger than `buf` is cut to its size.
+    /// Waits for the next datagram. Returns its length and sender; the bytes are in
+    /// `buf[..len]`. A datagram larger than `buf` is cut to its size.
+    ///
+    /// # Errors
+    ///
+    /// The socket's I/O error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: no datagram is lost when the future is dropped.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.receive.recv_from(buf).await
     }

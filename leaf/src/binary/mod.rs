@@ -85,6 +85,18 @@ pub struct ResolvedBinary {
 }
 
 /// Finds or downloads a nats-server binary (see the module docs for the order).
+///
+/// # Errors
+///
+/// A [`BinaryError`] saying why no binary could be provided: an unusable explicit path,
+/// downloading disabled or unsupported here, a failed or unverifiable download, a cache
+/// that cannot be written. Each message says how to supply a binary instead.
+///
+/// # Cancel safety
+///
+/// Safe to drop: downloads and extraction go to temporary files in the cache that are
+/// removed when dropped (or by the next provisioning), and only a complete, verified binary
+/// is renamed into place, so nothing half-written is ever run.
 pub async fn resolve(options: &BinaryOptions) -> Result<ResolvedBinary, BinaryError> {
     if let Some((path, origin)) = options.explicit_binary() {
         return resolve_explicit(path, origin, options).await;

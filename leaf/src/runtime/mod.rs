@@ -160,6 +160,12 @@ impl LeafNode {
     /// Stops the leaf: the discovery server, then nats-server (SIGTERM, SIGKILL after the
     /// grace period), then removes the runtime directory (or the leaf's files in a given
     /// one). Idempotent; later calls return [`StopReport::AlreadyStopped`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropping the future part-way may leave the stop half done (the
+    /// supervisor may already have been told to stop). Dropping the [`LeafNode`] afterwards
+    /// still kills nats-server.
     pub async fn stop(&self) -> StopReport {
         let mut slot = self.supervisor.lock().await;
         let Some(mut task) = slot.take() else {
