@@ -23,14 +23,7 @@ pub(crate) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Where a backbone URL's TCP connect goes: `(host, port)`, or `None` when the URL has no
-/// host. Pure.
-///
-/// ```
-/// use kinopio_leaf::auto::rtt::probe_target;
-/// assert_eq!(probe_target("nats://hub.example.com"), Some(("hub.example.com".into(), 4222)));
-/// assert_eq!(probe_target("wss://hub.example.com"), Some(("hub.example.com".into(), 443)));
-/// assert_eq!(probe_target("tls://10.0.0.1:7422"), Some(("10.0.0.1".into(), 7422)));
-/// ```
+/// host (`nats://hub.example.com` → `hub.example.com:4222`, `wss://` → 443). Pure.
 pub(crate) fn probe_target(url: &str) -> Option<(String, u16)> {
     let parsed = url::Url::parse(url.trim()).ok()?;
     let host = match parsed.host()? {
@@ -99,6 +92,13 @@ pub(crate) fn spawn_probe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_targets_default_the_port_by_scheme() {
+        assert_eq!(probe_target("nats://hub.example.com"), Some(("hub.example.com".into(), 4222)));
+        assert_eq!(probe_target("wss://hub.example.com"), Some(("hub.example.com".into(), 443)));
+        assert_eq!(probe_target("tls://10.0.0.1:7422"), Some(("10.0.0.1".into(), 7422)));
+    }
 
     #[test]
     fn targets_follow_the_reference_port_rule() {
