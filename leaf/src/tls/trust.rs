@@ -389,16 +389,27 @@ pub fn untrust(ca_dir: &std::path::Path, timeout: Duration) -> UntrustReport {
     report
 }
 
-fn remove_record(record: &InstallRecord, timeout: Duration) -> (String, Result<(), String>) {
+/// Why a CA could not be removed from one store.
+#[derive(Debug, thiserror::Error)]
+enum RemovalError {
+    /// The anchor file could not be deleted.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The store's tool failed (described as [`describe_failure`] does).
+    #[error("{0}")]
+    Command(String),
+}
+
+fn remove_record(record: &InstallRecord, timeout: Duration) -> (String, Result<(), RemovalError>) {
     let run = |program: &OsStr, args: Vec<OsString>| match run_command(program, &args, timeout) {
         Ok(output) if output.status.success() => Ok(()),
-        result => Err(describe_failure(program, result)),
+        result => Err(RemovalError::Command(describe_failure(program, result))),
     };
     match record {
         InstallRecord::System { anchor_file, update_command } => {
             let name = format!("system:{}", anchor_file.display());
             let removed = match std::fs::remove_file(anchor_file) {
-                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.to_string()),
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(RemovalError::Io(err)),
                 _ => Ok(()),
             };
             let result = removed.and_then(|()| match update_command.split_first() {
