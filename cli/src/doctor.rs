@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Args;
 use kinopio_leaf::auto::InterfaceFilter;
-use kinopio_leaf::auto::transport::{CandidateInterface, select_interfaces};
+use kinopio_leaf::auto::{CandidateInterface, select_interfaces};
 use kinopio_leaf::binary::BinaryOptions;
 use kinopio_leaf::runtime::LeafOptions;
 use serde::Serialize;
@@ -140,7 +140,7 @@ async fn binary(args: &DoctorArgs) -> Check {
 
 fn local_ca(args: &DoctorArgs) -> Check {
     let dir = leaf_options(args).ca_dir();
-    let cert = dir.join(kinopio_leaf::tls::ca::CA_CERT_FILE);
+    let cert = dir.join(kinopio_leaf::tls::CA_CERT_FILE);
     if !cert.is_file() {
         return Check::new(
             "local CA",
@@ -148,11 +148,11 @@ fn local_ca(args: &DoctorArgs) -> Check {
             format!("none yet ({} is created on the first leaf start)", cert.display()),
         );
     }
-    let Ok((constrained, not_after)) = kinopio_leaf::tls::ca::inspect_ca_file(&cert) else {
+    let Ok((constrained, not_after)) = kinopio_leaf::tls::inspect_ca_file(&cert) else {
         return Check::new("local CA", Verdict::Warn, format!("{} is unreadable", cert.display()))
             .fix("it is replaced on the next leaf start");
     };
-    let stores = kinopio_leaf::tls::trust::installed_stores(&dir);
+    let stores = kinopio_leaf::tls::installed_stores(&dir);
     let trust = if stores.is_empty() {
         "in no trust store (opt-in: --install-ca-trust)".to_owned()
     } else {

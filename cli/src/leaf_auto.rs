@@ -10,7 +10,7 @@ use kinopio_leaf::election::{MULTICAST_GROUP, NamespaceSecret};
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::leaf::StartArgs;
+use crate::leaf_common::{StartArgs, auto_failure};
 use crate::output::{self, Failure};
 use crate::signals;
 
@@ -97,7 +97,7 @@ pub async fn run(args: AutoArgs) -> Result<(), Failure> {
     let shutdown = signals::shutdown();
     tokio::pin!(shutdown);
     let options = args.options()?;
-    let node = AutoLeaf::start(options).await.map_err(|err| Failure::new(1, err.kind(), err.to_string(), json))?;
+    let node = AutoLeaf::start(options).await.map_err(|err| auto_failure(&err, json))?;
     print_started(&node.status(), json);
     let mut events = node.events();
     loop {
@@ -107,7 +107,7 @@ pub async fn run(args: AutoArgs) -> Result<(), Failure> {
                 Ok(AutoEvent::StatusChanged(status)) => print_status(&status, json),
                 Ok(AutoEvent::InterfacesChanged(joined)) => print_interfaces(node.node_id(), &joined, json),
                 Ok(AutoEvent::Stopped(_)) | Err(RecvError::Closed) => break,
-                Err(RecvError::Lagged(_)) => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
             },
         }
     }

@@ -4,6 +4,7 @@
 mod doctor;
 mod leaf;
 mod leaf_auto;
+mod leaf_common;
 mod leaf_status;
 mod output;
 mod signals;

@@ -104,6 +104,7 @@ pub struct LeafRemote {
 
 /// A backbone user and password, or a token. Its `Debug` output never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BackboneAuth {
     /// A user and password.
     UserPassword {
@@ -306,45 +307,47 @@ pub struct ServerConfig {
     pub log: Option<LogSettings>,
 }
 
-/// Why a configuration cannot be rendered or a backbone URL is unusable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// A backbone URL cannot be used.
-    #[error(
-        "the backbone server {url:?} is not usable: {reason}; give it as nats://host:port, tls://host:port, ws://host:port or wss://host:port (IPv6 hosts in brackets)"
-    )]
-    InvalidBackboneUrl {
-        /// The URL as understood (bare `host:port` gets `nats://`).
-        url: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// WebSocket and plain backbone URLs were mixed.
-    #[error(
-        "backbone servers {websocket:?} (WebSocket) and {plain:?} (plain NATS) cannot be mixed; nats-server needs all URLs of a leaf remote to use the same transport"
-    )]
-    MixedBackboneTransports {
-        /// A WebSocket URL.
-        websocket: String,
-        /// A plain URL.
-        plain: String,
-    },
-    /// The server name is unusable.
-    #[error("the server name {name:?} is not usable: {reason}")]
-    InvalidServerName {
-        /// The name given.
-        name: String,
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// A path is not valid UTF-8 and cannot be written into the config.
-    #[error("the {what} path {} is not valid UTF-8; use a path made of UTF-8 characters", path.display())]
-    NonUtf8Path {
-        /// Which path.
-        what: &'static str,
-        /// The path.
-        path: PathBuf,
-    },
+crate::error::error_with_kind! {
+    /// Why a configuration cannot be rendered or a backbone URL is unusable.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum ConfigError => ConfigErrorKind {
+        /// A backbone URL cannot be used.
+        #[error(
+            "the backbone server {url:?} is not usable: {reason}; give it as nats://host:port, tls://host:port, ws://host:port or wss://host:port (IPv6 hosts in brackets)"
+        )]
+        InvalidBackboneUrl {
+            /// The URL as understood (bare `host:port` gets `nats://`).
+            url: String,
+            /// What is wrong.
+            reason: String,
+        },
+        /// WebSocket and plain backbone URLs were mixed.
+        #[error(
+            "backbone servers {websocket:?} (WebSocket) and {plain:?} (plain NATS) cannot be mixed; nats-server needs all URLs of a leaf remote to use the same transport"
+        )]
+        MixedBackboneTransports {
+            /// A WebSocket URL.
+            websocket: String,
+            /// A plain URL.
+            plain: String,
+        },
+        /// The server name is unusable.
+        #[error("the server name {name:?} is not usable: {reason}")]
+        InvalidServerName {
+            /// The name given.
+            name: String,
+            /// What is wrong.
+            reason: &'static str,
+        },
+        /// A path is not valid UTF-8 and cannot be written into the config.
+        #[error("the {what} path {} is not valid UTF-8; use a path made of UTF-8 characters", path.display())]
+        NonUtf8Path {
+            /// Which path.
+            what: &'static str,
+            /// The path.
+            path: PathBuf,
+        },
+    }
 }
 
 /// Checks a `server_name`: non-empty, at most 256 characters, no whitespace or control

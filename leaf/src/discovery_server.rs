@@ -147,26 +147,28 @@ impl Default for DiscoveryServerConfig {
     }
 }
 
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum DiscoveryServerError {
-    /// The address could not be bound.
-    #[error(
-        "could not bind the discovery server to {addr}: {source}; choose another port or stop the process using it"
-    )]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A supplied listener is unusable.
-    #[error("the listener given to the discovery server is unusable: {0}")]
-    Listener(#[source] std::io::Error),
-    /// The TLS configuration was rejected.
-    #[error("could not configure TLS for the discovery server: {0}")]
-    Tls(#[source] rustls::Error),
+crate::error::error_with_kind! {
+    /// Why the server could not start.
+    #[derive(Debug, thiserror::Error)]
+    pub enum DiscoveryServerError => DiscoveryServerErrorKind {
+        /// The address could not be bound.
+        #[error(
+            "could not bind the discovery server to {addr}: {source}; choose another port or stop the process using it"
+        )]
+        Bind {
+            /// The address.
+            addr: SocketAddr,
+            /// The underlying error.
+            #[source]
+            source: std::io::Error,
+        },
+        /// A supplied listener is unusable.
+        #[error("the listener given to the discovery server is unusable: {0}")]
+        Listener(#[source] std::io::Error),
+        /// The TLS configuration was rejected.
+        #[error("could not configure TLS for the discovery server: {0}")]
+        Tls(#[source] rustls::Error),
+    }
 }
 
 /// Builder of the discovery server.
@@ -219,6 +221,15 @@ impl DiscoveryServer {
     }
 
     /// Binds `addr` (port 0 picks a free port) and starts serving.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryServerError::Bind`] when the address cannot be bound,
+    /// [`DiscoveryServerError::Tls`] when the TLS configuration is rejected.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: nothing serves until it returns.
     pub async fn bind(self, addr: SocketAddr) -> Result<DiscoveryServerHandle, DiscoveryServerError> {
         let listener = TcpListener::bind(addr).await.map_err(|source| DiscoveryServerError::Bind { addr, source })?;
         self.serve(listener)
@@ -308,6 +319,11 @@ impl DiscoveryServerHandle {
 
     /// Stops accepting, lets in-flight requests finish (up to the configured grace period,
     /// then closes what is left) and waits for the server task.
+    ///
+    /// # Cancel safety
+    ///
+    /// Shutdown is signalled first: if the future is dropped, the server still stops, but
+    /// the wait for in-flight requests is abandoned.
     pub async fn shutdown(mut self) -> ShutdownReport {
         let _ = self.shutdown_tx.send(true);
         let Some(task) = self.task.take() else {

@@ -3,14 +3,15 @@
 //! brackets), and checking that a listener port is free or accepting.
 //!
 //! The reference ([protocol notes](kinopio::wire::protocol#discovering-the-lan-address)) "connects" a UDP socket to `8.8.8.8` to learn
-//! the route's source address; here the interfaces are listed instead ([`lan_address`]) and
-//! ranked by the pure [`choose_lan_address`].
+//! the route's source address; here the interfaces are listed instead ([`lan_address`](crate::net::lan_address)) and
+//! ranked by the pure [`choose_lan_address`](crate::net::choose_lan_address).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// Operational state of an interface, as far as the platform reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkState {
     /// Up and running.
     Up,
@@ -143,6 +144,10 @@ pub fn connect_address(bind: IpAddr) -> IpAddr {
 }
 
 /// True when a TCP connection to `addr` succeeds within `timeout`.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: the connection attempt is abandoned.
 pub async fn accepts(addr: SocketAddr, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
 }
@@ -151,6 +156,10 @@ pub async fn accepts(addr: SocketAddr, timeout: Duration) -> bool {
 /// certificate is **not** verified: this only checks that a TLS listener answers (a bare
 /// TCP probe would make nats-server log a handshake error on every check). Never send
 /// data over such a connection.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: the connection attempt is abandoned.
 pub async fn accepts_tls(addr: SocketAddr, timeout: Duration) -> bool {
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(addr).await.ok()?;

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 /// Environment variable that overrides the cache root.
-pub const CACHE_DIR_ENV: &str = "KINOPIO_HUB_CACHE_DIR";
+pub(crate) const CACHE_DIR_ENV: &str = "KINOPIO_HUB_CACHE_DIR";
 
 /// The cache root: `$KINOPIO_HUB_CACHE_DIR` (with `~` expanded) if set and non-empty, else
 /// the platform cache directory joined with `kinopio-hub`, else `./.kinopio-hub-cache`.
-pub fn cache_root() -> PathBuf {
+pub(crate) fn cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os(CACHE_DIR_ENV).filter(|v| !v.is_empty()) {
         return expand_tilde(PathBuf::from(dir));
     }
@@ -19,7 +19,7 @@ pub fn cache_root() -> PathBuf {
 }
 
 /// Expands a leading `~` to the home directory.
-pub fn expand_tilde(path: PathBuf) -> PathBuf {
+pub(crate) fn expand_tilde(path: PathBuf) -> PathBuf {
     let Ok(rest) = path.strip_prefix("~") else {
         return path;
     };

@@ -57,7 +57,7 @@ fn assert_failed_cleanly(root: &TempDir, err: &BinaryError, kind: BinaryErrorKin
     assert_eq!(err.kind(), kind, "unexpected error: {err}");
     let msg = err.to_string();
     assert!(
-        msg.contains("--binary-path") && msg.contains("KINOPIO_NATS_SERVER"),
+        msg.contains("binary_path option") && msg.contains("KINOPIO_NATS_SERVER"),
         "message does not say how to supply a binary: {msg}"
     );
     let cache = root.path().join("nats-server");
@@ -361,9 +361,10 @@ async fn unusable_explicit_paths_are_typed_errors() {
             ExplicitPathProblem::NotAFile => "NotAFile",
             ExplicitPathProblem::NotExecutable => "NotExecutable",
             ExplicitPathProblem::VersionCheck(_) => "VersionCheck",
+            other => panic!("unexpected problem {other:?}"),
         };
         assert_eq!(name, want, "{err}");
-        assert!(err.to_string().contains("--binary-path"), "{err}");
+        assert!(err.to_string().contains("the binary_path option"), "{err}");
     }
     assert_eq!(server.total_hits(), 0, "an explicit path never falls back to a download");
 }

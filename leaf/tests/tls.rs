@@ -9,15 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use kinopio_leaf::tls::ca::{CA_CERT_FILE, CA_COMMON_NAME, CA_KEY_FILE, CA_LIFETIME, CA_RENEWAL_MARGIN, CaProblem};
-use kinopio_leaf::tls::leaf_cert::{
-    DEFAULT_LEAF_LIFETIME, LEAF_CERT_FILE, LEAF_KEY_FILE, common_name, subject_alt_names,
-};
-use kinopio_leaf::tls::trust::{SKIP_ENV, SystemAnchorStore, TrustStoreConfig, anchor_file_name, install_ca};
+use kinopio_leaf::tls::{CA_CERT_FILE, CA_COMMON_NAME, CA_KEY_FILE, CA_LIFETIME, CA_RENEWAL_MARGIN, CaProblem};
 use kinopio_leaf::tls::{
     CaOrigin, CaValidity, LeafCertRequest, LocalCa, PreparedTls, SanEntry, SuppliedTls, TlsError, TlsOptions,
     TlsSource, TrustState, ca_validity, next_renewal_at, prepare, renewal_due,
 };
+use kinopio_leaf::tls::{DEFAULT_LEAF_LIFETIME, LEAF_CERT_FILE, LEAF_KEY_FILE, common_name, subject_alt_names};
+use kinopio_leaf::tls::{SKIP_ENV, SystemAnchorStore, TrustStoreConfig, anchor_file_name, install_ca};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -671,7 +669,7 @@ fn trust_skip_works_through_the_real_environment() {
 /// a secured namespace does, and a browser that installed the namespace CA).
 fn verify_with_namespace_ca(
     ca: &kinopio::trust::NamespaceCa,
-    cert: &kinopio_leaf::tls::leaf_cert::LeafCertificate,
+    cert: &kinopio_leaf::tls::LeafCertificate,
     name: &str,
 ) -> Result<(), String> {
     use rustls::client::danger::ServerCertVerifier;
@@ -691,7 +689,7 @@ fn verify_with_namespace_ca(
 fn the_namespace_ca_cannot_vouch_for_foreign_names() {
     let temp = tempfile::tempdir().unwrap();
     let ns_ca = std::sync::Arc::new(kinopio::trust::NamespaceCa::derive("studio", b"correct horse").unwrap());
-    let ca = kinopio_leaf::tls::ca::LocalCa::from_namespace(&ns_ca, temp.path()).unwrap();
+    let ca = kinopio_leaf::tls::LocalCa::from_namespace(&ns_ca, temp.path()).unwrap();
     assert!(ca.cert_path().is_file());
     assert!(!ca.key_path().exists(), "the namespace CA key is never written");
 
@@ -724,7 +722,7 @@ fn the_namespace_ca_cannot_vouch_for_foreign_names() {
 /// Linux) — from the records kept beside the CA; a second run has nothing to do.
 #[test]
 fn untrust_removes_the_ca_from_every_store_it_was_added_to() {
-    use kinopio_leaf::tls::trust::{NssStore, untrust};
+    use kinopio_leaf::tls::{NssStore, untrust};
     let certutil = Command::new("certutil").arg("-H").output();
     assert!(certutil.is_ok(), "certutil (libnss3-tools) is missing: run scripts/install-deps.sh");
     let temp = tempfile::tempdir().unwrap();
@@ -750,10 +748,10 @@ fn untrust_removes_the_ca_from_every_store_it_was_added_to() {
     assert!(listed(&db).contains("Kinopio Local Leaf CA"));
     assert!(anchors.join(anchor_file_name(&ca)).is_file());
 
-    assert_eq!(kinopio_leaf::tls::trust::installed_stores(&ca_dir).len(), 2, "both installs are recorded");
+    assert_eq!(kinopio_leaf::tls::installed_stores(&ca_dir).len(), 2, "both installs are recorded");
     let report = untrust(&ca_dir, Duration::from_secs(20));
     assert_eq!(report.removed.len(), 2, "{report:?}");
-    assert!(kinopio_leaf::tls::trust::installed_stores(&ca_dir).is_empty());
+    assert!(kinopio_leaf::tls::installed_stores(&ca_dir).is_empty());
     assert!(report.failed.is_empty(), "{report:?}");
     assert!(!anchors.join(anchor_file_name(&ca)).exists());
     assert!(!listed(&db).contains("Kinopio Local Leaf CA"));
@@ -779,7 +777,7 @@ fn the_device_ca_is_a_small_power() {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert_der().clone()).unwrap();
     let verifier = rustls::client::WebPkiServerVerifier::builder(std::sync::Arc::new(roots)).build().unwrap();
-    let verify = |cert: &kinopio_leaf::tls::leaf_cert::LeafCertificate, name: &str| {
+    let verify = |cert: &kinopio_leaf::tls::LeafCertificate, name: &str| {
         let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
         verifier.verify_server_cert(cert.cert_der(), &[], &name, &[], rustls::pki_types::UnixTime::now())
     };

@@ -159,7 +159,7 @@ impl Drop for MdnsAdvertiser {
 /// The service record of `advert`: instance and host names from
 /// [`MdnsAdvert::instance_name`]/[`MdnsAdvert::host_name`], the discovery URL's port, its host
 /// as the address when it is an IPv4 literal (else the enabled interfaces' addresses).
-pub fn service_info(advert: &MdnsAdvert) -> Result<ServiceInfo, MdnsError> {
+pub(crate) fn service_info(advert: &MdnsAdvert) -> Result<ServiceInfo, MdnsError> {
     let url =
         url::Url::parse(&advert.discovery_url).map_err(|_| MdnsError::BadUrl { url: advert.discovery_url.clone() })?;
     let port = url.port_or_known_default().ok_or_else(|| MdnsError::BadUrl { url: advert.discovery_url.clone() })?;

@@ -1,13 +1,13 @@
 //! Auto-leaf (`kinopio leaf auto`): takes part in the LAN election of a discovery namespace
 //! and runs the leaf while this node is the elected leader.
 //!
-//! The decisions are the pure [`Election`](crate::election::Election); this module is its
+//! The decisions are the pure [`Election`]; this module is its
 //! I/O shell:
-//! - [`transport`]: UDP multicast on `239.255.71.71`, port `44710 + crc32(namespace) % 1000`,
+//! - `transport`: UDP multicast on `239.255.71.71`, port `44710 + crc32(namespace) % 1000`,
 //!   TTL 1, membership on every selected interface (re-scanned every few seconds);
-//! - [`node_id`]: the cached, per-process-locked node id;
-//! - [`rtt`]: the backbone RTT probe (TCP connect time; self-reported), in the background;
-//! - [`mdns`]: the leader's `_kinopio-hub._tcp.local.` record;
+//! - `node_id`: the cached, per-process-locked node id;
+//! - `rtt`: the backbone RTT probe (TCP connect time; self-reported), in the background;
+//! - `mdns`: the leader's `_kinopio-hub._tcp.local.` record;
 //! - the leaf worker: starts and stops the leaf beside the loop, serves the auto-mode leader
 //!   manifest over HTTPS through the leaf's discovery server (`/healthz` reflects the real
 //!   nats-server health) and reports a broker that died for good (the leader then resigns);
@@ -40,27 +40,30 @@
 //! ```
 
 mod leaf_worker;
-pub mod mdns;
-pub mod node_id;
+pub(crate) mod mdns;
+pub(crate) mod node_id;
 mod options;
-pub mod rtt;
+pub(crate) mod rtt;
 mod shell;
 mod status;
-pub mod transport;
+pub(crate) mod transport;
 
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::election::{BeaconCodec, ConfigError, DropCounts, Election};
+use crate::election::{BeaconCodec, DropCounts, Election, ElectionConfigError, EncodeError};
 use crate::runtime::{LeafNode, LeafStatus};
 
 pub use mdns::{MdnsAdvertiser, MdnsError};
-pub use node_id::{NodeIdError, NodeIdentity};
+pub use node_id::{NodeIdError, NodeIdErrorKind, NodeIdentity};
 pub use options::{AutoLeafOptions, DEFAULT_INTERFACE_RESCAN};
 pub use status::{AutoEvent, AutoLeafStatus, LeaderLeaf};
-pub use transport::{InterfaceFilter, JoinedInterface, MulticastTransport, SendStats, TransportError};
+pub use transport::{
+    CandidateInterface, InterfaceFilter, JoinedInterface, MulticastTransport, SendStats, TransportError,
+    TransportErrorKind, select_interfaces,
+};
 
 use leaf_worker::ManifestIdentity;
 use shell::Shell;
@@ -68,32 +71,37 @@ use shell::Shell;
 /// Events buffered per subscriber before the oldest are dropped.
 const EVENT_BUFFER: usize = 1024;
 
-/// Why an auto-leaf could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum AutoLeafError {
-    /// The election timers or limits are inconsistent.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// No node id could be obtained.
-    #[error(transparent)]
-    NodeId(#[from] NodeIdError),
-    /// The multicast sockets could not be set up.
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    /// The namespace CA could not be derived from the secret.
-    #[error(transparent)]
-    Trust(#[from] kinopio::trust::TrustError),
-}
-
-impl AutoLeafError {
-    /// A stable name for `--json` output.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AutoLeafError::Config(_) => "invalid-option",
-            AutoLeafError::NodeId(_) => "node-id",
-            AutoLeafError::Transport(_) => "multicast",
-            AutoLeafError::Trust(_) => "trust",
-        }
+crate::error::error_with_kind! {
+    /// Why an auto-leaf could not start.
+    #[derive(Debug, thiserror::Error)]
+    pub enum AutoLeafError => AutoLeafErrorKind {
+        /// The election timers or limits are inconsistent.
+        #[error(transparent)]
+        Config(#[from] ElectionConfigError),
+        /// This node's leader beacon would not fit one datagram: it would never be heard,
+        /// and every node would lead.
+        #[error(
+            "this node's leader beacon would not fit one datagram ({0}); shorten the namespace, the advertised host or the backbone server list"
+        )]
+        BeaconTooLarge(#[source] EncodeError),
+        /// A background step (deriving the beacon key) panicked or was cancelled.
+        #[error("the auto-leaf's {step} task failed: {source}")]
+        Task {
+            /// Which step.
+            step: &'static str,
+            /// Why.
+            #[source]
+            source: tokio::task::JoinError,
+        },
+        /// No node id could be obtained.
+        #[error(transparent)]
+        NodeId(#[from] NodeIdError),
+        /// The multicast sockets could not be set up.
+        #[error(transparent)]
+        Transport(#[from] TransportError),
+        /// The namespace CA could not be derived from the secret.
+        #[error(transparent)]
+        Trust(#[from] kinopio::trust::TrustError),
     }
 }
 
@@ -105,7 +113,7 @@ fn check_beacon_size(
     namespace: &str,
     advertised_hostname: &str,
     options: &AutoLeafOptions,
-) -> Result<(), ConfigError> {
+) -> Result<(), AutoLeafError> {
     let backbone = crate::config::LeafRemote::from_urls(options.leaf.backbone_server_list())
         .ok()
         .flatten()
@@ -122,11 +130,7 @@ fn check_beacon_size(
         backbone_servers: backbone,
     };
     let largest = crate::election::Beacon::leader(node_id, namespace, u64::MAX, Some(99_999.999), &advert);
-    codec.encode(&largest, std::time::SystemTime::now()).map(|_| ()).map_err(|e| {
-        ConfigError::new(format!(
-            "this node's leader beacon would not fit one datagram ({e}); shorten the namespace, the advertised host or the backbone server list"
-        ))
-    })
+    codec.encode(&largest, std::time::SystemTime::now()).map(|_| ()).map_err(AutoLeafError::BeaconTooLarge)
 }
 
 /// A running auto-leaf node. See the module docs.
@@ -149,6 +153,17 @@ pub struct AutoLeaf {
 impl AutoLeaf {
     /// Obtains the node id, binds the multicast sockets and starts the election loop.
     /// Returns at once; the node settles for a second, then follows a leader or stands.
+    ///
+    /// # Errors
+    ///
+    /// [`AutoLeafError`]: inconsistent election settings, a leader beacon too large for one
+    /// datagram, no node id, no multicast membership, or a namespace CA that cannot be
+    /// derived from the secret.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: nothing runs until it returns (the sockets and the node id lock are
+    /// released when the future is dropped).
     pub async fn start(options: AutoLeafOptions) -> Result<AutoLeaf, AutoLeafError> {
         let mut election_config = options.election.clone();
         election_config.advertised_hostname = options.advertised_hostname();
@@ -173,7 +188,7 @@ impl AutoLeaf {
                 // The beacon key takes a memory-hard hash to derive.
                 tokio::task::spawn_blocking(move || BeaconCodec::secured(&ns, &id, &secret))
                     .await
-                    .map_err(|e| ConfigError::new(format!("deriving the beacon key failed: {e}")))?
+                    .map_err(|source| AutoLeafError::Task { step: "beacon key derivation", source })?
                     .with_replay_window(options.replay_window)
             }
             None => BeaconCodec::open(&namespace, &node_id),
@@ -323,6 +338,11 @@ impl AutoLeaf {
 
     /// Resigns (followers elect at once), stops the leaf, withdraws mDNS, and returns the
     /// final status. Idempotent: later calls return the current status at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in effect: the stop is signalled first, so the background task resigns
+    /// and stops the leaf even if this future is dropped before it finishes.
     pub async fn stop(&self) -> AutoLeafStatus {
         let _ = self.stop.send(true);
         let task = self.task.lock().await.take();

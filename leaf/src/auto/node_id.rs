@@ -29,9 +29,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// File name of slot 0 (shared with kinopio-hub 0.1.1).
-pub const NODE_ID_FILE: &str = "auto-leaf-node-id";
+pub(crate) const NODE_ID_FILE: &str = "auto-leaf-node-id";
 /// How many slots (concurrent processes per cache root) are tried.
-pub const MAX_SLOTS: u32 = 64;
+pub(crate) const MAX_SLOTS: u32 = 64;
 /// Longest cached id that is reused; longer content is replaced.
 const MAX_ID_LEN: usize = 128;
 
@@ -46,34 +46,36 @@ pub struct NodeIdentity {
     _file: File,
 }
 
-/// Why no node id could be obtained.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeIdError {
-    /// The cache directory or an id file could not be created, read, written or locked.
-    #[error(
-        "cannot {action} the auto-leaf node id file {path}: {source}; make the cache directory \
-         writable or choose another one with --cache-dir"
-    )]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Every slot is locked by a running process.
-    #[error(
-        "all {slots} auto-leaf node id slots in {dir} are held by running processes; stop some \
-         of them or give this one its own --cache-dir"
-    )]
-    AllSlotsBusy {
-        /// The cache root.
-        dir: PathBuf,
-        /// Number of slots tried.
-        slots: u32,
-    },
+crate::error::error_with_kind! {
+    /// Why no node id could be obtained.
+    #[derive(Debug, thiserror::Error)]
+    pub enum NodeIdError => NodeIdErrorKind {
+        /// The cache directory or an id file could not be created, read, written or locked.
+        #[error(
+            "cannot {action} the auto-leaf node id file {path}: {source}; make the cache directory \
+             writable or choose another cache directory"
+        )]
+        Io {
+            /// What was being done.
+            action: &'static str,
+            /// The file or directory.
+            path: PathBuf,
+            /// The OS error.
+            #[source]
+            source: std::io::Error,
+        },
+        /// Every slot is locked by a running process.
+        #[error(
+            "all {slots} auto-leaf node id slots in {dir} are held by running processes; stop some \
+             of them or give this one its own cache directory"
+        )]
+        AllSlotsBusy {
+            /// The cache root.
+            dir: PathBuf,
+            /// Number of slots tried.
+            slots: u32,
+        },
+    }
 }
 
 impl NodeIdentity {
@@ -139,12 +141,12 @@ impl NodeIdentity {
 }
 
 /// The file of a slot.
-pub fn slot_path(cache_root: &Path, slot: u32) -> PathBuf {
+pub(crate) fn slot_path(cache_root: &Path, slot: u32) -> PathBuf {
     if slot == 0 { cache_root.join(NODE_ID_FILE) } else { cache_root.join(format!("{NODE_ID_FILE}.{slot}")) }
 }
 
 /// A fresh id: `kinopio-<8 random lowercase hex>-<pid>`.
-pub fn new_node_id() -> String {
+pub(crate) fn new_node_id() -> String {
     format!("kinopio-{:08x}-{}", rand::random::<u32>(), std::process::id())
 }
 

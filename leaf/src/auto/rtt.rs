@@ -18,20 +18,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Default time between probes.
-pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// Default limit of one TCP connect.
-pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+pub(crate) const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Where a backbone URL's TCP connect goes: `(host, port)`, or `None` when the URL has no
-/// host. Pure.
-///
-/// ```
-/// use kinopio_leaf::auto::rtt::probe_target;
-/// assert_eq!(probe_target("nats://hub.example.com"), Some(("hub.example.com".into(), 4222)));
-/// assert_eq!(probe_target("wss://hub.example.com"), Some(("hub.example.com".into(), 443)));
-/// assert_eq!(probe_target("tls://10.0.0.1:7422"), Some(("10.0.0.1".into(), 7422)));
-/// ```
-pub fn probe_target(url: &str) -> Option<(String, u16)> {
+/// host (`nats://hub.example.com` → `hub.example.com:4222`, `wss://` → 443). Pure.
+pub(crate) fn probe_target(url: &str) -> Option<(String, u16)> {
     let parsed = url::Url::parse(url.trim()).ok()?;
     let host = match parsed.host()? {
         url::Host::Domain(name) => name.to_owned(),
@@ -48,7 +41,7 @@ pub fn probe_target(url: &str) -> Option<(String, u16)> {
 
 /// Times one TCP connect to `(host, port)` (name resolution included, as 0.1.1 does), in
 /// milliseconds; `None` on failure or after `timeout`.
-pub async fn connect_time_ms(host: &str, port: u16, timeout: Duration) -> Option<f64> {
+pub(crate) async fn connect_time_ms(host: &str, port: u16, timeout: Duration) -> Option<f64> {
     let started = Instant::now();
     let connect = tokio::net::TcpStream::connect((host, port));
     match tokio::time::timeout(timeout, connect).await {
@@ -62,7 +55,7 @@ pub async fn connect_time_ms(host: &str, port: u16, timeout: Duration) -> Option
 }
 
 /// One measurement: all servers at once, the minimum of those that connected.
-pub async fn measure(backbone_servers: &[String], timeout: Duration) -> Option<f64> {
+pub(crate) async fn measure(backbone_servers: &[String], timeout: Duration) -> Option<f64> {
     let probes = backbone_servers
         .iter()
         .filter_map(|url| probe_target(url))
@@ -72,7 +65,7 @@ pub async fn measure(backbone_servers: &[String], timeout: Duration) -> Option<f
 
 /// Measures now and then every `interval`, sending each result to `results` (also `None`).
 /// Ends when the receiver is dropped. With no backbone servers it sends `None` once.
-pub fn spawn_probe(
+pub(crate) fn spawn_probe(
     backbone_servers: Vec<String>,
     interval: Duration,
     timeout: Duration,
@@ -99,6 +92,13 @@ pub fn spawn_probe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_targets_default_the_port_by_scheme() {
+        assert_eq!(probe_target("nats://hub.example.com"), Some(("hub.example.com".into(), 4222)));
+        assert_eq!(probe_target("wss://hub.example.com"), Some(("hub.example.com".into(), 443)));
+        assert_eq!(probe_target("tls://10.0.0.1:7422"), Some(("10.0.0.1".into(), 7422)));
+    }
 
     #[test]
     fn targets_follow_the_reference_port_rule() {

@@ -71,7 +71,7 @@ impl std::fmt::Debug for Shell {
 impl Shell {
     /// Runs until asked to stop (or the handle is dropped), then resigns, stops the leaf,
     /// withdraws mDNS and returns the final status.
-    pub async fn run(mut self) -> AutoLeafStatus {
+    pub(super) async fn run(mut self) -> AutoLeafStatus {
         let mut buf = vec![0u8; RECEIVE_BUFFER_BYTES];
         let mut rescan = tokio::time::interval_at(tokio::time::Instant::now() + self.rescan_every, self.rescan_every);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

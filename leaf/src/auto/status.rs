@@ -55,6 +55,7 @@ pub struct AutoLeafStatus {
 
 /// Something that changed; see [`AutoLeaf::events`](super::AutoLeaf::events).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum AutoEvent {
     /// The election status (state, role, leader, eligibility) changed; the snapshot after it.
     StatusChanged(Box<AutoLeafStatus>),

@@ -26,11 +26,11 @@ use crate::net::LinkState;
 
 /// Receive buffer size: larger than any UDP datagram over IPv4, so oversized datagrams are
 /// read whole and dropped by the codec's size check instead of being truncated.
-pub const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
+pub(crate) const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Name prefixes of interfaces skipped by default: container and VM bridges, virtual
 /// Ethernet pairs, tunnels and VPNs.
-pub const SKIPPED_PREFIXES: [&str; 22] = [
+pub(crate) const SKIPPED_PREFIXES: [&str; 22] = [
     "docker",
     "veth",
     "br-",
@@ -59,7 +59,7 @@ pub const SKIPPED_PREFIXES: [&str; 22] = [
 ///
 /// With an empty `include` list: every up, multicast-capable interface with an IPv4 address
 /// that is not loopback, link-local, point-to-point or named like a container bridge,
-/// tunnel or VPN ([`SKIPPED_PREFIXES`]); when none qualifies, loopback (so a single-host run
+/// tunnel or VPN (docker, bridge, tunnel and VPN name prefixes); when none qualifies, loopback (so a single-host run
 /// still works). With `include`: exactly the listed interfaces (names like `eth0`, IPv4
 /// addresses, or `lo`/`loopback` for loopback), even virtual ones. `exclude` (names or
 /// addresses) always wins.
@@ -220,39 +220,41 @@ pub struct SendStats {
     pub failed: u64,
 }
 
-/// Why the transport could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// A socket could not be created or configured.
-    #[error("cannot {action} for the election on UDP port {port}: {source}")]
-    Socket {
-        /// What failed.
-        action: &'static str,
-        /// The namespace's port.
-        port: u16,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// The group could not be joined on any interface.
-    #[error(
-        "cannot join multicast group {group} on any interface ({tried}); check that the \
-         interfaces are up and multicast-capable, or pick others with --interface"
-    )]
-    NoMembership {
-        /// The group.
-        group: Ipv4Addr,
-        /// What was tried and why it failed.
-        tried: String,
-    },
-    /// No interface matches the filter.
-    #[error("no usable IPv4 interface matches --interface {wanted}; available: {available}")]
-    NoInterface {
-        /// The requested interfaces.
-        wanted: String,
-        /// The interfaces found.
-        available: String,
-    },
+crate::error::error_with_kind! {
+    /// Why the transport could not be set up.
+    #[derive(Debug, thiserror::Error)]
+    pub enum TransportError => TransportErrorKind {
+        /// A socket could not be created or configured.
+        #[error("cannot {action} for the election on UDP port {port}: {source}")]
+        Socket {
+            /// What failed.
+            action: &'static str,
+            /// The namespace's port.
+            port: u16,
+            /// The OS error.
+            #[source]
+            source: io::Error,
+        },
+        /// The group could not be joined on any interface.
+        #[error(
+            "cannot join multicast group {group} on any interface ({tried}); check that the \
+             interfaces are up and multicast-capable, or pick others in the interface filter"
+        )]
+        NoMembership {
+            /// The group.
+            group: Ipv4Addr,
+            /// What was tried and why it failed.
+            tried: String,
+        },
+        /// No interface matches the filter.
+        #[error("no usable IPv4 interface matches the interface filter {wanted}; available: {available}")]
+        NoInterface {
+            /// The requested interfaces.
+            wanted: String,
+            /// The interfaces found.
+            available: String,
+        },
+    }
 }
 
 /// The election's multicast sockets for one namespace port.
@@ -403,8 +405,16 @@ impl MulticastTransport {
         }
     }
 
-    /// Waits for the next datagram (cancel-safe). Returns its length and sender; the bytes
-    /// are in `buf[..len]`. A datagram larger than `buf` is cut to its size.
+    /// Waits for the next datagram. Returns its length and sender; the bytes are in
+    /// `buf[..len]`. A datagram larger than `buf` is cut to its size.
+    ///
+    /// # Errors
+    ///
+    /// The socket's I/O error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: no datagram is lost when the future is dropped.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.receive.recv_from(buf).await
     }

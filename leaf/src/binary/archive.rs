@@ -18,6 +18,7 @@ use super::platform::ArchiveKind;
 
 /// Why an archive entry name or link target is unsafe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PathProblem {
     /// The path is absolute (`/x`, `\x`).
     Absolute,

@@ -67,15 +67,29 @@ pub fn write_install_record(release_dir: &Path, binary: &Path) -> std::io::Resul
     std::fs::write(release_dir.join(INSTALL_RECORD_FILE), record.to_string())
 }
 
+/// Why a cached binary is not trusted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UntrustedCacheEntry {
+    #[error("no kinopio install record (another tool put it there?); not running it")]
+    NoRecord,
+    #[error("unreadable install record: {0}")]
+    Unreadable(#[source] serde_json::Error),
+    #[error("the install record has no sha256")]
+    NoDigest,
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("its SHA-256 differs from the install record; not running it")]
+    DigestMismatch,
+}
+
 /// Whether `binary` is the one kinopio installed into `release_dir`: `Ok(())`, or why not.
-pub(crate) fn check_install_record(release_dir: &Path, binary: &Path) -> Result<(), String> {
-    let record = std::fs::read_to_string(release_dir.join(INSTALL_RECORD_FILE))
-        .map_err(|_| "no kinopio install record (another tool put it there?); not running it".to_owned())?;
-    let record: serde_json::Value =
-        serde_json::from_str(&record).map_err(|e| format!("unreadable install record: {e}"))?;
-    let want = record["sha256"].as_str().ok_or("the install record has no sha256")?;
-    let have = file_sha256(binary).map_err(|e| format!("cannot read it: {e}"))?;
-    if have == want { Ok(()) } else { Err("its SHA-256 differs from the install record; not running it".to_owned()) }
+pub(crate) fn check_install_record(release_dir: &Path, binary: &Path) -> Result<(), UntrustedCacheEntry> {
+    let record =
+        std::fs::read_to_string(release_dir.join(INSTALL_RECORD_FILE)).map_err(|_| UntrustedCacheEntry::NoRecord)?;
+    let record: serde_json::Value = serde_json::from_str(&record).map_err(UntrustedCacheEntry::Unreadable)?;
+    let want = record["sha256"].as_str().ok_or(UntrustedCacheEntry::NoDigest)?;
+    let have = file_sha256(binary).map_err(UntrustedCacheEntry::Read)?;
+    if have == want { Ok(()) } else { Err(UntrustedCacheEntry::DigestMismatch) }
 }
 
 fn file_sha256(path: &Path) -> std::io::Result<String> {

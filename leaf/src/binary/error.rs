@@ -5,16 +5,19 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::probe::ProbeError;
+
 /// How a user can bypass provisioning; appended to every error that came from the
-/// download path.
-pub const HOW_TO_SUPPLY: &str = "To use a nats-server you already have instead, pass \
---binary-path /path/to/nats-server, set KINOPIO_NATS_SERVER=/path/to/nats-server, or put \
+/// download path (a program maps the `binary_path` option to its own flag or setting).
+pub const HOW_TO_SUPPLY: &str = "To use a nats-server you already have instead, give its \
+path as the binary_path option, set KINOPIO_NATS_SERVER=/path/to/nats-server, or put \
 nats-server on PATH";
 
 /// Where an explicit binary path came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExplicitOrigin {
-    /// The `binary_path` option (`--binary-path`).
+    /// The `binary_path` option.
     Option,
     /// The `KINOPIO_NATS_SERVER` environment variable.
     Env,
@@ -23,7 +26,7 @@ pub enum ExplicitOrigin {
 impl fmt::Display for ExplicitOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ExplicitOrigin::Option => f.write_str("--binary-path"),
+            ExplicitOrigin::Option => f.write_str("the binary_path option"),
             ExplicitOrigin::Env => f.write_str("KINOPIO_NATS_SERVER"),
         }
     }
@@ -31,6 +34,7 @@ impl fmt::Display for ExplicitOrigin {
 
 /// What is wrong with an explicitly given binary path.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExplicitPathProblem {
     /// Nothing exists at the path (or it cannot be inspected).
     NotFound(String),
@@ -39,7 +43,7 @@ pub enum ExplicitPathProblem {
     /// The file has no execute permission.
     NotExecutable,
     /// Running `<path> --version` failed or printed no nats-server version.
-    VersionCheck(String),
+    VersionCheck(ProbeError),
 }
 
 impl fmt::Display for ExplicitPathProblem {
@@ -55,237 +59,183 @@ impl fmt::Display for ExplicitPathProblem {
     }
 }
 
-/// The kind of a [`BinaryError`], for callers that branch on the failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BinaryErrorKind {
-    /// The explicit binary path (option or `KINOPIO_NATS_SERVER`) is unusable.
-    ExplicitPath,
-    /// No release build exists for this OS/CPU.
-    UnsupportedPlatform,
-    /// Nothing was found locally and downloading is disabled.
-    DownloadDisabled,
-    /// The release table is malformed.
-    ReleaseTable,
-    /// The download base URL is not an http(s) URL.
-    InvalidBaseUrl,
-    /// The HTTP request failed (connection, status, stall, broken body).
-    Http,
-    /// The download exceeds the size limit.
-    TooLarge,
-    /// No checksum is pinned and the release's `SHA256SUMS` gave none.
-    ChecksumUnavailable,
-    /// The archive's SHA-256 does not match the expected one.
-    ChecksumMismatch,
-    /// The archive cannot be read (truncated or corrupt).
-    CorruptArchive,
-    /// The archive contains an entry that would escape the target directory.
-    UnsafeArchive,
-    /// The archive does not contain the expected binary.
-    MissingBinary,
-    /// The downloaded binary does not run.
-    NotRunnable,
-    /// The downloaded binary reports a different version than expected.
-    WrongVersion,
-    /// A file-system operation in the cache failed.
-    Io,
-}
-
-/// A failure to provide a nats-server binary.
-#[derive(Debug, thiserror::Error)]
-pub enum BinaryError {
-    /// The explicit binary path is unusable.
-    #[error(
-        "the nats-server binary given by {origin} ({}) {problem}; point {origin} at an \
-         executable nats-server, or unset it to let kinopio use a cached, PATH or downloaded one",
-        path.display()
-    )]
-    ExplicitPath {
-        /// Where the path came from.
-        origin: ExplicitOrigin,
-        /// The path as given (after `~` expansion).
-        path: PathBuf,
-        /// What is wrong with it.
-        problem: ExplicitPathProblem,
-    },
-    /// No release build exists for this OS/CPU.
-    #[error(
-        "automatic nats-server download is not supported on {os}/{arch}; pass --binary-path \
-         /path/to/nats-server (or set KINOPIO_NATS_SERVER, or put nats-server on PATH)"
-    )]
-    UnsupportedPlatform {
-        /// Rust's OS name.
-        os: String,
-        /// Rust's CPU architecture name.
-        arch: String,
-    },
-    /// Nothing usable was found and downloading is disabled.
-    #[error(
-        "no usable nats-server was found (cache {}, PATH) and downloading is disabled. \
-         {HOW_TO_SUPPLY}",
-        cache_dir.display()
-    )]
-    DownloadDisabled {
-        /// The cache directory that was searched.
-        cache_dir: PathBuf,
-    },
-    /// The release table is malformed.
-    #[error("the nats-server release table is invalid: {reason}; fix the table. {HOW_TO_SUPPLY}")]
-    ReleaseTable {
-        /// What is wrong.
-        reason: String,
-    },
-    /// The download base URL is unusable.
-    #[error(
-        "the nats-server download base URL {base:?} is invalid ({reason}); set \
-         KINOPIO_NATS_SERVER_BASE_URL to an http(s) URL laid out like \
-         https://github.com/nats-io/nats-server/releases/download (files at <base>/v<version>/<asset>)"
-    )]
-    InvalidBaseUrl {
-        /// The base URL as given.
-        base: String,
-        /// Why it is invalid.
-        reason: String,
-    },
-    /// The HTTP request failed.
-    #[error(
-        "downloading {url} failed: {reason}; check the network, proxy settings and \
-         KINOPIO_NATS_SERVER_BASE_URL. {HOW_TO_SUPPLY}"
-    )]
-    Http {
-        /// The URL that was fetched.
-        url: String,
-        /// The HTTP status, when the server answered with an error status.
-        status: Option<u16>,
-        /// What failed.
-        reason: String,
-    },
-    /// The download exceeds the size limit.
-    #[error(
-        "downloading {url} was stopped: it is larger than the {limit}-byte limit; the \
-         mirror may serve the wrong file. {HOW_TO_SUPPLY}"
-    )]
-    TooLarge {
-        /// The URL that was fetched.
-        url: String,
-        /// The limit in bytes.
-        limit: u64,
-    },
-    /// No trustworthy checksum is available.
-    #[error(
-        "no SHA-256 is pinned for {asset} and none could be taken from {url}: {reason}; \
-         refusing to install an unverified binary. {HOW_TO_SUPPLY}"
-    )]
-    ChecksumUnavailable {
-        /// The asset that needed a checksum.
-        asset: String,
-        /// The checksum file URL.
-        url: String,
-        /// Why it could not be used.
-        reason: String,
-    },
-    /// The archive's SHA-256 differs from the expected one.
-    #[error(
-        "the download of {url} is corrupt or was tampered with: SHA-256 {actual}, expected \
-         {expected}; nothing was installed; retry later. {HOW_TO_SUPPLY}"
-    )]
-    ChecksumMismatch {
-        /// The URL that was fetched.
-        url: String,
-        /// The expected digest (hex).
-        expected: String,
-        /// The digest of what arrived (hex).
-        actual: String,
-    },
-    /// The archive cannot be read.
-    #[error("the archive {asset} is truncated or corrupt: {reason}; nothing was installed. {HOW_TO_SUPPLY}")]
-    CorruptArchive {
-        /// The asset name.
-        asset: String,
-        /// The decoder's complaint.
-        reason: String,
-    },
-    /// The archive contains an entry that escapes its directory.
-    #[error(
-        "refusing to install from {asset}: entry {entry:?} {reason}; nothing was installed. \
-         {HOW_TO_SUPPLY}"
-    )]
-    UnsafeArchive {
-        /// The asset name.
-        asset: String,
-        /// The offending entry name.
-        entry: String,
-        /// Why it is unsafe.
-        reason: String,
-    },
-    /// The archive lacks the expected binary.
-    #[error("the archive {asset} does not contain {entry}; nothing was installed. {HOW_TO_SUPPLY}")]
-    MissingBinary {
-        /// The asset name.
-        asset: String,
-        /// The entry that was expected.
-        entry: String,
-    },
-    /// The downloaded binary does not run.
-    #[error(
-        "the downloaded nats-server ({}) does not run: {reason}; nothing was installed. {HOW_TO_SUPPLY}",
-        path.display()
-    )]
-    NotRunnable {
-        /// Where the binary was (in a temporary directory, now removed).
-        path: PathBuf,
-        /// What happened when it was run with `--version`.
-        reason: String,
-    },
-    /// The downloaded binary reports another version.
-    #[error(
-        "the downloaded nats-server reports version {reported}, expected {expected}; \
-         nothing was installed. {HOW_TO_SUPPLY}"
-    )]
-    WrongVersion {
-        /// The version from the release table.
-        expected: String,
-        /// The version the binary printed.
-        reported: String,
-    },
-    /// A file-system operation failed.
-    #[error(
-        "could not {action} {}: {source}; check the permissions and free space of the cache \
-         directory (or choose another with --cache-dir / KINOPIO_HUB_CACHE_DIR). {HOW_TO_SUPPLY}",
-        path.display()
-    )]
-    Io {
-        /// What was being done ("create", "lock", ...).
-        action: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
+crate::error::error_with_kind! {
+    /// A failure to provide a nats-server binary.
+    #[derive(Debug, thiserror::Error)]
+    pub enum BinaryError => BinaryErrorKind {
+        /// The explicit binary path is unusable.
+        #[error(
+            "the nats-server binary given by {origin} ({}) {problem}; point {origin} at an \
+             executable nats-server, or unset it to let kinopio use a cached, PATH or downloaded one",
+            path.display()
+        )]
+        ExplicitPath {
+            /// Where the path came from.
+            origin: ExplicitOrigin,
+            /// The path as given (after `~` expansion).
+            path: PathBuf,
+            /// What is wrong with it.
+            problem: ExplicitPathProblem,
+        },
+        /// No release build exists for this OS/CPU.
+        #[error(
+            "automatic nats-server download is not supported on {os}/{arch}; give the path of a \
+             nats-server as the binary_path option (or set KINOPIO_NATS_SERVER, or put nats-server on PATH)"
+        )]
+        UnsupportedPlatform {
+            /// Rust's OS name.
+            os: String,
+            /// Rust's CPU architecture name.
+            arch: String,
+        },
+        /// Nothing usable was found and downloading is disabled.
+        #[error(
+            "no usable nats-server was found (cache {}, PATH) and downloading is disabled. \
+             {HOW_TO_SUPPLY}",
+            cache_dir.display()
+        )]
+        DownloadDisabled {
+            /// The cache directory that was searched.
+            cache_dir: PathBuf,
+        },
+        /// The release table is malformed.
+        #[error("the nats-server release table is invalid: {reason}; fix the table. {HOW_TO_SUPPLY}")]
+        ReleaseTable {
+            /// What is wrong.
+            reason: String,
+        },
+        /// The download base URL is unusable.
+        #[error(
+            "the nats-server download base URL {base:?} is invalid ({reason}); set \
+             KINOPIO_NATS_SERVER_BASE_URL to an http(s) URL laid out like \
+             https://github.com/nats-io/nats-server/releases/download (files at <base>/v<version>/<asset>)"
+        )]
+        InvalidBaseUrl {
+            /// The base URL as given.
+            base: String,
+            /// Why it is invalid.
+            reason: String,
+        },
+        /// The HTTP request failed.
+        #[error(
+            "downloading {url} failed: {reason}; check the network, proxy settings and \
+             KINOPIO_NATS_SERVER_BASE_URL. {HOW_TO_SUPPLY}"
+        )]
+        Http {
+            /// The URL that was fetched.
+            url: String,
+            /// The HTTP status, when the server answered with an error status.
+            status: Option<u16>,
+            /// What failed.
+            reason: String,
+        },
+        /// The download exceeds the size limit.
+        #[error(
+            "downloading {url} was stopped: it is larger than the {limit}-byte limit; the \
+             mirror may serve the wrong file. {HOW_TO_SUPPLY}"
+        )]
+        TooLarge {
+            /// The URL that was fetched.
+            url: String,
+            /// The limit in bytes.
+            limit: u64,
+        },
+        /// No trustworthy checksum is available.
+        #[error(
+            "no SHA-256 is pinned for {asset} and none could be taken from {url}: {reason}; \
+             refusing to install an unverified binary. {HOW_TO_SUPPLY}"
+        )]
+        ChecksumUnavailable {
+            /// The asset that needed a checksum.
+            asset: String,
+            /// The checksum file URL.
+            url: String,
+            /// Why it could not be used.
+            reason: String,
+        },
+        /// The archive's SHA-256 differs from the expected one.
+        #[error(
+            "the download of {url} is corrupt or was tampered with: SHA-256 {actual}, expected \
+             {expected}; nothing was installed; retry later. {HOW_TO_SUPPLY}"
+        )]
+        ChecksumMismatch {
+            /// The URL that was fetched.
+            url: String,
+            /// The expected digest (hex).
+            expected: String,
+            /// The digest of what arrived (hex).
+            actual: String,
+        },
+        /// The archive cannot be read.
+        #[error("the archive {asset} is truncated or corrupt: {reason}; nothing was installed. {HOW_TO_SUPPLY}")]
+        CorruptArchive {
+            /// The asset name.
+            asset: String,
+            /// The decoder's complaint.
+            reason: String,
+        },
+        /// The archive contains an entry that escapes its directory.
+        #[error(
+            "refusing to install from {asset}: entry {entry:?} {reason}; nothing was installed. \
+             {HOW_TO_SUPPLY}"
+        )]
+        UnsafeArchive {
+            /// The asset name.
+            asset: String,
+            /// The offending entry name.
+            entry: String,
+            /// Why it is unsafe.
+            reason: String,
+        },
+        /// The archive lacks the expected binary.
+        #[error("the archive {asset} does not contain {entry}; nothing was installed. {HOW_TO_SUPPLY}")]
+        MissingBinary {
+            /// The asset name.
+            asset: String,
+            /// The entry that was expected.
+            entry: String,
+        },
+        /// The downloaded binary does not run.
+        #[error(
+            "the downloaded nats-server ({}) does not run: {reason}; nothing was installed. {HOW_TO_SUPPLY}",
+            path.display()
+        )]
+        NotRunnable {
+            /// Where the binary was (in a temporary directory, now removed).
+            path: PathBuf,
+            /// What happened when it was run with `--version`.
+            reason: ProbeError,
+        },
+        /// The downloaded binary reports another version.
+        #[error(
+            "the downloaded nats-server reports version {reported}, expected {expected}; \
+             nothing was installed. {HOW_TO_SUPPLY}"
+        )]
+        WrongVersion {
+            /// The version from the release table.
+            expected: String,
+            /// The version the binary printed.
+            reported: String,
+        },
+        /// A file-system operation failed.
+        #[error(
+            "could not {action} {}: {source}; check the permissions and free space of the cache \
+             directory (or choose another cache directory, or set KINOPIO_HUB_CACHE_DIR). {HOW_TO_SUPPLY}",
+            path.display()
+        )]
+        Io {
+            /// What was being done ("create", "lock", ...).
+            action: &'static str,
+            /// The path involved.
+            path: PathBuf,
+            /// The OS error.
+            #[source]
+            source: std::io::Error,
+        },
+    }
 }
 
 impl BinaryError {
-    /// The kind of failure.
-    pub fn kind(&self) -> BinaryErrorKind {
-        match self {
-            BinaryError::ExplicitPath { .. } => BinaryErrorKind::ExplicitPath,
-            BinaryError::UnsupportedPlatform { .. } => BinaryErrorKind::UnsupportedPlatform,
-            BinaryError::DownloadDisabled { .. } => BinaryErrorKind::DownloadDisabled,
-            BinaryError::ReleaseTable { .. } => BinaryErrorKind::ReleaseTable,
-            BinaryError::InvalidBaseUrl { .. } => BinaryErrorKind::InvalidBaseUrl,
-            BinaryError::Http { .. } => BinaryErrorKind::Http,
-            BinaryError::TooLarge { .. } => BinaryErrorKind::TooLarge,
-            BinaryError::ChecksumUnavailable { .. } => BinaryErrorKind::ChecksumUnavailable,
-            BinaryError::ChecksumMismatch { .. } => BinaryErrorKind::ChecksumMismatch,
-            BinaryError::CorruptArchive { .. } => BinaryErrorKind::CorruptArchive,
-            BinaryError::UnsafeArchive { .. } => BinaryErrorKind::UnsafeArchive,
-            BinaryError::MissingBinary { .. } => BinaryErrorKind::MissingBinary,
-            BinaryError::NotRunnable { .. } => BinaryErrorKind::NotRunnable,
-            BinaryError::WrongVersion { .. } => BinaryErrorKind::WrongVersion,
-            BinaryError::Io { .. } => BinaryErrorKind::Io,
-        }
-    }
-
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         BinaryError::Io { action, path: path.into(), source }
     }
@@ -305,7 +255,7 @@ mod tests {
         ];
         for err in errors {
             let msg = err.to_string();
-            assert!(msg.contains("--binary-path"), "{msg}");
+            assert!(msg.contains("binary_path option") && !msg.contains("--"), "{msg}");
             assert!(msg.contains("KINOPIO_NATS_SERVER=/path/to/nats-server"), "{msg}");
             assert!(msg.contains("PATH"), "{msg}");
         }
@@ -316,6 +266,6 @@ mod tests {
         let err = BinaryError::UnsupportedPlatform { os: "freebsd".into(), arch: "x86_64".into() };
         assert_eq!(err.kind(), BinaryErrorKind::UnsupportedPlatform);
         let msg = err.to_string();
-        assert!(msg.contains("freebsd/x86_64") && msg.contains("--binary-path"), "{msg}");
+        assert!(msg.contains("freebsd/x86_64") && msg.contains("binary_path option"), "{msg}");
     }
 }

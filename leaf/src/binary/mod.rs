@@ -13,9 +13,9 @@
 //! 4. **download** of the pinned release ([`ReleaseTable`], from
 //!    `manifests/nats-server-release.json`) from `<base>/v<ver>/<asset>`, where the base is
 //!    [`BinaryOptions::base_url`], else `KINOPIO_NATS_SERVER_BASE_URL`, else GitHub
-//!    releases. A mirror must keep GitHub's layout below its base (see [`release`]).
+//!    releases. A mirror must keep GitHub's layout below its base (see [`ReleaseTable`]).
 //!
-//! The cache is `<cache_root>/nats-server/` ([`crate::paths::cache_root`], or
+//! The cache is `<cache_root>/nats-server/` (the platform cache directory, or
 //! `<--cache-dir>/nats-server/`). Downloads are serialised across processes by
 //! `<cache>/.lock`; a process that waited finds the other's install and uses it. The
 //! archive is streamed to a temporary file in the cache with a size limit, its SHA-256 is
@@ -33,7 +33,7 @@ mod lock;
 mod options;
 mod platform;
 mod probe;
-pub mod release;
+pub(crate) mod release;
 mod version;
 
 use std::ffi::OsStr;
@@ -48,6 +48,7 @@ pub use cache::{
 pub use error::{BinaryError, BinaryErrorKind, ExplicitOrigin, ExplicitPathProblem, HOW_TO_SUPPLY};
 pub use options::{BASE_URL_ENV, BINARY_ENV, BinaryOptions, DEFAULT_MAX_DOWNLOAD_BYTES, ProvisionEvent};
 pub use platform::{ArchiveKind, Platform, UnsupportedPlatform};
+pub use probe::ProbeError;
 pub use release::{
     CHECKSUMS_ASSET, ChecksumLookupError, OFFICIAL_BASE_URL, ReleaseTable, Sha256Digest, checksum_for_asset,
     parse_sha256_hex, release_file_url,
@@ -60,6 +61,7 @@ use probe::probe_version;
 /// Where a resolved binary came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum BinarySource {
     /// `--binary-path` or `KINOPIO_NATS_SERVER`.
     Explicit,
@@ -83,6 +85,18 @@ pub struct ResolvedBinary {
 }
 
 /// Finds or downloads a nats-server binary (see the module docs for the order).
+///
+/// # Errors
+///
+/// A [`BinaryError`] saying why no binary could be provided: an unusable explicit path,
+/// downloading disabled or unsupported here, a failed or unverifiable download, a cache
+/// that cannot be written. Each message says how to supply a binary instead.
+///
+/// # Cancel safety
+///
+/// Safe to drop: downloads and extraction go to temporary files in the cache that are
+/// removed when dropped (or by the next provisioning), and only a complete, verified binary
+/// is renamed into place, so nothing half-written is ever run.
 pub async fn resolve(options: &BinaryOptions) -> Result<ResolvedBinary, BinaryError> {
     if let Some((path, origin)) = options.explicit_binary() {
         return resolve_explicit(path, origin, options).await;

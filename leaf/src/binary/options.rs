@@ -35,6 +35,7 @@ pub(crate) struct Timeouts {
 /// A step of provisioning, for progress reporting (`--json` lines, logs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum ProvisionEvent {
     /// Another process holds the cache lock; waiting for it.
     #[serde(rename_all = "camelCase")]
@@ -107,7 +108,7 @@ impl Default for BinaryOptions {
 impl BinaryOptions {
     /// Options that ignore the environment variables above and `PATH` (useful for
     /// embedding and tests): pinned release, official base URL, cache under
-    /// [`crate::paths::cache_root`], downloads allowed, progress bar on terminals.
+    /// `cache_root` (the platform cache directory + `kinopio-hub`, or `KINOPIO_HUB_CACHE_DIR`), downloads allowed, progress bar on terminals.
     pub fn new() -> BinaryOptions {
         BinaryOptions {
             binary_path: None,

@@ -13,9 +13,37 @@ use super::version::version_from_output;
 const BUSY_RETRIES: u32 = 50;
 const BUSY_BACKOFF: Duration = Duration::from_millis(20);
 
-/// Runs `path --version` and returns the version it reports, or a description of what
-/// went wrong (spawn error, timeout, non-zero exit, no version in the output).
-pub(crate) async fn probe_version(path: &Path, timeout: Duration) -> Result<String, String> {
+/// Why running `<binary> --version` gave no nats-server version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeError {
+    /// The binary could not be started.
+    #[error("cannot start it: {0}")]
+    Spawn(String),
+    /// It did not finish in time (it was killed).
+    #[error("`--version` did not finish within {0:?}")]
+    Timeout(Duration),
+    /// Its output could not be collected.
+    #[error("cannot run it: {0}")]
+    Wait(String),
+    /// It exited with an error.
+    #[error("`--version` exited with {status}{excerpt}")]
+    Exit {
+        /// The exit status.
+        status: String,
+        /// The start of its output (empty or `: ...`).
+        excerpt: String,
+    },
+    /// Its output holds no nats-server version.
+    #[error("`--version` printed no nats-server version{excerpt}")]
+    NoVersion {
+        /// The start of its output (empty or `: ...`).
+        excerpt: String,
+    },
+}
+
+/// Runs `path --version` and returns the version it reports.
+pub(crate) async fn probe_version(path: &Path, timeout: Duration) -> Result<String, ProbeError> {
     let mut attempt = 0;
     let child = loop {
         let mut command = tokio::process::Command::new(path);
@@ -29,24 +57,22 @@ pub(crate) async fn probe_version(path: &Path, timeout: Duration) -> Result<Stri
                 attempt += 1;
                 tokio::time::sleep(BUSY_BACKOFF).await;
             }
-            Err(e) => return Err(format!("cannot start it: {e}")),
+            Err(e) => return Err(ProbeError::Spawn(e.to_string())),
         }
     };
     let group = child.id();
     let output = tokio::time::timeout(timeout, child.wait_with_output()).await;
     // A probe leaves nothing behind: not the binary, nor anything it started.
     kill_group(group);
-    let output = output
-        .map_err(|_| format!("`--version` did not finish within {timeout:?}"))?
-        .map_err(|e| format!("cannot run it: {e}"))?;
+    let output = output.map_err(|_| ProbeError::Timeout(timeout))?.map_err(|e| ProbeError::Wait(e.to_string()))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        return Err(format!("`--version` exited with {}{}", output.status, excerpt(&stderr, &stdout)));
+        return Err(ProbeError::Exit { status: output.status.to_string(), excerpt: excerpt(&stderr, &stdout) });
     }
     version_from_output(&stdout)
         .or_else(|| version_from_output(&stderr))
-        .ok_or_else(|| format!("`--version` printed no nats-server version{}", excerpt(&stderr, &stdout)))
+        .ok_or_else(|| ProbeError::NoVersion { excerpt: excerpt(&stderr, &stdout) })
 }
 
 /// Kills the process group `group` (the probe and its descendants); a group already gone is

@@ -18,7 +18,7 @@ use super::platform::Platform;
 use super::version::is_valid_version;
 
 /// The release table as shipped, embedded from `manifests/nats-server-release.json`.
-pub const PINNED_RELEASE_JSON: &str = include_str!("../../../manifests/nats-server-release.json");
+pub(crate) const PINNED_RELEASE_JSON: &str = include_str!("../../../manifests/nats-server-release.json");
 
 /// Where nats-server publishes its releases (the default download base URL).
 pub const OFFICIAL_BASE_URL: &str = "https://github.com/nats-io/nats-server/releases/download";
@@ -135,7 +135,7 @@ fn table_error(reason: String) -> BinaryError {
 }
 
 /// Checks that `base` is an absolute http(s) URL usable as a download base.
-pub fn parse_base_url(base: &str) -> Result<Url, BinaryError> {
+pub(crate) fn parse_base_url(base: &str) -> Result<Url, BinaryError> {
     let invalid = |reason: String| BinaryError::InvalidBaseUrl { base: base.to_owned(), reason };
     let url = Url::parse(base).map_err(|e| invalid(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -173,26 +173,18 @@ pub fn parse_sha256_hex(text: &str) -> Option<Sha256Digest> {
 }
 
 /// Why `SHA256SUMS` gave no usable checksum for an asset.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChecksumLookupError {
     /// No line names the asset.
+    #[error("the file has no line for this asset")]
     Missing,
     /// The line naming the asset has no valid digest.
+    #[error("the line for this asset is malformed: {0:?}")]
     Malformed(String),
     /// Several lines name the asset with different digests.
+    #[error("the file lists this asset twice with different digests")]
     Conflicting,
-}
-
-impl std::fmt::Display for ChecksumLookupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ChecksumLookupError::Missing => f.write_str("the file has no line for this asset"),
-            ChecksumLookupError::Malformed(line) => {
-                write!(f, "the line for this asset is malformed: {line:?}")
-            }
-            ChecksumLookupError::Conflicting => f.write_str("the file lists this asset twice with different digests"),
-        }
-    }
 }
 
 /// Finds `asset`'s digest in a `sha256sum`-style file (`<hex>  <name>` or

@@ -65,7 +65,7 @@ impl PartialOrd for Version {
 }
 
 /// Whether `text` is a valid version string (see [`Version::parse`]).
-pub fn is_valid_version(text: &str) -> bool {
+pub(super) fn is_valid_version(text: &str) -> bool {
     Version::parse(text).is_some()
 }
 

@@ -35,7 +35,7 @@ pub enum EncodeError {
 ///
 /// Open namespaces (no secret) write exactly what kinopio-hub 0.1.1 writes and accept
 /// unsigned beacons. Secured namespaces sign every beacon and accept only beacons that carry
-/// a valid, fresh, not-replayed signature (see [`auth`](super::auth)).
+/// a valid, fresh, not-replayed signature (see [`NamespaceSecret`](super::NamespaceSecret)).
 ///
 /// ```
 /// use std::time::SystemTime;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// The longest namespace, in bytes (a beacon must fit one datagram with the leader's URLs).
-pub const MAX_NAMESPACE_BYTES: usize = 128;
+pub(crate) const MAX_NAMESPACE_BYTES: usize = 128;
 
 /// Election timers and limits. `ElectionConfig::new(namespace)` gives the defaults; every
 /// field is public so tests and the CLI can adjust them.
@@ -68,51 +68,43 @@ impl ElectionConfig {
     }
 
     /// Checks the values make sense together.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |message: String| Err(ConfigError { message });
+    ///
+    /// # Errors
+    ///
+    /// The first [`ElectionConfigError`] found.
+    pub fn validate(&self) -> Result<(), ElectionConfigError> {
         if self.heartbeat_interval.is_zero() || self.heartbeat_interval > Duration::from_millis(500) {
-            return fail(format!(
-                "heartbeat_interval is {:?}; it must be above 0 and at most 500 ms so peers \
-                 that expire after 2 s always hear several beacons",
-                self.heartbeat_interval
-            ));
+            return Err(ElectionConfigError::HeartbeatInterval(self.heartbeat_interval));
         }
         if self.min_beacon_gap > self.heartbeat_interval {
-            return fail(format!(
-                "min_beacon_gap ({:?}) must not exceed heartbeat_interval ({:?})",
-                self.min_beacon_gap, self.heartbeat_interval
-            ));
+            return Err(ElectionConfigError::MinBeaconGap {
+                gap: self.min_beacon_gap,
+                heartbeat: self.heartbeat_interval,
+            });
         }
         if self.peer_expiry < self.heartbeat_interval * 2 {
-            return fail(format!(
-                "peer_expiry ({:?}) must be at least twice heartbeat_interval ({:?}) or peers \
-                 flap when one beacon is lost",
-                self.peer_expiry, self.heartbeat_interval
-            ));
+            return Err(ElectionConfigError::PeerExpiry {
+                expiry: self.peer_expiry,
+                heartbeat: self.heartbeat_interval,
+            });
         }
         if !self.preemption_threshold_ms.is_finite() || self.preemption_threshold_ms < 0.0 {
-            return fail(format!(
-                "preemption_threshold_ms is {}; use a finite number of milliseconds >= 0",
-                self.preemption_threshold_ms
-            ));
+            return Err(ElectionConfigError::PreemptionThreshold(self.preemption_threshold_ms));
         }
         if self.start_backoff_initial.is_zero() || self.start_backoff_max < self.start_backoff_initial {
-            return fail(format!(
-                "start back-off must be positive with max ({:?}) >= initial ({:?})",
-                self.start_backoff_max, self.start_backoff_initial
-            ));
+            return Err(ElectionConfigError::StartBackoff {
+                initial: self.start_backoff_initial,
+                max: self.start_backoff_max,
+            });
         }
         if self.leaf_start_timeout.is_zero() {
-            return fail("leaf_start_timeout must be positive".into());
+            return Err(ElectionConfigError::LeafStartTimeout);
         }
         if self.max_peers == 0 {
-            return fail("max_peers must be at least 1".into());
+            return Err(ElectionConfigError::MaxPeers);
         }
         if self.namespace.len() > MAX_NAMESPACE_BYTES {
-            return fail(format!(
-                "the namespace is {} bytes; at most {MAX_NAMESPACE_BYTES} fit in a beacon with room for the leader's URLs",
-                self.namespace.len()
-            ));
+            return Err(ElectionConfigError::NamespaceTooLong { bytes: self.namespace.len() });
         }
         Ok(())
     }
@@ -124,16 +116,70 @@ impl ElectionConfig {
     }
 }
 
-/// An [`ElectionConfig`] (or node id) that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid election configuration: {message}")]
-pub struct ConfigError {
-    message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(message: impl Into<String>) -> ConfigError {
-        ConfigError { message: message.into() }
+crate::error::error_with_kind! {
+    /// An [`ElectionConfig`] (or node id) that cannot work.
+    #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+    pub enum ElectionConfigError => ElectionConfigErrorKind {
+        /// `heartbeat_interval` is zero or above 500 ms.
+        #[error(
+            "invalid election configuration: heartbeat_interval is {0:?}; it must be above 0 and at most \
+             500 ms so peers that expire after 2 s always hear several beacons"
+        )]
+        HeartbeatInterval(Duration),
+        /// `min_beacon_gap` exceeds `heartbeat_interval`.
+        #[error(
+            "invalid election configuration: min_beacon_gap ({gap:?}) must not exceed heartbeat_interval ({heartbeat:?})"
+        )]
+        MinBeaconGap {
+            /// The gap.
+            gap: Duration,
+            /// The heartbeat interval.
+            heartbeat: Duration,
+        },
+        /// `peer_expiry` is shorter than two heartbeats.
+        #[error(
+            "invalid election configuration: peer_expiry ({expiry:?}) must be at least twice \
+             heartbeat_interval ({heartbeat:?}) or peers flap when one beacon is lost"
+        )]
+        PeerExpiry {
+            /// The expiry.
+            expiry: Duration,
+            /// The heartbeat interval.
+            heartbeat: Duration,
+        },
+        /// `preemption_threshold_ms` is negative or not finite.
+        #[error(
+            "invalid election configuration: preemption_threshold_ms is {0}; use a finite number of milliseconds >= 0"
+        )]
+        PreemptionThreshold(f64),
+        /// The start back-off is zero or its maximum is below its start.
+        #[error(
+            "invalid election configuration: start back-off must be positive with max ({max:?}) >= initial ({initial:?})"
+        )]
+        StartBackoff {
+            /// The first back-off.
+            initial: Duration,
+            /// The largest back-off.
+            max: Duration,
+        },
+        /// `leaf_start_timeout` is zero.
+        #[error("invalid election configuration: leaf_start_timeout must be positive")]
+        LeafStartTimeout,
+        /// `max_peers` is zero.
+        #[error("invalid election configuration: max_peers must be at least 1")]
+        MaxPeers,
+        /// The namespace is too long for a beacon.
+        #[error(
+            "invalid election configuration: the namespace is {bytes} bytes; at most \
+             {MAX_NAMESPACE_BYTES} fit in a beacon with room for the leader's URLs"
+        )]
+        NamespaceTooLong {
+            /// Its length in bytes.
+            bytes: usize,
+        },
+        /// The node id is empty.
+        #[error("invalid election configuration: the node id is empty; every node needs a unique id")]
+        EmptyNodeId,
     }
 }
 
@@ -165,6 +211,6 @@ mod tests {
         assert!(config.validate().is_err());
         let mut config = ElectionConfig::new("studio");
         config.preemption_threshold_ms = f64::NAN;
-        assert!(config.validate().is_err());
+        assert_eq!(config.validate().unwrap_err().kind(), ElectionConfigErrorKind::PreemptionThreshold);
     }
 }

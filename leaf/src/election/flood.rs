@@ -7,26 +7,26 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// New node ids allowed per source address per window.
-pub const NEW_PEERS_PER_SOURCE: u32 = 8;
+pub(crate) const NEW_PEERS_PER_SOURCE: u32 = 8;
 /// The window.
-pub const NEW_PEER_WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const NEW_PEER_WINDOW: Duration = Duration::from_secs(10);
 /// Source addresses tracked at most (older windows are forgotten first).
 const MAX_SOURCES: usize = 4096;
 
 /// Counts new node ids per source address in fixed windows.
 #[derive(Debug, Default)]
-pub struct NewPeerLimiter {
+pub(crate) struct NewPeerLimiter {
     sources: HashMap<IpAddr, (Instant, u32)>,
 }
 
 impl NewPeerLimiter {
     /// A limiter with the defaults above.
-    pub fn new() -> NewPeerLimiter {
+    pub(crate) fn new() -> NewPeerLimiter {
         NewPeerLimiter::default()
     }
 
     /// Whether `source` may introduce one more new node id at `now` (and counts it).
-    pub fn admit(&mut self, source: IpAddr, now: Instant) -> bool {
+    pub(crate) fn admit(&mut self, source: IpAddr, now: Instant) -> bool {
         if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&source) {
             self.sources.retain(|_, (start, _)| now.saturating_duration_since(*start) < NEW_PEER_WINDOW);
             if self.sources.len() >= MAX_SOURCES {

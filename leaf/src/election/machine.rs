@@ -15,10 +15,10 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::beacon::Beacon;
-use super::config::{ConfigError, ElectionConfig};
+use super::config::{ElectionConfig, ElectionConfigError};
 use super::events::{Action, Input, LeafAdvert};
 use super::rank::{LeaderClaim, Rank, best_leader, has_rtt_advantage, next_epoch};
-use super::status::{LeaderSummary, Role, State, Status};
+use super::status::{LeaderSummary, PeerState, Role, State, Status};
 use kinopio::wire::mdns::MdnsAdvert;
 
 /// One node's view of the LAN election for one namespace.
@@ -45,24 +45,14 @@ pub struct Election {
     node_id: String,
     started_at: Instant,
     last_now: Instant,
-    state: State,
-    role: Role,
+    /// Where this node is in the election, with what that phase needs.
+    phase: Phase,
     /// Highest epoch seen in any accepted beacon or held.
     max_seen_epoch: u64,
     /// Own backbone RTT, rounded to microseconds (what peers see).
     own_rtt_ms: Option<f64>,
     peers: BTreeMap<String, Peer>,
-    /// The peer leader being followed (never this node).
-    current_leader: Option<String>,
-    /// Set while waiting out the leader-missing grace: (lost leader, grace end).
-    grace: Option<(String, Instant)>,
-    /// When the leader we followed was last heard, if it just expired: the grace counts from
-    /// there (so a crashed leader is replaced after max(expiry, grace), not expiry + grace).
-    lost_leader_seen: Option<Instant>,
-    /// Preemption advantage over this leader, held continuously since this instant.
-    advantage: Option<(String, Instant)>,
-    starting: Option<Starting>,
-    leading: Option<Leading>,
+    /// Consecutive failed leaf starts (or dead brokers); sets the backoff.
     failures: u32,
     backoff_until: Option<Instant>,
     next_heartbeat: Instant,
@@ -72,11 +62,101 @@ pub struct Election {
     dropped_peer_overflow: u64,
 }
 
+/// Where this node is in the election (quinn's `State` shape): each phase carries the data
+/// only it has, so that, say, a grace deadline without a lost leader cannot be written.
+/// The public [`State`] and [`Role`] follow from it.
+#[derive(Debug, Clone)]
+enum Phase {
+    /// Just started; listening for peers during the settle period.
+    Discovering,
+    /// Following a peer leader.
+    Following {
+        /// The leader's node id (never this node).
+        leader: String,
+        /// Since when this node has held a backbone RTT advantage over it, continuously.
+        advantage_since: Option<Instant>,
+    },
+    /// The followed leader's beacons stopped; waiting until `until` before electing.
+    LeaderMissingGrace {
+        /// The leader that went missing.
+        lost: String,
+        /// End of the grace period (counted from when it was last heard).
+        until: Instant,
+    },
+    /// No leader; this node stands if it is the best candidate.
+    Electing {
+        /// The leader followed until a moment ago, if any: set only between abandoning a
+        /// preempting leaf start and the candidate evaluation that follows at once (which
+        /// follows it again, or waits out its grace).
+        last_leader: Option<String>,
+    },
+    /// This node's leaf is starting.
+    StartingLeaf {
+        /// The start.
+        starting: Starting,
+        /// The leader this start preempts, while it is visible (always `None` when not
+        /// preempting).
+        incumbent: Option<String>,
+    },
+    /// This node runs the leaf (boxed: the advert is large).
+    Leader(Box<Leading>),
+    /// The node stopped (it resigned).
+    Stopped,
+}
+
+impl Phase {
+    fn state(&self) -> State {
+        match self {
+            Phase::Discovering => State::Discovering,
+            Phase::Following { .. } => State::FollowingLeader,
+            Phase::LeaderMissingGrace { .. } => State::LeaderMissingGrace,
+            Phase::Electing { .. } => State::Electing,
+            Phase::StartingLeaf { .. } => State::StartingLeaf,
+            Phase::Leader(_) => State::Leader,
+            Phase::Stopped => State::Stopped,
+        }
+    }
+
+    fn role(&self) -> Role {
+        match self {
+            Phase::Discovering | Phase::Electing { .. } | Phase::StartingLeaf { .. } => Role::Candidate,
+            Phase::Following { .. } | Phase::LeaderMissingGrace { .. } | Phase::Stopped => Role::Follower,
+            Phase::Leader(_) => Role::Leader,
+        }
+    }
+
+    /// The peer leader this node follows (or preempts), if any.
+    fn followed(&self) -> Option<&str> {
+        match self {
+            Phase::Following { leader, .. } => Some(leader),
+            Phase::StartingLeaf { incumbent, .. } => incumbent.as_deref(),
+            Phase::Electing { last_leader } => last_leader.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn starting(&self) -> Option<Starting> {
+        match self {
+            Phase::StartingLeaf { starting, .. } => Some(*starting),
+            _ => None,
+        }
+    }
+
+    fn leading(&self) -> Option<&Leading> {
+        match self {
+            Phase::Leader(leading) => Some(leading.as_ref()),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Peer {
     beacon: Beacon,
+    /// The beacon's `state`, parsed once on receipt.
+    state: PeerState,
     last_seen: Instant,
-    /// When this peer entered its current state (leader-ness and `state` string).
+    /// When this peer entered its current state (leader-ness and `state`).
     state_since: Instant,
 }
 
@@ -114,28 +194,25 @@ struct Outbox {
 impl Election {
     /// A node that has just started: state `discovering`, role `candidate`, epoch 0, no
     /// leader. Its first heartbeat is due at `now`.
-    pub fn new(config: ElectionConfig, node_id: impl Into<String>, now: Instant) -> Result<Election, ConfigError> {
+    pub fn new(
+        config: ElectionConfig,
+        node_id: impl Into<String>,
+        now: Instant,
+    ) -> Result<Election, ElectionConfigError> {
         config.validate()?;
         let node_id = node_id.into();
         if node_id.is_empty() {
-            return Err(ConfigError::new("the node id is empty; every node needs a unique id"));
+            return Err(ElectionConfigError::EmptyNodeId);
         }
         Ok(Election {
             config,
             node_id,
             started_at: now,
             last_now: now,
-            state: State::Discovering,
-            role: Role::Candidate,
+            phase: Phase::Discovering,
             max_seen_epoch: 0,
             own_rtt_ms: None,
             peers: BTreeMap::new(),
-            current_leader: None,
-            grace: None,
-            lost_leader_seen: None,
-            advantage: None,
-            starting: None,
-            leading: None,
             failures: 0,
             backoff_until: None,
             next_heartbeat: now,
@@ -151,7 +228,7 @@ impl Election {
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
         let now = now.max(self.last_now);
         self.last_now = now;
-        if self.state == State::Stopped {
+        if matches!(self.phase, Phase::Stopped) {
             // A leaf that finishes starting after the stop must not be left running.
             return match input {
                 Input::LeafStarted { epoch, .. } => vec![Action::StopLeaf { epoch }],
@@ -189,7 +266,7 @@ impl Election {
     /// When to call [`handle`](Self::handle) with [`Input::Tick`] next, at the latest (never
     /// more than one heartbeat interval away). `None` once stopped.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.state == State::Stopped {
+        if matches!(self.phase, Phase::Stopped) {
             return None;
         }
         let now = self.last_now;
@@ -198,17 +275,20 @@ impl Election {
         let mut deadlines = vec![self.next_heartbeat];
         for peer in self.peers.values() {
             deadlines.push(peer.last_seen + expiry);
-            if peer.beacon.state == State::StartingLeaf.as_str() {
+            if peer.state.is(State::StartingLeaf) {
                 deadlines.push(peer.state_since + start_timeout);
             }
         }
-        if self.state == State::Discovering {
-            deadlines.push(self.started_at + self.config.settle);
+        match &self.phase {
+            Phase::Discovering => deadlines.push(self.started_at + self.config.settle),
+            Phase::LeaderMissingGrace { until, .. } => deadlines.push(*until),
+            Phase::Following { advantage_since: Some(since), .. } => {
+                deadlines.push(*since + self.config.preemption_window);
+            }
+            Phase::StartingLeaf { starting, .. } => deadlines.push(starting.since + start_timeout),
+            _ => {}
         }
-        deadlines.extend(self.grace.as_ref().map(|(_, until)| *until));
-        deadlines.extend(self.advantage.as_ref().map(|(_, since)| *since + self.config.preemption_window));
         deadlines.extend(self.backoff_until);
-        deadlines.extend(self.starting.map(|s| s.since + start_timeout));
         deadlines.into_iter().filter(|at| *at > now).min().or(Some(self.next_heartbeat.max(now)))
     }
 
@@ -224,19 +304,19 @@ impl Election {
 
     /// The current state.
     pub fn state(&self) -> State {
-        self.state
+        self.phase.state()
     }
 
     /// The current role.
     pub fn role(&self) -> Role {
-        self.role
+        self.phase.role()
     }
 
     /// The current status snapshot.
     pub fn status(&self) -> Status {
         Status {
-            state: self.state,
-            role: self.role,
+            state: self.phase.state(),
+            role: self.phase.role(),
             leader: self.leader_summary(),
             eligible: self.is_eligible(self.last_now),
         }
@@ -249,13 +329,13 @@ impl Election {
 
     /// The epoch this node leads at, if it leads.
     pub fn leading_epoch(&self) -> Option<u64> {
-        self.leading.as_ref().map(|l| l.epoch)
+        self.phase.leading().map(|l| l.epoch)
     }
 
     /// The last beacon of the peer leader being followed (`None` when this node leads or no
     /// leader is visible).
     pub fn current_leader(&self) -> Option<&Beacon> {
-        self.current_leader.as_ref().and_then(|id| self.peers.get(id)).map(|peer| &peer.beacon)
+        self.phase.followed().and_then(|id| self.peers.get(id)).map(|peer| &peer.beacon)
     }
 
     /// Own backbone RTT as advertised (rounded to microseconds).
@@ -281,7 +361,7 @@ impl Election {
     /// The beacon this node sends now: the leader shape (the discovery manifest) while it
     /// leads, else the non-leader shape. Lease fields are stamped by the codec.
     pub fn heartbeat(&self) -> Beacon {
-        if let Some(leading) = &self.leading {
+        if let Some(leading) = self.phase.leading() {
             return Beacon::leader(
                 &self.node_id,
                 &self.config.namespace,
@@ -290,8 +370,7 @@ impl Election {
                 &leading.advert,
             );
         }
-        let (role, state) =
-            if self.state == State::Stopped { (Role::Follower, State::Stopped) } else { (self.role, self.state) };
+        let (role, state) = (self.phase.role(), self.phase.state());
         let mut beacon = Beacon::candidate(
             &self.node_id,
             &self.config.namespace,
@@ -324,9 +403,11 @@ impl Election {
                     debug!(peer = %beacon.node_id, "ignoring an out-of-order beacon");
                     return false;
                 }
-                if peer.beacon.state != beacon.state || peer.beacon.is_leader != beacon.is_leader {
+                let state = PeerState::parse(&beacon.state);
+                if peer.state != state || peer.beacon.is_leader != beacon.is_leader {
                     peer.state_since = received_at;
                 }
+                peer.state = state;
                 let old = &peer.beacon;
                 let changed = old.state != beacon.state
                     || old.is_leader != beacon.is_leader
@@ -352,8 +433,11 @@ impl Election {
                     return false;
                 }
                 debug!(peer = %beacon.node_id, state = %beacon.state, "new election peer");
-                self.peers
-                    .insert(beacon.node_id.clone(), Peer { beacon, last_seen: received_at, state_since: received_at });
+                let state = PeerState::parse(&beacon.state);
+                self.peers.insert(
+                    beacon.node_id.clone(),
+                    Peer { beacon, state, last_seen: received_at, state_since: received_at },
+                );
                 true
             }
         };
@@ -362,15 +446,14 @@ impl Election {
     }
 
     fn on_leaf_started(&mut self, epoch: u64, advert: LeafAdvert, out: &mut Outbox) {
-        let Some(starting) = self.starting.filter(|s| s.epoch == epoch) else {
-            if self.leading.as_ref().is_some_and(|l| l.epoch == epoch) {
+        let Some(starting) = self.phase.starting().filter(|s| s.epoch == epoch) else {
+            if self.phase.leading().is_some_and(|l| l.epoch == epoch) {
                 return;
             }
             debug!(epoch, "a leaf we no longer want has started; stopping it");
             out.effects.push(Action::StopLeaf { epoch });
             return;
         };
-        self.starting = None;
         let claim = LeaderClaim { epoch, rank: self.rank() };
         if let Some(other) = self.best_peer_leader()
             && (!starting.preempting || LeaderClaim::of(other).beats(&claim))
@@ -381,27 +464,24 @@ impl Election {
                 "another leader appeared while our leaf started; stopping ours and following it"
             );
             out.effects.push(Action::StopLeaf { epoch });
-            self.set_state(State::Electing, Role::Candidate);
+            self.abandon_start();
             return;
         }
         info!(epoch, wss_url = %advert.wss_url, "leaf started; leading the namespace");
         let mdns = self.mdns_advert(epoch, &advert);
         out.effects.push(Action::PublishMdns(mdns.clone()));
-        self.leading = Some(Leading { epoch, advert, published: Some(mdns) });
         self.max_seen_epoch = self.max_seen_epoch.max(epoch);
         self.failures = 0;
         self.backoff_until = None;
-        self.current_leader = None;
-        self.grace = None;
-        self.advantage = None;
-        self.set_state(State::Leader, Role::Leader);
+        self.enter(Phase::Leader(Box::new(Leading { epoch, advert, published: Some(mdns) })));
     }
 
     fn on_leaf_updated(&mut self, epoch: u64, advert: LeafAdvert, out: &mut Outbox) {
         let mdns = self.mdns_advert(epoch, &advert);
-        let Some(leading) = self.leading.as_mut().filter(|l| l.epoch == epoch) else {
+        let Phase::Leader(leading) = &mut self.phase else { return };
+        if leading.epoch != epoch {
             return;
-        };
+        }
         leading.advert = advert;
         if leading.published.as_ref() != Some(&mdns) {
             leading.published = Some(mdns.clone());
@@ -410,84 +490,79 @@ impl Election {
     }
 
     fn on_leaf_failed(&mut self, now: Instant, epoch: u64, reason: &str) {
-        if self.starting.is_none_or(|s| s.epoch != epoch) {
+        if self.phase.starting().is_none_or(|s| s.epoch != epoch) {
             debug!(epoch, reason, "ignoring a failure report for a leaf start we abandoned");
             return;
         }
-        self.starting = None;
         let backoff = self.register_failure(now);
         warn!(epoch, reason, ?backoff, "leaf start failed; backing off so others can lead");
-        self.set_state(State::Electing, Role::Candidate);
+        self.abandon_start();
     }
 
     fn on_leaf_died(&mut self, now: Instant, epoch: u64, reason: &str, out: &mut Outbox) {
-        if self.starting.is_some_and(|s| s.epoch == epoch) {
+        if self.phase.starting().is_some_and(|s| s.epoch == epoch) {
             self.on_leaf_failed(now, epoch, reason);
             return;
         }
-        let Some(leading) = self.leading.take_if(|l| l.epoch == epoch) else {
+        let Some(published) = self.phase.leading().filter(|l| l.epoch == epoch).map(|l| l.published.is_some()) else {
             debug!(epoch, reason, "ignoring a death report for a leaf we do not run");
             return;
         };
         let backoff = self.register_failure(now);
         warn!(epoch, reason, ?backoff, "leaf died and cannot be restarted; resigning");
         out.effects.push(Action::StopLeaf { epoch });
-        if leading.published.is_some() {
+        if published {
             out.effects.push(Action::WithdrawMdns);
         }
-        self.set_state(State::Electing, Role::Candidate);
+        self.enter(Phase::Electing { last_leader: None });
         self.push_resigns(out);
     }
 
     fn on_stop(&mut self, out: &mut Outbox) {
         info!("stopping the election; resigning");
-        if let Some(starting) = self.starting.take() {
-            out.effects.push(Action::StopLeaf { epoch: starting.epoch });
-        }
-        if let Some(leading) = self.leading.take() {
-            out.effects.push(Action::StopLeaf { epoch: leading.epoch });
-            if leading.published.is_some() {
-                out.effects.push(Action::WithdrawMdns);
+        match &self.phase {
+            Phase::StartingLeaf { starting, .. } => out.effects.push(Action::StopLeaf { epoch: starting.epoch }),
+            Phase::Leader(leading) => {
+                out.effects.push(Action::StopLeaf { epoch: leading.epoch });
+                if leading.published.is_some() {
+                    out.effects.push(Action::WithdrawMdns);
+                }
             }
+            _ => {}
         }
-        self.current_leader = None;
-        self.grace = None;
-        self.advantage = None;
-        self.state = State::Stopped;
-        self.role = Role::Follower;
+        self.phase = Phase::Stopped;
         self.push_resigns(out);
     }
 
     // ----- decisions ----------------------------------------------------------------------
 
     fn evaluate(&mut self, now: Instant, out: &mut Outbox) {
-        self.prune(now);
-        if let Some(starting) = self.starting
+        let lost_leader_seen = self.prune(now);
+        if let Some(starting) = self.phase.starting()
             && now >= starting.since + self.config.leaf_start_timeout
         {
-            self.starting = None;
             let backoff = self.register_failure(now);
             warn!(epoch = starting.epoch, ?backoff, "leaf start did not finish in time; abandoning it");
             out.effects.push(Action::StopLeaf { epoch: starting.epoch });
-            self.set_state(State::Electing, Role::Candidate);
+            self.abandon_start();
         }
-        if self.leading.is_some() {
+        if matches!(self.phase, Phase::Leader(_)) {
             self.evaluate_leader(out);
-            if self.leading.is_some() {
+            if matches!(self.phase, Phase::Leader(_)) {
                 return;
             }
         }
-        if self.starting.is_some() {
+        if matches!(self.phase, Phase::StartingLeaf { .. }) {
             self.evaluate_starting(now, out);
-            if self.starting.is_some() {
+            if matches!(self.phase, Phase::StartingLeaf { .. }) {
                 return;
             }
         }
-        self.evaluate_candidate(now, out);
+        self.evaluate_candidate(now, lost_leader_seen, out);
     }
 
     fn evaluate_leader(&mut self, out: &mut Outbox) {
-        let Some(leading) = &self.leading else { return };
+        let Some(leading) = self.phase.leading() else { return };
         let own = LeaderClaim { epoch: leading.epoch, rank: self.rank() };
         let Some(other) = self.best_peer_leader() else {
             return;
@@ -497,19 +572,16 @@ impl Election {
         }
         let (other_id, other_epoch) = (other.node_id.clone(), other.leader_epoch);
         info!(leader = %other_id, epoch = other_epoch, "a better leader is visible; stepping down");
-        if let Some(leading) = self.leading.take() {
-            out.effects.push(Action::StopLeaf { epoch: leading.epoch });
-            if leading.published.is_some() {
-                out.effects.push(Action::WithdrawMdns);
-            }
+        out.effects.push(Action::StopLeaf { epoch: leading.epoch });
+        if leading.published.is_some() {
+            out.effects.push(Action::WithdrawMdns);
         }
         self.max_seen_epoch = self.max_seen_epoch.max(other_epoch);
-        self.current_leader = Some(other_id);
-        self.set_state(State::FollowingLeader, Role::Follower);
+        self.enter(Phase::Following { leader: other_id, advantage_since: None });
     }
 
     fn evaluate_starting(&mut self, now: Instant, out: &mut Outbox) {
-        let Some(starting) = self.starting else { return };
+        let Some(starting) = self.phase.starting() else { return };
         let claim = LeaderClaim { epoch: starting.epoch, rank: self.rank() };
         let leader = self.best_peer_leader().map(|l| (l.node_id.clone(), LeaderClaim::of(l).beats(&claim)));
         let abort_reason = match &leader {
@@ -517,52 +589,55 @@ impl Election {
             _ if self.better_peer_starting(now) => Some("a better-ranked peer is starting its leaf"),
             _ => None,
         };
-        if starting.preempting {
+        if starting.preempting
+            && let Phase::StartingLeaf { incumbent, .. } = &mut self.phase
+        {
             // Keep showing the incumbent as the leader while we take over.
-            self.current_leader = leader.map(|(id, _)| id);
+            *incumbent = leader.map(|(id, _)| id);
         }
         if let Some(reason) = abort_reason {
             info!(epoch = starting.epoch, reason, "abandoning our leaf start");
-            self.starting = None;
             out.effects.push(Action::StopLeaf { epoch: starting.epoch });
-            self.set_state(State::Electing, Role::Candidate);
+            self.abandon_start();
         }
     }
 
-    fn evaluate_candidate(&mut self, now: Instant, out: &mut Outbox) {
+    /// `lost_leader_seen`: when the followed leader was last heard, if it expired in this
+    /// evaluation's prune: its grace counts from there (so a crashed leader is replaced
+    /// after max(expiry, grace), not expiry + grace).
+    fn evaluate_candidate(&mut self, now: Instant, lost_leader_seen: Option<Instant>, out: &mut Outbox) {
         if let Some(leader) = self.best_peer_leader() {
             let (id, epoch, rtt) = (leader.node_id.clone(), leader.leader_epoch, leader.backbone_rtt_ms);
-            if self.current_leader.as_deref() != Some(id.as_str()) {
+            if self.phase.followed() != Some(id.as_str()) {
                 info!(leader = %id, epoch, "following leader");
             }
             self.max_seen_epoch = self.max_seen_epoch.max(epoch);
-            self.grace = None;
-            self.set_state(State::FollowingLeader, Role::Follower);
-            if has_rtt_advantage(self.own_rtt_ms, rtt, self.config.preemption_threshold_ms) {
-                let since = match &self.advantage {
-                    Some((over, since)) if *over == id => *since,
-                    _ => now,
-                };
-                self.advantage = Some((id.clone(), since));
-                if now >= since + self.config.preemption_window
-                    && self.may_stand(now)
-                    && self.is_best_candidate(now)
-                    && !self.any_peer_starting(now)
-                {
-                    info!(leader = %id, "backbone RTT advantage held; preempting");
-                    self.current_leader = Some(id);
-                    self.begin_start(now, true, out);
-                    return;
-                }
-            } else {
-                self.advantage = None;
+            let held_since = match &self.phase {
+                Phase::Following { leader, advantage_since } if *leader == id => *advantage_since,
+                _ => None,
+            };
+            if !has_rtt_advantage(self.own_rtt_ms, rtt, self.config.preemption_threshold_ms) {
+                self.enter(Phase::Following { leader: id, advantage_since: None });
+                return;
             }
-            self.current_leader = Some(id);
+            let since = held_since.unwrap_or(now);
+            self.enter(Phase::Following { leader: id.clone(), advantage_since: Some(since) });
+            if now >= since + self.config.preemption_window
+                && self.may_stand(now)
+                && self.is_best_candidate(now)
+                && !self.any_peer_starting(now)
+            {
+                info!(leader = %id, "backbone RTT advantage held; preempting");
+                self.begin_start(now, Some(id), out);
+            }
             return;
         }
-        self.advantage = None;
 
-        if let Some(lost) = self.current_leader.take() {
+        let mut grace = match &self.phase {
+            Phase::LeaderMissingGrace { lost, until } => Some((lost.clone(), *until)),
+            _ => None,
+        };
+        if let Some(lost) = self.phase.followed().map(str::to_owned) {
             if self.peers.contains_key(&lost) {
                 info!(leader = %lost, "leader resigned; electing now");
             } else {
@@ -571,47 +646,55 @@ impl Election {
                     grace = ?self.config.leader_missing_grace,
                     "leader's beacons stopped; waiting out the grace period"
                 );
-                let last_heard = self.lost_leader_seen.take().unwrap_or(now).min(now);
-                self.grace = Some((lost, (last_heard + self.config.leader_missing_grace).max(now)));
+                let last_heard = lost_leader_seen.unwrap_or(now).min(now);
+                grace = Some((lost, (last_heard + self.config.leader_missing_grace).max(now)));
             }
         }
-        if let Some((lost, until)) = &self.grace {
+        if let Some((lost, until)) = grace {
             // A resign (or any non-leader beacon) from the lost leader ends the grace.
-            let resigned = self.peers.contains_key(lost);
-            if now < *until && !resigned {
-                self.set_state(State::LeaderMissingGrace, Role::Follower);
+            let resigned = self.peers.contains_key(&lost);
+            if now < until && !resigned {
+                self.enter(Phase::LeaderMissingGrace { lost, until });
                 return;
             }
-            self.grace = None;
         }
-        if self.state == State::Discovering && now < self.started_at + self.config.settle {
+        if matches!(self.phase, Phase::Discovering) && now < self.started_at + self.config.settle {
             return;
         }
-        self.set_state(State::Electing, Role::Candidate);
+        self.enter(Phase::Electing { last_leader: None });
         if self.may_stand(now)
             && self.is_best_candidate(now)
             && !self.any_peer_starting(now)
             && !self.any_peer_following(now)
         {
-            self.begin_start(now, false, out);
+            self.begin_start(now, None, out);
         }
     }
 
-    fn begin_start(&mut self, now: Instant, preempting: bool, out: &mut Outbox) {
+    /// Starts this node's leaf; `incumbent` is the leader it preempts, if any.
+    fn begin_start(&mut self, now: Instant, incumbent: Option<String>, out: &mut Outbox) {
         let epoch = next_epoch(self.max_seen_epoch);
+        let preempting = incumbent.is_some();
         info!(epoch, preempting, "standing for election; starting the leaf");
-        self.starting = Some(Starting { epoch, since: now, preempting });
-        self.advantage = None;
-        if !preempting {
-            self.current_leader = None;
-        }
-        self.set_state(State::StartingLeaf, Role::Candidate);
+        self.enter(Phase::StartingLeaf { starting: Starting { epoch, since: now, preempting }, incumbent });
         out.effects.push(Action::StartLeaf { epoch });
     }
 
-    fn prune(&mut self, now: Instant) {
+    /// Leaves `starting-leaf` for `electing`, remembering the incumbent (if a preempting
+    /// start is abandoned) for the candidate evaluation that follows.
+    fn abandon_start(&mut self) {
+        let last_leader = match &mut self.phase {
+            Phase::StartingLeaf { incumbent, .. } => incumbent.take(),
+            _ => None,
+        };
+        self.enter(Phase::Electing { last_leader });
+    }
+
+    /// Forgets expired peers; returns when the followed leader was last heard if it was
+    /// one of them.
+    fn prune(&mut self, now: Instant) -> Option<Instant> {
         let expiry = self.config.peer_expiry;
-        let leader = self.current_leader.clone();
+        let leader = self.phase.followed().map(str::to_owned);
         let mut lost_leader_seen = None;
         self.peers.retain(|id, peer| {
             let live = now.saturating_duration_since(peer.last_seen) < expiry;
@@ -623,9 +706,7 @@ impl Election {
             }
             live
         });
-        if lost_leader_seen.is_some() {
-            self.lost_leader_seen = lost_leader_seen;
-        }
+        lost_leader_seen
     }
 
     fn register_failure(&mut self, now: Instant) -> std::time::Duration {
@@ -654,11 +735,14 @@ impl Election {
     /// A peer that counts as a candidate: live, not a leader, eligible, and not stuck in
     /// `starting-leaf` past the start timeout.
     fn is_candidate_peer(&self, peer: &Peer, now: Instant) -> bool {
-        !peer.beacon.is_leader && peer.beacon.is_eligible() && !self.is_stuck_starting(peer, now)
+        !peer.beacon.is_leader
+            && peer.beacon.eligible != Some(false)
+            && !peer.state.is(State::Stopped)
+            && !self.is_stuck_starting(peer, now)
     }
 
     fn is_stuck_starting(&self, peer: &Peer, now: Instant) -> bool {
-        peer.beacon.state == State::StartingLeaf.as_str()
+        peer.state.is(State::StartingLeaf)
             && now.saturating_duration_since(peer.state_since) >= self.config.leaf_start_timeout
     }
 
@@ -669,7 +753,7 @@ impl Election {
     }
 
     fn is_starting_peer(&self, peer: &Peer, now: Instant) -> bool {
-        self.is_candidate_peer(peer, now) && peer.beacon.state == State::StartingLeaf.as_str()
+        self.is_candidate_peer(peer, now) && peer.state.is(State::StartingLeaf)
     }
 
     fn any_peer_starting(&self, now: Instant) -> bool {
@@ -683,15 +767,15 @@ impl Election {
 
     /// Some peer still follows a leader we cannot see: we are probably missing its beacons.
     fn any_peer_following(&self, _now: Instant) -> bool {
-        self.peers.values().any(|peer| peer.beacon.state == State::FollowingLeader.as_str())
+        self.peers.values().any(|peer| peer.state.is(State::FollowingLeader))
     }
 
-    fn set_state(&mut self, state: State, role: Role) {
-        if self.state != state || self.role != role {
-            debug!(from = %self.state, to = %state, %role, "election state");
+    fn enter(&mut self, phase: Phase) {
+        let (from, to, role) = (self.phase.state(), phase.state(), phase.role());
+        if from != to || self.phase.role() != role {
+            debug!(%from, %to, %role, "election state");
         }
-        self.state = state;
-        self.role = role;
+        self.phase = phase;
     }
 
     // ----- output -------------------------------------------------------------------------
@@ -714,10 +798,10 @@ impl Election {
 
     fn beacon_shape(&self, now: Instant) -> BeaconShape {
         BeaconShape {
-            state: self.state,
-            role: self.role,
+            state: self.phase.state(),
+            role: self.phase.role(),
             eligible: self.is_eligible(now),
-            epoch: self.leading.as_ref().map_or(self.max_seen_epoch, |l| l.epoch),
+            epoch: self.phase.leading().map_or(self.max_seen_epoch, |l| l.epoch),
         }
     }
 
@@ -758,7 +842,7 @@ impl Election {
     }
 
     fn leader_summary(&self) -> Option<LeaderSummary> {
-        if let Some(leading) = &self.leading {
+        if let Some(leading) = self.phase.leading() {
             return Some(LeaderSummary {
                 node_id: self.node_id.clone(),
                 epoch: leading.epoch,
@@ -789,3 +873,71 @@ impl Election {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod phase_tests {
+    use super::*;
+
+    fn leading() -> Leading {
+        let advert = LeafAdvert {
+            advertised_hostname: "10.0.0.9".into(),
+            wss_url: "wss://10.0.0.9:4443".into(),
+            client_url: "nats://127.0.0.1:4222".into(),
+            monitor_url: "http://127.0.0.1:8222".into(),
+            discovery_url: "https://10.0.0.9:8443/.well-known/kinopio-leader.json".into(),
+            bridge_state: "connected".into(),
+            backbone_servers: Vec::new(),
+        };
+        Leading { epoch: 3, advert, published: None }
+    }
+
+    #[test]
+    fn each_phase_has_one_state_role_and_followed_leader() {
+        let now = Instant::now();
+        let starting = Starting { epoch: 4, since: now, preempting: true };
+        let cases = [
+            (Phase::Discovering, State::Discovering, Role::Candidate, None),
+            (
+                Phase::Following { leader: "b".into(), advantage_since: Some(now) },
+                State::FollowingLeader,
+                Role::Follower,
+                Some("b"),
+            ),
+            (
+                Phase::LeaderMissingGrace { lost: "b".into(), until: now },
+                State::LeaderMissingGrace,
+                Role::Follower,
+                None,
+            ),
+            (Phase::Electing { last_leader: None }, State::Electing, Role::Candidate, None),
+            (Phase::Electing { last_leader: Some("b".into()) }, State::Electing, Role::Candidate, Some("b")),
+            (
+                Phase::StartingLeaf { starting, incumbent: Some("b".into()) },
+                State::StartingLeaf,
+                Role::Candidate,
+                Some("b"),
+            ),
+            (Phase::Leader(Box::new(leading())), State::Leader, Role::Leader, None),
+            (Phase::Stopped, State::Stopped, Role::Follower, None),
+        ];
+        for (phase, state, role, followed) in cases {
+            assert_eq!((phase.state(), phase.role(), phase.followed()), (state, role, followed), "{phase:?}");
+            assert_eq!(phase.starting().is_some(), state == State::StartingLeaf);
+            assert_eq!(phase.leading().is_some(), state == State::Leader);
+        }
+    }
+
+    #[test]
+    fn an_abandoned_preempting_start_remembers_its_incumbent_once() {
+        let now = Instant::now();
+        let mut election = Election::new(ElectionConfig::new("studio"), "a", now).unwrap();
+        election.phase = Phase::StartingLeaf {
+            starting: Starting { epoch: 2, since: now, preempting: true },
+            incumbent: Some("b".into()),
+        };
+        election.abandon_start();
+        assert!(matches!(&election.phase, Phase::Electing { last_leader: Some(id) } if id == "b"));
+        election.abandon_start(); // not starting: nothing to remember
+        assert!(matches!(election.phase, Phase::Electing { last_leader: None }));
+    }
+}

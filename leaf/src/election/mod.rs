@@ -1,6 +1,6 @@
 //! The LAN election of `kinopio leaf auto`: which device of a discovery namespace runs the
 //! leaf. Pure code, no sockets: the beacon wire format shared with kinopio-hub 0.1.1
-//! ([`beacon`], [`codec`], [`auth`]), the ranking rules ([`rank`]) and the deterministic,
+//! (`beacon`, `codec`, `auth`), the ranking rules (`rank`) and the deterministic,
 //! clock-injected state machine ([`Election`]) that the multicast and mDNS shells drive.
 //!
 //! A shell's loop, in outline:
@@ -27,15 +27,15 @@
 //! }
 //! ```
 
-pub mod auth;
-pub mod beacon;
-pub mod codec;
-pub mod config;
-pub mod events;
-pub mod flood;
-pub mod machine;
-pub mod rank;
-pub mod status;
+pub(crate) mod auth;
+pub(crate) mod beacon;
+pub(crate) mod codec;
+pub(crate) mod config;
+pub(crate) mod events;
+pub(crate) mod flood;
+pub(crate) mod machine;
+pub(crate) mod rank;
+pub(crate) mod status;
 
 pub use auth::{AUTH_ALG, EmptySecret, NamespaceSecret};
 pub use beacon::{
@@ -43,7 +43,7 @@ pub use beacon::{
     MAX_SAFE_INTEGER, MULTICAST_GROUP, MULTICAST_TTL, PORT_BASE, PORT_SPAN, field, port_for_namespace,
 };
 pub use codec::{BeaconCodec, DEFAULT_LEASE, DEFAULT_REPLAY_WINDOW, EncodeError, unix_ms};
-pub use config::{ConfigError, ElectionConfig};
+pub use config::{ElectionConfig, ElectionConfigError, ElectionConfigErrorKind};
 pub use events::{Action, Input, LeafAdvert};
 pub use machine::Election;
 pub use rank::{LeaderClaim, Rank, best_leader, has_rtt_advantage, next_epoch};

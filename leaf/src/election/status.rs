@@ -77,6 +77,29 @@ impl FromStr for State {
     }
 }
 
+/// A peer's `state` as its beacon carries it, parsed once when the beacon arrives: one of
+/// the known [`State`]s, or a string this version does not know (kept, so that a change
+/// between two unknown states still counts as a change of state).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum PeerState {
+    /// A state this version knows.
+    Known(State),
+    /// Any other string (a newer peer's state); it matches no [`State`].
+    Unknown(String),
+}
+
+impl PeerState {
+    /// Parses a beacon's `state` string.
+    pub(crate) fn parse(wire: &str) -> PeerState {
+        wire.parse().map_or_else(|_| PeerState::Unknown(wire.to_owned()), PeerState::Known)
+    }
+
+    /// Whether it is `state`.
+    pub(crate) fn is(&self, state: State) -> bool {
+        *self == PeerState::Known(state)
+    }
+}
+
 /// What part a node plays (`candidateRole` on the wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -178,6 +201,19 @@ mod tests {
             assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
         }
         assert!("leading".parse::<State>().is_err());
+        for state in State::ALL {
+            assert_eq!(PeerState::parse(state.as_str()), PeerState::Known(state));
+            assert!(PeerState::parse(state.as_str()).is(state));
+        }
         assert_eq!(State::LeaderMissingGrace.to_string(), "leader-missing-grace");
+    }
+
+    #[test]
+    fn unknown_peer_states_match_no_state_and_keep_their_string() {
+        let newer = PeerState::parse("standing-by");
+        assert_eq!(newer, PeerState::Unknown("standing-by".to_owned()));
+        assert!(State::ALL.into_iter().all(|state| !newer.is(state)));
+        assert_ne!(newer, PeerState::parse("warming-up"), "a change between unknown states is a change");
+        assert!(!PeerState::parse("Leader").is(State::Leader), "states are case-sensitive on the wire");
     }
 }

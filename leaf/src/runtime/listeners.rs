@@ -1,6 +1,6 @@
 //! Where a leaf listens: the LAN bind address and advertised host (with the certificate
 //! names that follow from them), and the port checks that turn a taken port into a
-//! [`LeafError::PortInUse`] naming the port and its flag.
+//! [`LeafError::PortInUse`] naming the port and its listener.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -57,14 +57,7 @@ pub(crate) fn check_distinct_ports(ports: &[(ListenerKind, Option<u16>)]) -> Res
     for (index, (kind, port)) in ports.iter().enumerate() {
         let Some(port) = port.filter(|port| *port != 0) else { continue };
         if let Some((other, _)) = ports[index + 1..].iter().find(|(_, other)| *other == Some(port)) {
-            return Err(LeafError::InvalidOption {
-                option: "ports",
-                reason: format!(
-                    "port {port} was given for both {} and {}; give each listener its own port",
-                    kind.port_flag(),
-                    other.port_flag()
-                ),
-            });
+            return Err(LeafError::SamePort { port, first: *kind, second: *other });
         }
     }
     Ok(())
@@ -107,7 +100,13 @@ mod tests {
         let ports =
             [(ListenerKind::Client, Some(4222)), (ListenerKind::Monitor, None), (ListenerKind::Websocket, Some(4222))];
         let err = check_distinct_ports(&ports).unwrap_err();
-        assert!(err.to_string().contains("--client-port and --websocket-port"), "{err}");
+        assert!(
+            matches!(
+                err,
+                LeafError::SamePort { port: 4222, first: ListenerKind::Client, second: ListenerKind::Websocket }
+            ),
+            "{err}"
+        );
         assert!(check_distinct_ports(&[(ListenerKind::Client, Some(0)), (ListenerKind::Monitor, Some(0))]).is_ok());
     }
 

@@ -127,7 +127,7 @@ impl Default for LeafOptions {
 
 impl LeafOptions {
     /// Defaults: no backbone, binary per [`BinaryOptions::from_env`] (`KINOPIO_NATS_SERVER`,
-    /// cache, `PATH`, download), cache root per [`crate::paths::cache_root`], a temporary
+    /// cache, `PATH`, download), cache root per the platform cache directory (or `KINOPIO_HUB_CACHE_DIR`), a temporary
     /// runtime directory, the detected LAN address, client and monitor on `127.0.0.1`,
     /// free ports, a generated certificate, the platform trust stores (skipped when
     /// `KINOPIO_SKIP_CA_TRUST_INSTALL=1`).

@@ -18,11 +18,12 @@ use super::supervisor::Command;
 use crate::tls::{PreparedTls, SwappableServerCert, TrustStoreConfig, trust};
 
 /// Longest single sleep between two looks at the clock.
-pub const MAX_RENEWAL_WAIT: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_RENEWAL_WAIT: Duration = Duration::from_secs(3600);
 
 /// What the renewal loop does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RenewalStep {
+#[non_exhaustive]
+pub(crate) enum RenewalStep {
     /// Renew now.
     RenewNow,
     /// Look again after this long.
@@ -32,7 +33,7 @@ pub enum RenewalStep {
 /// The next step at wall-clock `now` for a certificate due at `renew_at`, when the last
 /// attempt was `since_last_attempt` ago: renew once due, but never twice within
 /// `min_interval`; otherwise wait until due, at most `max_wait`. Pure.
-pub fn next_renewal_step(
+pub(crate) fn next_renewal_step(
     now: OffsetDateTime,
     renew_at: OffsetDateTime,
     since_last_attempt: Option<Duration>,

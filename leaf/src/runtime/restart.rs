@@ -8,7 +8,7 @@ use super::options::RestartPolicy;
 
 /// Tracks consecutive restarts against a [`RestartPolicy`].
 #[derive(Debug, Clone)]
-pub struct RestartBudget {
+pub(crate) struct RestartBudget {
     policy: RestartPolicy,
     consecutive: u32,
     ready_since: Option<Instant>,
@@ -16,18 +16,18 @@ pub struct RestartBudget {
 
 impl RestartBudget {
     /// A fresh budget.
-    pub fn new(policy: RestartPolicy) -> Self {
+    pub(crate) fn new(policy: RestartPolicy) -> Self {
         RestartBudget { policy, consecutive: 0, ready_since: None }
     }
 
     /// The server became ready at `now`.
-    pub fn on_ready(&mut self, now: Instant) {
+    pub(crate) fn on_ready(&mut self, now: Instant) {
         self.ready_since = Some(now);
     }
 
     /// The server exited (or a restart failed) at `now`: the delay before the next
     /// attempt, or `None` when the budget is spent.
-    pub fn on_exit(&mut self, now: Instant) -> Option<Duration> {
+    pub(crate) fn on_exit(&mut self, now: Instant) -> Option<Duration> {
         if let Some(since) = self.ready_since.take()
             && now.saturating_duration_since(since) >= self.policy.stable_after
         {
@@ -42,8 +42,9 @@ impl RestartBudget {
         Some(delay)
     }
 
+    #[cfg(test)]
     /// Consecutive attempts so far.
-    pub fn consecutive(&self) -> u32 {
+    pub(crate) fn consecutive(&self) -> u32 {
         self.consecutive
     }
 }

@@ -8,24 +8,24 @@ use super::error::LeafError;
 use crate::tls::leaf_cert::{LEAF_CERT_FILE, LEAF_KEY_FILE};
 
 /// nats-server config file name.
-pub const CONFIG_FILE: &str = "leaf-nats.conf";
+pub(crate) const CONFIG_FILE: &str = "leaf-nats.conf";
 /// nats-server log file name (rotated copies get a suffix).
-pub const LOG_FILE: &str = "leaf-nats.log";
+pub(crate) const LOG_FILE: &str = "leaf-nats.log";
 /// File receiving nats-server's stdout and stderr (start-up errors before the log opens).
-pub const OUTPUT_FILE: &str = "leaf-nats.out";
+pub(crate) const OUTPUT_FILE: &str = "leaf-nats.out";
 /// The copy of the user's LAN authorization file that the config includes.
-pub const LAN_AUTHORIZATION_FILE: &str = "lan-authorization.conf";
+pub(crate) const LAN_AUTHORIZATION_FILE: &str = "lan-authorization.conf";
 /// Prefix of the temporary files behind atomic writes (the same as the TLS module's).
-pub const TEMP_PREFIX: &str = ".kinopio-tmp-";
+pub(crate) const TEMP_PREFIX: &str = ".kinopio-tmp-";
 /// The file holding the pid of the process that owns the directory: a leaf that died
 /// without cleaning up (SIGKILL, power loss) is recognised by it and cleaned on the next start.
-pub const OWNER_FILE: &str = "leaf.pid";
+pub(crate) const OWNER_FILE: &str = "leaf.pid";
 /// Prefix of temporary runtime directories.
 const TEMP_DIR_PREFIX: &str = "kinopio-leaf-";
 
 /// A runtime directory and whether it is ours to delete.
 #[derive(Debug)]
-pub struct RuntimeDir {
+pub(crate) struct RuntimeDir {
     path: PathBuf,
     temp: Option<tempfile::TempDir>,
     cleaned: bool,
@@ -47,7 +47,7 @@ fn make_private(path: &Path) -> Result<(), LeafError> {
 impl RuntimeDir {
     /// Creates a temporary `kinopio-leaf-*` directory, or prepares `given` (created with
     /// its parents if missing; refused when it holds anything).
-    pub fn create(given: Option<&Path>) -> Result<RuntimeDir, LeafError> {
+    pub(crate) fn create(given: Option<&Path>) -> Result<RuntimeDir, LeafError> {
         let Some(given) = given else {
             remove_stale_temp_dirs(&std::env::temp_dir());
             let temp = tempfile::Builder::new().prefix(TEMP_DIR_PREFIX).tempdir().map_err(|source| {
@@ -87,22 +87,23 @@ impl RuntimeDir {
     }
 
     /// The directory.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// A file inside it.
-    pub fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
 
+    #[cfg(test)]
     /// True when it is a temporary directory that cleanup removes.
-    pub fn is_temporary(&self) -> bool {
+    pub(crate) fn is_temporary(&self) -> bool {
         self.temp.is_some()
     }
 
     /// Removes the temporary directory, or the leaf's files from a given one. Idempotent.
-    pub fn cleanup(&mut self) {
+    pub(crate) fn cleanup(&mut self) {
         if self.cleaned {
             return;
         }
@@ -207,7 +208,7 @@ impl Drop for RuntimeDir {
 /// True for the files a leaf writes into its runtime directory: the config, logs (and
 /// rotated logs), the output file, the leaf certificate and key, temporary files of atomic
 /// writes, and nats-server ports files. Pure.
-pub fn is_leaf_file(name: &str) -> bool {
+pub(crate) fn is_leaf_file(name: &str) -> bool {
     let fixed = [CONFIG_FILE, LOG_FILE, OUTPUT_FILE, LEAF_CERT_FILE, LEAF_KEY_FILE, OWNER_FILE, LAN_AUTHORIZATION_FILE];
     fixed.contains(&name)
         || name.starts_with(&format!("{LOG_FILE}."))

@@ -14,6 +14,7 @@ use kinopio::wire::manifest::BridgeState;
 /// Lifecycle of a leaf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum LeafState {
     /// nats-server is up (it may still be unhealthy; see `serverReady`).
     Running,
@@ -57,6 +58,7 @@ pub struct ListenerStatus {
 
 /// State of the CA trust-store installation.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TrustStatus {
     /// Running in the background.
     Pending,

@@ -130,7 +130,7 @@ impl Supervisor {
             monitor.healthy(),
             async { if want_leafz { monitor.leafz().await.ok() } else { None } },
         );
-        let server_ready = health == Ok(true);
+        let server_ready = matches!(health, Ok(true));
         let monitor_ready = health.is_ok();
         let discovery_ready = self.discovery.as_ref().is_some_and(DiscoveryServerHandle::is_running);
         let has_backbone = self.has_backbone;

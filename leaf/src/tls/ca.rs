@@ -1,5 +1,5 @@
 //! The local root CA: an ECDSA P-256 self-signed certificate ("Kinopio Local Leaf CA
-//! <random id>", CA:TRUE pathlen 0, one year, **name-constrained** to LAN names and private
+//! `<random id>`", CA:TRUE pathlen 0, one year, **name-constrained** to LAN names and private
 //! addresses — [`kinopio::trust::lan_name_constraints`] — so it cannot vouch for
 //! `www.google.com` even if its key leaks) stored as `ca-cert.pem` / `ca-key.pem` (PKCS#8,
 //! 0600) in a cache directory, created once and reused until it nears expiry. A stored CA
@@ -40,11 +40,12 @@ pub const CA_LIFETIME: time::Duration = time::Duration::days(366);
 /// A CA that expires within this margin is replaced.
 pub const CA_RENEWAL_MARGIN: time::Duration = time::Duration::days(30);
 /// How far notBefore is set in the past, to tolerate small clock differences.
-pub const CERT_BACKDATE: time::Duration = time::Duration::minutes(5);
+pub(crate) const CERT_BACKDATE: time::Duration = time::Duration::minutes(5);
 
 /// Whether a CA with the given validity window is usable at `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum CaValidity {
     /// Valid and not near expiry.
     Valid,
@@ -71,6 +72,7 @@ pub fn ca_validity(not_before: OffsetDateTime, not_after: OffsetDateTime, now: O
 
 /// Why a stored CA was not reused.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CaProblem {
     /// `ca-cert.pem` or `ca-key.pem` does not exist.
     Missing {
@@ -134,6 +136,7 @@ impl Serialize for CaProblem {
 /// Whether [`LocalCa::load_or_create`] reused the stored CA or made a new one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "origin", rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum CaOrigin {
     /// The stored CA was valid and reused.
     Reused,

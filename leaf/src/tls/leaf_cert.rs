@@ -27,11 +27,12 @@ pub const LEAF_CERT_FILE: &str = "leaf-cert.pem";
 /// File name of the leaf key inside the runtime directory.
 pub const LEAF_KEY_FILE: &str = "leaf-key.pem";
 /// Names every leaf certificate carries, before the advertised hosts.
-pub const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+pub(crate) const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// One subjectAltName entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum SanEntry {
     /// A dNSName (lowercase).
     Dns(String),

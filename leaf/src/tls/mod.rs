@@ -2,14 +2,14 @@
 //! HTTPS discovery server): where the certificate, key and CA come from, and how they are
 //! made, checked, renewed, served and trusted.
 //!
-//! - [`ca`]: the local root CA, generated once per cache directory and reused.
-//! - [`leaf_cert`]: the short-lived server certificate issued by that CA, and its renewal
+//! - `ca`: the local root CA, generated once per cache directory and reused.
+//! - `leaf_cert`: the short-lived server certificate issued by that CA, and its renewal
 //!   schedule.
-//! - [`supplied`]: certificate, key and CA files given by the caller, checked but used as
+//! - `supplied`: certificate, key and CA files given by the caller, checked but used as
 //!   given.
-//! - [`resolver`]: a rustls certificate resolver whose certificate can be swapped at run
+//! - `resolver`: a rustls certificate resolver whose certificate can be swapped at run
 //!   time.
-//! - [`trust`]: best-effort installation of the CA into the device's trust stores.
+//! - `trust`: best-effort installation of the CA into the device's trust stores.
 //!
 //! [`prepare`] picks between generated and supplied material and returns a
 //! [`PreparedTls`]; its [`TlsMaterial`] is what status output shows.
@@ -17,12 +17,12 @@
 //! All functions here block (file I/O, key generation, external commands); call them from
 //! `tokio::task::spawn_blocking` in async code.
 
-pub mod ca;
+pub(crate) mod ca;
 mod files;
-pub mod leaf_cert;
-pub mod resolver;
-pub mod supplied;
-pub mod trust;
+pub(crate) mod leaf_cert;
+mod resolver;
+mod supplied;
+pub(crate) mod trust;
 mod x509;
 
 use std::path::{Path, PathBuf};
@@ -32,108 +32,119 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 
-pub use ca::{CaOrigin, CaValidity, LocalCa, ca_validity};
-pub use leaf_cert::{LeafCertFiles, LeafCertRequest, LeafCertificate, SanEntry, next_renewal_at, renewal_due};
+pub use ca::{
+    CA_CERT_FILE, CA_COMMON_NAME, CA_KEY_FILE, CA_LIFETIME, CA_RENEWAL_MARGIN, CaOrigin, CaProblem, CaValidity,
+    LocalCa, ca_validity, inspect_ca_file,
+};
+pub use leaf_cert::{
+    DEFAULT_LEAF_LIFETIME, LEAF_CERT_FILE, LEAF_KEY_FILE, LeafCertFiles, LeafCertRequest, LeafCertificate, SanEntry,
+    common_name, next_renewal_at, renewal_due, subject_alt_names,
+};
 pub use resolver::SwappableServerCert;
 pub use supplied::SuppliedTls;
-pub use trust::{TrustState, TrustStoreConfig};
+pub use trust::{
+    InstallRecord, NssStore, SKIP_ENV, SystemAnchorStore, TrustState, TrustStoreConfig, UntrustReport,
+    anchor_file_name, install_ca, installed_stores, untrust,
+};
 
-/// Errors from preparing, loading or issuing TLS material.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A file or directory operation failed.
-    #[error("could not {action} {}: {source}; check that the directory exists and is writable by this user", path.display())]
-    Io {
-        /// What was being done ("write", "read", "create directory", ...).
-        action: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Only one of `cert_file` and `key_file` was given.
-    #[error(
-        "cert_file and key_file must be provided together ({missing} is missing); pass both, or neither to use a generated certificate"
-    )]
-    IncompleteSupplied {
-        /// Which of the two is missing (`"cert_file"` or `"key_file"`).
-        missing: &'static str,
-    },
-    /// A supplied file does not exist.
-    #[error("the {what} {} does not exist", path.display())]
-    MissingFile {
-        /// What the file should hold ("certificate file", ...).
-        what: &'static str,
-        /// The path given.
-        path: PathBuf,
-    },
-    /// A file holds no PEM block of the expected kind.
-    #[error("{} holds no PEM {expected}; expected a file with a \"-----BEGIN {expected}-----\" block", path.display())]
-    NotPem {
-        /// The file.
-        path: PathBuf,
-        /// The PEM label expected ("CERTIFICATE", "PRIVATE KEY").
-        expected: &'static str,
-    },
-    /// A certificate could not be parsed or lacks what we need.
-    #[error("the certificate in {} is unusable: {reason}", path.display())]
-    BadCertificate {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A private key could not be loaded.
-    #[error("the private key in {} is unusable: {reason}; use an unencrypted PKCS#8, PKCS#1 (RSA) or SEC1 (EC) PEM key", path.display())]
-    BadKey {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The private key does not belong to the certificate.
-    #[error("the private key in {} does not match the certificate in {}; pass the key that was issued with that certificate", key.display(), cert.display())]
-    KeyMismatch {
-        /// The certificate file.
-        cert: PathBuf,
-        /// The key file.
-        key: PathBuf,
-    },
-    /// An advertised host cannot be put into a certificate.
-    /// A secured namespace's CA may not vouch for this advertised host.
-    #[error(
-        "the advertised host {host:?} is outside what kinopio's CAs may vouch for (private, loopback or link-local addresses; names under .local, .lan, .home.arpa, .internal or localhost); advertise a LAN address or a .local name, or supply your own certificate with --cert-file/--key-file"
-    )]
-    NotPermitted {
-        /// The host.
-        host: String,
-    },
-    #[error("the advertised host {host:?} cannot be put into a certificate: {reason}")]
-    InvalidHost {
-        /// The host as given.
-        host: String,
-        /// Why.
-        reason: String,
-    },
-    /// Certificate or key generation failed.
-    #[error("could not generate the {what}: {source}")]
-    Generate {
-        /// What was being generated.
-        what: &'static str,
-        /// The underlying error.
-        #[source]
-        source: rcgen::Error,
-    },
-    /// rustls rejected the certificate or key.
-    #[error("rustls rejected the {what}: {source}")]
-    Rustls {
-        /// What was being loaded.
-        what: &'static str,
-        /// The underlying error.
-        #[source]
-        source: rustls::Error,
-    },
+crate::error::error_with_kind! {
+    /// Errors from preparing, loading or issuing TLS material.
+    #[derive(Debug, thiserror::Error)]
+    pub enum TlsError => TlsErrorKind {
+        /// A file or directory operation failed.
+        #[error("could not {action} {}: {source}; check that the directory exists and is writable by this user", path.display())]
+        Io {
+            /// What was being done ("write", "read", "create directory", ...).
+            action: &'static str,
+            /// The path involved.
+            path: PathBuf,
+            /// The underlying error.
+            #[source]
+            source: std::io::Error,
+        },
+        /// Only one of `cert_file` and `key_file` was given.
+        #[error(
+            "cert_file and key_file must be provided together ({missing} is missing); pass both, or neither to use a generated certificate"
+        )]
+        IncompleteSupplied {
+            /// Which of the two is missing (`"cert_file"` or `"key_file"`).
+            missing: &'static str,
+        },
+        /// A supplied file does not exist.
+        #[error("the {what} {} does not exist", path.display())]
+        MissingFile {
+            /// What the file should hold ("certificate file", ...).
+            what: &'static str,
+            /// The path given.
+            path: PathBuf,
+        },
+        /// A file holds no PEM block of the expected kind.
+        #[error("{} holds no PEM {expected}; expected a file with a \"-----BEGIN {expected}-----\" block", path.display())]
+        NotPem {
+            /// The file.
+            path: PathBuf,
+            /// The PEM label expected ("CERTIFICATE", "PRIVATE KEY").
+            expected: &'static str,
+        },
+        /// A certificate could not be parsed or lacks what we need.
+        #[error("the certificate in {} is unusable: {reason}", path.display())]
+        BadCertificate {
+            /// The file.
+            path: PathBuf,
+            /// What is wrong.
+            reason: String,
+        },
+        /// A private key could not be loaded.
+        #[error("the private key in {} is unusable: {reason}; use an unencrypted PKCS#8, PKCS#1 (RSA) or SEC1 (EC) PEM key", path.display())]
+        BadKey {
+            /// The file.
+            path: PathBuf,
+            /// What is wrong.
+            reason: String,
+        },
+        /// The private key does not belong to the certificate.
+        #[error("the private key in {} does not match the certificate in {}; pass the key that was issued with that certificate", key.display(), cert.display())]
+        KeyMismatch {
+            /// The certificate file.
+            cert: PathBuf,
+            /// The key file.
+            key: PathBuf,
+        },
+        /// A secured namespace's CA may not vouch for this advertised host.
+        #[error(
+            "the advertised host {host:?} is outside what kinopio's CAs may vouch for (private, loopback or link-local addresses; names under .local, .lan, .home.arpa, .internal or localhost); advertise a LAN address or a .local name, or supply your own certificate and key (cert_file and key_file)"
+        )]
+        NotPermitted {
+            /// The host.
+            host: String,
+        },
+        /// An advertised host cannot be put into a certificate.
+        #[error("the advertised host {host:?} cannot be put into a certificate: {reason}")]
+        InvalidHost {
+            /// The host as given.
+            host: String,
+            /// Why.
+            reason: String,
+        },
+        /// Certificate or key generation failed.
+        #[error("could not generate the {what}: {source}")]
+        Generate {
+            /// What was being generated.
+            what: &'static str,
+            /// The underlying error.
+            #[source]
+            source: rcgen::Error,
+        },
+        /// rustls rejected the certificate or key.
+        #[error("rustls rejected the {what}: {source}")]
+        Rustls {
+            /// What was being loaded.
+            what: &'static str,
+            /// The underlying error.
+            #[source]
+            source: rustls::Error,
+        },
+    }
 }
 
 impl TlsError {
@@ -145,6 +156,7 @@ impl TlsError {
 /// Where TLS material came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum TlsSource {
     /// Generated by kinopio: a local CA in the cache and a short-lived leaf certificate.
     Generated,

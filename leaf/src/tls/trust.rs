@@ -1,6 +1,6 @@
 //! Installation of the local CA into the device's trust stores (opt-in), so browsers and
 //! system TLS clients accept the leaf's `wss://` and `https://` listeners, and its removal:
-//! every store changed is recorded beside the CA ([`INSTALL_RECORDS_FILE`]) and [`untrust`]
+//! every store changed is recorded beside the CA (`trust-installs.json`) and [`untrust`]
 //! (`kinopio leaf untrust`) removes exactly those.
 //!
 //! Stores: the Linux system anchors directory (+ `update-ca-certificates` or
@@ -28,6 +28,7 @@ pub const SKIP_ENV: &str = "KINOPIO_SKIP_CA_TRUST_INSTALL";
 /// Outcome of [`install_ca`], for logs and status output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum TrustState {
     /// The CA was added to these stores (others may have failed; see the logs).
     Installed {
@@ -120,14 +121,17 @@ impl TrustStoreConfig {
     }
 
     /// Installs nothing, and says so: the default, since adding a root to a device's trust
-    /// stores is the user's decision (`--install-ca-trust`).
+    /// stores is the user's decision.
     pub fn not_requested() -> Self {
-        TrustStoreConfig {
-            skip_reason: Some(
-                "not requested (pass --install-ca-trust to add the CA to this device's trust stores)".into(),
-            ),
-            ..TrustStoreConfig::none()
-        }
+        TrustStoreConfig::skipped(
+            "not requested (set the trust_store option to add the CA to this device's trust stores)",
+        )
+    }
+
+    /// Installs nothing and reports `reason` as why (a program says how its users ask for
+    /// the install).
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        TrustStoreConfig { skip_reason: Some(reason.into()), ..TrustStoreConfig::none() }
     }
 
     /// The stores of this platform, honouring `KINOPIO_SKIP_CA_TRUST_INSTALL`.
@@ -162,7 +166,7 @@ impl TrustStoreConfig {
 }
 
 /// True for `1`, `true`, `yes`, `on` (any case). Pure.
-pub fn skip_requested(value: Option<&str>) -> bool {
+pub(crate) fn skip_requested(value: Option<&str>) -> bool {
     value.is_some_and(|value| matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
@@ -199,7 +203,7 @@ pub fn anchor_file_name(ca: &LocalCa) -> String {
 }
 
 /// The NSS nickname of the CA: `Kinopio Local Leaf CA <short fingerprint>`.
-pub fn nss_nickname(ca: &LocalCa) -> String {
+pub(crate) fn nss_nickname(ca: &LocalCa) -> String {
     format!("{CA_COMMON_NAME} {}", ca.short_fingerprint())
 }
 
@@ -272,7 +276,7 @@ pub fn install_ca(ca: &LocalCa, config: &TrustStoreConfig) -> TrustState {
 
 /// The file (beside the CA certificate) listing every store kinopio added a CA to, so
 /// [`untrust`] can remove exactly those.
-pub const INSTALL_RECORDS_FILE: &str = "trust-installs.json";
+pub(crate) const INSTALL_RECORDS_FILE: &str = "trust-installs.json";
 
 /// One store kinopio added a CA to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -316,7 +320,7 @@ pub enum InstallRecord {
     },
 }
 
-/// The stores kinopio added the CA in `ca_dir` to (from [`INSTALL_RECORDS_FILE`]).
+/// The stores kinopio added the CA in `ca_dir` to (from `trust-installs.json`).
 pub fn installed_stores(ca_dir: &std::path::Path) -> Vec<InstallRecord> {
     read_records(ca_dir)
 }
@@ -365,7 +369,7 @@ pub struct UntrustReport {
 }
 
 /// Removes every CA kinopio added to a trust store, as recorded in `ca_dir`
-/// ([`INSTALL_RECORDS_FILE`]); what failed stays recorded.
+/// (`trust-installs.json`); what failed stays recorded.
 pub fn untrust(ca_dir: &std::path::Path, timeout: Duration) -> UntrustReport {
     let mut report = UntrustReport::default();
     let mut left = Vec::new();
@@ -385,16 +389,27 @@ pub fn untrust(ca_dir: &std::path::Path, timeout: Duration) -> UntrustReport {
     report
 }
 
-fn remove_record(record: &InstallRecord, timeout: Duration) -> (String, Result<(), String>) {
+/// Why a CA could not be removed from one store.
+#[derive(Debug, thiserror::Error)]
+enum RemovalError {
+    /// The anchor file could not be deleted.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The store's tool failed (described as [`describe_failure`] does).
+    #[error("{0}")]
+    Command(String),
+}
+
+fn remove_record(record: &InstallRecord, timeout: Duration) -> (String, Result<(), RemovalError>) {
     let run = |program: &OsStr, args: Vec<OsString>| match run_command(program, &args, timeout) {
         Ok(output) if output.status.success() => Ok(()),
-        result => Err(describe_failure(program, result)),
+        result => Err(RemovalError::Command(describe_failure(program, result))),
     };
     match record {
         InstallRecord::System { anchor_file, update_command } => {
             let name = format!("system:{}", anchor_file.display());
             let removed = match std::fs::remove_file(anchor_file) {
-                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.to_string()),
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(RemovalError::Io(err)),
                 _ => Ok(()),
             };
             let result = removed.and_then(|()| match update_command.split_first() {
