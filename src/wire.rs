@@ -4,6 +4,9 @@
 //! - [`json`]: the Python-compatible JSON writer (`json.dumps` formatting, float `repr`),
 //!   Python's `float()` coercion and the canonical form beacon MACs are computed over — used
 //!   by the payload encoding ([`crate::Payload`]), the beacons and the manifests.
+//! - [`beacon`]: the election beacon (multicast group and port rule, the field table, both
+//!   shapes, the Python-compatible encoding and a strict decoder), and the election states
+//!   and roles as the wire spells them.
 //! - [`manifest`]: the discovery manifest a leader serves over HTTPS, with its builder and its
 //!   strict parser.
 //! - [`mdns`]: the leader's mDNS advertisement (service type, TXT keys, names).
@@ -12,6 +15,7 @@
 //! The payload encoding of the 0.1.1 wire lives in the crate root ([`crate::Payload`], [`crate::decode_value`]), and subject names in
 //! [`crate::name`]; both are described in [`protocol`].
 
+pub mod beacon;
 pub mod json;
 pub mod manifest;
 pub mod mdns;

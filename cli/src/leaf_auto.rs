@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use clap::Args;
+use kinopio::wire::beacon::MULTICAST_GROUP;
 use kinopio_leaf::auto::{AutoEvent, AutoLeaf, AutoLeafOptions, AutoLeafStatus, InterfaceFilter, JoinedInterface};
-use kinopio_leaf::election::{MULTICAST_GROUP, NamespaceSecret};
+use kinopio_leaf::election::NamespaceSecret;
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -251,7 +252,8 @@ fn print_stopped(status: &AutoLeafStatus, json: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kinopio_leaf::election::{DropCounts, LeaderSummary, Role, State, Status};
+    use kinopio::wire::beacon::{DropCounts, Role, State};
+    use kinopio_leaf::election::{LeaderSummary, Status};
 
     #[test]
     fn status_lines_carry_state_role_leader_and_epoch() {

@@ -6,7 +6,10 @@
 
 use std::time::SystemTime;
 
-use kinopio_leaf::election::{Beacon, BeaconCodec, LeafAdvert, NamespaceSecret, Role, State, field};
+use kinopio_leaf::election::{BeaconCodec, NamespaceSecret};
+
+use kinopio::wire::beacon::{Beacon, Role, State, field};
+use kinopio::wire::manifest::{BridgeState, LeaderAdvert};
 use serde_json::{Value, json};
 
 const SCHEMA: &str = include_str!("../../manifests/election-beacon.schema.json");
@@ -128,16 +131,19 @@ fn validator() -> Validator {
     Validator { root: serde_json::from_str(SCHEMA).unwrap() }
 }
 
-fn advert() -> LeafAdvert {
-    LeafAdvert {
-        advertised_hostname: "10.77.0.1".into(),
-        wss_url: "wss://10.77.0.1:43001".into(),
-        client_url: "nats://127.0.0.1:42001".into(),
-        monitor_url: "http://127.0.0.1:8222".into(),
-        discovery_url: "https://10.77.0.1:44001/.well-known/kinopio-leader.json".into(),
-        bridge_state: "connected".into(),
-        backbone_servers: vec!["tls://hub.example.com:7422".into()],
-    }
+fn advert() -> LeaderAdvert {
+    LeaderAdvert::from_urls(
+        "10.77.0.1",
+        [
+            "wss://10.77.0.1:43001",
+            "nats://127.0.0.1:42001",
+            "http://127.0.0.1:8222",
+            "https://10.77.0.1:44001/.well-known/kinopio-leader.json",
+        ],
+        BridgeState::Connected,
+        vec!["tls://hub.example.com:7422".into()],
+    )
+    .unwrap()
 }
 
 fn wire(codec: &mut BeaconCodec, beacon: &Beacon) -> Value {

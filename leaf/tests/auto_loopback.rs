@@ -9,11 +9,10 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use kinopio::wire::manifest::LeaderManifest;
+use kinopio::wire::beacon::{Beacon, BeaconErrorKind, MULTICAST_GROUP, Role, State};
+use kinopio::wire::manifest::{BridgeState, LeaderAdvert, LeaderManifest};
 use kinopio_leaf::auto::{AutoLeaf, AutoLeafOptions, AutoLeafStatus, InterfaceFilter};
-use kinopio_leaf::election::{
-    Beacon, BeaconCodec, BeaconErrorKind, LeafAdvert, MULTICAST_GROUP, NamespaceSecret, Role, State,
-};
+use kinopio_leaf::election::{BeaconCodec, NamespaceSecret};
 use kinopio_leaf::runtime::{LeafOptions, LeafTimings, RestartPolicy};
 use kinopio_leaf::tls::TrustStoreConfig;
 use kinopio_test_support::nats_server_binary;
@@ -106,15 +105,18 @@ fn loopback_listener(port: u16) -> std::net::UdpSocket {
 }
 
 fn forged_leader(ns: &str, epoch: u64) -> Beacon {
-    let advert = LeafAdvert {
-        advertised_hostname: "127.0.0.1".into(),
-        wss_url: "wss://127.0.0.1:1".into(),
-        client_url: "nats://127.0.0.1:2".into(),
-        monitor_url: "http://127.0.0.1:3".into(),
-        discovery_url: "https://127.0.0.1:4/.well-known/kinopio-leader.json".into(),
-        bridge_state: "connected".into(),
-        backbone_servers: vec![],
-    };
+    let advert = LeaderAdvert::from_urls(
+        "127.0.0.1",
+        [
+            "wss://127.0.0.1:1",
+            "nats://127.0.0.1:2",
+            "http://127.0.0.1:3",
+            "https://127.0.0.1:4/.well-known/kinopio-leader.json",
+        ],
+        BridgeState::Connected,
+        Vec::new(),
+    )
+    .unwrap();
     Beacon::leader("kinopio-00000000-1", ns, epoch, Some(0.001), &advert)
 }
 

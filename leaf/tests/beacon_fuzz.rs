@@ -7,9 +7,10 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kinopio_leaf::election::{
-    Action, Beacon, BeaconCodec, Election, ElectionConfig, Input, LeafAdvert, NamespaceSecret, Role, State, field,
-};
+use kinopio_leaf::election::{Action, BeaconCodec, Election, ElectionConfig, Input, NamespaceSecret};
+
+use kinopio::wire::beacon::{Beacon, Role, State, field};
+use kinopio::wire::manifest::{BridgeState, LeaderAdvert};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -181,16 +182,19 @@ fn arb_op() -> impl Strategy<Value = (u64, Op)> {
     (0u64..1_500, op)
 }
 
-fn advert() -> LeafAdvert {
-    LeafAdvert {
-        advertised_hostname: "10.0.0.2".into(),
-        wss_url: "wss://10.0.0.2:4443".into(),
-        client_url: "nats://127.0.0.1:4222".into(),
-        monitor_url: "http://127.0.0.1:8222".into(),
-        discovery_url: "https://10.0.0.2:8443/manifest.json".into(),
-        bridge_state: "connected".into(),
-        backbone_servers: vec![],
-    }
+fn advert() -> LeaderAdvert {
+    LeaderAdvert::from_urls(
+        "10.0.0.2",
+        [
+            "wss://10.0.0.2:4443",
+            "nats://127.0.0.1:4222",
+            "http://127.0.0.1:8222",
+            "https://10.0.0.2:8443/manifest.json",
+        ],
+        BridgeState::Connected,
+        Vec::new(),
+    )
+    .unwrap()
 }
 
 proptest! {

@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use kinopio::wire::beacon::Role;
 use kinopio::{DiscoveryOptions, Hub, HubEvent, HubOptions, SelectionMode, ServerUrl, SwitchReason};
 use kinopio_leaf::auto::{AutoLeaf, AutoLeafOptions, InterfaceFilter};
-use kinopio_leaf::election::{NamespaceSecret, Role};
+use kinopio_leaf::election::NamespaceSecret;
 use kinopio_leaf::runtime::{LeafNode, LeafOptions};
 use kinopio_leaf::tls::TrustStoreConfig;
 use kinopio_test_support::{NatsServer, nats_server_binary};

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kinopio::wire::manifest::{
-    BackboneInfo, BridgeState, LeaderManifest, ListenerUrls, MANUAL_MANIFEST_TTL, ManifestInputs, ManifestMode,
+    BridgeState, LeaderAdvert, LeaderManifest, ListenerUrls, MANUAL_MANIFEST_TTL, ManifestInputs, ManifestMode,
     ManifestUrl,
 };
 use kinopio_leaf::discovery_server::{
@@ -76,16 +76,19 @@ fn manifest_now(discovery_port: u16) -> LeaderManifest {
     LeaderManifest::build(
         &ManifestInputs {
             node_id: "node-under-test".into(),
-            listeners: ListenerUrls {
-                advertised_hostname: "127.0.0.1".into(),
-                wss_url: url("wss", 4443, ""),
-                client_url: url("nats", 4222, ""),
-                monitor_url: url("http", 8222, ""),
-                discovery_url: url("https", discovery_port, "/.well-known/kinopio-leader.json"),
+            advert: LeaderAdvert {
+                listeners: ListenerUrls {
+                    advertised_hostname: "127.0.0.1".into(),
+                    wss_url: url("wss", 4443, ""),
+                    client_url: url("nats", 4222, ""),
+                    monitor_url: url("http", 8222, ""),
+                    discovery_url: url("https", discovery_port, "/.well-known/kinopio-leader.json"),
+                },
+                bridge_state: BridgeState::Disabled,
+                backbone_servers: Vec::new(),
             },
             leader_epoch: 0,
-            backbone: BackboneInfo::default(),
-            bridge_state: BridgeState::Disabled,
+            backbone_rtt_ms: None,
             mode: ManifestMode::Manual,
             ca_cert_sha256: None,
         },

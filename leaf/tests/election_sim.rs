@@ -13,10 +13,10 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kinopio_leaf::election::{
-    Action, Beacon, BeaconCodec, BeaconErrorKind, DropCounts, Election, ElectionConfig, Input, LeafAdvert,
-    NamespaceSecret, Role,
-};
+use kinopio_leaf::election::{Action, BeaconCodec, Election, ElectionConfig, Input, NamespaceSecret};
+
+use kinopio::wire::beacon::{Beacon, BeaconErrorKind, DropCounts, Role};
+use kinopio::wire::manifest::{BridgeState, LeaderAdvert};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
@@ -559,17 +559,20 @@ impl Sim {
     }
 }
 
-fn advert(id: &str) -> LeafAdvert {
+fn advert(id: &str) -> LeaderAdvert {
     let host = format!("{id}.lan");
-    LeafAdvert {
-        advertised_hostname: host.clone(),
-        wss_url: format!("wss://{host}:4443"),
-        client_url: "nats://127.0.0.1:4222".into(),
-        monitor_url: "http://127.0.0.1:8222".into(),
-        discovery_url: format!("https://{host}:8443/manifest.json"),
-        bridge_state: "connected".into(),
-        backbone_servers: vec!["nats://backbone.example:4222".into()],
-    }
+    LeaderAdvert::from_urls(
+        &host,
+        [
+            &format!("wss://{host}:4443"),
+            "nats://127.0.0.1:4222",
+            "http://127.0.0.1:8222",
+            &format!("https://{host}:8443/manifest.json"),
+        ],
+        BridgeState::Connected,
+        vec!["nats://backbone.example:4222".into()],
+    )
+    .unwrap()
 }
 
 // ----- kinopio-hub 0.1.1 model (port of `_leaf_election.py`) ----------------------------

@@ -254,13 +254,43 @@ pub struct ListenerUrls {
     pub discovery_url: ManifestUrl,
 }
 
-/// What the leader knows about its backbone.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct BackboneInfo {
-    /// Upstream servers, as configured.
-    pub servers: Vec<String>,
-    /// Last measured round-trip time in milliseconds, if any.
-    pub rtt_ms: Option<f64>,
+/// What a leader's leaf advertises: the leader-only fields that the discovery manifest and
+/// the leader beacon ([`Beacon::leader`](super::beacon::Beacon::leader)) share. Both are built
+/// from this one value, so they cannot disagree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaderAdvert {
+    /// Listener URLs (`wssUrl`, `clientUrl`, `monitorUrl`, `discoveryUrl`, and
+    /// `advertisedHostname`).
+    pub listeners: ListenerUrls,
+    /// `bridgeState`.
+    pub bridge_state: BridgeState,
+    /// `backboneServers`, as configured (credentials removed).
+    pub backbone_servers: Vec<String>,
+}
+
+impl LeaderAdvert {
+    /// An advertisement from URL texts: `[wssUrl, clientUrl, monitorUrl, discoveryUrl]`.
+    ///
+    /// # Errors
+    /// A URL that does not parse.
+    pub fn from_urls(
+        advertised_hostname: &str,
+        [wss, client, monitor, discovery]: [&str; 4],
+        bridge_state: BridgeState,
+        backbone_servers: Vec<String>,
+    ) -> Result<LeaderAdvert, url::ParseError> {
+        Ok(LeaderAdvert {
+            listeners: ListenerUrls {
+                advertised_hostname: advertised_hostname.to_owned(),
+                wss_url: ManifestUrl::parse(wss)?,
+                client_url: ManifestUrl::parse(client)?,
+                monitor_url: ManifestUrl::parse(monitor)?,
+                discovery_url: ManifestUrl::parse(discovery)?,
+            },
+            bridge_state,
+            backbone_servers,
+        })
+    }
 }
 
 /// Manual leaf (`generatedAt` is set) or elected leader (`discoveryNamespace` and `state`).
@@ -281,14 +311,12 @@ pub enum ManifestMode {
 pub struct ManifestInputs {
     /// The leader's node id.
     pub node_id: String,
-    /// Listener URLs.
-    pub listeners: ListenerUrls,
+    /// What the leaf advertises (the fields shared with the leader beacon).
+    pub advert: LeaderAdvert,
     /// Election epoch (0 in manual mode).
     pub leader_epoch: u64,
-    /// Backbone servers and RTT.
-    pub backbone: BackboneInfo,
-    /// Current bridge state.
-    pub bridge_state: BridgeState,
+    /// Last measured backbone round-trip time in milliseconds, if any.
+    pub backbone_rtt_ms: Option<f64>,
     /// Manual or auto mode.
     pub mode: ManifestMode,
     /// Optional CA fingerprint extension (`caCertSha256`).
@@ -307,7 +335,7 @@ impl LeaderManifest {
                 (None, Some(discovery_namespace.clone()), Some(LEADER_ROLE.to_owned()))
             }
         };
-        let listeners = &inputs.listeners;
+        let listeners = &inputs.advert.listeners;
         LeaderManifest {
             version: MANIFEST_VERSION,
             node_id: inputs.node_id.clone(),
@@ -317,9 +345,9 @@ impl LeaderManifest {
             monitor_url: listeners.monitor_url.clone(),
             discovery_url: listeners.discovery_url.clone(),
             fallback_servers: vec![listeners.wss_url.clone()],
-            backbone_rtt_ms: inputs.backbone.rtt_ms.filter(|rtt| rtt.is_finite()),
-            backbone_servers: inputs.backbone.servers.clone(),
-            bridge_state: inputs.bridge_state,
+            backbone_rtt_ms: inputs.backbone_rtt_ms.filter(|rtt| rtt.is_finite()),
+            backbone_servers: inputs.advert.backbone_servers.clone(),
+            bridge_state: inputs.advert.bridge_state,
             leader_epoch: inputs.leader_epoch,
             expires_at,
             lease_expires_at: expires_at,
@@ -663,25 +691,25 @@ mod tests {
     fn sample_inputs(mode: ManifestMode) -> ManifestInputs {
         ManifestInputs {
             node_id: "node-1".into(),
-            listeners: ListenerUrls {
-                advertised_hostname: "192.168.1.5".into(),
-                wss_url: ManifestUrl::from_parts("wss", "192.168.1.5", 4443, "").unwrap(),
-                client_url: ManifestUrl::from_parts("nats", "127.0.0.1", 4222, "").unwrap(),
-                monitor_url: ManifestUrl::from_parts("http", "127.0.0.1", 8222, "").unwrap(),
-                discovery_url: ManifestUrl::from_parts(
-                    "https",
-                    "192.168.1.5",
-                    7777,
-                    "/.well-known/kinopio-leader.json",
-                )
-                .unwrap(),
+            advert: LeaderAdvert {
+                listeners: ListenerUrls {
+                    advertised_hostname: "192.168.1.5".into(),
+                    wss_url: ManifestUrl::from_parts("wss", "192.168.1.5", 4443, "").unwrap(),
+                    client_url: ManifestUrl::from_parts("nats", "127.0.0.1", 4222, "").unwrap(),
+                    monitor_url: ManifestUrl::from_parts("http", "127.0.0.1", 8222, "").unwrap(),
+                    discovery_url: ManifestUrl::from_parts(
+                        "https",
+                        "192.168.1.5",
+                        7777,
+                        "/.well-known/kinopio-leader.json",
+                    )
+                    .unwrap(),
+                },
+                bridge_state: BridgeState::Connected,
+                backbone_servers: vec!["nats://backbone.example:7422".into()],
             },
             leader_epoch: 3,
-            backbone: BackboneInfo {
-                servers: vec!["nats://backbone.example:7422".into()],
-                rtt_ms: Some(5.177308999975594),
-            },
-            bridge_state: BridgeState::Connected,
+            backbone_rtt_ms: Some(5.177308999975594),
             mode,
             ca_cert_sha256: Some("ab".repeat(32)),
         }

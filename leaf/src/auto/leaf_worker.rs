@@ -17,11 +17,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::discovery_server::ManifestProvider;
-use crate::election::LeafAdvert;
-use crate::runtime::{LeafNode, LeafOptions, LeafState, LeafStatus};
-use kinopio::wire::manifest::{
-    AUTO_MANIFEST_TTL, BackboneInfo, LeaderManifest, ListenerUrls, ManifestInputs, ManifestMode, ManifestUrl,
-};
+use crate::runtime::{LeafNode, LeafOptions, LeafState};
+
+use kinopio::wire::manifest::{AUTO_MANIFEST_TTL, LeaderAdvert, LeaderManifest, ManifestInputs, ManifestMode};
 
 /// What the worker is asked to do.
 #[derive(Debug)]
@@ -40,7 +38,7 @@ pub(crate) enum LeafReport {
     /// The start `seq` failed.
     Failed { seq: u64, epoch: u64, reason: String },
     /// The running leaf's advertisement changed.
-    Updated { epoch: u64, advert: LeafAdvert },
+    Updated { epoch: u64, advert: Box<LeaderAdvert> },
     /// The running leaf's nats-server is dead for good.
     Died { epoch: u64, reason: String },
 }
@@ -67,18 +65,10 @@ pub(crate) struct ManifestIdentity {
     pub namespace: String,
 }
 
-/// The advertisement of a running leaf, for the leader beacon and mDNS.
-pub(crate) fn advert_of(leaf: &LeafNode, status: &LeafStatus) -> LeafAdvert {
-    let urls = leaf.urls();
-    LeafAdvert {
-        advertised_hostname: urls.advertised_host.clone(),
-        wss_url: urls.wss_url.clone(),
-        client_url: urls.client_url.clone(),
-        monitor_url: urls.monitor_url.clone(),
-        discovery_url: urls.discovery_url.clone(),
-        bridge_state: status.bridge_state.as_str().to_owned(),
-        backbone_servers: status.backbone_servers.clone(),
-    }
+/// The advertisement of a running leaf, for the leader beacon and mDNS (the same value its
+/// manifest is built from).
+pub(crate) fn advert_of(leaf: &LeafNode) -> LeaderAdvert {
+    leaf.advert()
 }
 
 /// Runs jobs until `jobs` closes, then stops every leaf still running.
@@ -161,7 +151,7 @@ async fn watch_leaf(leaf: Arc<LeafNode>, epoch: u64, reports: mpsc::UnboundedSen
         }
         if status.bridge_state != last_bridge {
             last_bridge = status.bridge_state;
-            if reports.send(LeafReport::Updated { epoch, advert: advert_of(&leaf, &status) }).is_err() {
+            if reports.send(LeafReport::Updated { epoch, advert: Box::new(advert_of(&leaf)) }).is_err() {
                 return;
             }
         }
@@ -176,31 +166,11 @@ fn manifest_provider(
     identity: &ManifestIdentity,
     leader: &SharedLeaderState,
 ) -> ManifestProvider {
-    let urls = leaf.urls().clone();
-    let parse = |text: &str| ManifestUrl::parse(text).ok();
-    let listeners = match (
-        parse(&urls.wss_url),
-        parse(&urls.client_url),
-        parse(&urls.monitor_url),
-        parse(&urls.discovery_url),
-    ) {
-        (Some(wss_url), Some(client_url), Some(monitor_url), Some(discovery_url)) => Some(ListenerUrls {
-            advertised_hostname: urls.advertised_host.clone(),
-            wss_url,
-            client_url,
-            monitor_url,
-            discovery_url,
-        }),
-        _ => {
-            tracing::warn!(wss_url = %urls.wss_url, "the leaf's URLs do not parse; its discovery server will answer 503");
-            None
-        }
-    };
+    let listeners = leaf.listeners().clone();
     let status = leaf.watch();
     let leader = leader.clone();
     let identity = identity.clone();
     Arc::new(move || {
-        let listeners = listeners.clone()?;
         let state = leader.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()?;
         if state.epoch != epoch {
             return None;
@@ -214,10 +184,9 @@ fn manifest_provider(
         };
         let inputs = ManifestInputs {
             node_id: identity.node_id.clone(),
-            listeners,
+            advert: LeaderAdvert { listeners: listeners.clone(), bridge_state, backbone_servers: servers },
             leader_epoch: epoch,
-            backbone: BackboneInfo { servers, rtt_ms: state.rtt_ms },
-            bridge_state,
+            backbone_rtt_ms: state.rtt_ms,
             mode: ManifestMode::Auto { discovery_namespace: identity.namespace.clone() },
             ca_cert_sha256: Some(ca_sha),
         };

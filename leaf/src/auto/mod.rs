@@ -53,8 +53,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::election::{BeaconCodec, DropCounts, Election, ElectionConfigError, EncodeError};
+use crate::election::{BeaconCodec, Election, ElectionConfigError, EncodeError};
 use crate::runtime::{LeafNode, LeafStatus};
+use kinopio::wire::beacon::DropCounts;
 
 pub use mdns::{MdnsAdvertiser, MdnsError};
 pub use node_id::{NodeIdError, NodeIdErrorKind, NodeIdentity};
@@ -120,16 +121,23 @@ fn check_beacon_size(
         .map(|remote| remote.urls().to_vec())
         .unwrap_or_default();
     let host = crate::net::host_port(advertised_hostname, u16::MAX);
-    let advert = crate::election::LeafAdvert {
-        advertised_hostname: advertised_hostname.to_owned(),
-        wss_url: format!("wss://{host}"),
-        client_url: format!("nats://127.0.0.1:{}", u16::MAX),
-        monitor_url: format!("http://127.0.0.1:{}", u16::MAX),
-        discovery_url: format!("https://{host}/.well-known/kinopio-leader.json"),
-        bridge_state: "connecting".into(),
-        backbone_servers: backbone,
+    let urls = [
+        format!("wss://{host}"),
+        format!("nats://127.0.0.1:{}", u16::MAX),
+        format!("http://127.0.0.1:{}", u16::MAX),
+        format!("https://{host}/.well-known/kinopio-leader.json"),
+    ];
+    let urls = [urls[0].as_str(), urls[1].as_str(), urls[2].as_str(), urls[3].as_str()];
+    let Ok(advert) = kinopio::wire::manifest::LeaderAdvert::from_urls(
+        advertised_hostname,
+        urls,
+        kinopio::wire::manifest::BridgeState::Connecting,
+        backbone,
+    ) else {
+        // A host that makes no URL: the leaf's start refuses it, naming the option.
+        return Ok(());
     };
-    let largest = crate::election::Beacon::leader(node_id, namespace, u64::MAX, Some(99_999.999), &advert);
+    let largest = kinopio::wire::beacon::Beacon::leader(node_id, namespace, u64::MAX, Some(99_999.999), &advert);
     codec.encode(&largest, std::time::SystemTime::now()).map(|_| ()).map_err(AutoLeafError::BeaconTooLarge)
 }
 

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::election::{Action, BeaconCodec, BeaconError, DropCounts, Election, Input, Status};
+use crate::election::{Action, BeaconCodec, Election, Input, Status};
 use crate::runtime::{LeafNode, LeafOptions};
+use kinopio::wire::beacon::{BeaconError, DropCounts};
 
 use super::leaf_worker::{LeaderState, LeafJob, LeafReport, SharedElectionView, SharedLeaderState, advert_of};
 use super::mdns::MdnsAdvertiser;
@@ -138,7 +139,7 @@ impl Shell {
                     return;
                 }
                 self.pending = None;
-                let advert = advert_of(&leaf, &leaf.status());
+                let advert = advert_of(&leaf);
                 self.arriving = Some((epoch, leaf));
                 self.step(Input::LeafStarted { epoch, advert });
             }
@@ -153,7 +154,7 @@ impl Shell {
             }
             LeafReport::Updated { epoch, advert } => {
                 if self.leading.as_ref().is_some_and(|(e, _)| *e == epoch) {
-                    self.step(Input::LeafUpdated { epoch, advert });
+                    self.step(Input::LeafUpdated { epoch, advert: *advert });
                 }
             }
             LeafReport::Died { epoch, reason } => {
@@ -198,7 +199,7 @@ impl Shell {
     /// What the status page shows of the election: this node and the peers it hears.
     fn update_election_view(&self) {
         let own = self.election.heartbeat();
-        let member = |beacon: &crate::election::Beacon, this_node: bool| crate::status_page::Member {
+        let member = |beacon: &kinopio::wire::beacon::Beacon, this_node: bool| crate::status_page::Member {
             node_id: beacon.node_id.clone(),
             role: beacon.candidate_role.clone(),
             epoch: beacon.leader_epoch,

@@ -4,8 +4,9 @@
 
 use std::path::PathBuf;
 
-use crate::election::{DropCounts, Status};
+use crate::election::Status;
 use crate::runtime::LeafUrls;
+use kinopio::wire::beacon::DropCounts;
 
 use super::transport::{JoinedInterface, SendStats};
 

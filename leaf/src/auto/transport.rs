@@ -21,8 +21,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
-use crate::election::{MULTICAST_GROUP, MULTICAST_TTL};
 use crate::net::LinkState;
+use kinopio::wire::beacon::{MULTICAST_GROUP, MULTICAST_TTL};
 
 /// Receive buffer size: larger than any UDP datagram over IPv4, so oversized datagrams are
 /// read whole and dropped by the codec's size check instead of being truncated.

@@ -21,7 +21,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use super::beacon::{BeaconError, integer_value};
+use kinopio::wire::beacon::{BeaconError, integer_value};
 use kinopio::wire::json as wire_json;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -346,9 +346,9 @@ mod tests {
             assert!(
                 matches!(
                     kind,
-                    super::super::BeaconErrorKind::MalformedAuth
-                        | super::super::BeaconErrorKind::InvalidInteger
-                        | super::super::BeaconErrorKind::WrongType
+                    kinopio::wire::beacon::BeaconErrorKind::MalformedAuth
+                        | kinopio::wire::beacon::BeaconErrorKind::InvalidInteger
+                        | kinopio::wire::beacon::BeaconErrorKind::WrongType
                 ),
                 "{bad}: {kind:?}"
             );

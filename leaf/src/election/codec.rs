@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use super::auth::{BeaconKey, NamespaceSecret, Signer, Verifier, canonical};
-use super::beacon::{Beacon, BeaconError, MAX_BEACON_BYTES, field, parse_object, port_for_namespace};
+use kinopio::wire::beacon::{Beacon, BeaconError, MAX_BEACON_BYTES, field, parse_object, port_for_namespace};
 use kinopio::wire::json as wire_json;
 
 /// Default accepted clock difference for signed beacons.
@@ -39,7 +39,7 @@ pub enum EncodeError {
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use kinopio_leaf::election::{Beacon, BeaconCodec, BeaconError, Role, State};
+/// use kinopio_leaf::election::{BeaconCodec}; use kinopio::wire::beacon::{Beacon, BeaconError, Role, State};
 ///
 /// let mut alice = BeaconCodec::open("studio", "kinopio-alice");
 /// let mut bob = BeaconCodec::open("studio", "kinopio-bob");
@@ -196,7 +196,7 @@ pub(crate) fn format_utc_seconds(unix_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::election::{BeaconErrorKind, Role, State};
+    use kinopio::wire::beacon::{BeaconErrorKind, Role, State};
 
     fn at(ms: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(ms)

@@ -1,11 +1,12 @@
 //! What goes into the election state machine ([`Input`]) and what comes out ([`Action`]),
 //! plus the data those carry: the running leaf's advertisement and the mDNS record.
 
+use kinopio::wire::manifest::LeaderAdvert;
 use kinopio::wire::mdns::MdnsAdvert;
 use std::time::Instant;
 
-use super::beacon::Beacon;
 use super::status::Status;
+use kinopio::wire::beacon::Beacon;
 
 /// Something that happened, fed to [`Election::handle`](super::Election::handle).
 #[derive(Debug, Clone, PartialEq)]
@@ -27,14 +28,14 @@ pub enum Input {
         /// The epoch of the `StartLeaf` action.
         epoch: u64,
         /// What the leader beacon and mDNS record advertise.
-        advert: LeafAdvert,
+        advert: LeaderAdvert,
     },
     /// The running leaf's advertisement changed (for example its `bridgeState`).
     LeafUpdated {
         /// The epoch of the running leaf.
         epoch: u64,
         /// The new advertisement.
-        advert: LeafAdvert,
+        advert: LeaderAdvert,
     },
     /// The leaf start for this epoch failed.
     LeafFailed {
@@ -84,23 +85,4 @@ pub enum Action {
     WithdrawMdns,
     /// State, role, eligibility or leader changed: print one line / emit one event.
     StatusChanged(Status),
-}
-
-/// What a running leaf advertises: the leader-only fields of the leader beacon.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeafAdvert {
-    /// `advertisedHostname`: the host of the WSS URL.
-    pub advertised_hostname: String,
-    /// `wssUrl` (also the single `fallbackServers` entry).
-    pub wss_url: String,
-    /// `clientUrl`: the local NATS URL.
-    pub client_url: String,
-    /// `monitorUrl`.
-    pub monitor_url: String,
-    /// `discoveryUrl`: the discovery manifest URL.
-    pub discovery_url: String,
-    /// `bridgeState` (`connected`, `connecting`, `disabled`, `error`, ...).
-    pub bridge_state: String,
-    /// `backboneServers`.
-    pub backbone_servers: Vec<String>,
 }

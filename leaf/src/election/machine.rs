@@ -14,11 +14,13 @@ use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
-use super::beacon::Beacon;
 use super::config::{ElectionConfig, ElectionConfigError};
-use super::events::{Action, Input, LeafAdvert};
+use super::events::{Action, Input};
 use super::rank::{LeaderClaim, Rank, best_leader, has_rtt_advantage, next_epoch};
-use super::status::{LeaderSummary, PeerState, Role, State, Status};
+use super::status::{LeaderSummary, PeerState, Status};
+use kinopio::wire::beacon::Beacon;
+use kinopio::wire::beacon::{Role, State};
+use kinopio::wire::manifest::LeaderAdvert;
 use kinopio::wire::mdns::MdnsAdvert;
 
 /// One node's view of the LAN election for one namespace.
@@ -171,7 +173,7 @@ struct Starting {
 #[derive(Debug, Clone)]
 struct Leading {
     epoch: u64,
-    advert: LeafAdvert,
+    advert: LeaderAdvert,
     published: Option<MdnsAdvert>,
 }
 
@@ -445,7 +447,7 @@ impl Election {
         changed
     }
 
-    fn on_leaf_started(&mut self, epoch: u64, advert: LeafAdvert, out: &mut Outbox) {
+    fn on_leaf_started(&mut self, epoch: u64, advert: LeaderAdvert, out: &mut Outbox) {
         let Some(starting) = self.phase.starting().filter(|s| s.epoch == epoch) else {
             if self.phase.leading().is_some_and(|l| l.epoch == epoch) {
                 return;
@@ -467,7 +469,7 @@ impl Election {
             self.abandon_start();
             return;
         }
-        info!(epoch, wss_url = %advert.wss_url, "leaf started; leading the namespace");
+        info!(epoch, wss_url = %advert.listeners.wss_url, "leaf started; leading the namespace");
         let mdns = self.mdns_advert(epoch, &advert);
         out.effects.push(Action::PublishMdns(mdns.clone()));
         self.max_seen_epoch = self.max_seen_epoch.max(epoch);
@@ -476,7 +478,7 @@ impl Election {
         self.enter(Phase::Leader(Box::new(Leading { epoch, advert, published: Some(mdns) })));
     }
 
-    fn on_leaf_updated(&mut self, epoch: u64, advert: LeafAdvert, out: &mut Outbox) {
+    fn on_leaf_updated(&mut self, epoch: u64, advert: LeaderAdvert, out: &mut Outbox) {
         let mdns = self.mdns_advert(epoch, &advert);
         let Phase::Leader(leading) = &mut self.phase else { return };
         if leading.epoch != epoch {
@@ -846,8 +848,8 @@ impl Election {
             return Some(LeaderSummary {
                 node_id: self.node_id.clone(),
                 epoch: leading.epoch,
-                wss_url: Some(leading.advert.wss_url.clone()),
-                discovery_url: Some(leading.advert.discovery_url.clone()),
+                wss_url: Some(leading.advert.listeners.wss_url.as_str().to_owned()),
+                discovery_url: Some(leading.advert.listeners.discovery_url.as_str().to_owned()),
                 is_self: true,
             });
         }
@@ -860,12 +862,12 @@ impl Election {
         })
     }
 
-    fn mdns_advert(&self, epoch: u64, advert: &LeafAdvert) -> MdnsAdvert {
+    fn mdns_advert(&self, epoch: u64, advert: &LeaderAdvert) -> MdnsAdvert {
         MdnsAdvert {
             namespace: self.config.namespace.clone(),
             node_id: self.node_id.clone(),
-            wss_url: advert.wss_url.clone(),
-            discovery_url: advert.discovery_url.clone(),
+            wss_url: advert.listeners.wss_url.as_str().to_owned(),
+            discovery_url: advert.listeners.discovery_url.as_str().to_owned(),
             leader_epoch: epoch,
         }
     }
@@ -877,17 +879,21 @@ mod tests;
 #[cfg(test)]
 mod phase_tests {
     use super::*;
+    use kinopio::wire::manifest::BridgeState;
 
     fn leading() -> Leading {
-        let advert = LeafAdvert {
-            advertised_hostname: "10.0.0.9".into(),
-            wss_url: "wss://10.0.0.9:4443".into(),
-            client_url: "nats://127.0.0.1:4222".into(),
-            monitor_url: "http://127.0.0.1:8222".into(),
-            discovery_url: "https://10.0.0.9:8443/.well-known/kinopio-leader.json".into(),
-            bridge_state: "connected".into(),
-            backbone_servers: Vec::new(),
-        };
+        let advert = LeaderAdvert::from_urls(
+            "10.0.0.9",
+            [
+                "wss://10.0.0.9:4443",
+                "nats://127.0.0.1:4222",
+                "http://127.0.0.1:8222",
+                "https://10.0.0.9:8443/.well-known/kinopio-leader.json",
+            ],
+            BridgeState::Connected,
+            Vec::new(),
+        )
+        .unwrap();
         Leading { epoch: 3, advert, published: None }
     }
 

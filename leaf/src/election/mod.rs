@@ -28,7 +28,6 @@
 //! ```
 
 pub(crate) mod auth;
-pub(crate) mod beacon;
 pub(crate) mod codec;
 pub(crate) mod config;
 pub(crate) mod events;
@@ -38,13 +37,9 @@ pub(crate) mod rank;
 pub(crate) mod status;
 
 pub use auth::{AUTH_ALG, EmptySecret, NamespaceSecret};
-pub use beacon::{
-    BEACON_VERSION, Beacon, BeaconError, BeaconErrorKind, DropCounts, MAX_BEACON_BYTES, MAX_DATAGRAM_BYTES,
-    MAX_SAFE_INTEGER, MULTICAST_GROUP, MULTICAST_TTL, PORT_BASE, PORT_SPAN, field, port_for_namespace,
-};
 pub use codec::{BeaconCodec, DEFAULT_LEASE, DEFAULT_REPLAY_WINDOW, EncodeError, unix_ms};
 pub use config::{ElectionConfig, ElectionConfigError, ElectionConfigErrorKind};
-pub use events::{Action, Input, LeafAdvert};
+pub use events::{Action, Input};
 pub use machine::Election;
 pub use rank::{LeaderClaim, Rank, best_leader, has_rtt_advantage, next_epoch};
-pub use status::{LeaderSummary, Role, State, Status, UnknownName};
+pub use status::{LeaderSummary, Status};

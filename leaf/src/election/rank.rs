@@ -5,7 +5,7 @@
 
 use std::cmp::Ordering;
 
-use super::beacon::{Beacon, MAX_SAFE_INTEGER};
+use kinopio::wire::beacon::{Beacon, MAX_SAFE_INTEGER};
 
 /// A candidate's rank: `(0, rtt, id)` when its backbone RTT is known, else `(1, +inf, id)`,
 /// compared lexicographically. **Smaller is better.** Node ids compare as plain strings
@@ -14,7 +14,7 @@ use super::beacon::{Beacon, MAX_SAFE_INTEGER};
 /// NaN RTTs are treated as unknown (the reference would compare them inconsistently).
 ///
 /// ```
-/// use kinopio_leaf::election::Rank;
+/// use kinopio_leaf::election::{Rank};
 /// assert!(Rank::new(Some(5.0), "b") < Rank::new(Some(9.0), "a"));
 /// assert!(Rank::new(Some(900.0), "z") < Rank::new(None, "a"));
 /// assert!(Rank::new(None, "a") < Rank::new(None, "b"));
@@ -135,7 +135,7 @@ pub fn has_rtt_advantage(own_rtt_ms: Option<f64>, leader_rtt_ms: Option<f64>, th
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::election::{Role, State};
+    use kinopio::wire::beacon::{Role, State};
 
     fn leader(id: &str, epoch: u64, rtt: Option<f64>) -> Beacon {
         let mut beacon = Beacon::candidate(id, "ns", epoch, "", rtt, Role::Leader, State::Leader);

@@ -2,80 +2,8 @@
 //! status snapshot the CLI prints one line for on every meaningful change.
 
 use std::fmt;
-use std::str::FromStr;
 
-/// Where a node is in the election. The wire strings are those of kinopio-hub 0.1.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum State {
-    /// Just started; listening for peers during the settle period.
-    Discovering,
-    /// A leader is visible and this node follows it.
-    FollowingLeader,
-    /// The leader's beacons stopped; waiting out the grace period before electing.
-    LeaderMissingGrace,
-    /// No leader; this node stands if it is the best candidate.
-    Electing,
-    /// This node won and its leaf is being started (heartbeats keep flowing).
-    StartingLeaf,
-    /// This node runs the leaf for the namespace.
-    Leader,
-    /// The node stopped (or resigned).
-    Stopped,
-}
-
-impl State {
-    /// Every state, in declaration order.
-    pub const ALL: [State; 7] = [
-        State::Discovering,
-        State::FollowingLeader,
-        State::LeaderMissingGrace,
-        State::Electing,
-        State::StartingLeaf,
-        State::Leader,
-        State::Stopped,
-    ];
-
-    /// The wire string (`"following-leader"`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Discovering => "discovering",
-            State::FollowingLeader => "following-leader",
-            State::LeaderMissingGrace => "leader-missing-grace",
-            State::Electing => "electing",
-            State::StartingLeaf => "starting-leaf",
-            State::Leader => "leader",
-            State::Stopped => "stopped",
-        }
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The error for a state or role string that is not one of the known wire strings.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown election {what} {value:?}; expected one of {expected}")]
-pub struct UnknownName {
-    what: &'static str,
-    value: String,
-    expected: &'static str,
-}
-
-impl FromStr for State {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        State::ALL.into_iter().find(|state| state.as_str() == s).ok_or_else(|| UnknownName {
-            what: "state",
-            value: s.to_owned(),
-            expected: "discovering, following-leader, leader-missing-grace, electing, \
-                           starting-leaf, leader, stopped",
-        })
-    }
-}
+use kinopio::wire::beacon::{Role, State};
 
 /// A peer's `state` as its beacon carries it, parsed once when the beacon arrives: one of
 /// the known [`State`]s, or a string this version does not know (kept, so that a change
@@ -97,45 +25,6 @@ impl PeerState {
     /// Whether it is `state`.
     pub(crate) fn is(&self, state: State) -> bool {
         *self == PeerState::Known(state)
-    }
-}
-
-/// What part a node plays (`candidateRole` on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// May stand for election.
-    Candidate,
-    /// Follows a leader (or waits out the grace period).
-    Follower,
-    /// Runs the leaf.
-    Leader,
-}
-
-impl Role {
-    /// The wire string (`"candidate"`, `"follower"`, `"leader"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Candidate => "candidate",
-            Role::Follower => "follower",
-            Role::Leader => "leader",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Role::Candidate, Role::Follower, Role::Leader]
-            .into_iter()
-            .find(|role| role.as_str() == s)
-            .ok_or_else(|| UnknownName { what: "role", value: s.to_owned(), expected: "candidate, follower, leader" })
     }
 }
 

@@ -51,7 +51,7 @@ pub use status::{
 use crate::discovery_server::ManifestProvider;
 use crate::process::StopOutcome;
 use crate::status_page::{ElectionProvider, ReportInputs, StatusProvider, StatusReport};
-use kinopio::wire::manifest::LeaderManifest;
+use kinopio::wire::manifest::{LeaderAdvert, LeaderManifest, ListenerUrls};
 use runtime_dir::RuntimeDir;
 use start::write_config;
 use supervisor::Command;
@@ -75,6 +75,8 @@ pub enum StopReport {
 pub struct LeafNode {
     node_id: String,
     urls: LeafUrls,
+    /// The same URLs as the wire (manifest, leader beacon) carries them.
+    listeners: ListenerUrls,
     ca_cert_file: PathBuf,
     status_tx: Arc<watch::Sender<LeafStatus>>,
     status_rx: watch::Receiver<LeafStatus>,
@@ -126,7 +128,23 @@ impl LeafNode {
         &self.node_id
     }
 
-    /// The listener URLs.
+    /// The leaf's URLs as the wire carries them (checked once, at start).
+    pub fn listeners(&self) -> &ListenerUrls {
+        &self.listeners
+    }
+
+    /// What this leaf advertises now (URLs, bridge state, backbone servers): the one value
+    /// its manifest and, under `leaf auto`, the leader beacon are built from.
+    pub fn advert(&self) -> LeaderAdvert {
+        let status = self.status_rx.borrow();
+        LeaderAdvert {
+            listeners: self.listeners.clone(),
+            bridge_state: status.bridge_state,
+            backbone_servers: status.backbone_servers.clone(),
+        }
+    }
+
+    /// The leaf's URLs.
     pub fn urls(&self) -> &LeafUrls {
         &self.urls
     }

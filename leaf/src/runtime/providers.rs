@@ -10,38 +10,46 @@ use super::error::LeafError;
 use super::status::{LeafState, LeafStatus, LeafUrls};
 use crate::discovery_server::{HealthProvider, HealthReport, ManifestProvider};
 use kinopio::wire::manifest::{
-    BackboneInfo, BridgeState, LeaderManifest, ListenerUrls, MANUAL_MANIFEST_TTL, ManifestInputs, ManifestMode,
+    BridgeState, LeaderAdvert, LeaderManifest, ListenerUrls, MANUAL_MANIFEST_TTL, ManifestInputs, ManifestMode,
     ManifestUrl,
 };
 
-/// The manifest inputs of a manual leaf (epoch 0, no backbone RTT).
-pub(crate) fn manifest_inputs(
-    node_id: &str,
-    urls: &LeafUrls,
-    backbone_servers: &[String],
-    ca_cert_sha256: &str,
-) -> Result<ManifestInputs, LeafError> {
+/// The leaf's URLs as the wire carries them (checked once, at start).
+pub(crate) fn listener_urls(urls: &LeafUrls) -> Result<ListenerUrls, LeafError> {
     let parse = |text: &str| {
         ManifestUrl::parse(text).map_err(|err| LeafError::InvalidOption {
             option: "advertised host",
             reason: format!("it gives the URL {text:?}, which does not parse: {err}"),
         })
     };
-    Ok(ManifestInputs {
+    Ok(ListenerUrls {
+        advertised_hostname: urls.advertised_host.clone(),
+        wss_url: parse(&urls.wss_url)?,
+        client_url: parse(&urls.client_url)?,
+        monitor_url: parse(&urls.monitor_url)?,
+        discovery_url: parse(&urls.discovery_url)?,
+    })
+}
+
+/// The manifest inputs of a manual leaf (epoch 0, no backbone RTT).
+pub(crate) fn manifest_inputs(
+    node_id: &str,
+    listeners: ListenerUrls,
+    backbone_servers: &[String],
+    ca_cert_sha256: &str,
+) -> ManifestInputs {
+    ManifestInputs {
         node_id: node_id.to_owned(),
-        listeners: ListenerUrls {
-            advertised_hostname: urls.advertised_host.clone(),
-            wss_url: parse(&urls.wss_url)?,
-            client_url: parse(&urls.client_url)?,
-            monitor_url: parse(&urls.monitor_url)?,
-            discovery_url: parse(&urls.discovery_url)?,
+        advert: LeaderAdvert {
+            listeners,
+            bridge_state: BridgeState::Connecting,
+            backbone_servers: backbone_servers.to_vec(),
         },
         leader_epoch: 0,
-        backbone: BackboneInfo { servers: backbone_servers.to_vec(), rtt_ms: None },
-        bridge_state: BridgeState::Connecting,
+        backbone_rtt_ms: None,
         mode: ManifestMode::Manual,
         ca_cert_sha256: Some(ca_cert_sha256.to_owned()),
-    })
+    }
 }
 
 /// The manual-mode manifest (5 s TTL, `generatedAt`) built from the cached status; `None`
@@ -64,7 +72,7 @@ pub(crate) fn manual_manifest_provider(
             return None;
         }
         let mut inputs = inputs.clone();
-        inputs.bridge_state = bridge;
+        inputs.advert.bridge_state = bridge;
         Some(LeaderManifest::build(&inputs, OffsetDateTime::now_utc(), MANUAL_MANIFEST_TTL))
     })
 }
@@ -98,7 +106,7 @@ mod tests {
 
     #[test]
     fn manifest_follows_the_cached_status() {
-        let inputs = manifest_inputs("n1", &urls(), &["nats://hub:7422".into()], "ab").unwrap();
+        let inputs = manifest_inputs("n1", listener_urls(&urls()).unwrap(), &["nats://hub:7422".into()], "ab");
         let (tx, rx) = watch::channel(super::super::status::tests::sample());
         let slot = Arc::new(RwLock::new(None));
         let provider = manual_manifest_provider(inputs, rx.clone(), slot.clone());
@@ -115,7 +123,7 @@ mod tests {
         tx.send_modify(|status| status.server_ready = false);
         assert!(provider().is_none(), "no manifest while nats-server is not ready");
 
-        let custom = provider_returning(manifest_inputs("other", &urls(), &[], "cd").unwrap());
+        let custom = provider_returning(manifest_inputs("other", listener_urls(&urls()).unwrap(), &[], "cd"));
         *slot.write().unwrap() = Some(custom);
         assert_eq!(provider().unwrap().node_id, "other");
 

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use super::error::{LeafError, ListenerKind};
 use super::listeners::{Hosts, bind_error, check_distinct_ports, precheck_port, resolve_hosts, start_error};
 use super::options::{LeafOptions, LeafTimings};
-use super::providers::{health_provider, manifest_inputs, manual_manifest_provider};
+use super::providers::{health_provider, listener_urls, manifest_inputs, manual_manifest_provider};
 use super::restart::RestartBudget;
 use super::runtime_dir::{CONFIG_FILE, LAN_AUTHORIZATION_FILE, LOG_FILE, OUTPUT_FILE, RuntimeDir, TEMP_PREFIX};
 use super::status::{LeafState, LeafStatus, LeafUrls, ListenerStatus, TlsStatus, TrustStatus, bridge_state};
@@ -39,6 +39,7 @@ use crate::net;
 use crate::process::{self, BoundPorts, Monitor, ReadyCheck, ServerProcess, SpawnSpec};
 use crate::status_page::{ElectionProvider, MonitorSampler, StatusProvider};
 use crate::tls::{self, PreparedTls, SwappableServerCert, TlsOptions, TrustState};
+use kinopio::wire::manifest::ListenerUrls;
 
 /// Runs the stages (see the module docs).
 pub(super) async fn start(options: LeafOptions) -> Result<LeafNode, LeafError> {
@@ -295,6 +296,8 @@ struct Serving {
     ports: BoundPorts,
     restart_config: String,
     urls: LeafUrls,
+    /// The same URLs as the wire carries them.
+    listeners: ListenerUrls,
     client_connect: IpAddr,
     status_tx: Arc<watch::Sender<LeafStatus>>,
     status_rx: watch::Receiver<LeafStatus>,
@@ -375,7 +378,8 @@ async fn serve(
     let (status_tx, status_rx) = watch::channel(initial);
     let status_tx = Arc::new(status_tx);
 
-    let inputs = manifest_inputs(&plan.node_id, &urls, &plan.backbone_servers, &material.ca_cert_sha256)?;
+    let listeners = listener_urls(&urls)?;
+    let inputs = manifest_inputs(&plan.node_id, listeners.clone(), &plan.backbone_servers, &material.ca_cert_sha256);
     let manifest_override: Arc<RwLock<Option<ManifestProvider>>> = Arc::new(RwLock::new(None));
     let manifest = manual_manifest_provider(inputs, status_rx.clone(), manifest_override.clone());
     let health = health_provider(status_rx.clone());
@@ -404,6 +408,7 @@ async fn serve(
         ports,
         restart_config,
         urls,
+        listeners,
         client_connect,
         status_tx,
         status_rx,
@@ -433,6 +438,7 @@ fn hand_over(
         ports,
         restart_config,
         urls,
+        listeners,
         client_connect,
         status_tx,
         status_rx,
@@ -490,6 +496,7 @@ fn hand_over(
     LeafNode {
         node_id: plan.node_id,
         urls,
+        listeners,
         ca_cert_file,
         status_tx,
         status_rx,

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use kinopio::wire::manifest::BridgeState;
 
 const NS: &str = "studio";
 
@@ -10,16 +11,19 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn advert(host: &str) -> LeafAdvert {
-    LeafAdvert {
-        advertised_hostname: host.into(),
-        wss_url: format!("wss://{host}:4443"),
-        client_url: format!("nats://{host}:4222"),
-        monitor_url: format!("http://{host}:8222"),
-        discovery_url: format!("https://{host}:8443/manifest.json"),
-        bridge_state: "connected".into(),
-        backbone_servers: vec!["nats://backbone:4222".into()],
-    }
+fn advert(host: &str) -> LeaderAdvert {
+    LeaderAdvert::from_urls(
+        host,
+        [
+            &format!("wss://{host}:4443"),
+            &format!("nats://{host}:4222"),
+            &format!("http://{host}:8222"),
+            &format!("https://{host}:8443/manifest.json"),
+        ],
+        BridgeState::Connected,
+        vec!["nats://backbone:4222".into()],
+    )
+    .unwrap()
 }
 
 fn peer(id: &str, state: State, role: Role, epoch: u64) -> Beacon {

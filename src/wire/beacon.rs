@@ -4,14 +4,16 @@
 //! [`BeaconError`] (never a panic).
 //!
 //! Namespace checks, own-beacon filtering and signatures live in
-//! [`BeaconCodec`](super::BeaconCodec); this module only knows the JSON.
+//! `kinopio-leaf`'s `BeaconCodec`; this module only knows the JSON.
 
 use std::net::Ipv4Addr;
 
 use serde_json::{Map, Value};
 
-use super::status::{Role, State};
-use kinopio::wire::json as wire_json;
+use super::json as wire_json;
+use super::manifest::LeaderAdvert;
+use std::fmt;
+use std::str::FromStr;
 
 /// The IPv4 multicast group every namespace's beacons go to.
 pub const MULTICAST_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 71, 71);
@@ -112,6 +114,118 @@ pub mod field {
     ];
 }
 
+/// Where a node is in the election. The wire strings are those of kinopio-hub 0.1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Just started; listening for peers during the settle period.
+    Discovering,
+    /// A leader is visible and this node follows it.
+    FollowingLeader,
+    /// The leader's beacons stopped; waiting out the grace period before electing.
+    LeaderMissingGrace,
+    /// No leader; this node stands if it is the best candidate.
+    Electing,
+    /// This node won and its leaf is being started (heartbeats keep flowing).
+    StartingLeaf,
+    /// This node runs the leaf for the namespace.
+    Leader,
+    /// The node stopped (or resigned).
+    Stopped,
+}
+
+impl State {
+    /// Every state, in declaration order.
+    pub const ALL: [State; 7] = [
+        State::Discovering,
+        State::FollowingLeader,
+        State::LeaderMissingGrace,
+        State::Electing,
+        State::StartingLeaf,
+        State::Leader,
+        State::Stopped,
+    ];
+
+    /// The wire string (`"following-leader"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Discovering => "discovering",
+            State::FollowingLeader => "following-leader",
+            State::LeaderMissingGrace => "leader-missing-grace",
+            State::Electing => "electing",
+            State::StartingLeaf => "starting-leaf",
+            State::Leader => "leader",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error for a state or role string that is not one of the known wire strings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown election {what} {value:?}; expected one of {expected}")]
+pub struct UnknownName {
+    what: &'static str,
+    value: String,
+    expected: &'static str,
+}
+
+impl FromStr for State {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        State::ALL.into_iter().find(|state| state.as_str() == s).ok_or_else(|| UnknownName {
+            what: "state",
+            value: s.to_owned(),
+            expected: "discovering, following-leader, leader-missing-grace, electing, \
+                           starting-leaf, leader, stopped",
+        })
+    }
+}
+
+/// What part a node plays (`candidateRole` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// May stand for election.
+    Candidate,
+    /// Follows a leader (or waits out the grace period).
+    Follower,
+    /// Runs the leaf.
+    Leader,
+}
+
+impl Role {
+    /// The wire string (`"candidate"`, `"follower"`, `"leader"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Candidate => "candidate",
+            Role::Follower => "follower",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Role::Candidate, Role::Follower, Role::Leader]
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| UnknownName { what: "role", value: s.to_owned(), expected: "candidate, follower, leader" })
+    }
+}
+
 /// One election heartbeat, in either of the two 0.1.1 shapes.
 ///
 /// The non-leader shape has `wssUrl: null`, `fallbackServers: []`, `discoveryUrl: null` and no
@@ -146,9 +260,8 @@ pub struct Beacon {
     pub backbone_rtt_ms: Option<f64>,
     /// `discoveryUrl`: the leader's manifest URL, `null` otherwise.
     pub discovery_url: Option<String>,
-    /// `leaseExpiresAt` (`YYYY-MM-DDTHH:MM:SSZ`); [`BeaconCodec::encode`] stamps it.
+    /// `leaseExpiresAt` (`YYYY-MM-DDTHH:MM:SSZ`); the leaf's `BeaconCodec::encode` stamps it.
     ///
-    /// [`BeaconCodec::encode`]: super::BeaconCodec::encode
     pub lease_expires_at: String,
     /// `expiresAt`, same value as `leaseExpiresAt`.
     pub expires_at: String,
@@ -169,7 +282,7 @@ pub struct Beacon {
 
 impl Beacon {
     /// A non-leader heartbeat (shape (a) of the reference). Lease fields are left empty for
-    /// [`BeaconCodec::encode`](super::BeaconCodec::encode) to stamp.
+    /// the leaf's `BeaconCodec::encode` to stamp.
     pub fn candidate(
         node_id: &str,
         namespace: &str,
@@ -230,21 +343,22 @@ impl Beacon {
         namespace: &str,
         leader_epoch: u64,
         backbone_rtt_ms: Option<f64>,
-        leaf: &super::LeafAdvert,
+        leaf: &LeaderAdvert,
     ) -> Beacon {
+        let urls = &leaf.listeners;
         Beacon {
             version: BEACON_VERSION,
             node_id: node_id.to_owned(),
             leader_epoch,
-            advertised_hostname: leaf.advertised_hostname.clone(),
-            wss_url: Some(leaf.wss_url.clone()),
-            client_url: Some(leaf.client_url.clone()),
-            monitor_url: Some(leaf.monitor_url.clone()),
-            fallback_servers: vec![leaf.wss_url.clone()],
-            bridge_state: Some(leaf.bridge_state.clone()),
+            advertised_hostname: urls.advertised_hostname.clone(),
+            wss_url: Some(urls.wss_url.as_str().to_owned()),
+            client_url: Some(urls.client_url.as_str().to_owned()),
+            monitor_url: Some(urls.monitor_url.as_str().to_owned()),
+            fallback_servers: vec![urls.wss_url.as_str().to_owned()],
+            bridge_state: Some(leaf.bridge_state.as_str().to_owned()),
             backbone_servers: Some(leaf.backbone_servers.clone()),
             backbone_rtt_ms,
-            discovery_url: Some(leaf.discovery_url.clone()),
+            discovery_url: Some(urls.discovery_url.as_str().to_owned()),
             lease_expires_at: String::new(),
             expires_at: String::new(),
             discovery_namespace: namespace.to_owned(),
@@ -345,10 +459,9 @@ impl Beacon {
     }
 
     /// Parses one datagram's JSON object, checking its size, encoding and field types only
-    /// (no namespace, own-id or signature checks; see [`BeaconCodec::decode`]). An `auth`
+    /// (no namespace, own-id or signature checks; see the leaf's `BeaconCodec::decode`). An `auth`
     /// field is ignored.
     ///
-    /// [`BeaconCodec::decode`]: super::BeaconCodec::decode
     pub fn from_json_bytes(datagram: &[u8]) -> Result<Beacon, BeaconError> {
         Beacon::from_json_object(parse_object(datagram)?)
     }
@@ -404,7 +517,7 @@ impl Beacon {
 }
 
 /// Checks size and encoding and parses a datagram into a JSON object.
-pub(crate) fn parse_object(datagram: &[u8]) -> Result<Map<String, Value>, BeaconError> {
+pub fn parse_object(datagram: &[u8]) -> Result<Map<String, Value>, BeaconError> {
     if datagram.len() > MAX_DATAGRAM_BYTES {
         return Err(BeaconError::TooLarge { len: datagram.len(), max: MAX_DATAGRAM_BYTES });
     }
@@ -421,7 +534,7 @@ fn wrong_type(field: &'static str, expected: &'static str, found: &Value) -> Bea
 }
 
 /// Reads a JSON integer in `0..=MAX_SAFE_INTEGER` (integer tokens only, as Python sends).
-pub(crate) fn integer_value(field: &'static str, value: &Value) -> Result<u64, BeaconError> {
+pub fn integer_value(field: &'static str, value: &Value) -> Result<u64, BeaconError> {
     let Value::Number(number) = value else {
         return Err(wrong_type(field, "an integer", value));
     };
@@ -471,7 +584,13 @@ fn take_opt_strings(map: &mut Map<String, Value>, field: &'static str) -> Result
 
 /// Why a received datagram was dropped. Every variant maps to a [`BeaconErrorKind`] so the
 /// I/O shell can keep drop counters ([`DropCounts`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(BeaconErrorKind),
+    doc = "The kind of a [`BeaconError`] (one per variant, derived), for drop counters.",
+    derive(Hash, strum::IntoStaticStr, strum::VariantArray),
+    strum(serialize_all = "snake_case")
+)]
 pub enum BeaconError {
     /// The datagram is larger than [`MAX_DATAGRAM_BYTES`].
     #[error(
@@ -583,107 +702,22 @@ pub enum BeaconError {
     },
 }
 
-/// The kind of a [`BeaconError`], for drop counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BeaconErrorKind {
-    /// [`BeaconError::TooLarge`]
-    TooLarge,
-    /// [`BeaconError::NotUtf8`]
-    NotUtf8,
-    /// [`BeaconError::NotJson`]
-    NotJson,
-    /// [`BeaconError::NotObject`]
-    NotObject,
-    /// [`BeaconError::MissingField`]
-    MissingField,
-    /// [`BeaconError::WrongType`]
-    WrongType,
-    /// [`BeaconError::InvalidInteger`]
-    InvalidInteger,
-    /// [`BeaconError::ForeignNamespace`]
-    ForeignNamespace,
-    /// [`BeaconError::OwnBeacon`]
-    OwnBeacon,
-    /// [`BeaconError::Unsigned`]
-    Unsigned,
-    /// [`BeaconError::MalformedAuth`]
-    MalformedAuth,
-    /// [`BeaconError::Forged`]
-    Forged,
-    /// [`BeaconError::Stale`]
-    Stale,
-    /// [`BeaconError::Replayed`]
-    Replayed,
-    /// [`BeaconError::RateLimited`]
-    RateLimited,
-}
-
 impl BeaconErrorKind {
-    /// Every kind, in declaration order.
-    pub const ALL: [BeaconErrorKind; 15] = [
-        BeaconErrorKind::TooLarge,
-        BeaconErrorKind::NotUtf8,
-        BeaconErrorKind::NotJson,
-        BeaconErrorKind::NotObject,
-        BeaconErrorKind::MissingField,
-        BeaconErrorKind::WrongType,
-        BeaconErrorKind::InvalidInteger,
-        BeaconErrorKind::ForeignNamespace,
-        BeaconErrorKind::OwnBeacon,
-        BeaconErrorKind::Unsigned,
-        BeaconErrorKind::MalformedAuth,
-        BeaconErrorKind::Forged,
-        BeaconErrorKind::Stale,
-        BeaconErrorKind::Replayed,
-        BeaconErrorKind::RateLimited,
-    ];
-
-    /// A short snake_case name for logs and `--json` output.
+    /// A short snake_case name for logs and `--json` output (`too_large`, `forged`, ...).
     pub fn as_str(self) -> &'static str {
-        match self {
-            BeaconErrorKind::TooLarge => "too_large",
-            BeaconErrorKind::NotUtf8 => "not_utf8",
-            BeaconErrorKind::NotJson => "not_json",
-            BeaconErrorKind::NotObject => "not_object",
-            BeaconErrorKind::MissingField => "missing_field",
-            BeaconErrorKind::WrongType => "wrong_type",
-            BeaconErrorKind::InvalidInteger => "invalid_integer",
-            BeaconErrorKind::ForeignNamespace => "foreign_namespace",
-            BeaconErrorKind::OwnBeacon => "own_beacon",
-            BeaconErrorKind::Unsigned => "unsigned",
-            BeaconErrorKind::MalformedAuth => "malformed_auth",
-            BeaconErrorKind::Forged => "forged",
-            BeaconErrorKind::Stale => "stale",
-            BeaconErrorKind::Replayed => "replayed",
-            BeaconErrorKind::RateLimited => "rate_limited",
-        }
+        self.into()
     }
 
     fn index(self) -> usize {
-        BeaconErrorKind::ALL.iter().position(|kind| *kind == self).unwrap_or(0)
+        use strum::VariantArray;
+        BeaconErrorKind::VARIANTS.iter().position(|kind| *kind == self).unwrap_or(0)
     }
 }
 
 impl BeaconError {
     /// The error's kind.
     pub fn kind(&self) -> BeaconErrorKind {
-        match self {
-            BeaconError::TooLarge { .. } => BeaconErrorKind::TooLarge,
-            BeaconError::NotUtf8 { .. } => BeaconErrorKind::NotUtf8,
-            BeaconError::NotJson { .. } => BeaconErrorKind::NotJson,
-            BeaconError::NotObject { .. } => BeaconErrorKind::NotObject,
-            BeaconError::MissingField(_) => BeaconErrorKind::MissingField,
-            BeaconError::WrongType { .. } => BeaconErrorKind::WrongType,
-            BeaconError::InvalidInteger { .. } => BeaconErrorKind::InvalidInteger,
-            BeaconError::ForeignNamespace { .. } => BeaconErrorKind::ForeignNamespace,
-            BeaconError::OwnBeacon => BeaconErrorKind::OwnBeacon,
-            BeaconError::Unsigned => BeaconErrorKind::Unsigned,
-            BeaconError::MalformedAuth { .. } => BeaconErrorKind::MalformedAuth,
-            BeaconError::Forged => BeaconErrorKind::Forged,
-            BeaconError::Stale { .. } => BeaconErrorKind::Stale,
-            BeaconError::Replayed { .. } => BeaconErrorKind::Replayed,
-            BeaconError::RateLimited { .. } => BeaconErrorKind::RateLimited,
-        }
+        BeaconErrorKind::from(self)
     }
 
     /// `true` for drops that are normal operation rather than bad input: our own looped-back
@@ -696,7 +730,7 @@ impl BeaconError {
 /// Counts dropped datagrams per [`BeaconErrorKind`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DropCounts {
-    counts: [u64; BeaconErrorKind::ALL.len()],
+    counts: [u64; <BeaconErrorKind as strum::VariantArray>::VARIANTS.len()],
 }
 
 impl DropCounts {
@@ -716,15 +750,34 @@ impl DropCounts {
         self.counts.iter().fold(0, |sum, n| sum.saturating_add(*n))
     }
 
-    /// Non-zero counters, in [`BeaconErrorKind::ALL`] order.
+    /// Non-zero counters, in declaration order.
     pub fn iter(&self) -> impl Iterator<Item = (BeaconErrorKind, u64)> + '_ {
-        BeaconErrorKind::ALL.into_iter().map(|kind| (kind, self.get(kind))).filter(|(_, n)| *n > 0)
+        <BeaconErrorKind as strum::VariantArray>::VARIANTS
+            .iter()
+            .map(|kind| (*kind, self.get(*kind)))
+            .filter(|(_, n)| *n > 0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::manifest::{BridgeState, ListenerUrls, ManifestUrl};
+
+    fn test_advert(host: &str, [wss, client, monitor, discovery]: [&str; 4], bridge: BridgeState) -> LeaderAdvert {
+        let url = |u: &str| ManifestUrl::parse(u).unwrap();
+        LeaderAdvert {
+            listeners: ListenerUrls {
+                advertised_hostname: host.into(),
+                wss_url: url(wss),
+                client_url: url(client),
+                monitor_url: url(monitor),
+                discovery_url: url(discovery),
+            },
+            bridge_state: bridge,
+            backbone_servers: Vec::new(),
+        }
+    }
     use serde_json::json;
 
     /// The observed 0.1.1 non-leader beacon from the protocol notes (Election beacons, shape (a)).
@@ -776,15 +829,16 @@ mod tests {
         beacon.expires_at = "2026-11-22T08:29:03Z".into();
         assert_eq!(beacon.to_python_json(), PY_CANDIDATE);
 
-        let leaf = crate::election::LeafAdvert {
-            advertised_hostname: "127.0.0.1".into(),
-            wss_url: "wss://127.0.0.1:37227".into(),
-            client_url: "nats://127.0.0.1:42339".into(),
-            monitor_url: "http://127.0.0.1:42457".into(),
-            discovery_url: "http://127.0.0.1:52407/manifest.json".into(),
-            bridge_state: "disabled".into(),
-            backbone_servers: vec![],
-        };
+        let leaf = test_advert(
+            "127.0.0.1",
+            [
+                "wss://127.0.0.1:37227",
+                "nats://127.0.0.1:42339",
+                "http://127.0.0.1:42457",
+                "http://127.0.0.1:52407/manifest.json",
+            ],
+            BridgeState::Disabled,
+        );
         let mut leader = Beacon::leader("kinopio-f66bf667-15054", "clins", 1, None, &leaf);
         leader.lease_expires_at = "2026-11-22T08:32:34Z".into();
         leader.expires_at = "2026-11-22T08:32:34Z".into();
@@ -856,5 +910,48 @@ mod tests {
         assert_eq!(counts.total(), 3);
         assert_eq!(counts.iter().count(), 2);
         assert!(BeaconError::OwnBeacon.is_benign());
+    }
+
+    #[test]
+    fn the_leader_beacon_and_the_manifest_of_one_advert_agree_on_every_shared_field() {
+        use crate::wire::manifest::{LeaderManifest, ManifestInputs, ManifestMode};
+        let mut advert = test_advert(
+            "10.0.0.2",
+            ["wss://10.0.0.2:4443", "nats://127.0.0.1:4222", "http://127.0.0.1:8222", "https://10.0.0.2:8443/m.json"],
+            BridgeState::Connected,
+        );
+        advert.backbone_servers = vec!["tls://hub.example:7422".into()];
+        let inputs = ManifestInputs {
+            node_id: "n1".into(),
+            advert: advert.clone(),
+            leader_epoch: 4,
+            backbone_rtt_ms: Some(2.5),
+            mode: ManifestMode::Auto { discovery_namespace: "ns".into() },
+            ca_cert_sha256: None,
+        };
+        let manifest =
+            LeaderManifest::build(&inputs, time::OffsetDateTime::now_utc(), std::time::Duration::from_secs(2));
+        let manifest: Map<String, Value> = serde_json::from_slice(&manifest.to_json_bytes()).unwrap();
+        let beacon = Beacon::leader("n1", "ns", 4, Some(2.5), &advert).to_json_object();
+        for key in [
+            field::NODE_ID,
+            field::LEADER_EPOCH,
+            field::ADVERTISED_HOSTNAME,
+            field::WSS_URL,
+            field::CLIENT_URL,
+            field::MONITOR_URL,
+            field::DISCOVERY_URL,
+            field::FALLBACK_SERVERS,
+            field::BRIDGE_STATE,
+            field::BACKBONE_SERVERS,
+            field::BACKBONE_RTT_MS,
+            field::DISCOVERY_NAMESPACE,
+            field::IS_LEADER,
+            field::CANDIDATE_ROLE,
+            field::STATE,
+        ] {
+            assert_eq!(manifest.get(key), beacon.get(key), "{key}");
+            assert!(beacon.get(key).is_some(), "{key}");
+        }
     }
 }
