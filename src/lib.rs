@@ -26,8 +26,6 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs, unreachable_pub)]
-#![warn(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)]
 
 mod backoff;
 mod codec;

@@ -20,7 +20,7 @@ use crate::output::{self, Failure};
 
 /// Options of `kinopio doctor`.
 #[derive(Debug, Args)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     /// A NATS server to check (reachability, round-trip time); repeatable.
     #[arg(long = "server", short = 's', env = "KINOPIO_SERVER", value_delimiter = ',')]
     servers: Vec<String>,
@@ -78,7 +78,7 @@ impl Check {
     }
 }
 
-pub async fn run(args: DoctorArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: DoctorArgs) -> Result<(), Failure> {
     let mut checks = vec![binary(&args).await, local_ca(&args), multicast()];
     for server in &args.servers {
         checks.push(server_check(&args, server).await);

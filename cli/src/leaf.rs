@@ -13,7 +13,7 @@ use crate::signals;
 
 /// `kinopio leaf ...`
 #[derive(Debug, Subcommand)]
-pub enum LeafCommand {
+pub(crate) enum LeafCommand {
     /// Run a local nats-server leaf node until interrupted (SIGINT or SIGTERM).
     ///
     /// Serves NATS on 127.0.0.1 (plain TCP), NATS over WebSocket with TLS (wss://) and an
@@ -60,7 +60,7 @@ pub enum LeafCommand {
 
 /// Options of `kinopio leaf untrust`.
 #[derive(Debug, Args)]
-pub struct UntrustArgs {
+pub(crate) struct UntrustArgs {
     /// Cache root the CAs live under (as given to `leaf start` / `leaf auto`).
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -71,7 +71,7 @@ pub struct UntrustArgs {
 
 /// Options of `kinopio leaf namespace-ca`.
 #[derive(Debug, Args)]
-pub struct NamespaceCaArgs {
+pub(crate) struct NamespaceCaArgs {
     /// The secured namespace.
     #[arg(long, value_name = "NAME")]
     discovery_namespace: String,
@@ -88,7 +88,7 @@ pub struct NamespaceCaArgs {
 }
 
 /// Runs a `kinopio leaf` command.
-pub async fn run(command: LeafCommand) -> Result<(), Failure> {
+pub(crate) async fn run(command: LeafCommand) -> Result<(), Failure> {
     match command {
         LeafCommand::Start(args) => start(args).await,
         LeafCommand::Auto(args) => crate::leaf_auto::run(args).await,

@@ -17,7 +17,7 @@ use crate::signals;
 
 /// Options of `kinopio leaf auto`: those of `leaf start` plus the election's.
 #[derive(Debug, Args)]
-pub struct AutoArgs {
+pub(crate) struct AutoArgs {
     /// Discovery namespace: the devices that share it elect one leader among themselves
     /// (any string; it also selects the UDP port 44710 + crc32(namespace) % 1000).
     #[arg(long, value_name = "NAME")]
@@ -92,7 +92,7 @@ impl AutoArgs {
 }
 
 /// Runs `kinopio leaf auto` until SIGINT or SIGTERM.
-pub async fn run(args: AutoArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: AutoArgs) -> Result<(), Failure> {
     let json = args.leaf.json;
     // Installed before anything starts, so an early signal is not lost.
     let shutdown = signals::shutdown();

@@ -14,7 +14,7 @@ use crate::output::Failure;
 
 /// Options of `kinopio leaf start`.
 #[derive(Debug, Args)]
-pub struct StartArgs {
+pub(crate) struct StartArgs {
     /// Backbone server to bridge to (nats://, tls://, ws:// or wss://; repeat for
     /// several, all in one leafnode remote). Without one the leaf runs standalone.
     /// Credentials inside a URL (user:pass@ or token@) are only written into nats-server's

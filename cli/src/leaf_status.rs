@@ -12,7 +12,7 @@ use crate::output::{self, Failure};
 
 /// Options of `kinopio leaf status`.
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The leaf's discovery server: `https://host:port`, its manifest URL
     /// (`…/.well-known/kinopio-leader.json`, the `discoveryUrl` that `leaf start` prints) or
     /// the status URL itself.
@@ -47,7 +47,7 @@ fn status_url(given: &str) -> Result<String, String> {
 }
 
 /// Runs `kinopio leaf status`.
-pub async fn run(args: StatusArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: StatusArgs) -> Result<(), Failure> {
     let json = args.json;
     let url = status_url(&args.url).map_err(|message| Failure::new(2, "usage", message, json))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -102,7 +102,7 @@ pub async fn run(args: StatusArgs) -> Result<(), Failure> {
 }
 
 /// The report as lines for a terminal. Pure.
-pub fn readable(report: &StatusReport) -> Vec<String> {
+pub(crate) fn readable(report: &StatusReport) -> Vec<String> {
     let mut lines = vec![format!("leaf {} · {} · node {}", report.server_name, report.state, report.node_id)];
     match &report.election {
         None => {

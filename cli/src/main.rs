@@ -1,6 +1,10 @@
 //! `kinopio`: run a local leaf (`leaf start`, `leaf auto`) and talk to variables from the
 //! shell (`pub`, `sub`, `req`, `serve`).
 
+// The doc comments of the argument structs are `--help` text (`https://<leaf>/`,
+// `host[:port]`), not rustdoc.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod doctor;
 mod leaf;
 mod leaf_auto;

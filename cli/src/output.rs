@@ -11,7 +11,7 @@ use serde_json::{Map, Value as Json, json};
 
 /// A failure of a command: what to print and which exit code to use.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub code: u8,
     pub kind: &'static str,
     pub message: String,
@@ -19,12 +19,12 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(code: u8, kind: &'static str, message: impl Into<String>, json: bool) -> Failure {
+    pub(crate) fn new(code: u8, kind: &'static str, message: impl Into<String>, json: bool) -> Failure {
         Failure { code, kind, message: message.into(), json }
     }
 
     /// Prints the failure (a JSON line on stdout with `--json`, else a message on stderr).
-    pub fn report(self) -> ExitCode {
+    pub(crate) fn report(self) -> ExitCode {
         if self.json {
             line(&json!({"error": {"kind": self.kind, "message": self.message}}));
         } else {
@@ -35,14 +35,14 @@ impl Failure {
 }
 
 /// Prints one JSON line on stdout and flushes.
-pub fn line(value: &Json) {
+pub(crate) fn line(value: &Json) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{value}");
     let _ = out.flush();
 }
 
 /// Prints one text line on stdout and flushes.
-pub fn text(s: &str) {
+pub(crate) fn text(s: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{s}");
     let _ = out.flush();
@@ -51,27 +51,27 @@ pub fn text(s: &str) {
 /// A JSON object built field by field, where a field can be raw JSON text that is printed
 /// exactly as it is (serde_json's `Value` would turn big integers into floats).
 #[derive(Debug, Default)]
-pub struct Fields(Vec<(String, Box<RawValue>)>);
+pub(crate) struct Fields(Vec<(String, Box<RawValue>)>);
 
 impl Fields {
-    pub fn new() -> Fields {
+    pub(crate) fn new() -> Fields {
         Fields::default()
     }
 
     /// Adds a field from any serializable value.
-    pub fn put(&mut self, key: &str, value: impl serde::Serialize) {
+    pub(crate) fn put(&mut self, key: &str, value: impl serde::Serialize) {
         if let Ok(raw) = serde_json::value::to_raw_value(&value) {
             self.0.push((key.to_owned(), raw));
         }
     }
 
     /// Adds a field whose value is already JSON text (printed as it is).
-    pub fn put_raw(&mut self, key: &str, raw: Box<RawValue>) {
+    pub(crate) fn put_raw(&mut self, key: &str, raw: Box<RawValue>) {
         self.0.push((key.to_owned(), raw));
     }
 
     /// Prints the object as one line.
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         let mut out = std::io::stdout().lock();
         let _ = serde_json::to_writer(&mut out, self);
         let _ = out.write_all(b"\n");
@@ -99,7 +99,7 @@ impl serde::Serialize for Fields {
 ///   JSON cannot carry (`NaN`, `Infinity`, `1e400`): then only `"payload"` has it;
 /// - `"payload"`: the payload as text, when it is UTF-8 and not `null`;
 /// - `"base64"`: the payload bytes, for `bytes`.
-pub fn payload_fields(fields: &mut Fields, payload: &[u8]) {
+pub(crate) fn payload_fields(fields: &mut Fields, payload: &[u8]) {
     let kind = payload_type(payload);
     fields.put("type", kind);
     match (kind, std::str::from_utf8(payload)) {
@@ -122,7 +122,7 @@ pub fn payload_fields(fields: &mut Fields, payload: &[u8]) {
 }
 
 /// How kinopio and kinopio-hub decode `payload`: `null`, `json`, `text` or `bytes`.
-pub fn payload_type(payload: &[u8]) -> &'static str {
+pub(crate) fn payload_type(payload: &[u8]) -> &'static str {
     match kinopio::decode_value(payload) {
         Value::Null if payload.is_empty() => "null",
         Value::String(_) if serde_json::from_slice::<String>(payload).is_err() => "text",
@@ -133,7 +133,7 @@ pub fn payload_type(payload: &[u8]) -> &'static str {
 
 /// A received message as a JSON object: subject, payload fields ([`payload_fields`]), and
 /// the reply subject and headers when present. `subject` is given by the caller (a reply's own subject is an inbox).
-pub fn message_fields(subject: &str, m: &Message) -> Fields {
+pub(crate) fn message_fields(subject: &str, m: &Message) -> Fields {
     let mut fields = Fields::new();
     fields.put("subject", subject);
     payload_fields(&mut fields, &m.payload);
@@ -152,7 +152,7 @@ pub fn message_fields(subject: &str, m: &Message) -> Fields {
 
 /// A payload as one line of text: UTF-8 payloads as they are (JSON exactly as sent), bytes
 /// as `<N bytes, base64 …>`.
-pub fn payload_text(payload: &[u8]) -> String {
+pub(crate) fn payload_text(payload: &[u8]) -> String {
     match std::str::from_utf8(payload) {
         Ok("") => "null".to_owned(),
         Ok(text) => text.to_owned(),
@@ -163,7 +163,7 @@ pub fn payload_text(payload: &[u8]) -> String {
 }
 
 /// Writes a payload's bytes exactly, then a newline (`--raw`).
-pub fn raw(payload: &[u8]) {
+pub(crate) fn raw(payload: &[u8]) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(payload);
     let _ = out.write_all(b"\n");

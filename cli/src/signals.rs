@@ -6,7 +6,7 @@ use std::future::Future;
 /// when this is called, not when the future is first polled, so a signal that arrives before
 /// the caller starts waiting is not lost (nor does it kill the process with the default
 /// action). Must be called inside the runtime.
-pub fn shutdown() -> impl Future<Output = ()> {
+pub(crate) fn shutdown() -> impl Future<Output = ()> {
     #[cfg(unix)]
     let signals = {
         use tokio::signal::unix::{SignalKind, signal};

@@ -21,7 +21,7 @@ use crate::output::{self, Failure, Fields};
 
 /// Options shared by the messaging tools.
 #[derive(Debug, Args)]
-pub struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     /// NATS server URL (nats://, tls://, ws://, wss://); repeat for several candidates.
     #[arg(
         long = "server",
@@ -293,7 +293,7 @@ fn print_event(event: &HubEvent, json: bool) {
 
 /// What to send: a value argument or a file, plus headers.
 #[derive(Debug, Args)]
-pub struct PayloadArgs {
+pub(crate) struct PayloadArgs {
     /// The value, sent exactly as typed: JSON (`42`, `-5`, `'{"a": 1}'`, `'"text"'`,
     /// `12345678901234567890123`), Python's non-finite floats `NaN`, `Infinity`,
     /// `-Infinity`, or any other text; "" sends null (an empty payload).
@@ -357,7 +357,7 @@ async fn open_variable(subject: &str, connect: &ConnectArgs) -> Result<(Session,
 }
 
 #[derive(Debug, Args)]
-pub struct PubArgs {
+pub(crate) struct PubArgs {
     /// Subject, e.g. `chat.messages`.
     subject: String,
     #[command(flatten)]
@@ -370,7 +370,7 @@ pub struct PubArgs {
 }
 
 /// `kinopio pub`: exits 0 only once the server has confirmed it received every message.
-pub async fn publish(args: PubArgs) -> Result<(), Failure> {
+pub(crate) async fn publish(args: PubArgs) -> Result<(), Failure> {
     let json = args.connect.json;
     let payload = args.payload.payload(json)?;
     let headers = args.payload.header_map(json)?;
@@ -405,7 +405,7 @@ pub async fn publish(args: PubArgs) -> Result<(), Failure> {
 }
 
 #[derive(Debug, Args)]
-pub struct SubArgs {
+pub(crate) struct SubArgs {
     /// Subject, e.g. `chat.messages`; the wildcards `*` (one token) and `>` (the rest) are
     /// allowed: `sensors.*.temp`, `chat.>`, `>`.
     subject: String,
@@ -425,7 +425,7 @@ pub struct SubArgs {
     connect: ConnectArgs,
 }
 
-pub async fn subscribe(args: SubArgs) -> Result<(), Failure> {
+pub(crate) async fn subscribe(args: SubArgs) -> Result<(), Failure> {
     let json = args.connect.json;
     kinopio::name::validate_pattern("subject", &args.subject)
         .map_err(|e| Failure::new(2, "invalid-subject", e.to_string(), json))?;
@@ -491,7 +491,7 @@ pub async fn subscribe(args: SubArgs) -> Result<(), Failure> {
 }
 
 #[derive(Debug, Args)]
-pub struct ReqArgs {
+pub(crate) struct ReqArgs {
     /// Subject, e.g. `math.double`.
     subject: String,
     #[command(flatten)]
@@ -506,7 +506,7 @@ pub struct ReqArgs {
     connect: ConnectArgs,
 }
 
-pub async fn request(args: ReqArgs) -> Result<(), Failure> {
+pub(crate) async fn request(args: ReqArgs) -> Result<(), Failure> {
     let json = args.connect.json;
     let payload = args.payload.payload(json)?;
     let headers = args.payload.header_map(json)?;
@@ -540,7 +540,7 @@ pub async fn request(args: ReqArgs) -> Result<(), Failure> {
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("mode").required(true).args(["reply", "echo"])))]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Subject, e.g. `math.double`.
     subject: String,
     /// Answer every request with this value, sent exactly as typed (see `pub`).
@@ -559,7 +559,7 @@ pub struct ServeArgs {
     connect: ConnectArgs,
 }
 
-pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
+pub(crate) async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let json = args.connect.json;
     let (session, var) = open_variable(&args.subject, &args.connect).await?;
     let fixed = args.reply.as_deref().map(|r| Bytes::copy_from_slice(r.as_bytes()));

@@ -34,8 +34,6 @@
 //! The wire contracts (manifest, beacon JSON, mDNS record) are the client's:
 //! [`kinopio::wire`].
 
-#![warn(missing_docs, unreachable_pub)]
-#![warn(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)]
 
 pub mod auto;
 pub mod binary;

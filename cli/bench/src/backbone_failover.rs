@@ -39,22 +39,22 @@ use crate::report::{Figure, ScenarioReport, ScenarioStatus, Target, Unit};
 use crate::stats::Summary;
 
 /// Scenario id.
-pub const ID: &str = "backbone-failover";
+pub(crate) const ID: &str = "backbone-failover";
 /// What it measures.
-pub const TITLE: &str =
+pub(crate) const TITLE: &str =
     "backbone node kill -9 → first message across again, leaf vs hub on the backbone; backbone outage → back";
 /// The backbone configuration, as checked in.
 const BACKBONE_CONF: &str = include_str!("../../../manifests/backbone/backbone.conf");
 /// Publish interval of each publisher (the resolution of the gaps).
-pub const TICK: Duration = Duration::from_millis(5);
+pub(crate) const TICK: Duration = Duration::from_millis(5);
 /// How long the whole backbone stays down.
-pub const OUTAGE: Duration = Duration::from_secs(1);
+pub(crate) const OUTAGE: Duration = Duration::from_secs(1);
 const NODES: usize = 3;
 const PASSWORD: &str = "kbench0a1b2c3d4e5f";
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Runs the scenario; opt-in under `--quick` (add `--scenario backbone-failover`).
-pub async fn run(ctx: &Ctx<'_>, explicit: bool) -> Result<ScenarioReport, BenchError> {
+pub(crate) async fn run(ctx: &Ctx<'_>, explicit: bool) -> Result<ScenarioReport, BenchError> {
     if ctx.settings.quick && !explicit {
         return Ok(ScenarioReport::not_run(
             ID,
@@ -91,7 +91,7 @@ pub async fn run(ctx: &Ctx<'_>, explicit: bool) -> Result<ScenarioReport, BenchE
 }
 
 /// The table rows.
-pub fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
+pub(crate) fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
     let Some(report) = all.iter().find(|r| r.id == ID) else { return Vec::new() };
     let k = |metric: &str| report.series(Client::Kinopio, metric);
     let median = |metric: &str| {

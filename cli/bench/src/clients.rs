@@ -18,18 +18,18 @@ use tokio::task::JoinHandle;
 use super::error::BenchError;
 
 /// Outgoing command buffer of every connection (what kinopio sets on its connections).
-pub const CLIENT_CAPACITY: usize = 8192;
+pub(crate) const CLIENT_CAPACITY: usize = 8192;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The reply every responder sends (kinopio encodes its handler's `1` to these bytes).
-pub const REPLY: &[u8] = b"1";
+pub(crate) const REPLY: &[u8] = b"1";
 
 /// A client implementation being measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Client {
+pub(crate) enum Client {
     /// The kinopio client library (this workspace).
     Kinopio,
     /// async-nats used directly.
@@ -40,7 +40,7 @@ pub enum Client {
 
 impl Client {
     /// A short name for tables.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Client::Kinopio => "kinopio",
             Client::Raw => "raw async-nats",
@@ -51,13 +51,13 @@ impl Client {
 
 /// The clients of round `round` in the order they run: kinopio first on even rounds, raw
 /// first on odd ones (A B, B A, ...), so neither always profits from a warmer machine.
-pub fn round_order(round: u32) -> [Client; 2] {
+pub(crate) fn round_order(round: u32) -> [Client; 2] {
     if round.is_multiple_of(2) { [Client::Kinopio, Client::Raw] } else { [Client::Raw, Client::Kinopio] }
 }
 
 /// Aborts a background task when dropped.
 #[derive(Debug)]
-pub struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -67,7 +67,7 @@ impl Drop for AbortOnDrop {
 
 /// One open connection of either client.
 #[derive(Debug)]
-pub enum Conn {
+pub(crate) enum Conn {
     /// A kinopio hub, with the task counting its slow-consumer events.
     Kinopio {
         /// The hub.
@@ -89,7 +89,7 @@ pub enum Conn {
 impl Conn {
     /// Connects `client` (kinopio or raw) to `url`. `capacity` is the per-subscription
     /// buffer, in messages.
-    pub async fn connect(client: Client, url: &str, name: &str, capacity: usize) -> Result<Conn, BenchError> {
+    pub(crate) async fn connect(client: Client, url: &str, name: &str, capacity: usize) -> Result<Conn, BenchError> {
         let slow = Arc::new(AtomicU64::new(0));
         let fail = |detail: String| BenchError::Connect { client: client.label(), url: url.to_owned(), detail };
         match client {
@@ -139,7 +139,7 @@ impl Conn {
     }
 
     /// Slow-consumer events (each means messages were dropped) since the connection opened.
-    pub fn slow_consumer_events(&self) -> u64 {
+    pub(crate) fn slow_consumer_events(&self) -> u64 {
         match self {
             Conn::Kinopio { slow, .. } | Conn::Raw { slow, .. } => slow.load(Ordering::Relaxed),
         }
@@ -151,7 +151,7 @@ impl Conn {
 
     /// Subscribes to `subject` (the server has the interest when this returns) and counts
     /// what arrives in a background task (see [`Counter`]).
-    pub async fn subscribe_counting(&self, subject: &str, marks: &[u64]) -> Result<Counter, BenchError> {
+    pub(crate) async fn subscribe_counting(&self, subject: &str, marks: &[u64]) -> Result<Counter, BenchError> {
         match self {
             Conn::Kinopio { hub, .. } => {
                 let sub = Conn::variable(hub, subject)?
@@ -172,7 +172,7 @@ impl Conn {
     }
 
     /// A publisher on `subject`.
-    pub fn publisher(&self, subject: &str) -> Result<Publisher, BenchError> {
+    pub(crate) fn publisher(&self, subject: &str) -> Result<Publisher, BenchError> {
         match self {
             Conn::Kinopio { hub, .. } => Ok(Publisher::Kinopio(Conn::variable(hub, subject)?)),
             Conn::Raw { client, .. } => Ok(Publisher::Raw(client.clone(), async_nats::Subject::from(subject))),
@@ -181,7 +181,7 @@ impl Conn {
 
     /// Answers requests on `subject` with [`REPLY`], in the queue group kinopio services
     /// use (`<subject>.service`). Returns once the server has the interest.
-    pub async fn serve(&self, subject: &str) -> Result<Responder, BenchError> {
+    pub(crate) async fn serve(&self, subject: &str) -> Result<Responder, BenchError> {
         match self {
             Conn::Kinopio { hub, .. } => {
                 let service = Conn::variable(hub, subject)?
@@ -213,7 +213,7 @@ impl Conn {
     }
 
     /// A requester on `subject`.
-    pub fn requester(&self, subject: &str) -> Result<Requester, BenchError> {
+    pub(crate) fn requester(&self, subject: &str) -> Result<Requester, BenchError> {
         match self {
             Conn::Kinopio { hub, .. } => Ok(Requester::Kinopio(Conn::variable(hub, subject)?)),
             Conn::Raw { client, .. } => Ok(Requester::Raw(client.clone(), async_nats::Subject::from(subject))),
@@ -221,7 +221,7 @@ impl Conn {
     }
 
     /// Closes the connection (kinopio: drains; raw: drains), bounded in time.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         let limit = Duration::from_secs(5);
         match self {
             Conn::Kinopio { hub, .. } => {
@@ -238,7 +238,7 @@ impl Conn {
 /// processed everything this connection sent before (`Client::round_trip`, from kinopio's
 /// patched async-nats; `Client::flush` only writes the socket). The same barrier kinopio's
 /// `subscribe` uses before it returns.
-pub async fn raw_round_trip(client: &async_nats::Client) -> Result<(), BenchError> {
+pub(crate) async fn raw_round_trip(client: &async_nats::Client) -> Result<(), BenchError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, client.round_trip()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(BenchError::client("raw async-nats", "round trip", e)),
@@ -248,7 +248,7 @@ pub async fn raw_round_trip(client: &async_nats::Client) -> Result<(), BenchErro
 
 /// Publishes on one subject.
 #[derive(Debug)]
-pub enum Publisher {
+pub(crate) enum Publisher {
     /// `Variable::publish_bytes`.
     Kinopio(Variable),
     /// `Client::publish`.
@@ -257,7 +257,7 @@ pub enum Publisher {
 
 impl Publisher {
     /// Publishes `payload` `count` times, as fast as the client accepts them.
-    pub async fn publish_n(&self, payload: &Bytes, count: u64) -> Result<(), BenchError> {
+    pub(crate) async fn publish_n(&self, payload: &Bytes, count: u64) -> Result<(), BenchError> {
         match self {
             Publisher::Kinopio(variable) => {
                 for _ in 0..count {
@@ -280,7 +280,7 @@ impl Publisher {
     }
 
     /// Publishes one payload.
-    pub async fn publish(&self, payload: Bytes) -> Result<(), BenchError> {
+    pub(crate) async fn publish(&self, payload: Bytes) -> Result<(), BenchError> {
         match self {
             Publisher::Kinopio(variable) => {
                 variable.publish_bytes(payload).await.map_err(|e| BenchError::client("kinopio", "publish", e))
@@ -295,7 +295,7 @@ impl Publisher {
 
 /// Sends requests on one subject.
 #[derive(Debug)]
-pub enum Requester {
+pub(crate) enum Requester {
     /// `Variable::request_with`.
     Kinopio(Variable),
     /// `Client::request`.
@@ -305,7 +305,7 @@ pub enum Requester {
 impl Requester {
     /// Sends `count` requests one after the other (one in flight) and returns each one's
     /// round-trip time.
-    pub async fn measure(&self, payload: &Bytes, count: u64) -> Result<Vec<Duration>, BenchError> {
+    pub(crate) async fn measure(&self, payload: &Bytes, count: u64) -> Result<Vec<Duration>, BenchError> {
         let mut times = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         match self {
             Requester::Kinopio(variable) => {
@@ -345,7 +345,7 @@ fn check_reply(client: &'static str, payload: &[u8]) -> Result<(), BenchError> {
 
 /// A running responder.
 #[derive(Debug)]
-pub enum Responder {
+pub(crate) enum Responder {
     /// A kinopio service.
     Kinopio(Service),
     /// A subscriber loop answering each request.
@@ -354,7 +354,7 @@ pub enum Responder {
 
 impl Responder {
     /// Stops answering.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         match self {
             Responder::Kinopio(service) => {
                 let _ = tokio::time::timeout(Duration::from_secs(5), service.stop()).await;
@@ -367,7 +367,7 @@ impl Responder {
 /// Counts the messages of a subscription in a background task and notes the instant at
 /// which each of a list of counts ("marks") is reached. Dropping it unsubscribes.
 #[derive(Debug)]
-pub struct Counter {
+pub(crate) struct Counter {
     count: Arc<AtomicU64>,
     marks: Vec<Option<oneshot::Receiver<Instant>>>,
     _task: AbortOnDrop,
@@ -375,7 +375,7 @@ pub struct Counter {
 
 impl Counter {
     /// Starts counting `stream`.
-    pub fn spawn<S, T>(mut stream: S, marks: &[u64]) -> Counter
+    pub(crate) fn spawn<S, T>(mut stream: S, marks: &[u64]) -> Counter
     where
         S: Stream<Item = T> + Unpin + Send + 'static,
         T: Send + 'static,
@@ -403,13 +403,13 @@ impl Counter {
     }
 
     /// Messages counted so far.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 
     /// Waits until mark `index` is reached, until `deadline` at the latest. `None` when
     /// the deadline passed first (or the subscription ended early).
-    pub async fn reached(&mut self, index: usize, deadline: tokio::time::Instant) -> Option<Instant> {
+    pub(crate) async fn reached(&mut self, index: usize, deadline: tokio::time::Instant) -> Option<Instant> {
         let rx = self.marks.get_mut(index)?.take()?;
         tokio::time::timeout_at(deadline, rx).await.ok()?.ok()
     }

@@ -44,23 +44,23 @@ use super::report::{Figure, ScenarioReport, ScenarioStatus, Target, Unit};
 use super::stats::Summary;
 
 /// Scenario id.
-pub const ID: &str = "failover";
+pub(crate) const ID: &str = "failover";
 /// What it measures.
-pub const TITLE: &str = "kinopio leaf auto, 3 hosts on a namespace LAN: leader kill -9 / SIGTERM → new leader serving its manifest to a 4th host";
+pub(crate) const TITLE: &str = "kinopio leaf auto, 3 hosts on a namespace LAN: leader kill -9 / SIGTERM → new leader serving its manifest to a 4th host";
 /// Nodes running `leaf auto` (hosts 1..=NODES).
 const NODES: usize = 3;
 /// The host of the prober.
 const PROBE_HOST: usize = NODES + 1;
 /// The discovery port of every node (each host has its own network namespace).
-pub const DISCOVERY_PORT: u16 = 18443;
+pub(crate) const DISCOVERY_PORT: u16 = 18443;
 /// How often the prober fetches each URL.
-pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// The prober's bound of one fetch.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Target after a kill: the grace plus this (ms).
-pub const KILL_MARGIN_MS: f64 = 1500.0;
+pub(crate) const KILL_MARGIN_MS: f64 = 1500.0;
 /// Target after a graceful stop (ms).
-pub const GRACEFUL_TARGET_MS: f64 = 1000.0;
+pub(crate) const GRACEFUL_TARGET_MS: f64 = 1000.0;
 /// Peer expiry of the election (2 s, as kinopio-hub 0.1.1), for the notes.
 const PEER_EXPIRY_MS: f64 = 2000.0;
 /// Heartbeat interval of the election (0.5 s).
@@ -116,7 +116,7 @@ fn url_of(host: usize) -> String {
 
 /// Runs the scenario; skipped when not root, without `scripts/lan.sh`, or under `--quick`
 /// unless chosen with `--scenario` (`explicit`).
-pub async fn run(ctx: &Ctx<'_>, explicit: bool) -> Result<ScenarioReport, BenchError> {
+pub(crate) async fn run(ctx: &Ctx<'_>, explicit: bool) -> Result<ScenarioReport, BenchError> {
     let skip = |reason: String| Ok(ScenarioReport::not_run(ID, TITLE, ScenarioStatus::Skipped { reason }));
     if ctx.settings.quick && !explicit {
         return skip("opt-in under --quick (it takes about a minute); add --scenario failover".to_owned());
@@ -664,7 +664,7 @@ async fn measure(ctx: &Ctx<'_>, exe: &Path, prober: &Path, binary: &Path) -> Res
 /// The prober (`kinopio-bench probe-manifest --url URL ... --ca FILE ...`):
 /// fetches every URL every [`PROBE_INTERVAL`], trusting only the given CAs, and prints a
 /// JSON line whenever what a URL answers changes; exits when stdin closes.
-pub async fn probe_child(urls: &[String], ca_files: &[PathBuf]) -> Result<(), BenchError> {
+pub(crate) async fn probe_child(urls: &[String], ca_files: &[PathBuf]) -> Result<(), BenchError> {
     let client = https_client(ca_files, PROBE_TIMEOUT)?;
     let mut tasks = Vec::new();
     for url in urls {
@@ -703,7 +703,7 @@ pub async fn probe_child(urls: &[String], ca_files: &[PathBuf]) -> Result<(), Be
 }
 
 /// The table rows.
-pub fn figures(all: &[ScenarioReport], grace: Duration) -> Vec<Figure> {
+pub(crate) fn figures(all: &[ScenarioReport], grace: Duration) -> Vec<Figure> {
     let Some(report) = all.iter().find(|r| r.id == ID) else { return Vec::new() };
     let grace_ms = ms(grace);
     let k = |metric: &str| report.series(Client::Kinopio, metric);

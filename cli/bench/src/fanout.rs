@@ -11,14 +11,14 @@ use super::flow::{self, Shape};
 use super::report::{Figure, ScenarioReport, Target};
 
 /// Scenario id.
-pub const ID: &str = "fanout";
+pub(crate) const ID: &str = "fanout";
 /// What it measures.
-pub const TITLE: &str = "fan-out 1 → 8 subscribers (8 connections), 16 B, total delivered msgs/s";
+pub(crate) const TITLE: &str = "fan-out 1 → 8 subscribers (8 connections), 16 B, total delivered msgs/s";
 /// Payload size.
-pub const PAYLOAD_BYTES: usize = 16;
+pub(crate) const PAYLOAD_BYTES: usize = 16;
 
 /// Runs the scenario.
-pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
+pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
     let s = &ctx.settings;
     let mut report = ScenarioReport::new(
         ID,
@@ -41,7 +41,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
 }
 
 /// The table rows.
-pub fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
+pub(crate) fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
     let Some(report) = all.iter().find(|r| r.id == ID) else { return Vec::new() };
     vec![
         Figure::compare(

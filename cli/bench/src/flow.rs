@@ -18,7 +18,7 @@ use super::{Ctx, Drops};
 
 /// The sizes of one round.
 #[derive(Debug, Clone, Copy)]
-pub struct Shape {
+pub(crate) struct Shape {
     /// Subscriber connections.
     pub subscribers: usize,
     /// Payload size in bytes.
@@ -33,7 +33,7 @@ pub struct Shape {
 
 /// One client's result for a round.
 #[derive(Debug, Clone, Serialize)]
-pub struct FlowResult {
+pub(crate) struct FlowResult {
     /// Which client.
     pub client: Client,
     /// Messages delivered per second (all subscribers together).
@@ -117,7 +117,7 @@ impl Flow {
 }
 
 /// Runs one round of `shape` for kinopio and raw, interleaved; results in run order.
-pub async fn round(ctx: &Ctx<'_>, round: u32, shape: &Shape) -> Result<Vec<FlowResult>, BenchError> {
+pub(crate) async fn round(ctx: &Ctx<'_>, round: u32, shape: &Shape) -> Result<Vec<FlowResult>, BenchError> {
     let payload = Bytes::from(vec![b'x'; shape.payload_bytes]);
     let batches = shape.batches.max(1);
     let batch = (shape.messages / batches).max(1);
@@ -169,7 +169,7 @@ pub async fn round(ctx: &Ctx<'_>, round: u32, shape: &Shape) -> Result<Vec<FlowR
 /// Runs the warm-up and measured rounds of one flow shape and records every measured round in
 /// `report` under `metric` (`label` prefixes progress lines and drop flags; `extra` is merged
 /// into each run's JSON record).
-pub async fn record_rounds(
+pub(crate) async fn record_rounds(
     ctx: &Ctx<'_>,
     shape: &Shape,
     label: &str,

@@ -11,14 +11,14 @@ use super::error::BenchError;
 
 /// A running forwarder.
 #[derive(Debug)]
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     port: u16,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Forwarder {
     /// Listens on `127.0.0.1:<free port>` and forwards each connection to `target`.
-    pub async fn start(target: SocketAddr) -> Result<Forwarder, BenchError> {
+    pub(crate) async fn start(target: SocketAddr) -> Result<Forwarder, BenchError> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|source| BenchError::Io {
             what: "listen for the forwarder on",
             path: "127.0.0.1:0".into(),
@@ -49,7 +49,7 @@ impl Forwarder {
     }
 
     /// `nats://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 }

@@ -22,11 +22,12 @@ use super::forward::Forwarder;
 use super::report::{Figure, ScenarioReport, Target, Unit};
 
 /// Scenario id.
-pub const ID: &str = "hot-switch";
+pub(crate) const ID: &str = "hot-switch";
 /// What it measures.
-pub const TITLE: &str = "hot switch of a subscribing hub between two URLs of one server under a steady publish rate";
+pub(crate) const TITLE: &str =
+    "hot switch of a subscribing hub between two URLs of one server under a steady publish rate";
 /// Payload size (an 8-byte sequence number and padding).
-pub const PAYLOAD_BYTES: usize = 16;
+pub(crate) const PAYLOAD_BYTES: usize = 16;
 /// How long after publishing stops late (duplicate) deliveries are still counted.
 const SETTLE: Duration = Duration::from_millis(300);
 
@@ -44,7 +45,7 @@ struct Outcome {
 }
 
 /// Runs the scenario.
-pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
+pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
     let s = &ctx.settings;
     let mut report = ScenarioReport::new(
         ID,
@@ -264,7 +265,7 @@ fn analyse(published: u64, got: &Received, calls: &[(Instant, Duration)]) -> Out
 }
 
 /// The table rows.
-pub fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
+pub(crate) fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
     let Some(report) = all.iter().find(|r| r.id == ID) else { return Vec::new() };
     let k = |metric: &str| report.series(Client::Kinopio, metric);
     vec![

@@ -19,16 +19,16 @@ use super::report::{Figure, ScenarioReport, Target, Unit};
 use super::stats::Latencies;
 
 /// Scenario id.
-pub const ID: &str = "latency";
+pub(crate) const ID: &str = "latency";
 /// What it measures.
-pub const TITLE: &str = "request → serve round trip, one request in flight, 16 B request";
+pub(crate) const TITLE: &str = "request → serve round trip, one request in flight, 16 B request";
 /// Request payload size.
-pub const PAYLOAD_BYTES: usize = 16;
+pub(crate) const PAYLOAD_BYTES: usize = 16;
 /// Requests per turn.
-pub const BLOCK: u64 = 100;
+pub(crate) const BLOCK: u64 = 100;
 
 /// Runs the scenario.
-pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
+pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
     let s = &ctx.settings;
     let mut report = ScenarioReport::new(
         ID,
@@ -91,7 +91,7 @@ impl Pair {
 }
 
 /// One round: both clients set up, warmed up, then measured in alternating blocks.
-pub async fn run_round(
+pub(crate) async fn run_round(
     ctx: &Ctx<'_>,
     round: u32,
     requests: u64,
@@ -135,7 +135,7 @@ pub async fn run_round(
 }
 
 /// The table rows.
-pub fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
+pub(crate) fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
     let Some(report) = all.iter().find(|r| r.id == ID) else { return Vec::new() };
     vec![
         Figure::compare(

@@ -42,13 +42,14 @@ use super::error::BenchError;
 use super::report::{Figure, ScenarioReport, Target, Unit};
 
 /// Scenario id.
-pub const ID: &str = "leaf-start";
+pub(crate) const ID: &str = "leaf-start";
 /// What it measures.
-pub const TITLE: &str = "leaf start (cached binary and CA) → HTTPS manifest ready, against the bare nats-server start";
+pub(crate) const TITLE: &str =
+    "leaf start (cached binary and CA) → HTTPS manifest ready, against the bare nats-server start";
 /// The target: kinopio's start may take this much longer than nats-server's own (ms).
-pub const OVERHEAD_TARGET_MS: f64 = 200.0;
+pub(crate) const OVERHEAD_TARGET_MS: f64 = 200.0;
 /// Poll interval of the bare start's readiness checks (the resolution of the baseline).
-pub const BARE_POLL: Duration = Duration::from_millis(2);
+pub(crate) const BARE_POLL: Duration = Duration::from_millis(2);
 /// Bound of one start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound of each readiness probe.
@@ -57,7 +58,7 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// The nats-server binary for leaf scenarios: the one the bench started, else `--binary-path`,
 /// `KINOPIO_NATS_SERVER`, the download cache, `PATH` or a download.
-pub async fn nats_binary(ctx: &Ctx<'_>) -> Result<PathBuf, BenchError> {
+pub(crate) async fn nats_binary(ctx: &Ctx<'_>) -> Result<PathBuf, BenchError> {
     if let Some(path) = &ctx.server.info().binary {
         return Ok(path.clone());
     }
@@ -70,7 +71,7 @@ pub async fn nats_binary(ctx: &Ctx<'_>) -> Result<PathBuf, BenchError> {
 }
 
 /// An HTTPS client that trusts only the CA certificates in `ca_files` (PEM), no proxy.
-pub fn https_client(ca_files: &[PathBuf], timeout: Duration) -> Result<reqwest::Client, BenchError> {
+pub(crate) fn https_client(ca_files: &[PathBuf], timeout: Duration) -> Result<reqwest::Client, BenchError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = Vec::new();
     for path in ca_files {
@@ -92,7 +93,7 @@ pub fn https_client(ca_files: &[PathBuf], timeout: Duration) -> Result<reqwest::
 }
 
 /// `GET url`: the manifest when it answers 200 and parses, else why not.
-pub async fn fetch_manifest(client: &reqwest::Client, url: &str) -> Result<LeaderManifest, String> {
+pub(crate) async fn fetch_manifest(client: &reqwest::Client, url: &str) -> Result<LeaderManifest, String> {
     let response = client.get(url).send().await.map_err(|e| describe(&e))?;
     let status = response.status();
     if status != reqwest::StatusCode::OK {
@@ -160,7 +161,7 @@ struct Steps {
 }
 
 /// Runs the scenario.
-pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
+pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
     let s = &ctx.settings;
     let binary = nats_binary(ctx).await?;
     let cache = temp_dir("kinopio-bench-leaf-cache-")?;
@@ -459,7 +460,7 @@ async fn steps(binary: &Path, ca_dir: &Path, material: &TlsMaterial) -> Result<S
 }
 
 /// The table rows.
-pub fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
+pub(crate) fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
     let Some(report) = all.iter().find(|r| r.id == ID) else { return Vec::new() };
     let k = |metric: &str| report.series(Client::Kinopio, metric);
     let median = |metric: &str| k(metric).and_then(|s| super::stats::Summary::of(&s.samples)).map(|s| s.median);

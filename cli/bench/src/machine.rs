@@ -10,7 +10,7 @@ use super::server::ServerInfo;
 
 /// The machine and software of a run.
 #[derive(Debug, Clone, Serialize)]
-pub struct Machine {
+pub(crate) struct Machine {
     /// CPU model name.
     pub cpu_model: Option<String>,
     /// Cores available to this process.
@@ -33,7 +33,7 @@ pub struct Machine {
 
 impl Machine {
     /// Describes this machine.
-    pub fn describe(server: ServerInfo) -> Machine {
+    pub(crate) fn describe(server: ServerInfo) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let source = kinopio_test_support::repo_root();
@@ -58,7 +58,7 @@ impl Machine {
 }
 
 /// The value of the first `name: value` line of a `/proc` file.
-pub fn field(text: &str, name: &str) -> Option<String> {
+pub(crate) fn field(text: &str, name: &str) -> Option<String> {
     text.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
         (key.trim() == name).then(|| value.trim().to_owned())
@@ -66,7 +66,7 @@ pub fn field(text: &str, name: &str) -> Option<String> {
 }
 
 /// `"12345 kB"` → 12345.
-pub fn kilobytes(value: &str) -> Option<u64> {
+pub(crate) fn kilobytes(value: &str) -> Option<u64> {
     value.split_whitespace().next()?.parse().ok()
 }
 

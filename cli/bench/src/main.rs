@@ -12,6 +12,10 @@
 //! are subcommands of this binary (`many-subs-child`, `probe-manifest`), and the failover
 //! scenarios run the `kinopio` executable found beside it.
 
+// The doc comments of the argument structs are `--help` text (`https://<leaf>/`,
+// `host[:port]`), not rustdoc.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod backbone_failover;
 mod clients;
 mod error;

@@ -22,20 +22,20 @@ use super::machine::{field, kilobytes};
 use super::report::{Figure, ScenarioReport, Target, Unit};
 
 /// Scenario id.
-pub const ID: &str = "many-subs";
+pub(crate) const ID: &str = "many-subs";
 /// What it measures.
-pub const TITLE: &str = "many subscribed variables: client RSS and total subscribe time (child process each)";
+pub(crate) const TITLE: &str = "many subscribed variables: client RSS and total subscribe time (child process each)";
 /// Subscriptions made concurrently in the `kinopio-concurrent` mode.
 const CONCURRENCY: usize = 256;
 /// How long one child may take.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(180);
 /// The kinopio memory target.
-pub const RSS_TARGET_MB: f64 = 50.0;
+pub(crate) const RSS_TARGET_MB: f64 = 50.0;
 
 /// What a child measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
-pub enum Mode {
+pub(crate) enum Mode {
     /// kinopio, one `subscribe` after another.
     Kinopio,
     /// kinopio, 256 `subscribe` calls in flight.
@@ -64,7 +64,7 @@ impl Mode {
 
 /// What a child prints (one JSON line).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChildResult {
+pub(crate) struct ChildResult {
     /// The mode.
     pub mode: Mode,
     /// Subscriptions made.
@@ -82,7 +82,7 @@ pub struct ChildResult {
 }
 
 /// The process's resident set size in kB (`VmRSS`), where `/proc` has it.
-pub fn rss_kb() -> Option<u64> {
+pub(crate) fn rss_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     field(&status, "VmRSS").and_then(|v| kilobytes(&v))
 }
@@ -92,7 +92,7 @@ fn subject(i: usize) -> String {
 }
 
 /// The child side: connects, subscribes `count` variables, prints a [`ChildResult`].
-pub async fn child(mode: Mode, url: &str, count: usize) -> Result<ChildResult, BenchError> {
+pub(crate) async fn child(mode: Mode, url: &str, count: usize) -> Result<ChildResult, BenchError> {
     let rss_start_kb = rss_kb();
     let conn = Conn::connect(mode.client(), url, "bench-many-subs", 1024).await?;
     let rss_connected_kb = rss_kb();
@@ -213,7 +213,7 @@ fn mb(kb: Option<u64>) -> Option<f64> {
 }
 
 /// Runs the scenario.
-pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
+pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
     let s = &ctx.settings;
     let mut report = ScenarioReport::new(
         ID,
@@ -259,7 +259,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
 }
 
 /// The table rows.
-pub fn figures(all: &[ScenarioReport], count: usize) -> Vec<Figure> {
+pub(crate) fn figures(all: &[ScenarioReport], count: usize) -> Vec<Figure> {
     let Some(report) = all.iter().find(|r| r.id == ID) else { return Vec::new() };
     let k = |m: &str| report.series(Client::Kinopio, m);
     let r = |m: &str| report.series(Client::Raw, m);

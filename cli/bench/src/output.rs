@@ -8,7 +8,7 @@ use serde_json::{Value as Json, json};
 
 /// A failure of the benchmark: what to print and which exit code to use.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     code: u8,
     kind: &'static str,
     message: String,
@@ -16,12 +16,12 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(code: u8, kind: &'static str, message: impl Into<String>, json: bool) -> Failure {
+    pub(crate) fn new(code: u8, kind: &'static str, message: impl Into<String>, json: bool) -> Failure {
         Failure { code, kind, message: message.into(), json }
     }
 
     /// Prints the failure (a JSON line on stdout with `--json`, else a message on stderr).
-    pub fn report(self) -> ExitCode {
+    pub(crate) fn report(self) -> ExitCode {
         if self.json {
             line(&json!({"error": {"kind": self.kind, "message": self.message}}));
         } else {
@@ -32,14 +32,14 @@ impl Failure {
 }
 
 /// Prints one JSON line on stdout and flushes.
-pub fn line(value: &Json) {
+pub(crate) fn line(value: &Json) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{value}");
     let _ = out.flush();
 }
 
 /// Prints one text line on stdout and flushes.
-pub fn text(s: &str) {
+pub(crate) fn text(s: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{s}");
     let _ = out.flush();

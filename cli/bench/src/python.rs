@@ -15,22 +15,22 @@ use super::report::{Figure, ScenarioReport, ScenarioStatus, Target, Unit};
 use super::{latency, throughput};
 
 /// Scenario id.
-pub const ID: &str = "python";
+pub(crate) const ID: &str = "python";
 /// What it measures.
-pub const TITLE: &str = "the throughput and latency scenarios run by Python kinopio-hub 0.1.1";
+pub(crate) const TITLE: &str = "the throughput and latency scenarios run by Python kinopio-hub 0.1.1";
 /// The interpreter: `--python`, else `KINOPIO_PYTHON`, else the repository's `.venv`
 /// ([`kinopio_test_support::python::python_path`]).
-pub fn python_path(explicit: Option<&Path>) -> PathBuf {
+pub(crate) fn python_path(explicit: Option<&Path>) -> PathBuf {
     explicit.map_or_else(kinopio_test_support::python::python_path, Path::to_owned)
 }
 
 /// The script: `--python-script`, else the repository's `scripts/bench/python_bench.py`.
-pub fn script_path(explicit: Option<&Path>) -> PathBuf {
+pub(crate) fn script_path(explicit: Option<&Path>) -> PathBuf {
     explicit.map_or_else(|| kinopio_test_support::repo_root().join("scripts/bench/python_bench.py"), Path::to_owned)
 }
 
 /// Runs the scenario, or reports it skipped when no interpreter or script is there.
-pub async fn run(ctx: &Ctx<'_>, python: &Path, script: &Path) -> Result<ScenarioReport, BenchError> {
+pub(crate) async fn run(ctx: &Ctx<'_>, python: &Path, script: &Path) -> Result<ScenarioReport, BenchError> {
     let s = &ctx.settings;
     for (what, path) in [("interpreter", python), ("script", script)] {
         if !path.exists() {
@@ -138,7 +138,7 @@ fn record(report: &mut ScenarioReport, doc: &Value) -> Result<(), BenchError> {
 
 /// The table rows: kinopio's medians (from the `throughput` and `latency` scenarios of the
 /// same run) over Python's.
-pub fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
+pub(crate) fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
     let Some(py) = all.iter().find(|r| r.id == ID) else { return Vec::new() };
     let find = |id: &str| all.iter().find(|r| r.id == id);
     let mut figures = Vec::new();

@@ -17,11 +17,11 @@ use super::machine::Machine;
 use super::stats::{Summary, ratio};
 
 /// Version of the JSON layout.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// The whole report.
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// [`SCHEMA_VERSION`].
     pub schema: u32,
     /// When the run finished (RFC 3339, UTC).
@@ -45,7 +45,7 @@ pub struct Report {
 /// Whether a scenario ran.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
-pub enum ScenarioStatus {
+pub(crate) enum ScenarioStatus {
     /// It ran.
     Ok,
     /// It was not run, and why.
@@ -62,7 +62,7 @@ pub enum ScenarioStatus {
 
 /// One scenario's results.
 #[derive(Debug, Clone, Serialize)]
-pub struct ScenarioReport {
+pub(crate) struct ScenarioReport {
     /// Short id (`throughput`, `latency`, ...).
     pub id: &'static str,
     /// What it measures.
@@ -83,7 +83,7 @@ pub struct ScenarioReport {
 
 impl ScenarioReport {
     /// An empty report for scenario `id`.
-    pub fn new(id: &'static str, title: &'static str, params: serde_json::Value) -> ScenarioReport {
+    pub(crate) fn new(id: &'static str, title: &'static str, params: serde_json::Value) -> ScenarioReport {
         ScenarioReport {
             id,
             title,
@@ -97,12 +97,12 @@ impl ScenarioReport {
     }
 
     /// A report for a scenario that did not run.
-    pub fn not_run(id: &'static str, title: &'static str, status: ScenarioStatus) -> ScenarioReport {
+    pub(crate) fn not_run(id: &'static str, title: &'static str, status: ScenarioStatus) -> ScenarioReport {
         ScenarioReport { status, ..ScenarioReport::new(id, title, serde_json::Value::Null) }
     }
 
     /// Appends a sample to the series (`client`, `metric`), creating it if needed.
-    pub fn push(&mut self, client: Client, metric: &str, unit: Unit, value: f64) {
+    pub(crate) fn push(&mut self, client: Client, metric: &str, unit: Unit, value: f64) {
         match self.series.iter_mut().find(|s| s.client == client && s.metric == metric) {
             Some(series) => series.samples.push(value),
             None => self.series.push(Series {
@@ -116,12 +116,12 @@ impl ScenarioReport {
     }
 
     /// The series (`client`, `metric`).
-    pub fn series(&self, client: Client, metric: &str) -> Option<&Series> {
+    pub(crate) fn series(&self, client: Client, metric: &str) -> Option<&Series> {
         self.series.iter().find(|s| s.client == client && s.metric == metric)
     }
 
     /// Computes every series' summary.
-    pub fn summarize(&mut self) {
+    pub(crate) fn summarize(&mut self) {
         for series in &mut self.series {
             series.summary = Summary::of(&series.samples);
         }
@@ -130,7 +130,7 @@ impl ScenarioReport {
 
 /// The samples of one metric of one client.
 #[derive(Debug, Clone, Serialize)]
-pub struct Series {
+pub(crate) struct Series {
     /// Which client.
     pub client: Client,
     /// What is measured (`throughput_16B`, `p50`, ...).
@@ -145,7 +145,7 @@ pub struct Series {
 
 /// Unit of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// Messages per second.
     #[serde(rename = "msg/s")]
     MsgPerSec,
@@ -165,7 +165,7 @@ pub enum Unit {
 
 impl Unit {
     /// `value` with its unit, for people.
-    pub fn format(self, value: f64) -> String {
+    pub(crate) fn format(self, value: f64) -> String {
         format!("{} {}", self.number(value), self.suffix(value)).trim_end().to_owned()
     }
 
@@ -204,7 +204,7 @@ impl Unit {
     }
 
     /// A summary: `median [min–max]` (just the value for one sample).
-    pub fn format_summary(self, s: &Summary) -> String {
+    pub(crate) fn format_summary(self, s: &Summary) -> String {
         if s.n <= 1 || s.min == s.max {
             return self.format(s.median);
         }
@@ -220,7 +220,7 @@ impl Unit {
 /// What a figure must reach.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Target {
+pub(crate) enum Target {
     /// Median kinopio ÷ median baseline at least this.
     RatioAtLeast {
         /// The bound.
@@ -244,7 +244,7 @@ pub enum Target {
 
 impl Target {
     /// The target for people.
-    pub fn describe(self, unit: Unit) -> String {
+    pub(crate) fn describe(self, unit: Unit) -> String {
         match self {
             Target::RatioAtLeast { value } => format!("≥ {value:.2}"),
             Target::RatioAtMost { value } => format!("≤ {value:.2}"),
@@ -255,7 +255,7 @@ impl Target {
     }
 
     /// Whether it is met; `None` when there is no target or nothing to judge.
-    pub fn check(self, kinopio: Option<&Summary>, ratio: Option<f64>) -> Option<bool> {
+    pub(crate) fn check(self, kinopio: Option<&Summary>, ratio: Option<f64>) -> Option<bool> {
         match self {
             Target::RatioAtLeast { value } => ratio.map(|r| r >= value),
             Target::RatioAtMost { value } => ratio.map(|r| r <= value),
@@ -268,7 +268,7 @@ impl Target {
 
 /// The baseline side of a figure.
 #[derive(Debug, Clone, Serialize)]
-pub struct Baseline {
+pub(crate) struct Baseline {
     /// Which client.
     pub client: Client,
     /// Its spread.
@@ -277,7 +277,7 @@ pub struct Baseline {
 
 /// One row of the table.
 #[derive(Debug, Clone, Serialize)]
-pub struct Figure {
+pub(crate) struct Figure {
     /// Stable id (`throughput_16B`, ...).
     pub id: String,
     /// The scenario it comes from.
@@ -306,7 +306,7 @@ pub struct Figure {
 
 impl Figure {
     /// kinopio's series compared with a baseline series.
-    pub fn compare(
+    pub(crate) fn compare(
         id: &str,
         scenario: &'static str,
         label: &str,
@@ -345,18 +345,24 @@ impl Figure {
     }
 
     /// kinopio's series alone.
-    pub fn single(id: &str, scenario: &'static str, label: &str, kinopio: Option<&Series>, target: Target) -> Figure {
+    pub(crate) fn single(
+        id: &str,
+        scenario: &'static str,
+        label: &str,
+        kinopio: Option<&Series>,
+        target: Target,
+    ) -> Figure {
         Figure::compare(id, scenario, label, kinopio, None, target)
     }
 
     /// Adds a note.
-    pub fn with_note(mut self, note: impl Into<String>) -> Figure {
+    pub(crate) fn with_note(mut self, note: impl Into<String>) -> Figure {
         self.note = Some(note.into());
         self
     }
 
     /// Adds flags.
-    pub fn with_flags(mut self, flags: &[String]) -> Figure {
+    pub(crate) fn with_flags(mut self, flags: &[String]) -> Figure {
         self.flags.extend(flags.iter().cloned());
         self
     }
@@ -393,7 +399,7 @@ const HEADERS: [&str; 6] = ["figure", "kinopio", "baseline", "kinopio ÷ baselin
 
 impl Report {
     /// The table for the terminal.
-    pub fn text_table(&self) -> String {
+    pub(crate) fn text_table(&self) -> String {
         let rows: Vec<[String; 6]> = self.figures.iter().map(Figure::cells).collect();
         let mut widths = HEADERS.map(|h| h.chars().count());
         for row in &rows {
@@ -443,7 +449,7 @@ impl Report {
     }
 
     /// The Markdown page (`bench.md`).
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# kinopio benchmark\n");
         let m = &self.machine;
@@ -502,7 +508,7 @@ impl Report {
 
     /// Writes `bench.json` and `bench.md` into `dir` (created if needed) and returns their
     /// paths.
-    pub fn write_files(&self, dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
+    pub(crate) fn write_files(&self, dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
         std::fs::create_dir_all(dir).map_err(|source| BenchError::Io {
             what: "create",
             path: dir.to_owned(),

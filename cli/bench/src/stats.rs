@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// The spread of a set of samples (one per round, or one per event).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Number of samples.
     pub n: usize,
     /// Median.
@@ -26,7 +26,7 @@ pub struct Summary {
 
 impl Summary {
     /// The summary of `samples`; `None` when there are none (NaNs are ignored).
-    pub fn of(samples: &[f64]) -> Option<Summary> {
+    pub(crate) fn of(samples: &[f64]) -> Option<Summary> {
         let mut sorted: Vec<f64> = samples.iter().copied().filter(|x| !x.is_nan()).collect();
         if sorted.is_empty() {
             return None;
@@ -47,7 +47,7 @@ impl Summary {
 
 /// The `q`-th percentile (0–100) of sorted samples, interpolating linearly between the two
 /// nearest ranks. `sorted` must be sorted ascending and not empty.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.len() == 1 {
         return sorted[0];
     }
@@ -60,7 +60,7 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// Percentiles of the request latencies of one run, in microseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Latencies {
+pub(crate) struct Latencies {
     /// Requests measured.
     pub count: usize,
     /// Median.
@@ -81,7 +81,7 @@ pub struct Latencies {
 
 impl Latencies {
     /// The percentiles of `samples`; `None` when there are none.
-    pub fn of(samples: &[Duration]) -> Option<Latencies> {
+    pub(crate) fn of(samples: &[Duration]) -> Option<Latencies> {
         let mut us: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
         if us.is_empty() {
             return None;
@@ -101,7 +101,7 @@ impl Latencies {
 }
 
 /// `a / b` when both are finite and `b` is not zero.
-pub fn ratio(a: f64, b: f64) -> Option<f64> {
+pub(crate) fn ratio(a: f64, b: f64) -> Option<f64> {
     let r = a / b;
     (a.is_finite() && b.is_finite() && b != 0.0 && r.is_finite()).then_some(r)
 }

@@ -13,15 +13,15 @@ use super::flow::{self, Shape};
 use super::report::{Figure, ScenarioReport, Target};
 
 /// Scenario id.
-pub const ID: &str = "throughput";
+pub(crate) const ID: &str = "throughput";
 /// What it measures.
-pub const TITLE: &str = "publish → subscribe throughput (separate connections), msgs/s at the subscriber";
+pub(crate) const TITLE: &str = "publish → subscribe throughput (separate connections), msgs/s at the subscriber";
 
 /// The payload sizes measured, with the metric name of each.
-pub const SIZES: [(usize, &str, &str); 2] = [(16, "throughput_16B", "16 B"), (1024, "throughput_1KiB", "1 KiB")];
+pub(crate) const SIZES: [(usize, &str, &str); 2] = [(16, "throughput_16B", "16 B"), (1024, "throughput_1KiB", "1 KiB")];
 
 /// Runs the scenario.
-pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
+pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
     let s = &ctx.settings;
     let mut report = ScenarioReport::new(
         ID,
@@ -48,7 +48,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
 }
 
 /// The table rows.
-pub fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
+pub(crate) fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
     let Some(report) = all.iter().find(|r| r.id == ID) else { return Vec::new() };
     SIZES
         .iter()

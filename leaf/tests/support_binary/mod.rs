@@ -18,11 +18,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// Path prefix of the release files on the test server (a mirror-style base URL).
-pub const MIRROR_PREFIX: &str = "/mirror";
+pub(crate) const MIRROR_PREFIX: &str = "/mirror";
 
 /// How the server answers a path.
 #[derive(Debug, Clone)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// 200 with this body.
     Body(Arc<Vec<u8>>),
     /// This status with an empty body.
@@ -33,7 +33,7 @@ pub enum Reply {
 
 /// A release server on 127.0.0.1; stops when dropped.
 #[derive(Debug)]
-pub struct ReleaseServer {
+pub(crate) struct ReleaseServer {
     addr: SocketAddr,
     hits: Arc<Mutex<HashMap<String, usize>>>,
     task: JoinHandle<()>,
@@ -41,7 +41,7 @@ pub struct ReleaseServer {
 
 impl ReleaseServer {
     /// Serves `routes` (path → reply); any other path gets 404.
-    pub async fn start(routes: Vec<(String, Reply)>) -> ReleaseServer {
+    pub(crate) async fn start(routes: Vec<(String, Reply)>) -> ReleaseServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let routes: Arc<HashMap<String, Reply>> = Arc::new(routes.into_iter().collect());
@@ -63,17 +63,17 @@ impl ReleaseServer {
     }
 
     /// The base URL to configure (`http://127.0.0.1:<port>/mirror`).
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}{MIRROR_PREFIX}", self.addr)
     }
 
     /// Requests seen for `path`.
-    pub fn hits(&self, path: &str) -> usize {
+    pub(crate) fn hits(&self, path: &str) -> usize {
         self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
     /// All requests seen.
-    pub fn total_hits(&self) -> usize {
+    pub(crate) fn total_hits(&self) -> usize {
         self.hits.lock().unwrap().values().sum()
     }
 }
@@ -85,7 +85,7 @@ impl Drop for ReleaseServer {
 }
 
 /// The server path of a release file.
-pub fn release_path(version: &str, file: &str) -> String {
+pub(crate) fn release_path(version: &str, file: &str) -> String {
     format!("{MIRROR_PREFIX}/v{version}/{file}")
 }
 
@@ -131,12 +131,12 @@ async fn serve(
 }
 
 /// The real nats-server used by the tests ([`kinopio_test_support::nats_server_binary`]).
-pub fn real_binary() -> PathBuf {
+pub(crate) fn real_binary() -> PathBuf {
     kinopio_test_support::nats_server_binary()
 }
 
 /// The version the real binary reports.
-pub fn real_version() -> &'static str {
+pub(crate) fn real_version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
     VERSION.get_or_init(|| {
         let out = std::process::Command::new(real_binary()).arg("--version").output().unwrap();
@@ -145,19 +145,19 @@ pub fn real_version() -> &'static str {
 }
 
 /// This machine's platform (the tests only run where downloads are supported).
-pub fn platform() -> Platform {
+pub(crate) fn platform() -> Platform {
     Platform::current().unwrap()
 }
 
 /// An archive and its SHA-256.
 #[derive(Debug, Clone)]
-pub struct Archive {
+pub(crate) struct Archive {
     pub bytes: Arc<Vec<u8>>,
     pub sha256: [u8; 32],
 }
 
 impl Archive {
-    pub fn new(bytes: Vec<u8>) -> Archive {
+    pub(crate) fn new(bytes: Vec<u8>) -> Archive {
         let sha256 = Sha256::digest(&bytes).into();
         Archive { bytes: Arc::new(bytes), sha256 }
     }
@@ -165,14 +165,14 @@ impl Archive {
 
 /// An entry for [`tar_gz`]; names are written raw so hostile names are possible.
 #[derive(Debug, Clone)]
-pub enum Entry {
+pub(crate) enum Entry {
     Dir(String),
     File(String, Vec<u8>),
     Symlink(String, String),
 }
 
 /// Builds a `.tar.gz` from `entries` (fast compression).
-pub fn tar_gz(entries: &[Entry]) -> Vec<u8> {
+pub(crate) fn tar_gz(entries: &[Entry]) -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut builder = tar::Builder::new(gz);
     for entry in entries {
@@ -198,12 +198,12 @@ pub fn tar_gz(entries: &[Entry]) -> Vec<u8> {
 }
 
 /// The directory name inside a release archive.
-pub fn release_dir(version: &str) -> String {
+pub(crate) fn release_dir(version: &str) -> String {
     platform().release_dir_name(version)
 }
 
 /// A release-shaped archive for `version` whose binary is `binary`.
-pub fn release_archive(version: &str, binary: Vec<u8>) -> Archive {
+pub(crate) fn release_archive(version: &str, binary: Vec<u8>) -> Archive {
     let dir = release_dir(version);
     Archive::new(tar_gz(&[
         Entry::Dir(format!("{dir}/")),
@@ -214,18 +214,18 @@ pub fn release_archive(version: &str, binary: Vec<u8>) -> Archive {
 }
 
 /// The real nats-server packed like an official release (built once per test binary).
-pub fn real_archive() -> &'static Archive {
+pub(crate) fn real_archive() -> &'static Archive {
     static ARCHIVE: OnceLock<Archive> = OnceLock::new();
     ARCHIVE.get_or_init(|| release_archive(real_version(), std::fs::read(real_binary()).unwrap()))
 }
 
 /// A shell script to stand in for a binary.
-pub fn script(body: &str) -> Vec<u8> {
+pub(crate) fn script(body: &str) -> Vec<u8> {
     format!("#!/bin/sh\n{body}\n").into_bytes()
 }
 
 /// Entries of a cache directory other than the lock file (missing dir = none).
-pub fn leftovers(cache_dir: &Path) -> Vec<String> {
+pub(crate) fn leftovers(cache_dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(cache_dir) else {
         return Vec::new();
     };
@@ -236,7 +236,7 @@ pub fn leftovers(cache_dir: &Path) -> Vec<String> {
 }
 
 /// Writes an executable file.
-pub fn write_executable(path: &Path, contents: &[u8]) {
+pub(crate) fn write_executable(path: &Path, contents: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut file = std::fs::File::create(path).unwrap();
     file.write_all(contents).unwrap();
@@ -246,7 +246,7 @@ pub fn write_executable(path: &Path, contents: &[u8]) {
 }
 
 /// Sets a file's permission bits.
-pub fn set_mode(path: &Path, mode: u32) {
+pub(crate) fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
