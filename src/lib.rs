@@ -25,7 +25,28 @@
 //! assert_eq!(answer, 42);
 //! # Ok(()) }
 //! ```
-
+//!
+//! # Layout
+//!
+//! Data flows downward: the handles call the engine; the engine's driver asks the pure
+//! policies what to do and performs it; nothing below calls back up.
+//!
+//! - Handles: `hub` ([`Hub`]), `scope` ([`Scope`], and `Hub::scope`), `variable`
+//!   ([`Variable`], `Hub::variable`, `Hub::subscribe_pattern`), `subscription`
+//!   ([`Subscription`], [`Message`]), `service` ([`Service`]); `variable_state` keeps a
+//!   subject's latest value for them.
+//! - `engine`: the connection engine — connections, the registry of live subscriptions,
+//!   publishing, requests, and its driver task (first connection, events, re-probes, hot
+//!   switches, local-leader switches).
+//! - Pure policies with an injectable clock: `selection::ranking` (when a faster server is
+//!   worth a switch) and `discovery::policy` (when to take, keep or leave a local leader);
+//!   their executors are the engine's probes and [`discovery`]'s HTTPS fetcher and mDNS
+//!   browser.
+//! - [`wire`]: every cross-process contract (JSON writer, manifest, beacon, mDNS record) and
+//!   the protocol notes; `codec` is the 0.1.1 payload encoding, [`name`] its subject rules.
+//! - [`trust`]: a namespace's CA and LAN token, derived from its secret.
+//! - `options`, `error`, `state`, `server`, `backoff`, `tls`: options, errors, events and
+//!   small helpers, re-exported at the crate root where public.
 
 mod backoff;
 mod codec;
