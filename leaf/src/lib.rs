@@ -34,7 +34,6 @@
 //! The wire contracts (manifest, beacon JSON, mDNS record) are the client's:
 //! [`kinopio::wire`].
 
-
 pub mod auto;
 pub mod binary;
 pub mod config;
