@@ -24,7 +24,7 @@ from kinopio_hub import _protocol as p
 from kinopio_hub import _messaging as m
 
 EXPECTED_VERSION = "3.0.0"
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "vectors", "p4")
+OUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "vectors", "p4"))
 
 
 def code_of(fn, *args):

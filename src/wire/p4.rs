@@ -20,7 +20,7 @@
 //! - [`record`]: the record envelope of §4.1 ([`record::Record`], a tombstone cannot carry a
 //!   value), the version order of §4.2, the pure LWW step of §4.3 ([`record::apply`]), the
 //!   capacity rule, and how kinopio picks the counter of its own writes
-//!   ([`record::next_version`], including the §11 W9 decision).
+//!   ([`record::Clock::next_version`], including the §11 W9 decision).
 //! - [`headers`]: header validation and the outbound normalisation of §5.2.
 //!
 //! Errors carry the reference's error codes ([`ErrorCode`], §10.2) so a later API can report
@@ -33,8 +33,8 @@
 //! - **Decoding is bounded before parsing.** Python parses up to 1 MiB with no nesting limit
 //!   other than its interpreter's recursion limit (§3.3, W2). [`canonical::decode`] rejects
 //!   input over [`canonical::MAX_MESSAGE_BYTES`] unread and any nesting deeper than
-//!   [`canonical::MAX_DECODE_DEPTH`] (64) before entering it, as `INVALID_MESSAGE`. Every valid
-//!   protocol-4 message nests at most 34 deep (a record around a value of depth 32), so no
+//!   [`canonical::MAX_DECODE_DEPTH`] (64) before entering it, as `INVALID_MESSAGE`. A valid
+//!   value holds at most 33 nested containers and protocol envelopes add one or two, so no
 //!   valid message is refused.
 //! - **Strings are Unicode.** Python's decoder accepts lone surrogates (`"\ud800"`) and fails
 //!   later (`value_of` → `INVALID_VALUE`, or a `UnicodeEncodeError` when encoding); kinopio
@@ -44,7 +44,7 @@
 //!   `INVALID_VALUE` from [`canonical::value_of`] and a non-finite error from
 //!   [`canonical::encode`]. Integers are kept as `f64`, which is exact for every integer
 //!   `value_of` accepts (±(2^53−1)) and is what `js_stringify` itself does beyond that range.
-//! - **W9, maximal counters** ([`record::next_version`]): a record whose counter is the
+//! - **W9, maximal counters** ([`record::Clock::next_version`]): a record whose counter is the
 //!   largest the wire allows (forty 9s) is accepted like Python does, but it no longer bricks
 //!   every writer: a kinopio write falls back from the hub-wide clock to the variable's own
 //!   counter, so only the poisoned variable is affected, and even that one is still writable

@@ -24,8 +24,8 @@ use super::ErrorCode;
 /// Largest protocol message [`decode`] reads (1 MiB); larger input is refused unread.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Deepest nesting [`decode`] enters: containers inside containers, counting the outermost.
-/// Valid protocol-4 messages nest at most 34 deep (a record object around a value of depth
-/// 32 plus its innermost container); Python has no limit below its recursion limit.
+/// A valid value holds at most 33 nested containers and protocol envelopes (a record) add
+/// one or two; Python has no limit below its recursion limit.
 pub const MAX_DECODE_DEPTH: usize = 64;
 /// Largest encoded value [`value_of`] accepts (64 KiB).
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
