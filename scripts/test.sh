@@ -12,6 +12,13 @@ export KINOPIO_PYTHON="$PWD/.venv/bin/python"
 export KINOPIO_SKIP_CA_TRUST_INSTALL=1
 export RUST_BACKTRACE=1
 
+echo "== protocol-4 vectors match kinopio-hub 3.0.0 (scripts/interop/p4_vectors.py --check)"
+# install-deps.sh created .venv-hub3; if it is missing this fails rather than skipping.
+if [ ! -x .venv-hub3/bin/python ]; then
+  echo "error: .venv-hub3 (kinopio-hub 3.0.0) is missing; scripts/install-deps.sh creates it" >&2
+  exit 1
+fi
+timeout 120 .venv-hub3/bin/python scripts/interop/p4_vectors.py --check
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -42,8 +42,8 @@
 //!   worth a switch) and `discovery::policy` (when to take, keep or leave a local leader);
 //!   their executors are the engine's probes and [`discovery`]'s HTTPS fetcher and mDNS
 //!   browser.
-//! - [`wire`]: every cross-process contract (JSON writer, manifest, beacon, mDNS record) and
-//!   the protocol notes; `codec` is the 0.1.1 payload encoding, [`name`] its subject rules.
+//! - [`wire`]: every cross-process contract (JSON writer, manifest, beacon, mDNS record), the
+//!   protocol notes and the protocol-4 groundwork ([`wire::p4`], not used by the engine yet); `codec` is the 0.1.1 payload encoding, [`name`] its subject rules.
 //! - [`trust`]: a namespace's CA and LAN token, derived from its secret.
 //! - `options`, `error`, `state`, `server`, `backoff`, `tls`: options, errors, events and
 //!   small helpers, re-exported at the crate root where public.

@@ -11,6 +11,9 @@
 //!   strict parser.
 //! - [`mdns`]: the leader's mDNS advertisement (service type, TXT keys, names).
 //! - [`protocol`]: notes on the kinopio-hub 0.1.1 wire contract that the code cites.
+//! - [`p4`]: groundwork for protocol 4 (kinopio-hub 3.0.0): names and subjects, canonical
+//!   JSON, variable records with their last-writer-wins order, message headers. Not yet used
+//!   by the engine.
 //!
 //! The payload encoding of the 0.1.1 wire lives in the crate root ([`crate::Payload`], [`crate::decode_value`]), and subject names in
 //! [`crate::name`]; both are described in [`protocol`].
@@ -19,4 +22,5 @@ pub mod beacon;
 pub mod json;
 pub mod manifest;
 pub mod mdns;
+pub mod p4;
 pub mod protocol;

@@ -36,7 +36,7 @@ pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// The UDP port of a namespace: `44710 + crc32(namespace as UTF-8) % 1000` (zlib CRC-32).
 ///
 /// ```
-/// use kinopio_leaf::election::port_for_namespace;
+/// use kinopio::wire::beacon::port_for_namespace;
 /// assert_eq!(port_for_namespace("studio"), 44716);
 /// assert_eq!(port_for_namespace(""), 44710);
 /// ```
