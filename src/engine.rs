@@ -38,7 +38,7 @@ use crate::error::{
     ConnectError, ConnectErrorKind, PublishError, PublishErrorKind, RequestError, RequestErrorKind, SubscribeError,
     SubscribeErrorKind, SwitchError, SwitchErrorKind,
 };
-use crate::options::HubOptions;
+use crate::options::{Confirmation, HubOptions};
 use crate::selection::ProbeResult;
 use crate::server::ServerUrl;
 use crate::state::{ConnectionState, HubEvent, SwitchReason};
@@ -59,6 +59,15 @@ pub struct Checkpoint {
     connection: u64,
     connects: u64,
     server_errors: u64,
+}
+
+/// The subject of a server error refusing a subscription (`Permissions Violation for
+/// Subscription to "<subject>"`, possibly followed by ` using queue "<group>"`).
+fn refused_subject(error: &str) -> Option<String> {
+    const PREFIX: &str = "permissions violation for subscription to \"";
+    let start = error.to_ascii_lowercase().find(PREFIX)? + PREFIX.len();
+    let rest = error.get(start..)?;
+    Some(rest[..rest.find('"')?].to_owned())
 }
 
 /// The engine (see the module docs). One per hub; the handles hold it in an `Arc`.
@@ -411,11 +420,13 @@ impl Engine {
     }
 
     /// Subscribes `subject` (in queue group `queue`) on the current connection and registers
-    /// it so it follows every connection change. Returns once the server has the interest
-    /// (when connected); a subscription the server refuses is an error.
+    /// it so it follows every connection change. With [`Confirmation::Server`] it returns once
+    /// the server has the interest (when connected) and a subscription the server refuses is
+    /// an error; with [`Confirmation::Ordered`] it returns once the SUB is queued and a refusal
+    /// ends the subscription later ([`Engine::end_refused`]).
     pub(crate) async fn subscribe(
         self: &Arc<Self>,
-        subject: &str,
+        subject: &async_nats::Subject,
         queue: Option<&str>,
     ) -> Result<Inbox, SubscribeError> {
         if self.is_closed() {
@@ -428,7 +439,7 @@ impl Engine {
         }
         self.connection_object().await?;
         let mailbox = Arc::new(Mailbox::default());
-        let binding = Binding { subject: subject.to_owned(), queue: queue.map(str::to_owned), mailbox };
+        let binding = Binding { subject: subject.clone(), queue: queue.map(str::to_owned), mailbox };
         let errors_before;
         let (id, subscriber, conn) = {
             let _switching = self.switch_lock.lock().await;
@@ -442,13 +453,13 @@ impl Engine {
             lock(&self.bindings).insert(id, binding.clone());
             (id, subscriber, conn)
         };
-        if conn.is_connected() {
+        if self.options.subscribe_confirmation == Confirmation::Server && conn.is_connected() {
             match round_trip(&conn.client, self.options.request_timeout).await {
                 Ok(_) => {
                     // The server answers a refused SUB with `-ERR` before its PONG.
-                    let refused = format!("permissions violation for subscription to \"{subject}\"");
                     let errors = conn.client.statistics().server_errors_after(errors_before);
-                    if let Some(error) = errors.iter().find(|e| e.to_lowercase().contains(&refused)) {
+                    if let Some(error) = errors.iter().find(|e| refused_subject(e).as_deref() == Some(subject.as_str()))
+                    {
                         self.unbind(id);
                         drop(subscriber);
                         return Err(
@@ -462,6 +473,25 @@ impl Engine {
             }
         }
         Ok(Inbox::new(Arc::clone(self), id, subscriber, binding))
+    }
+
+    /// Ends every subscription the server refused in `error` (a permissions violation for a
+    /// subscription): the server will never deliver to it. Under [`Confirmation::Server`] the
+    /// refused `subscribe()` has already failed and unbound itself; this catches the refusals
+    /// reported after `subscribe()` returned ([`Confirmation::Ordered`], or a server with other
+    /// permissions after a switch).
+    fn end_refused(&self, error: &str) {
+        let Some(subject) = refused_subject(error) else { return };
+        let refused: Vec<(u64, Binding)> = {
+            let mut bindings = lock(&self.bindings);
+            let ids: Vec<u64> =
+                bindings.iter().filter(|(_, b)| b.subject.as_str() == subject).map(|(id, _)| *id).collect();
+            ids.into_iter().filter_map(|id| bindings.remove(&id).map(|b| (id, b))).collect()
+        };
+        for (id, binding) in refused {
+            tracing::warn!(%subject, id, "the server refused the subscription; ending it");
+            binding.mailbox.send(inbox::Switch::End);
+        }
     }
 
     /// One round trip on the current connection, if connected: afterwards the server has

@@ -78,7 +78,7 @@ impl Hub {
         name::validate_pattern("subject", pattern)
             .map_err(|e| SubscribeError::new(SubscribeErrorKind::InvalidSubject).with_detail(e.to_string()))?;
         let state = self.variable_state(pattern);
-        let inbox = self.engine().subscribe(pattern, queue).await?;
+        let inbox = self.engine().subscribe(&state.subject, queue).await?;
         Ok(Subscription::new(inbox, state))
     }
 }
@@ -207,7 +207,7 @@ impl Variable {
     }
 
     async fn subscribe_in(&self, queue: Option<&str>) -> Result<Subscription, SubscribeError> {
-        let inbox = self.hub.engine().subscribe(self.subject(), queue).await?;
+        let inbox = self.hub.engine().subscribe(&self.state.subject, queue).await?;
         Ok(Subscription::new(inbox, Arc::clone(&self.state)))
     }
 

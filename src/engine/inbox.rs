@@ -31,6 +31,35 @@ pub(super) enum Switch {
     Rebind(Box<Rebind>),
     /// The switch failed: forget what was remembered.
     Abort,
+    /// The server refused the subscription (a permissions violation reported after
+    /// `subscribe()` returned, see [`Confirmation::Ordered`](crate::Confirmation::Ordered)):
+    /// end the stream.
+    End,
+}
+
+/// One hot switch, shared by the merges it starts; when the last merge ends (or its rebind
+/// is dropped unused) the hub is back on one connection and
+/// [`HubEvent::SwitchSettled`](crate::HubEvent::SwitchSettled) is emitted.
+#[derive(Debug)]
+pub(super) struct SwitchSettle {
+    pub engine: std::sync::Weak<Engine>,
+    pub server: crate::server::ServerUrl,
+    pub subscriptions: usize,
+    pub started: std::time::Instant,
+}
+
+impl Drop for SwitchSettle {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.upgrade() {
+            let elapsed = self.started.elapsed();
+            tracing::debug!(server = %self.server, subscriptions = self.subscriptions, ?elapsed, "switch settled");
+            engine.emit(crate::state::HubEvent::SwitchSettled {
+                server: self.server.clone(),
+                subscriptions: self.subscriptions,
+                elapsed,
+            });
+        }
+    }
 }
 
 /// A new subscriber for a binding, on the connection the hub moved to.
@@ -42,6 +71,8 @@ pub(super) struct Rebind {
     /// Filter duplicates (plain subscriptions); queue groups need none.
     pub dedup: bool,
     pub overlap: Duration,
+    /// The switch this rebind belongs to (none for a restart), held until the merge ends.
+    pub settle: Option<Arc<SwitchSettle>>,
 }
 
 /// Where the hub leaves [`Switch`] messages for one subscription. Switches are rare, so the
@@ -88,7 +119,9 @@ impl Mailbox {
 /// What the hub keeps about a live subscription so it can re-create it elsewhere.
 #[derive(Debug, Clone)]
 pub(super) struct Binding {
-    pub subject: String,
+    /// The subject, shared with the variable and with async-nats' own subscription (one
+    /// allocation per subject, however many places hold it).
+    pub subject: async_nats::Subject,
     pub queue: Option<String>,
     pub mailbox: Arc<Mailbox>,
 }
@@ -99,19 +132,10 @@ impl Binding {
         &self,
         client: &async_nats::Client,
     ) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
-        nats_subscribe(client, &self.subject, self.queue.as_deref()).await
-    }
-}
-
-/// A plain or queue-group subscription on one async-nats connection.
-async fn nats_subscribe(
-    client: &async_nats::Client,
-    subject: &str,
-    queue: Option<&str>,
-) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
-    match queue {
-        Some(q) => client.queue_subscribe(subject.to_owned(), q.to_owned()).await,
-        None => client.subscribe(subject.to_owned()).await,
+        match &self.queue {
+            Some(q) => client.queue_subscribe(self.subject.clone(), q.clone()).await,
+            None => client.subscribe(self.subject.clone()).await,
+        }
     }
 }
 
@@ -130,6 +154,8 @@ pub(crate) struct Inbox {
     recording: Option<OverlapFilter>,
     engine: Arc<Engine>,
     id: u64,
+    /// The server refused the subscription: the stream has ended.
+    ended: bool,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -150,7 +176,7 @@ impl Drop for Inbox {
 
 impl Inbox {
     pub(super) fn new(engine: Arc<Engine>, id: u64, subscriber: async_nats::Subscriber, binding: Binding) -> Inbox {
-        Inbox { subscriber: Some(subscriber), merging: None, binding, recording: None, engine, id }
+        Inbox { subscriber: Some(subscriber), merging: None, binding, recording: None, engine, id, ended: false }
     }
 
     /// The subject (or pattern).
@@ -190,6 +216,13 @@ impl Inbox {
             Switch::Prepare => {}
             Switch::Abort => self.recording = None,
             Switch::Rebind(rebind) => self.start_merge(*rebind),
+            Switch::End => {
+                self.ended = true;
+                self.subscriber = None;
+                self.merging = None;
+                self.recording = None;
+                self.engine.unbind(self.id);
+            }
         }
     }
 
@@ -215,6 +248,9 @@ impl Stream for Inbox {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<async_nats::Message>> {
         let this = &mut *self;
         loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
             if let Some(merging) = &mut this.merging {
                 match merging.poll_recv(cx) {
                     Poll::Ready(Some(Merged::Message(msg))) => {
@@ -282,7 +318,8 @@ const HOLD_LIMIT: usize = 100_000;
 ///    one more overlap period (for cluster routes) has passed;
 /// 4. the new subscriber is handed back to the stream.
 async fn merge(mut old: async_nats::Subscriber, rebind: Rebind, mut filter: OverlapFilter, out: mpsc::Sender<Merged>) {
-    let Rebind { subscriber: mut new, client, dedup, overlap } = rebind;
+    // `_settle` lives until this merge ends.
+    let Rebind { subscriber: mut new, client, dedup, overlap, settle: _settle } = rebind;
     let mut held = std::collections::VecDeque::new();
     let overlap_end = tokio::time::sleep(overlap);
     tokio::pin!(overlap_end);
