@@ -78,6 +78,8 @@ pub(crate) struct Engine {
     encoding: Encoding,
     /// The connection state, as a watch so handles can wait for a change.
     state: watch::Sender<ConnectionState>,
+    /// `state == Connected`, readable with one atomic load (the publish fast path).
+    connected: AtomicBool,
     /// Connection events for [`Hub::events`](crate::Hub::events).
     events: broadcast::Sender<HubEvent>,
     /// The connection in use (replaced by a switch or a restart).
@@ -123,6 +125,7 @@ impl Engine {
         let engine = Arc::new(Engine {
             encoding,
             state: watch::channel(ConnectionState::Disconnected).0,
+            connected: AtomicBool::new(false),
             events: broadcast::channel(1024).0,
             connection: watch::channel(None).0,
             bindings: Mutex::new(HashMap::new()),
@@ -254,6 +257,7 @@ impl Engine {
         self.state.send_if_modified(|s| {
             let changed = *s != state;
             *s = state;
+            self.connected.store(state == ConnectionState::Connected, Ordering::Release);
             changed
         });
     }
@@ -343,10 +347,11 @@ impl Engine {
 
     /// The connection when it can be used at once: connected, publish gate open.
     fn ready_connection(&self) -> Option<Arc<Connection>> {
-        if self.is_closed() || *self.state.borrow() != ConnectionState::Connected {
+        if self.is_closed() || !self.connected.load(Ordering::Acquire) {
             return None;
         }
-        self.current().filter(|c| c.gate_is_open())
+        let current = self.connection.borrow();
+        current.as_ref().filter(|c| c.gate_is_open()).cloned()
     }
 
     /// The connection to publish on, waiting (up to the request timeout) when there is none.
