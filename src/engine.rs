@@ -371,22 +371,44 @@ impl Engine {
         payload: Bytes,
         headers: Option<HeaderMap>,
     ) -> Result<(), PublishError> {
-        let conn = match self.ready_connection() {
-            Some(conn) => conn,
-            None => Box::pin(self.publishing_connection()).await?,
+        // The fast path: connected, gate open, room in the command channel — queued at once,
+        // in order, with no future to build.
+        let (conn, subject, payload) = match self.ready_connection() {
+            Some(conn) if headers.is_none() => match conn.client.try_publish(subject, payload) {
+                Ok(None) => return Ok(()),
+                Ok(Some((subject, payload))) => (conn, subject, payload),
+                Err(e) => return Err(self.publish_error(e)),
+            },
+            Some(conn) => (conn, subject, payload),
+            None => (Box::pin(self.publishing_connection()).await?, subject, payload),
         };
+        Box::pin(self.publish_on(&conn, subject, payload, headers)).await
+    }
+
+    /// Publishes on `conn`, waiting for room in its command channel.
+    async fn publish_on(
+        &self,
+        conn: &Connection,
+        subject: Subject,
+        payload: Bytes,
+        headers: Option<HeaderMap>,
+    ) -> Result<(), PublishError> {
         let result = match headers {
             Some(h) => conn.client.publish_with_headers(subject, h, payload).await,
             None => conn.client.publish(subject, payload).await,
         };
-        result.map_err(|e| {
+        result.map_err(|e| self.publish_error(e))
+    }
+
+    fn publish_error(&self, e: async_nats::PublishError) -> PublishError {
+        {
             let kind = match e.kind() {
                 async_nats::client::PublishErrorKind::MaxPayloadExceeded => PublishErrorKind::MaxPayloadExceeded,
                 _ if self.is_closed() => PublishErrorKind::Closed,
                 _ => PublishErrorKind::Other,
             };
             PublishError::new(kind).with_source(e)
-        })
+        }
     }
 
     /// Sends a request and waits for its reply, for at most `timeout` in all (including the

@@ -32,6 +32,7 @@ pub struct Message {
 }
 
 impl Message {
+    #[inline]
     pub(crate) fn from_nats(msg: async_nats::Message, encoding: &Encoding) -> Message {
         Message {
             subject: msg.subject,
@@ -112,6 +113,7 @@ impl Subscription {
 impl Stream for Subscription {
     type Item = Message;
 
+    #[inline]
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
         let this = &mut *self;
         match this.inbox.poll_next_unpin(cx) {

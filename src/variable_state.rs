@@ -46,6 +46,7 @@ impl VariableState {
     }
 
     /// Records a payload as the latest value (waking the watches, if any).
+    #[inline]
     pub(crate) fn record(&self, payload: &Bytes) {
         let mut latest = lock(&self.latest);
         match &latest.watch {

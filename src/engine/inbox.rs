@@ -245,6 +245,7 @@ impl Inbox {
 impl Stream for Inbox {
     type Item = async_nats::Message;
 
+    #[inline]
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<async_nats::Message>> {
         let this = &mut *self;
         loop {
