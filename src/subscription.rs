@@ -115,13 +115,10 @@ impl Stream for Subscription {
 
     #[inline]
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        let this = &mut *self;
-        match this.inbox.poll_next_unpin(cx) {
-            Poll::Ready(Some(msg)) => {
-                this.variable.record(&msg.payload);
-                Poll::Ready(Some(Message::from_nats(msg, &this.encoding)))
-            }
-            other => other.map(|_| None),
-        }
+        let Subscription { inbox, variable, encoding } = &mut *self;
+        inbox.poll_next_with(cx, |msg| {
+            variable.record(&msg.payload);
+            Message::from_nats(msg, encoding)
+        })
     }
 }

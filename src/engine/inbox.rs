@@ -245,9 +245,22 @@ impl Inbox {
 impl Stream for Inbox {
     type Item = async_nats::Message;
 
-    #[inline]
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<async_nats::Message>> {
-        let this = &mut *self;
+        self.poll_next_with(cx, |msg| msg)
+    }
+}
+
+impl Inbox {
+    /// [`Stream::poll_next`], with the message passed through `convert` where it is received
+    /// (a `Message` is ~200 bytes: returning it through two layers of `Poll` copied it twice
+    /// per delivery).
+    #[inline]
+    pub(crate) fn poll_next_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        convert: impl FnOnce(async_nats::Message) -> T,
+    ) -> Poll<Option<T>> {
+        let this = self;
         loop {
             if this.ended {
                 return Poll::Ready(None);
@@ -256,7 +269,7 @@ impl Stream for Inbox {
                 match merging.poll_recv(cx) {
                     Poll::Ready(Some(Merged::Message(msg))) => {
                         this.record(&msg);
-                        return Poll::Ready(Some(msg));
+                        return Poll::Ready(Some(convert(msg)));
                     }
                     Poll::Ready(Some(Merged::Done(subscriber))) => {
                         this.subscriber = Some(subscriber);
@@ -288,7 +301,7 @@ impl Stream for Inbox {
             match subscriber.poll_next_unpin(cx) {
                 Poll::Ready(Some(msg)) => {
                     this.record(&msg);
-                    return Poll::Ready(Some(msg));
+                    return Poll::Ready(Some(convert(msg)));
                 }
                 Poll::Ready(None) => this.subscriber = None,
                 Poll::Pending => {
