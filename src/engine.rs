@@ -85,7 +85,7 @@ pub(crate) struct Engine {
     /// The connection in use (replaced by a switch or a restart).
     connection: watch::Sender<Option<Arc<Connection>>>,
     /// Every live subscription, so a switch can re-create it on the new connection.
-    bindings: Mutex<HashMap<u64, Binding>>,
+    bindings: Mutex<HashMap<u64, Arc<Binding>>>,
     /// Serialises binding creation with connection changes, so no subscription is missed.
     switch_lock: tokio::sync::Mutex<()>,
     /// Requests to the driver (reconnect, switch to a server).
@@ -288,7 +288,7 @@ impl Engine {
         old
     }
 
-    fn bindings(&self) -> Vec<Binding> {
+    fn bindings(&self) -> Vec<Arc<Binding>> {
         lock(&self.bindings).values().cloned().collect()
     }
 
@@ -465,8 +465,11 @@ impl Engine {
             return Err(SubscribeError::new(SubscribeErrorKind::InvalidQueueGroup).with_detail(format!("{q:?}")));
         }
         self.connection_object().await?;
-        let mailbox = Arc::new(Mailbox::default());
-        let binding = Binding { subject: subject.clone(), queue: queue.map(str::to_owned), mailbox };
+        let binding = Arc::new(Binding {
+            subject: subject.clone(),
+            queue: queue.map(str::to_owned),
+            mailbox: Mailbox::default(),
+        });
         let errors_before;
         let (id, subscriber, conn) = {
             let _switching = self.switch_lock.lock().await;
@@ -509,7 +512,7 @@ impl Engine {
     /// permissions after a switch).
     fn end_refused(&self, error: &str) {
         let Some(subject) = refused_subject(error) else { return };
-        let refused: Vec<(u64, Binding)> = {
+        let refused: Vec<(u64, Arc<Binding>)> = {
             let mut bindings = lock(&self.bindings);
             let ids: Vec<u64> =
                 bindings.iter().filter(|(_, b)| b.subject.as_str() == subject).map(|(id, _)| *id).collect();

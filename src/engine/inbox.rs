@@ -116,14 +116,15 @@ impl Mailbox {
     }
 }
 
-/// What the hub keeps about a live subscription so it can re-create it elsewhere.
-#[derive(Debug, Clone)]
+/// What the hub keeps about a live subscription so it can re-create it elsewhere. One
+/// allocation per subscription, shared (`Arc`) by the engine's registry and the inbox.
+#[derive(Debug)]
 pub(super) struct Binding {
     /// The subject, shared with the variable and with async-nats' own subscription (one
     /// allocation per subject, however many places hold it).
     pub subject: async_nats::Subject,
     pub queue: Option<String>,
-    pub mailbox: Arc<Mailbox>,
+    pub mailbox: Mailbox,
 }
 
 impl Binding {
@@ -149,9 +150,10 @@ enum Merged {
 pub(crate) struct Inbox {
     subscriber: Option<async_nats::Subscriber>,
     merging: Option<mpsc::Receiver<Merged>>,
-    binding: Binding,
-    /// Fingerprints of what was delivered since a `Prepare` (plain subscriptions only).
-    recording: Option<OverlapFilter>,
+    binding: Arc<Binding>,
+    /// Fingerprints of what was delivered since a `Prepare` (plain subscriptions only; boxed:
+    /// only during a switch).
+    recording: Option<Box<OverlapFilter>>,
     engine: Arc<Engine>,
     id: u64,
     /// The server refused the subscription: the stream has ended.
@@ -175,7 +177,12 @@ impl Drop for Inbox {
 }
 
 impl Inbox {
-    pub(super) fn new(engine: Arc<Engine>, id: u64, subscriber: async_nats::Subscriber, binding: Binding) -> Inbox {
+    pub(super) fn new(
+        engine: Arc<Engine>,
+        id: u64,
+        subscriber: async_nats::Subscriber,
+        binding: Arc<Binding>,
+    ) -> Inbox {
         Inbox { subscriber: Some(subscriber), merging: None, binding, recording: None, engine, id, ended: false }
     }
 
@@ -212,7 +219,7 @@ impl Inbox {
 
     fn on_switch(&mut self, switch: Switch) {
         match switch {
-            Switch::Prepare if self.binding.queue.is_none() => self.recording = Some(OverlapFilter::new()),
+            Switch::Prepare if self.binding.queue.is_none() => self.recording = Some(Box::default()),
             Switch::Prepare => {}
             Switch::Abort => self.recording = None,
             Switch::Rebind(rebind) => self.start_merge(*rebind),
@@ -228,7 +235,7 @@ impl Inbox {
 
     fn start_merge(&mut self, rebind: Rebind) {
         let (tx, rx) = mpsc::channel(256);
-        let filter = self.recording.take().unwrap_or_default();
+        let filter = self.recording.take().map(|f| *f).unwrap_or_default();
         match self.subscriber.take() {
             Some(old) => {
                 tokio::spawn(merge(old, rebind, filter, tx));
