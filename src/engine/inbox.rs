@@ -97,6 +97,7 @@ impl Mailbox {
     }
 
     /// Takes the next message, if any (cheap when there is none).
+    #[inline]
     fn take(&self) -> Option<Switch> {
         if !self.pending.load(Ordering::Acquire) {
             return None;
@@ -211,6 +212,7 @@ impl Inbox {
         self.engine.barrier().await;
     }
 
+    #[inline]
     fn record(&mut self, msg: &async_nats::Message) {
         if let Some(recording) = &mut self.recording {
             recording.record_old(fingerprint(msg));
