@@ -61,13 +61,18 @@ pub struct Checkpoint {
     server_errors: u64,
 }
 
-/// The subject of a server error refusing a subscription (`Permissions Violation for
-/// Subscription to "<subject>"`, possibly followed by ` using queue "<group>"`).
-fn refused_subject(error: &str) -> Option<String> {
+/// The subscription a server error refuses: `Permissions Violation for Subscription to
+/// "<subject>"`, with ` using queue "<group>"` for a queue subscription (nats-server's
+/// `subPermissionViolation`). `None` for any other error.
+fn refused_subscription(error: &str) -> Option<(String, Option<String>)> {
     const PREFIX: &str = "permissions violation for subscription to \"";
+    const QUEUE: &str = " using queue \"";
     let start = error.to_ascii_lowercase().find(PREFIX)? + PREFIX.len();
     let rest = error.get(start..)?;
-    Some(rest[..rest.find('"')?].to_owned())
+    let end = rest.find('"')?;
+    let subject = rest[..end].to_owned();
+    let queue = rest[end + 1..].strip_prefix(QUEUE).and_then(|q| q.find('"').map(|e| q[..e].to_owned()));
+    Some((subject, queue))
 }
 
 /// The engine (see the module docs). One per hub; the handles hold it in an `Arc`.
@@ -488,8 +493,12 @@ impl Engine {
                 Ok(_) => {
                     // The server answers a refused SUB with `-ERR` before its PONG.
                     let errors = conn.client.statistics().server_errors_after(errors_before);
-                    if let Some(error) = errors.iter().find(|e| refused_subject(e).as_deref() == Some(subject.as_str()))
-                    {
+                    // An error naming no queue group refuses this subject whatever the group.
+                    let refuses_this = |e: &&String| {
+                        refused_subscription(e)
+                            .is_some_and(|(s, q)| s == subject.as_str() && (q.is_none() || q.as_deref() == queue))
+                    };
+                    if let Some(error) = errors.iter().find(refuses_this) {
                         self.unbind(id);
                         drop(subscriber);
                         return Err(
@@ -511,11 +520,14 @@ impl Engine {
     /// reported after `subscribe()` returned ([`Confirmation::Ordered`], or a server with other
     /// permissions after a switch).
     fn end_refused(&self, error: &str) {
-        let Some(subject) = refused_subject(error) else { return };
+        let Some((subject, queue)) = refused_subscription(error) else { return };
         let refused: Vec<(u64, Arc<Binding>)> = {
             let mut bindings = lock(&self.bindings);
-            let ids: Vec<u64> =
-                bindings.iter().filter(|(_, b)| b.subject.as_str() == subject).map(|(id, _)| *id).collect();
+            let ids: Vec<u64> = bindings
+                .iter()
+                .filter(|(_, b)| b.subject.as_str() == subject && b.queue == queue)
+                .map(|(id, _)| *id)
+                .collect();
             ids.into_iter().filter_map(|id| bindings.remove(&id).map(|b| (id, b))).collect()
         };
         for (id, binding) in refused {
@@ -555,5 +567,21 @@ impl Engine {
         lock(&self.bindings).clear();
         self.set_state(ConnectionState::Disconnected);
         self.emit(HubEvent::Closed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_subscription;
+
+    #[test]
+    fn refused_subscriptions_are_read_from_server_errors() {
+        let plain = "permissions violation for subscription to \"secret.x\"";
+        assert_eq!(refused_subscription(plain), Some(("secret.x".to_owned(), None)));
+        let queued = "Permissions Violation for Subscription to \"secret.>\" using queue \"workers\"";
+        assert_eq!(refused_subscription(queued), Some(("secret.>".to_owned(), Some("workers".to_owned()))));
+        assert_eq!(refused_subscription("permissions violation for publish to \"secret.x\""), None);
+        assert_eq!(refused_subscription("authorization violation"), None);
+        assert_eq!(refused_subscription("permissions violation for subscription to \"unterminated"), None);
     }
 }

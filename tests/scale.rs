@@ -95,6 +95,35 @@ async fn ordered_subscribe_refusal_reaches_confirm_the_events_and_ends_the_strea
 }
 
 #[tokio::test]
+async fn a_refused_queue_subscription_ends_only_itself() {
+    // Members of queue group "workers" may not subscribe to jobs.x; anyone else may.
+    let server = NatsServer::start_with_config(
+        "authorization {\n  users = [ { user: app, password: pw, permissions: { subscribe: { deny: [\"jobs.x workers\"] } } } ]\n}\n",
+    );
+    // Default confirmation: the call fails, for that group only.
+    let hub = Hub::connect(app(options(&server.url()))).await.unwrap();
+    let jobs = hub.variable("jobs.x").unwrap();
+    let err = jobs.subscribe_queue("workers").await.unwrap_err();
+    assert_eq!(err.kind(), SubscribeErrorKind::PermissionDenied, "{err}");
+    let mut others = jobs.subscribe_queue("others").await.unwrap();
+    // Ordered: the refusal ends the refused queue subscription, not the plain one beside it.
+    let ordered =
+        Hub::connect(app(options(&server.url())).subscribe_confirmation(Confirmation::Ordered)).await.unwrap();
+    let mut events = ordered.events();
+    let ordered_jobs = ordered.variable("jobs.x").unwrap();
+    let mut plain = ordered_jobs.subscribe().await.unwrap();
+    let mut refused = ordered_jobs.subscribe_queue("workers").await.unwrap();
+    assert!(server_error(&mut events).await.contains("workers"));
+    let ended = tokio::time::timeout(WAIT, refused.next()).await.expect("the refused stream ends");
+    assert!(ended.is_none(), "{ended:?}");
+    jobs.publish(&1).await.unwrap();
+    assert_eq!(next(&mut plain).await.decode::<i32>().unwrap(), 1);
+    assert_eq!(next(&mut others).await.decode::<i32>().unwrap(), 1);
+    ordered.close().await;
+    hub.close().await;
+}
+
+#[tokio::test]
 async fn concurrent_server_confirmed_subscribes_share_round_trips_and_each_gets_its_own_answer() {
     let server = NatsServer::start_with_config(DENY_SECRET);
     let hub = Hub::connect(app(options(&server.url()))).await.unwrap();
