@@ -80,6 +80,8 @@ pub enum HubEvent {
     /// A hot switch has finished: every subscription's merge of the old and the new
     /// connection is done and nothing is received on the old connection any more (the hub
     /// is back on one connection). Follows the [`HubEvent::ServerSwitched`] of the same switch.
+    /// A subscription's merge starts when its stream is next polled, so one that is never
+    /// polled holds this back (and keeps its old subscription) until it is polled or dropped.
     SwitchSettled {
         /// The server the hub is on.
         server: ServerUrl,
