@@ -1,8 +1,9 @@
 //! Scenario `switch-scale` (kinopio only): a hot switch with N live subscriptions, for N over
-//! a series (1 000, 10 000). A subscribing hub with two URLs for the same server (direct, and
-//! through a [`Forwarder`]) holds N variables; a raw publisher sends numbered messages at a
-//! steady rate, round robin over the N subjects; the hub is moved back and forth with
-//! `Hub::switch_to`. Counted: messages lost and delivered twice; timed: each `switch_to` call
+//! a series (1 000, 10 000). A subscribing hub holds N variables and is moved back and forth
+//! with `Hub::switch_to` between the two servers of a 2-node nats-server cluster (started
+//! by the bench; with `--server` it cannot, and falls back to two URLs of that server, direct
+//! and through a [`Forwarder`]); a raw publisher on the first server sends numbered messages
+//! at a steady rate, round robin over the N subjects, so after a switch they cross the route. Counted: messages lost and delivered twice; timed: each `switch_to` call
 //! and the time from its start to [`HubEvent::SwitchSettled`] — every subscription's merge
 //! finished and nothing left on the old connection ("back on one connection").
 
@@ -54,9 +55,36 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
             "setup": "Confirmation::Ordered + one confirm (the subscribe cost is measured by many-subs)",
         }),
     );
+    let cluster = match ctx.server.start_cluster_pair().await {
+        Ok(pair) => Some(pair),
+        Err(e) => {
+            ctx.progress(&format!("{ID}: no cluster ({e}); switching between two URLs of the one server"));
+            None
+        }
+    };
+    report.params["topology"] = json!(if cluster.is_some() {
+        "2-node cluster, publisher on the first node"
+    } else {
+        "one server, two URLs (direct and a TCP forwarder)"
+    });
+    let urls = cluster.as_ref().map(|(a, b)| (a.url().to_owned(), b.url().to_owned()));
+    let result = run_series(ctx, urls, &mut report).await;
+    if let Some((a, b)) = cluster {
+        a.stop().await;
+        b.stop().await;
+    }
+    result.map(|()| report)
+}
+
+async fn run_series(
+    ctx: &Ctx<'_>,
+    cluster: Option<(String, String)>,
+    report: &mut ScenarioReport,
+) -> Result<(), BenchError> {
+    let s = &ctx.settings;
     for &n in &s.switch_scale_subs {
         for round in 0..s.rounds {
-            let o = run_once(ctx, n).await?;
+            let o = run_once(ctx, n, cluster.as_ref()).await?;
             ctx.progress(&format!(
                 "{ID} {n} round {}: {} published, {} lost, {} duplicates, switch_to {:?} ms, settled {:?} ms",
                 round + 1,
@@ -88,16 +116,24 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
             }
         }
     }
-    Ok(report)
+    Ok(())
 }
 
-async fn run_once(ctx: &Ctx<'_>, n: usize) -> Result<Outcome, BenchError> {
+async fn run_once(ctx: &Ctx<'_>, n: usize, cluster: Option<&(String, String)>) -> Result<Outcome, BenchError> {
     let s = &ctx.settings;
-    let forwarder = Forwarder::start(socket_addr(ctx.url()).await?).await?;
-    let direct = parse_url(ctx.url())?;
-    let forwarded = parse_url(&forwarder.url())?;
+    // The hub starts on `first` (where the publisher is) and switches to `second` and back.
+    let (forwarder, first_url, second_url) = match cluster {
+        Some((a, b)) => (None, a.clone(), b.clone()),
+        None => {
+            let forwarder = Forwarder::start(socket_addr(ctx.url()).await?).await?;
+            let url = forwarder.url();
+            (Some(forwarder), ctx.url().to_owned(), url)
+        }
+    };
+    let direct = parse_url(&first_url)?;
+    let forwarded = parse_url(&second_url)?;
     let options = HubOptions::new()
-        .servers([ctx.url().to_owned(), forwarder.url()])
+        .servers([first_url.clone(), second_url.clone()])
         .map_err(|e| BenchError::client("kinopio", "parse server URL", e))?
         .selection(SelectionMode::Ordered)
         .reprobe_interval(None)
@@ -105,7 +141,7 @@ async fn run_once(ctx: &Ctx<'_>, n: usize) -> Result<Outcome, BenchError> {
         .name("bench-switch-scale");
     let hub = Hub::connect(options).await.map_err(|e| BenchError::Connect {
         client: "kinopio",
-        url: ctx.url().to_owned(),
+        url: first_url.clone(),
         detail: e.to_string(),
     })?;
     let prefix = ctx.subject("ss");
@@ -122,7 +158,7 @@ async fn run_once(ctx: &Ctx<'_>, n: usize) -> Result<Outcome, BenchError> {
         );
     }
     hub.confirm(&checkpoint).await.map_err(|e| BenchError::client("kinopio", "confirm", e))?;
-    let publisher_conn = Conn::connect(Client::Raw, ctx.url(), "bench-switch-scale-pub", 65_536).await?;
+    let publisher_conn = Conn::connect(Client::Raw, &first_url, "bench-switch-scale-pub", 65_536).await?;
     let Conn::Raw { client: publisher, .. } = &publisher_conn else {
         return Err(BenchError::Child("the publisher is not a raw client".to_owned()));
     };
