@@ -228,3 +228,33 @@ async fn a_switch_with_many_subscriptions_settles_and_loses_nothing() {
     publisher.close().await;
     hub.close().await;
 }
+
+#[tokio::test]
+async fn a_switch_without_subscriptions_settles_right_after_it_switched() {
+    let server = NatsServer::start();
+    let target = format!("127.0.0.1:{}", server.port()).parse().unwrap();
+    let proxy = DelayProxy::start(target, Duration::ZERO);
+    let hub =
+        Hub::connect(HubOptions::new().servers([server.url(), proxy.url()]).unwrap().selection(SelectionMode::Ordered))
+            .await
+            .unwrap();
+    let mut events = hub.events();
+    hub.switch_to(&proxy.url().parse().unwrap()).await.unwrap();
+    let order = async {
+        let mut seen = Vec::new();
+        while let Some(event) = events.next().await {
+            match event {
+                HubEvent::ServerSwitched { .. } => seen.push("switched"),
+                HubEvent::SwitchSettled { subscriptions, .. } => {
+                    assert_eq!(subscriptions, 0);
+                    seen.push("settled");
+                    return seen;
+                }
+                _ => {}
+            }
+        }
+        seen
+    };
+    assert_eq!(tokio::time::timeout(WAIT, order).await.unwrap(), ["switched", "settled"]);
+    hub.close().await;
+}
