@@ -38,7 +38,7 @@ use crate::error::{
     ConnectError, ConnectErrorKind, PublishError, PublishErrorKind, RequestError, RequestErrorKind, SubscribeError,
     SubscribeErrorKind, SwitchError, SwitchErrorKind,
 };
-use crate::options::HubOptions;
+use crate::options::{Confirmation, HubOptions};
 use crate::selection::ProbeResult;
 use crate::server::ServerUrl;
 use crate::state::{ConnectionState, HubEvent, SwitchReason};
@@ -61,6 +61,20 @@ pub struct Checkpoint {
     server_errors: u64,
 }
 
+/// The subscription a server error refuses: `Permissions Violation for Subscription to
+/// "<subject>"`, with ` using queue "<group>"` for a queue subscription (nats-server's
+/// `subPermissionViolation`). `None` for any other error.
+fn refused_subscription(error: &str) -> Option<(String, Option<String>)> {
+    const PREFIX: &str = "permissions violation for subscription to \"";
+    const QUEUE: &str = " using queue \"";
+    let start = error.to_ascii_lowercase().find(PREFIX)? + PREFIX.len();
+    let rest = error.get(start..)?;
+    let end = rest.find('"')?;
+    let subject = rest[..end].to_owned();
+    let queue = rest[end + 1..].strip_prefix(QUEUE).and_then(|q| q.find('"').map(|e| q[..e].to_owned()));
+    Some((subject, queue))
+}
+
 /// The engine (see the module docs). One per hub; the handles hold it in an `Arc`.
 pub(crate) struct Engine {
     /// The options the hub was created with.
@@ -69,12 +83,14 @@ pub(crate) struct Engine {
     encoding: Encoding,
     /// The connection state, as a watch so handles can wait for a change.
     state: watch::Sender<ConnectionState>,
+    /// `state == Connected`, readable with one atomic load (the publish fast path).
+    connected: AtomicBool,
     /// Connection events for [`Hub::events`](crate::Hub::events).
     events: broadcast::Sender<HubEvent>,
     /// The connection in use (replaced by a switch or a restart).
     connection: watch::Sender<Option<Arc<Connection>>>,
     /// Every live subscription, so a switch can re-create it on the new connection.
-    bindings: Mutex<HashMap<u64, Binding>>,
+    bindings: Mutex<HashMap<u64, Arc<Binding>>>,
     /// Serialises binding creation with connection changes, so no subscription is missed.
     switch_lock: tokio::sync::Mutex<()>,
     /// Requests to the driver (reconnect, switch to a server).
@@ -114,6 +130,7 @@ impl Engine {
         let engine = Arc::new(Engine {
             encoding,
             state: watch::channel(ConnectionState::Disconnected).0,
+            connected: AtomicBool::new(false),
             events: broadcast::channel(1024).0,
             connection: watch::channel(None).0,
             bindings: Mutex::new(HashMap::new()),
@@ -245,6 +262,7 @@ impl Engine {
         self.state.send_if_modified(|s| {
             let changed = *s != state;
             *s = state;
+            self.connected.store(state == ConnectionState::Connected, Ordering::Release);
             changed
         });
     }
@@ -275,7 +293,7 @@ impl Engine {
         old
     }
 
-    fn bindings(&self) -> Vec<Binding> {
+    fn bindings(&self) -> Vec<Arc<Binding>> {
         lock(&self.bindings).values().cloned().collect()
     }
 
@@ -334,10 +352,11 @@ impl Engine {
 
     /// The connection when it can be used at once: connected, publish gate open.
     fn ready_connection(&self) -> Option<Arc<Connection>> {
-        if self.is_closed() || *self.state.borrow() != ConnectionState::Connected {
+        if self.is_closed() || !self.connected.load(Ordering::Acquire) {
             return None;
         }
-        self.current().filter(|c| c.gate_is_open())
+        let current = self.connection.borrow();
+        current.as_ref().filter(|c| c.gate_is_open()).cloned()
     }
 
     /// The connection to publish on, waiting (up to the request timeout) when there is none.
@@ -357,22 +376,44 @@ impl Engine {
         payload: Bytes,
         headers: Option<HeaderMap>,
     ) -> Result<(), PublishError> {
-        let conn = match self.ready_connection() {
-            Some(conn) => conn,
-            None => Box::pin(self.publishing_connection()).await?,
+        // The fast path: connected, gate open, room in the command channel — queued at once,
+        // in order, with no future to build.
+        let (conn, subject, payload) = match self.ready_connection() {
+            Some(conn) if headers.is_none() => match conn.client.try_publish(subject, payload) {
+                Ok(None) => return Ok(()),
+                Ok(Some((subject, payload))) => (conn, subject, payload),
+                Err(e) => return Err(self.publish_error(e)),
+            },
+            Some(conn) => (conn, subject, payload),
+            None => (Box::pin(self.publishing_connection()).await?, subject, payload),
         };
+        Box::pin(self.publish_on(&conn, subject, payload, headers)).await
+    }
+
+    /// Publishes on `conn`, waiting for room in its command channel.
+    async fn publish_on(
+        &self,
+        conn: &Connection,
+        subject: Subject,
+        payload: Bytes,
+        headers: Option<HeaderMap>,
+    ) -> Result<(), PublishError> {
         let result = match headers {
             Some(h) => conn.client.publish_with_headers(subject, h, payload).await,
             None => conn.client.publish(subject, payload).await,
         };
-        result.map_err(|e| {
+        result.map_err(|e| self.publish_error(e))
+    }
+
+    fn publish_error(&self, e: async_nats::PublishError) -> PublishError {
+        {
             let kind = match e.kind() {
                 async_nats::client::PublishErrorKind::MaxPayloadExceeded => PublishErrorKind::MaxPayloadExceeded,
                 _ if self.is_closed() => PublishErrorKind::Closed,
                 _ => PublishErrorKind::Other,
             };
             PublishError::new(kind).with_source(e)
-        })
+        }
     }
 
     /// Sends a request and waits for its reply, for at most `timeout` in all (including the
@@ -411,11 +452,13 @@ impl Engine {
     }
 
     /// Subscribes `subject` (in queue group `queue`) on the current connection and registers
-    /// it so it follows every connection change. Returns once the server has the interest
-    /// (when connected); a subscription the server refuses is an error.
+    /// it so it follows every connection change. With [`Confirmation::Server`] it returns once
+    /// the server has the interest (when connected) and a subscription the server refuses is
+    /// an error; with [`Confirmation::Ordered`] it returns once the SUB is queued and a refusal
+    /// ends the subscription later ([`Engine::end_refused`]).
     pub(crate) async fn subscribe(
         self: &Arc<Self>,
-        subject: &str,
+        subject: &async_nats::Subject,
         queue: Option<&str>,
     ) -> Result<Inbox, SubscribeError> {
         if self.is_closed() {
@@ -427,8 +470,11 @@ impl Engine {
             return Err(SubscribeError::new(SubscribeErrorKind::InvalidQueueGroup).with_detail(format!("{q:?}")));
         }
         self.connection_object().await?;
-        let mailbox = Arc::new(Mailbox::default());
-        let binding = Binding { subject: subject.to_owned(), queue: queue.map(str::to_owned), mailbox };
+        let binding = Arc::new(Binding {
+            subject: subject.clone(),
+            queue: queue.map(str::to_owned),
+            mailbox: Mailbox::default(),
+        });
         let errors_before;
         let (id, subscriber, conn) = {
             let _switching = self.switch_lock.lock().await;
@@ -442,13 +488,17 @@ impl Engine {
             lock(&self.bindings).insert(id, binding.clone());
             (id, subscriber, conn)
         };
-        if conn.is_connected() {
+        if self.options.subscribe_confirmation == Confirmation::Server && conn.is_connected() {
             match round_trip(&conn.client, self.options.request_timeout).await {
                 Ok(_) => {
                     // The server answers a refused SUB with `-ERR` before its PONG.
-                    let refused = format!("permissions violation for subscription to \"{subject}\"");
                     let errors = conn.client.statistics().server_errors_after(errors_before);
-                    if let Some(error) = errors.iter().find(|e| e.to_lowercase().contains(&refused)) {
+                    // An error naming no queue group refuses this subject whatever the group.
+                    let refuses_this = |e: &&String| {
+                        refused_subscription(e)
+                            .is_some_and(|(s, q)| s == subject.as_str() && (q.is_none() || q.as_deref() == queue))
+                    };
+                    if let Some(error) = errors.iter().find(refuses_this) {
                         self.unbind(id);
                         drop(subscriber);
                         return Err(
@@ -462,6 +512,28 @@ impl Engine {
             }
         }
         Ok(Inbox::new(Arc::clone(self), id, subscriber, binding))
+    }
+
+    /// Ends every subscription the server refused in `error` (a permissions violation for a
+    /// subscription): the server will never deliver to it. Under [`Confirmation::Server`] the
+    /// refused `subscribe()` has already failed and unbound itself; this catches the refusals
+    /// reported after `subscribe()` returned ([`Confirmation::Ordered`], or a server with other
+    /// permissions after a switch).
+    fn end_refused(&self, error: &str) {
+        let Some((subject, queue)) = refused_subscription(error) else { return };
+        let refused: Vec<(u64, Arc<Binding>)> = {
+            let mut bindings = lock(&self.bindings);
+            let ids: Vec<u64> = bindings
+                .iter()
+                .filter(|(_, b)| b.subject.as_str() == subject && b.queue == queue)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter().filter_map(|id| bindings.remove(&id).map(|b| (id, b))).collect()
+        };
+        for (id, binding) in refused {
+            tracing::warn!(%subject, id, "the server refused the subscription; ending it");
+            binding.mailbox.send(inbox::Switch::End);
+        }
     }
 
     /// One round trip on the current connection, if connected: afterwards the server has
@@ -495,5 +567,21 @@ impl Engine {
         lock(&self.bindings).clear();
         self.set_state(ConnectionState::Disconnected);
         self.emit(HubEvent::Closed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_subscription;
+
+    #[test]
+    fn refused_subscriptions_are_read_from_server_errors() {
+        let plain = "permissions violation for subscription to \"secret.x\"";
+        assert_eq!(refused_subscription(plain), Some(("secret.x".to_owned(), None)));
+        let queued = "Permissions Violation for Subscription to \"secret.>\" using queue \"workers\"";
+        assert_eq!(refused_subscription(queued), Some(("secret.>".to_owned(), Some("workers".to_owned()))));
+        assert_eq!(refused_subscription("permissions violation for publish to \"secret.x\""), None);
+        assert_eq!(refused_subscription("authorization violation"), None);
+        assert_eq!(refused_subscription("permissions violation for subscription to \"unterminated"), None);
     }
 }

@@ -76,7 +76,7 @@ pub use error::{
     SubscribeError, SubscribeErrorKind, SwitchError, SwitchErrorKind,
 };
 pub use hub::Hub;
-pub use options::{Auth, DiscoveryOptions, HubOptions};
+pub use options::{Auth, Confirmation, DiscoveryOptions, HubOptions};
 pub use scope::Scope;
 pub use selection::{ProbeResult, SelectionMode, UnknownSelectionMode};
 pub use server::{ServerUrl, ServerUrlError};

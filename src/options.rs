@@ -60,6 +60,35 @@ impl Default for DiscoveryOptions {
     }
 }
 
+/// What a returned [`Variable::subscribe`](crate::Variable::subscribe) (and
+/// [`Hub::subscribe_pattern`](crate::Hub::subscribe_pattern)) guarantees; see
+/// [`HubOptions::subscribe_confirmation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Confirmation {
+    /// `subscribe()` returns once the server has answered a round trip sent after the SUB:
+    /// the interest is in place on the server (other clients' publishes reach it from then
+    /// on) and a permissions violation is returned as
+    /// [`SubscribeErrorKind::PermissionDenied`](crate::SubscribeErrorKind::PermissionDenied).
+    /// One round trip per call (concurrent calls share it).
+    #[default]
+    Server,
+    /// `subscribe()` returns once the SUB is queued, in order, on the hub's connection: a
+    /// publish made afterwards through the same hub reaches the subscription (the server
+    /// handles a connection's commands in order), but nothing waits for the server. What moves:
+    /// - interest visible to *other* clients: call [`Hub::checkpoint`](crate::Hub::checkpoint)
+    ///   before subscribing and [`Hub::confirm`](crate::Hub::confirm) after (one round trip
+    ///   for any number of subscriptions);
+    /// - a permissions violation: `confirm` returns
+    ///   [`PublishErrorKind::Rejected`](crate::PublishErrorKind::Rejected) with the server's
+    ///   error, the hub emits [`HubEvent::ServerError`](crate::HubEvent::ServerError), and the
+    ///   refused subscription's stream ends.
+    ///
+    /// For applications that subscribe thousands of variables at start (or after a switch)
+    /// and cannot afford one round trip each.
+    Ordered,
+}
+
 /// Options of a [`Hub`](crate::Hub). Start from [`HubOptions::new`] and chain setters.
 ///
 /// ```
@@ -94,6 +123,7 @@ pub struct HubOptions {
     pub(crate) tls_handshake_first: bool,
     pub(crate) tls_required: bool,
     pub(crate) subscription_capacity: usize,
+    pub(crate) subscribe_confirmation: Confirmation,
     pub(crate) max_concurrent_handlers: usize,
     pub(crate) probe_timeout: Duration,
     pub(crate) reprobe_interval: Option<Duration>,
@@ -126,6 +156,7 @@ impl Default for HubOptions {
             tls_handshake_first: false,
             tls_required: false,
             subscription_capacity: 65_536,
+            subscribe_confirmation: Confirmation::Server,
             max_concurrent_handlers: 64,
             probe_timeout: Duration::from_secs(2),
             reprobe_interval: Some(Duration::from_secs(600)),
@@ -274,6 +305,21 @@ impl HubOptions {
     /// them (a `SlowConsumer` event reports it). Default 65 536.
     pub fn subscription_capacity(mut self, capacity: usize) -> Self {
         self.subscription_capacity = capacity.max(1);
+        self
+    }
+
+    /// What a returned `subscribe()` guarantees (see [`Confirmation`]). Default
+    /// [`Confirmation::Server`]: the server has the interest and a permissions violation is
+    /// the call's error.
+    ///
+    /// ```
+    /// use kinopio::{Confirmation, HubOptions};
+    /// // Subscribe many variables without one round trip each; confirm them together.
+    /// let options = HubOptions::new().subscribe_confirmation(Confirmation::Ordered);
+    /// # let _ = options;
+    /// ```
+    pub fn subscribe_confirmation(mut self, confirmation: Confirmation) -> Self {
+        self.subscribe_confirmation = confirmation;
         self
     }
 

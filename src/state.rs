@@ -77,6 +77,20 @@ pub enum HubEvent {
         /// Why the hub moved.
         reason: SwitchReason,
     },
+    /// A hot switch has finished: every subscription's merge of the old and the new
+    /// connection is done and nothing is received on the old connection any more (the hub
+    /// is back on one connection). Follows the [`HubEvent::ServerSwitched`] of the same switch.
+    /// A subscription's merge starts when its stream is next polled, so one that is never
+    /// polled holds this back (and keeps its old subscription) until it is polled or dropped.
+    SwitchSettled {
+        /// The server the hub is on.
+        server: ServerUrl,
+        /// Subscriptions that were moved.
+        subscriptions: usize,
+        /// From the start of the switch until now.
+        #[serde(rename = "elapsedMs", serialize_with = "ms")]
+        elapsed: Duration,
+    },
     /// A subscription could not keep up and the client dropped messages for it. Raise
     /// `HubOptions::subscription_capacity` or consume faster.
     SlowConsumer {
@@ -109,6 +123,10 @@ pub enum HubEvent {
     },
     /// The hub was closed.
     Closed,
+}
+
+fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
 }
 
 fn opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {

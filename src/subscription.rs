@@ -32,6 +32,7 @@ pub struct Message {
 }
 
 impl Message {
+    #[inline]
     pub(crate) fn from_nats(msg: async_nats::Message, encoding: &Encoding) -> Message {
         Message {
             subject: msg.subject,
@@ -112,14 +113,12 @@ impl Subscription {
 impl Stream for Subscription {
     type Item = Message;
 
+    #[inline]
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        let this = &mut *self;
-        match this.inbox.poll_next_unpin(cx) {
-            Poll::Ready(Some(msg)) => {
-                this.variable.record(&msg.payload);
-                Poll::Ready(Some(Message::from_nats(msg, &this.encoding)))
-            }
-            other => other.map(|_| None),
-        }
+        let Subscription { inbox, variable, encoding } = &mut *self;
+        inbox.poll_next_with(cx, |msg| {
+            variable.record(&msg.payload);
+            Message::from_nats(msg, encoding)
+        })
     }
 }

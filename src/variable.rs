@@ -64,7 +64,8 @@ impl Hub {
     /// Subscribes to every subject matching `pattern` (in queue group `queue`, if given),
     /// which may use the NATS wildcards `*` (one token) and `>` (the rest): `sensors.*.temp`,
     /// `chat.>`, `>`. Each message carries its own subject. Returns once the server has the
-    /// interest, like [`Variable::subscribe`]. A pattern without wildcards is the same as
+    /// interest (or, under [`Confirmation::Ordered`](crate::Confirmation::Ordered), once its SUB
+    /// is queued), like [`Variable::subscribe`]. A pattern without wildcards is the same as
     /// `hub.variable(pattern)?.subscribe()`.
     ///
     /// # Errors
@@ -78,7 +79,7 @@ impl Hub {
         name::validate_pattern("subject", pattern)
             .map_err(|e| SubscribeError::new(SubscribeErrorKind::InvalidSubject).with_detail(e.to_string()))?;
         let state = self.variable_state(pattern);
-        let inbox = self.engine().subscribe(pattern, queue).await?;
+        let inbox = self.engine().subscribe(&state.subject, queue).await?;
         Ok(Subscription::new(inbox, state))
     }
 }
@@ -180,10 +181,15 @@ impl Variable {
         Ok(())
     }
 
-    /// Subscribes: a stream of every message published on this subject.
+    /// Subscribes: a stream of every message published on this subject. Returns once the
+    /// server has the interest; under
+    /// [`Confirmation::Ordered`](crate::Confirmation::Ordered) once the SUB is queued in order
+    /// (see [`HubOptions::subscribe_confirmation`](crate::HubOptions::subscribe_confirmation)).
     ///
     /// # Errors
-    /// [`SubscribeErrorKind::PermissionDenied`] when the server refuses the subject,
+    /// [`SubscribeErrorKind::PermissionDenied`] when the server refuses the subject (under
+    /// `Confirmation::Ordered` the refusal comes later: [`Hub::confirm`] fails and the stream
+    /// ends),
     /// [`SubscribeErrorKind::Closed`] after [`Hub::close`], or
     /// [`SubscribeErrorKind::Other`] when the hub never got a connection.
     ///
@@ -207,7 +213,7 @@ impl Variable {
     }
 
     async fn subscribe_in(&self, queue: Option<&str>) -> Result<Subscription, SubscribeError> {
-        let inbox = self.hub.engine().subscribe(self.subject(), queue).await?;
+        let inbox = self.hub.engine().subscribe(&self.state.subject, queue).await?;
         Ok(Subscription::new(inbox, Arc::clone(&self.state)))
     }
 

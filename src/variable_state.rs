@@ -14,48 +14,70 @@ use crate::engine::lock;
 /// Per-subject state (see the module docs).
 #[derive(Debug)]
 pub(crate) struct VariableState {
-    /// The subject (or pattern, for [`Hub::subscribe_pattern`](crate::Hub::subscribe_pattern)).
+    /// The subject (or pattern, for [`Hub::subscribe_pattern`](crate::Hub::subscribe_pattern)),
+    /// shared with the engine's binding and async-nats' subscription.
     pub(crate) subject: async_nats::Subject,
-    /// The latest payload seen, as a watch so [`ValueWatch`](crate::ValueWatch)es wake up.
-    latest: watch::Sender<Option<Bytes>>,
+    /// The latest payload seen.
+    latest: Mutex<Latest>,
     /// The subscription that keeps `latest` fresh while any watch is alive.
     tracker: Mutex<Weak<Tracker>>,
     /// Stops the variable's current service when another one replaces it.
     service: Mutex<Option<CancellationToken>>,
 }
 
+/// Where the latest payload lives: a plain slot until the first
+/// [`ValueWatch`](crate::ValueWatch) asks for a `watch` channel, then that channel (so
+/// watches wake up). Most variables are never watched, and a `watch` channel costs a few
+/// hundred bytes and a notification per update.
+#[derive(Debug, Default)]
+struct Latest {
+    value: Option<Bytes>,
+    watch: Option<watch::Sender<Option<Bytes>>>,
+}
+
 impl VariableState {
     pub(crate) fn new(subject: &str) -> VariableState {
         VariableState {
             subject: async_nats::Subject::from(subject),
-            latest: watch::channel(None).0,
+            latest: Mutex::new(Latest::default()),
             tracker: Mutex::new(Weak::new()),
             service: Mutex::new(None),
         }
     }
 
-    /// Records a payload as the latest value.
+    /// Records a payload as the latest value (waking the watches, if any).
+    #[inline]
     pub(crate) fn record(&self, payload: &Bytes) {
-        if self.latest.receiver_count() == 0 {
-            // Nobody watches: store without notifying (waking the watch channel's notify
-            // slots on every message costs more than the rest of a delivery).
-            self.latest.send_if_modified(|latest| {
-                *latest = Some(payload.clone());
-                false
-            });
-        } else {
-            self.latest.send_replace(Some(payload.clone()));
+        let mut latest = lock(&self.latest);
+        match &latest.watch {
+            None => latest.value = Some(payload.clone()),
+            Some(watch) if watch.receiver_count() == 0 => {
+                // Nobody watches any more: store without notifying.
+                watch.send_if_modified(|latest| {
+                    *latest = Some(payload.clone());
+                    false
+                });
+            }
+            Some(watch) => {
+                watch.send_replace(Some(payload.clone()));
+            }
         }
     }
 
     /// The latest payload seen.
     pub(crate) fn latest(&self) -> Option<Bytes> {
-        self.latest.borrow().clone()
+        let latest = lock(&self.latest);
+        match &latest.watch {
+            None => latest.value.clone(),
+            Some(watch) => watch.borrow().clone(),
+        }
     }
 
     /// A watch of the latest payload.
     pub(crate) fn watch_latest(&self) -> watch::Receiver<Option<Bytes>> {
-        self.latest.subscribe()
+        let mut latest = lock(&self.latest);
+        let Latest { value, watch } = &mut *latest;
+        watch.get_or_insert_with(|| watch::channel(value.take()).0).subscribe()
     }
 
     /// The live tracker, if a watch holds one.

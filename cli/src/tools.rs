@@ -283,6 +283,9 @@ fn print_event(event: &HubEvent, json: bool) {
         HubEvent::ServerSwitched { from, to, .. } => {
             eprintln!("switched from {} to {to}", from.as_ref().map_or("?".into(), ToString::to_string));
         }
+        HubEvent::SwitchSettled { server, elapsed, .. } => {
+            eprintln!("back on one connection ({server}) after {} ms", elapsed.as_millis());
+        }
         HubEvent::SlowConsumer { .. } => eprintln!("warning: messages dropped (slow consumer)"),
         HubEvent::ServerError { message } => eprintln!("server error: {message}"),
         HubEvent::Failed { message } => eprintln!("gave up connecting: {message}"),

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Engine;
 use super::connection::{Connection, ConnectionEvent, FirstConnect, round_trip};
-use super::inbox::{Rebind, Switch};
+use super::inbox::{Rebind, Switch, SwitchSettle};
 use super::probe::probe_all;
 use crate::discovery::Discovery;
 use crate::discovery::policy::{Link, Rejection, Verdict};
@@ -169,8 +169,10 @@ impl Driver {
             }
             Event::LameDuckMode => self.engine.emit(HubEvent::LameDuck { server }),
             Event::ServerError(e) => {
-                self.engine.set_last_error(e.to_string());
-                self.engine.emit(HubEvent::ServerError { message: e.to_string() });
+                let message = e.to_string();
+                self.engine.set_last_error(message.clone());
+                self.engine.end_refused(&message);
+                self.engine.emit(HubEvent::ServerError { message });
             }
             Event::ClientError(async_nats::ClientError::MaxReconnects) | Event::Closed => {
                 if self.engine.is_closed() {
@@ -241,7 +243,13 @@ impl Driver {
         let _switching = engine.switch_lock.lock().await;
         for binding in engine.bindings() {
             if let Ok(subscriber) = binding.subscribe_on(&new.client).await {
-                let rebind = Rebind { subscriber, client: new.client.clone(), dedup: false, overlap: Duration::ZERO };
+                let rebind = Rebind {
+                    subscriber,
+                    client: new.client.clone(),
+                    dedup: false,
+                    overlap: Duration::ZERO,
+                    settle: None,
+                };
                 binding.mailbox.send(Switch::Rebind(Box::new(rebind)));
             }
         }
@@ -408,6 +416,7 @@ impl Driver {
         rtt_before: Option<Duration>,
         rtt_after: Option<Duration>,
     ) -> Result<ServerUrl, SwitchError> {
+        let started = Instant::now();
         let engine = Arc::clone(&self.engine);
         let Some(target) = plan.first().cloned() else {
             return Err(SwitchError::new(SwitchErrorKind::Unreachable));
@@ -449,12 +458,19 @@ impl Driver {
         //    subscriber, then let the old connection flush before the gate opens, so a
         //    publisher's messages stay in order across the switch.
         let old = engine.replace_connection(Arc::clone(&new));
+        let settle = Arc::new(SwitchSettle {
+            engine: Arc::downgrade(&engine),
+            server: target.clone(),
+            subscriptions: rebinds.len(),
+            started,
+        });
         for (binding, subscriber) in rebinds {
             let rebind = Rebind {
                 subscriber,
                 client: new.client.clone(),
                 dedup: binding.queue.is_none(),
                 overlap: options.switch_overlap,
+                settle: Some(Arc::clone(&settle)),
             };
             // A subscription dropped meanwhile: its new subscriber is dropped here too.
             binding.mailbox.send(Switch::Rebind(Box::new(rebind)));
@@ -476,6 +492,8 @@ impl Driver {
             rtt_after: rtt_after.or(Some(rtt_new)),
             reason,
         });
+        // The last merge to end (or this, if none started) emits `SwitchSettled`.
+        drop(settle);
         Ok(target)
     }
 }

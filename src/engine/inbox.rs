@@ -31,6 +31,35 @@ pub(super) enum Switch {
     Rebind(Box<Rebind>),
     /// The switch failed: forget what was remembered.
     Abort,
+    /// The server refused the subscription (a permissions violation reported after
+    /// `subscribe()` returned, see [`Confirmation::Ordered`](crate::Confirmation::Ordered)):
+    /// end the stream.
+    End,
+}
+
+/// One hot switch, shared by the merges it starts; when the last merge ends (or its rebind
+/// is dropped unused) the hub is back on one connection and
+/// [`HubEvent::SwitchSettled`](crate::HubEvent::SwitchSettled) is emitted.
+#[derive(Debug)]
+pub(super) struct SwitchSettle {
+    pub engine: std::sync::Weak<Engine>,
+    pub server: crate::server::ServerUrl,
+    pub subscriptions: usize,
+    pub started: std::time::Instant,
+}
+
+impl Drop for SwitchSettle {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.upgrade() {
+            let elapsed = self.started.elapsed();
+            tracing::debug!(server = %self.server, subscriptions = self.subscriptions, ?elapsed, "switch settled");
+            engine.emit(crate::state::HubEvent::SwitchSettled {
+                server: self.server.clone(),
+                subscriptions: self.subscriptions,
+                elapsed,
+            });
+        }
+    }
 }
 
 /// A new subscriber for a binding, on the connection the hub moved to.
@@ -42,6 +71,8 @@ pub(super) struct Rebind {
     /// Filter duplicates (plain subscriptions); queue groups need none.
     pub dedup: bool,
     pub overlap: Duration,
+    /// The switch this rebind belongs to (none for a restart), held until the merge ends.
+    pub settle: Option<Arc<SwitchSettle>>,
 }
 
 /// Where the hub leaves [`Switch`] messages for one subscription. Switches are rare, so the
@@ -66,6 +97,7 @@ impl Mailbox {
     }
 
     /// Takes the next message, if any (cheap when there is none).
+    #[inline]
     fn take(&self) -> Option<Switch> {
         if !self.pending.load(Ordering::Acquire) {
             return None;
@@ -85,12 +117,15 @@ impl Mailbox {
     }
 }
 
-/// What the hub keeps about a live subscription so it can re-create it elsewhere.
-#[derive(Debug, Clone)]
+/// What the hub keeps about a live subscription so it can re-create it elsewhere. One
+/// allocation per subscription, shared (`Arc`) by the engine's registry and the inbox.
+#[derive(Debug)]
 pub(super) struct Binding {
-    pub subject: String,
+    /// The subject, shared with the variable and with async-nats' own subscription (one
+    /// allocation per subject, however many places hold it).
+    pub subject: async_nats::Subject,
     pub queue: Option<String>,
-    pub mailbox: Arc<Mailbox>,
+    pub mailbox: Mailbox,
 }
 
 impl Binding {
@@ -99,19 +134,10 @@ impl Binding {
         &self,
         client: &async_nats::Client,
     ) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
-        nats_subscribe(client, &self.subject, self.queue.as_deref()).await
-    }
-}
-
-/// A plain or queue-group subscription on one async-nats connection.
-async fn nats_subscribe(
-    client: &async_nats::Client,
-    subject: &str,
-    queue: Option<&str>,
-) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
-    match queue {
-        Some(q) => client.queue_subscribe(subject.to_owned(), q.to_owned()).await,
-        None => client.subscribe(subject.to_owned()).await,
+        match &self.queue {
+            Some(q) => client.queue_subscribe(self.subject.clone(), q.clone()).await,
+            None => client.subscribe(self.subject.clone()).await,
+        }
     }
 }
 
@@ -125,11 +151,14 @@ enum Merged {
 pub(crate) struct Inbox {
     subscriber: Option<async_nats::Subscriber>,
     merging: Option<mpsc::Receiver<Merged>>,
-    binding: Binding,
-    /// Fingerprints of what was delivered since a `Prepare` (plain subscriptions only).
-    recording: Option<OverlapFilter>,
+    binding: Arc<Binding>,
+    /// Fingerprints of what was delivered since a `Prepare` (plain subscriptions only; boxed:
+    /// only during a switch).
+    recording: Option<Box<OverlapFilter>>,
     engine: Arc<Engine>,
     id: u64,
+    /// The server refused the subscription: the stream has ended.
+    ended: bool,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -149,8 +178,13 @@ impl Drop for Inbox {
 }
 
 impl Inbox {
-    pub(super) fn new(engine: Arc<Engine>, id: u64, subscriber: async_nats::Subscriber, binding: Binding) -> Inbox {
-        Inbox { subscriber: Some(subscriber), merging: None, binding, recording: None, engine, id }
+    pub(super) fn new(
+        engine: Arc<Engine>,
+        id: u64,
+        subscriber: async_nats::Subscriber,
+        binding: Arc<Binding>,
+    ) -> Inbox {
+        Inbox { subscriber: Some(subscriber), merging: None, binding, recording: None, engine, id, ended: false }
     }
 
     /// The subject (or pattern).
@@ -178,6 +212,7 @@ impl Inbox {
         self.engine.barrier().await;
     }
 
+    #[inline]
     fn record(&mut self, msg: &async_nats::Message) {
         if let Some(recording) = &mut self.recording {
             recording.record_old(fingerprint(msg));
@@ -186,16 +221,23 @@ impl Inbox {
 
     fn on_switch(&mut self, switch: Switch) {
         match switch {
-            Switch::Prepare if self.binding.queue.is_none() => self.recording = Some(OverlapFilter::new()),
+            Switch::Prepare if self.binding.queue.is_none() => self.recording = Some(Box::default()),
             Switch::Prepare => {}
             Switch::Abort => self.recording = None,
             Switch::Rebind(rebind) => self.start_merge(*rebind),
+            Switch::End => {
+                self.ended = true;
+                self.subscriber = None;
+                self.merging = None;
+                self.recording = None;
+                self.engine.unbind(self.id);
+            }
         }
     }
 
     fn start_merge(&mut self, rebind: Rebind) {
         let (tx, rx) = mpsc::channel(256);
-        let filter = self.recording.take().unwrap_or_default();
+        let filter = self.recording.take().map(|f| *f).unwrap_or_default();
         match self.subscriber.take() {
             Some(old) => {
                 tokio::spawn(merge(old, rebind, filter, tx));
@@ -213,13 +255,30 @@ impl Stream for Inbox {
     type Item = async_nats::Message;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<async_nats::Message>> {
-        let this = &mut *self;
+        self.poll_next_with(cx, |msg| msg)
+    }
+}
+
+impl Inbox {
+    /// [`Stream::poll_next`], with the message passed through `convert` where it is received
+    /// (a `Message` is ~200 bytes: returning it through two layers of `Poll` copied it twice
+    /// per delivery).
+    #[inline]
+    pub(crate) fn poll_next_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        convert: impl FnOnce(async_nats::Message) -> T,
+    ) -> Poll<Option<T>> {
+        let this = self;
         loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
             if let Some(merging) = &mut this.merging {
                 match merging.poll_recv(cx) {
                     Poll::Ready(Some(Merged::Message(msg))) => {
                         this.record(&msg);
-                        return Poll::Ready(Some(msg));
+                        return Poll::Ready(Some(convert(msg)));
                     }
                     Poll::Ready(Some(Merged::Done(subscriber))) => {
                         this.subscriber = Some(subscriber);
@@ -251,7 +310,7 @@ impl Stream for Inbox {
             match subscriber.poll_next_unpin(cx) {
                 Poll::Ready(Some(msg)) => {
                     this.record(&msg);
-                    return Poll::Ready(Some(msg));
+                    return Poll::Ready(Some(convert(msg)));
                 }
                 Poll::Ready(None) => this.subscriber = None,
                 Poll::Pending => {
@@ -282,7 +341,8 @@ const HOLD_LIMIT: usize = 100_000;
 ///    one more overlap period (for cluster routes) has passed;
 /// 4. the new subscriber is handed back to the stream.
 async fn merge(mut old: async_nats::Subscriber, rebind: Rebind, mut filter: OverlapFilter, out: mpsc::Sender<Merged>) {
-    let Rebind { subscriber: mut new, client, dedup, overlap } = rebind;
+    // `_settle` lives until this merge ends.
+    let Rebind { subscriber: mut new, client, dedup, overlap, settle: _settle } = rebind;
     let mut held = std::collections::VecDeque::new();
     let overlap_end = tokio::time::sleep(overlap);
     tokio::pin!(overlap_end);

@@ -37,6 +37,9 @@ pub(crate) fn fingerprint(msg: &async_nats::Message) -> u64 {
 #[derive(Debug)]
 pub(crate) struct OverlapFilter {
     delivered_by_old: HashMap<u64, u32>,
+    /// Deliveries of the old connection not yet matched by the new one (the sum of the
+    /// counts above): at zero no later message can be a duplicate.
+    unmatched: usize,
     matching: bool,
 }
 
@@ -49,17 +52,20 @@ impl Default for OverlapFilter {
 impl OverlapFilter {
     /// A filter for a plain (deduplicating) subscription.
     pub(crate) fn new() -> Self {
-        OverlapFilter { delivered_by_old: HashMap::new(), matching: true }
+        OverlapFilter { delivered_by_old: HashMap::new(), unmatched: 0, matching: true }
     }
 
     /// The old connection delivered a message with this fingerprint.
     pub(crate) fn record_old(&mut self, fp: u64) {
         *self.delivered_by_old.entry(fp).or_insert(0) += 1;
+        self.unmatched += 1;
     }
 
-    /// True until the filter has met a message the old connection never delivered.
+    /// True while a message from the new connection may still be a duplicate: until the
+    /// filter has met a message the old connection never delivered, or has matched every
+    /// message the old connection delivered (an idle subscription is done at once).
     pub(crate) fn is_matching(&self) -> bool {
-        self.matching
+        self.matching && self.unmatched > 0
     }
 
     /// Whether a message the new connection delivered should be passed on.
@@ -70,6 +76,7 @@ impl OverlapFilter {
         match self.delivered_by_old.get_mut(&fp) {
             Some(count) if *count > 0 => {
                 *count -= 1;
+                self.unmatched -= 1;
                 false
             }
             _ => {
@@ -121,5 +128,19 @@ mod tests {
     #[test]
     fn nothing_from_old_means_everything_from_new() {
         assert_eq!(replay(&[], &[1, 2, 3]), vec![1, 2, 3]);
+        assert!(!OverlapFilter::new().is_matching(), "an idle subscription has nothing to filter");
+    }
+
+    #[test]
+    fn done_once_every_old_delivery_is_matched() {
+        let mut f = OverlapFilter::new();
+        f.record_old(1);
+        f.record_old(2);
+        assert!(f.is_matching());
+        assert!(!f.admit_new(1));
+        assert!(f.is_matching(), "2 may still come from new");
+        assert!(!f.admit_new(2));
+        assert!(!f.is_matching(), "nothing left that new could duplicate");
+        assert!(f.admit_new(3));
     }
 }

@@ -90,6 +90,17 @@ impl Conn {
     /// Connects `client` (kinopio or raw) to `url`. `capacity` is the per-subscription
     /// buffer, in messages.
     pub(crate) async fn connect(client: Client, url: &str, name: &str, capacity: usize) -> Result<Conn, BenchError> {
+        Conn::connect_tuned(client, url, name, capacity, |options| options).await
+    }
+
+    /// [`Conn::connect`] with kinopio's options adjusted by `tune` (raw ignores it).
+    pub(crate) async fn connect_tuned(
+        client: Client,
+        url: &str,
+        name: &str,
+        capacity: usize,
+        tune: impl FnOnce(HubOptions) -> HubOptions,
+    ) -> Result<Conn, BenchError> {
         let slow = Arc::new(AtomicU64::new(0));
         let fail = |detail: String| BenchError::Connect { client: client.label(), url: url.to_owned(), detail };
         match client {
@@ -102,7 +113,7 @@ impl Conn {
                     .name(name)
                     .connect_timeout(CONNECT_TIMEOUT)
                     .subscription_capacity(capacity);
-                let hub = Hub::connect(options).await.map_err(|e| fail(e.to_string()))?;
+                let hub = Hub::connect(tune(options)).await.map_err(|e| fail(e.to_string()))?;
                 let mut events = hub.events();
                 let counter = Arc::clone(&slow);
                 let watch = tokio::spawn(async move {

@@ -50,7 +50,7 @@ pub(crate) fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
             "fan-out 1 → 8, ÷ raw",
             report.series(Client::Kinopio, "throughput"),
             report.series(Client::Raw, "throughput"),
-            Target::RatioAtLeast { value: 0.90 },
+            Target::RatioAtLeast { value: 0.95 },
         )
         .with_flags(&report.flags),
     ]

@@ -91,7 +91,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
 }
 
 /// `host:port` of a `nats://host:port` URL, resolved.
-async fn socket_addr(url: &str) -> Result<SocketAddr, BenchError> {
+pub(crate) async fn socket_addr(url: &str) -> Result<SocketAddr, BenchError> {
     let host_port = url.split_once("://").map_or(url, |(_, rest)| rest).trim_end_matches('/');
     let fail = |detail: String| BenchError::Connect { client: "forwarder", url: url.to_owned(), detail };
     tokio::net::lookup_host(host_port)
@@ -101,7 +101,7 @@ async fn socket_addr(url: &str) -> Result<SocketAddr, BenchError> {
         .ok_or_else(|| fail("the name resolves to no address".to_owned()))
 }
 
-fn parse_url(url: &str) -> Result<ServerUrl, BenchError> {
+pub(crate) fn parse_url(url: &str) -> Result<ServerUrl, BenchError> {
     url.parse::<ServerUrl>().map_err(|e| BenchError::client("kinopio", "parse server URL", e))
 }
 

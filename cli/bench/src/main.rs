@@ -37,6 +37,7 @@ mod server;
 #[path = "../../src/signals.rs"]
 mod signals;
 mod stats;
+mod switch_scale;
 mod throughput;
 
 use std::path::PathBuf;
@@ -150,8 +151,10 @@ pub enum ScenarioId {
     Python,
     /// Hot switch under a steady publish rate.
     HotSwitch,
-    /// 10 000 subscribed variables.
+    /// N subscribed variables (1 000, 10 000, 100 000): subscribe time and memory.
     ManySubs,
+    /// Hot switch with N live subscriptions (1 000, 10 000) under a steady publish rate.
+    SwitchScale,
     /// Leaf start → manifest ready, against nats-server's own start.
     LeafStart,
     /// `leaf auto` leader kill -9 / SIGTERM → new leader serving (needs root).
@@ -160,13 +163,14 @@ pub enum ScenarioId {
     BackboneFailover,
 }
 
-const ALL: [ScenarioId; 9] = [
+const ALL: [ScenarioId; 10] = [
     ScenarioId::Throughput,
     ScenarioId::Latency,
     ScenarioId::Fanout,
     ScenarioId::Python,
     ScenarioId::HotSwitch,
     ScenarioId::ManySubs,
+    ScenarioId::SwitchScale,
     ScenarioId::LeafStart,
     ScenarioId::Failover,
     ScenarioId::BackboneFailover,
@@ -181,6 +185,7 @@ impl ScenarioId {
             ScenarioId::Python => (python::ID, python::TITLE),
             ScenarioId::HotSwitch => (hot_switch::ID, hot_switch::TITLE),
             ScenarioId::ManySubs => (many_subs::ID, many_subs::TITLE),
+            ScenarioId::SwitchScale => (switch_scale::ID, switch_scale::TITLE),
             ScenarioId::LeafStart => (leaf_start::ID, leaf_start::TITLE),
             ScenarioId::Failover => (failover::ID, failover::TITLE),
             ScenarioId::BackboneFailover => (backbone_failover::ID, backbone_failover::TITLE),
@@ -231,8 +236,12 @@ pub struct Settings {
     /// Time between hot switches.
     #[serde(serialize_with = "as_millis")]
     pub switch_interval: Duration,
-    /// Subscribed variables in `many-subs`.
-    pub many_subs: usize,
+    /// Subscribed variables in `many-subs` (the series over N).
+    pub many_subs: Vec<usize>,
+    /// Live subscriptions in `switch-scale` (the series over N).
+    pub switch_scale_subs: Vec<usize>,
+    /// Hot switches per `switch-scale` round.
+    pub switch_scale_switches: u32,
     /// Bound of every wait for messages or replies.
     #[serde(serialize_with = "as_millis")]
     pub wait_timeout: Duration,
@@ -275,7 +284,9 @@ impl Settings {
                 switches: 2,
                 switch_rate: 500,
                 switch_interval: Duration::from_millis(400),
-                many_subs: 500,
+                many_subs: vec![100, 400],
+                switch_scale_subs: vec![100, 400],
+                switch_scale_switches: 2,
                 wait_timeout: Duration::from_secs(30),
                 leaf_start_rounds: rounds.unwrap_or(2),
                 leaf_start_warmup_rounds: 0,
@@ -303,7 +314,9 @@ impl Settings {
                 switches: 5,
                 switch_rate: 1_000,
                 switch_interval: Duration::from_secs(1),
-                many_subs: 10_000,
+                many_subs: vec![1_000, 10_000, 100_000],
+                switch_scale_subs: vec![1_000, 10_000],
+                switch_scale_switches: 4,
                 wait_timeout: Duration::from_secs(60),
                 leaf_start_rounds: rounds.unwrap_or(15),
                 leaf_start_warmup_rounds: 1,
@@ -484,6 +497,7 @@ async fn run(args: BenchArgs) -> Result<(), Failure> {
             ScenarioId::Python => python::run(&ctx, &python, &script).await,
             ScenarioId::HotSwitch => hot_switch::run(&ctx).await,
             ScenarioId::ManySubs => many_subs::run(&ctx).await,
+            ScenarioId::SwitchScale => switch_scale::run(&ctx).await,
             ScenarioId::LeafStart => leaf_start::run(&ctx).await,
             ScenarioId::Failover => failover::run(&ctx, args.scenario.contains(&ScenarioId::Failover)).await,
             ScenarioId::BackboneFailover => {
@@ -506,7 +520,8 @@ async fn run(args: BenchArgs) -> Result<(), Failure> {
     figures.extend(fanout::figures(&scenarios));
     figures.extend(python::figures(&scenarios));
     figures.extend(hot_switch::figures(&scenarios));
-    figures.extend(many_subs::figures(&scenarios, settings.many_subs));
+    figures.extend(many_subs::figures(&scenarios, &settings.many_subs));
+    figures.extend(switch_scale::figures(&scenarios, &settings.switch_scale_subs));
     figures.extend(leaf_start::figures(&scenarios));
     figures.extend(failover::figures(&scenarios, settings.failover_grace));
     figures.extend(backbone_failover::figures(&scenarios));

@@ -1,10 +1,16 @@
-//! Scenario `many-subs`: 10 000 subscribed variables. Each measurement runs in a fresh
-//! child process (`kinopio-bench many-subs-child ...`) so its resident memory is the
-//! client's alone: RSS before connecting, after connecting and after subscribing (from
-//! `/proc/self/status`), and the total time to subscribe. kinopio subscribes one after
-//! another (each `subscribe` returns once the server has the interest) and, separately,
-//! 256 at a time; raw async-nats subscribes one after another, then makes one round trip (so the
-//! server has them all).
+//! Scenario `many-subs`: N subscribed variables, for N over a series (1 000, 10 000,
+//! 100 000), so the report shows how cost grows. Each measurement runs in a fresh child
+//! process (`kinopio-bench many-subs-child ...`) so its resident memory is the client's
+//! alone: RSS before connecting, after connecting and after subscribing (from
+//! `/proc/self/status`), and the total time to subscribe. Both clients use the same
+//! subscription capacity (1 024 messages).
+//!
+//! Modes: kinopio one `subscribe` after another with the default
+//! [`Confirmation::Server`](kinopio::Confirmation::Server) (each returns once the server has
+//! the interest); kinopio with [`Confirmation::Ordered`](kinopio::Confirmation::Ordered) (each
+//! returns once its SUB is queued) followed by one `checkpoint`/`confirm` (the server has them
+//! all, no refusal); kinopio 256 at a time (default confirmation); raw async-nats one after
+//! another, then one round trip (so the server has them all).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -24,13 +30,17 @@ use super::report::{Figure, ScenarioReport, Target, Unit};
 /// Scenario id.
 pub(crate) const ID: &str = "many-subs";
 /// What it measures.
-pub(crate) const TITLE: &str = "many subscribed variables: client RSS and total subscribe time (child process each)";
+pub(crate) const TITLE: &str = "N subscribed variables (a series over N): client RSS, bytes per subscription and total subscribe time (child process each)";
 /// Subscriptions made concurrently in the `kinopio-concurrent` mode.
 const CONCURRENCY: usize = 256;
 /// How long one child may take.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(180);
-/// The kinopio memory target.
-pub(crate) const RSS_TARGET_MB: f64 = 50.0;
+/// Subscription capacity of both clients in the children (like with like).
+const CAPACITY: usize = 1024;
+/// The subscribe-time target: kinopio ÷ raw at most this.
+pub(crate) const SUBSCRIBE_RATIO_TARGET: f64 = 2.0;
+/// The memory target: kinopio ÷ raw at most this.
+pub(crate) const MEMORY_RATIO_TARGET: f64 = 1.0;
 
 /// What a child measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -40,6 +50,9 @@ pub(crate) enum Mode {
     Kinopio,
     /// kinopio, 256 `subscribe` calls in flight.
     KinopioConcurrent,
+    /// kinopio with `Confirmation::Ordered`, one `subscribe` after another, then one
+    /// `checkpoint`/`confirm`.
+    KinopioOrdered,
     /// async-nats, one `subscribe` after another, then one round trip.
     Raw,
 }
@@ -50,13 +63,14 @@ impl Mode {
         match self {
             Mode::Kinopio => "kinopio",
             Mode::KinopioConcurrent => "kinopio-concurrent",
+            Mode::KinopioOrdered => "kinopio-ordered",
             Mode::Raw => "raw",
         }
     }
 
     fn client(self) -> Client {
         match self {
-            Mode::Kinopio | Mode::KinopioConcurrent => Client::Kinopio,
+            Mode::Kinopio | Mode::KinopioConcurrent | Mode::KinopioOrdered => Client::Kinopio,
             Mode::Raw => Client::Raw,
         }
     }
@@ -94,12 +108,19 @@ fn subject(i: usize) -> String {
 /// The child side: connects, subscribes `count` variables, prints a [`ChildResult`].
 pub(crate) async fn child(mode: Mode, url: &str, count: usize) -> Result<ChildResult, BenchError> {
     let rss_start_kb = rss_kb();
-    let conn = Conn::connect(mode.client(), url, "bench-many-subs", 1024).await?;
+    let conn = if mode == Mode::KinopioOrdered {
+        Conn::connect_tuned(mode.client(), url, "bench-many-subs", CAPACITY, |o| {
+            o.subscribe_confirmation(kinopio::Confirmation::Ordered)
+        })
+        .await?
+    } else {
+        Conn::connect(mode.client(), url, "bench-many-subs", CAPACITY).await?
+    };
     let rss_connected_kb = rss_kb();
     let last = subject(count.saturating_sub(1));
     let started = Instant::now();
     let (subscribe_ms, verified) = match (&conn, mode) {
-        (Conn::Kinopio { hub, .. }, Mode::Kinopio | Mode::KinopioConcurrent) => {
+        (Conn::Kinopio { hub, .. }, Mode::Kinopio | Mode::KinopioConcurrent | Mode::KinopioOrdered) => {
             let subscribe_one = |i: usize| {
                 let hub = hub.clone();
                 async move {
@@ -111,7 +132,13 @@ pub(crate) async fn child(mode: Mode, url: &str, count: usize) -> Result<ChildRe
                 }
             };
             let mut subs = Vec::with_capacity(count);
-            if mode == Mode::Kinopio {
+            if mode == Mode::KinopioOrdered {
+                let checkpoint = hub.checkpoint().ok_or_else(|| BenchError::Child("no connection".to_owned()))?;
+                for i in 0..count {
+                    subs.push(subscribe_one(i).await?);
+                }
+                hub.confirm(&checkpoint).await.map_err(|e| BenchError::client("kinopio", "confirm", e))?;
+            } else if mode == Mode::Kinopio {
                 for i in 0..count {
                     subs.push(subscribe_one(i).await?);
                 }
@@ -176,7 +203,7 @@ pub(crate) async fn child(mode: Mode, url: &str, count: usize) -> Result<ChildRe
     Ok(result)
 }
 
-async fn spawn_child(ctx: &Ctx<'_>, mode: Mode) -> Result<ChildResult, BenchError> {
+async fn spawn_child(ctx: &Ctx<'_>, mode: Mode, count: usize) -> Result<ChildResult, BenchError> {
     let exe = std::env::current_exe().map_err(|source| BenchError::Io {
         what: "find the running executable",
         path: PathBuf::from("/proc/self/exe"),
@@ -187,7 +214,7 @@ async fn spawn_child(ctx: &Ctx<'_>, mode: Mode) -> Result<ChildResult, BenchErro
     command
         .args(["many-subs-child", "--mode", mode_arg, "--server", ctx.url()])
         .arg("--subs")
-        .arg(ctx.settings.many_subs.to_string())
+        .arg(count.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -218,93 +245,133 @@ pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
     let mut report = ScenarioReport::new(
         ID,
         TITLE,
-        json!({"subscriptions": s.many_subs, "rounds": s.rounds, "concurrency": CONCURRENCY}),
+        json!({"subscriptions": s.many_subs, "rounds": s.rounds, "concurrency": CONCURRENCY, "capacity": CAPACITY}),
     );
-    for round in 0..s.rounds {
-        let [first, second] = round_order(round);
-        let modes = [first, second].map(|c| if c == Client::Kinopio { Mode::Kinopio } else { Mode::Raw });
-        for mode in modes.into_iter().chain([Mode::KinopioConcurrent]) {
-            let r = spawn_child(ctx, mode).await?;
-            if !r.verified {
-                let mode = mode.name();
-                report
-                    .flags
-                    .push(format!("{mode} round {}: a message to the last subscription did not arrive", round + 1));
-            }
-            let rss = mb(r.rss_subscribed_kb);
-            let growth = mb(r.rss_subscribed_kb.zip(r.rss_connected_kb).map(|(a, b)| a.saturating_sub(b)));
-            ctx.progress(&format!(
-                "{ID} round {}: {} {} subscriptions in {:.0} ms, RSS {}",
-                round + 1,
-                mode.name(),
-                r.subscriptions,
-                r.subscribe_ms,
-                rss.map_or("unknown".to_owned(), |v| Unit::Megabytes.format(v))
-            ));
-            let client = mode.client();
-            let time_metric = if mode == Mode::KinopioConcurrent { "subscribe_concurrent_ms" } else { "subscribe_ms" };
-            report.push(client, time_metric, Unit::Millis, r.subscribe_ms);
-            if mode != Mode::KinopioConcurrent {
-                if let Some(v) = rss {
-                    report.push(client, "rss_mb", Unit::Megabytes, v);
+    for &count in &s.many_subs {
+        for round in 0..s.rounds {
+            let [first, second] = round_order(round);
+            let modes = [first, second].map(|c| if c == Client::Kinopio { Mode::Kinopio } else { Mode::Raw });
+            for mode in modes.into_iter().chain([Mode::KinopioOrdered, Mode::KinopioConcurrent]) {
+                let r = spawn_child(ctx, mode, count).await?;
+                if !r.verified {
+                    let mode = mode.name();
+                    report.flags.push(format!(
+                        "{mode} {count} round {}: a message to the last subscription did not arrive",
+                        round + 1
+                    ));
                 }
-                if let Some(v) = growth {
-                    report.push(client, "rss_growth_mb", Unit::Megabytes, v);
+                let rss = mb(r.rss_subscribed_kb);
+                let growth_kb = r.rss_subscribed_kb.zip(r.rss_connected_kb).map(|(a, b)| a.saturating_sub(b));
+                ctx.progress(&format!(
+                    "{ID} {count} round {}: {} in {:.0} ms, RSS {}",
+                    round + 1,
+                    mode.name(),
+                    r.subscribe_ms,
+                    rss.map_or("unknown".to_owned(), |v| Unit::Megabytes.format(v))
+                ));
+                let client = mode.client();
+                let time_metric = match mode {
+                    Mode::KinopioConcurrent => "subscribe_concurrent_ms",
+                    Mode::KinopioOrdered => "subscribe_ordered_ms",
+                    Mode::Kinopio | Mode::Raw => "subscribe_ms",
+                };
+                report.push(client, &metric(time_metric, count), Unit::Millis, r.subscribe_ms);
+                if matches!(mode, Mode::Kinopio | Mode::Raw) {
+                    if let Some(v) = rss {
+                        report.push(client, &metric("rss_mb", count), Unit::Megabytes, v);
+                    }
+                    if let Some(kb) = growth_kb {
+                        report.push(client, &metric("rss_growth_mb", count), Unit::Megabytes, kb as f64 * 1024.0 / 1e6);
+                        let per_sub = kb as f64 * 1024.0 / count.max(1) as f64;
+                        report.push(client, &metric("bytes_per_sub", count), Unit::Bytes, per_sub);
+                    }
                 }
+                report.runs.push(json!({"subscriptions": count, "round": round, "result": r}));
             }
-            report.runs.push(json!({"round": round, "result": r}));
         }
     }
     Ok(report)
 }
 
+/// The name of a metric at `count` subscriptions: `subscribe_ms@10000`.
+pub(crate) fn metric(name: &str, count: usize) -> String {
+    format!("{name}@{count}")
+}
+
+/// `10 000` for people.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The table rows.
-pub(crate) fn figures(all: &[ScenarioReport], count: usize) -> Vec<Figure> {
+pub(crate) fn figures(all: &[ScenarioReport], counts: &[usize]) -> Vec<Figure> {
     let Some(report) = all.iter().find(|r| r.id == ID) else { return Vec::new() };
-    let k = |m: &str| report.series(Client::Kinopio, m);
-    let r = |m: &str| report.series(Client::Raw, m);
-    let mut rss = Figure::compare(
-        "subs_rss",
-        ID,
-        &format!("{count} subscribed variables: client RSS"),
-        k("rss_mb"),
-        r("rss_mb"),
-        Target::AtMost { value: RSS_TARGET_MB },
-    )
-    .with_flags(&report.flags);
-    if let Some(raw) = rss.baseline.as_ref().map(|b| b.summary.median).filter(|m| *m > RSS_TARGET_MB) {
-        rss = rss.with_note(format!(
-            "raw async-nats alone needs {} (each async-nats subscription is a tokio channel whose first block \
-             holds 32 messages)",
-            Unit::Megabytes.format(raw)
+    let k = |m: &str, n: usize| report.series(Client::Kinopio, &metric(m, n));
+    let r = |m: &str, n: usize| report.series(Client::Raw, &metric(m, n));
+    let mut figures = Vec::new();
+    for &n in counts {
+        let label = thousands(n);
+        figures.push(
+            Figure::compare(
+                &format!("subs_time@{n}"),
+                ID,
+                &format!("{label} variables subscribed one after another (default: server-confirmed)"),
+                k("subscribe_ms", n),
+                r("subscribe_ms", n),
+                Target::RatioAtMost { value: SUBSCRIBE_RATIO_TARGET },
+            )
+            .with_flags(&report.flags)
+            .with_note(
+                "each subscribe waits for a PING/PONG round trip (that is its guarantee); raw makes one round trip at \
+                 the end",
+            ),
+        );
+        figures.push(
+            Figure::compare(
+                &format!("subs_time_ordered@{n}"),
+                ID,
+                &format!("{label} variables subscribed one after another, Confirmation::Ordered + one confirm"),
+                k("subscribe_ordered_ms", n),
+                r("subscribe_ms", n),
+                Target::RatioAtMost { value: SUBSCRIBE_RATIO_TARGET },
+            )
+            .with_note("same end state as raw: the server has every subscription, checked once"),
+        );
+        figures.push(Figure::compare(
+            &format!("subs_time_concurrent@{n}"),
+            ID,
+            &format!("{label} variables subscribed {CONCURRENCY} at a time (default confirmation)"),
+            k("subscribe_concurrent_ms", n),
+            r("subscribe_ms", n),
+            Target::Report,
+        ));
+        figures.push(
+            Figure::compare(
+                &format!("subs_bytes@{n}"),
+                ID,
+                &format!("{label} subscribed variables: client memory per subscription (RSS growth ÷ N)"),
+                k("bytes_per_sub", n),
+                r("bytes_per_sub", n),
+                if n >= 10_000 { Target::RatioAtMost { value: MEMORY_RATIO_TARGET } } else { Target::Report },
+            )
+            .with_note(format!("same subscription capacity ({CAPACITY}) on both clients")),
+        );
+        figures.push(Figure::compare(
+            &format!("subs_rss@{n}"),
+            ID,
+            &format!("{label} subscribed variables: client RSS"),
+            k("rss_mb", n),
+            r("rss_mb", n),
+            Target::Report,
         ));
     }
-    vec![
-        rss,
-        Figure::compare(
-            "subs_rss_growth",
-            ID,
-            &format!("{count} subscribed variables: RSS growth after connecting"),
-            k("rss_growth_mb"),
-            r("rss_growth_mb"),
-            Target::Report,
-        ),
-        Figure::compare(
-            "subs_time",
-            ID,
-            &format!("{count} subscribed variables: subscribe time, one after another"),
-            k("subscribe_ms"),
-            r("subscribe_ms"),
-            Target::Report,
-        )
-        .with_note("kinopio confirms each subscription with a round trip; raw makes one round trip at the end"),
-        Figure::compare(
-            "subs_time_concurrent",
-            ID,
-            &format!("{count} subscribed variables: subscribe time, kinopio {CONCURRENCY} at a time"),
-            k("subscribe_concurrent_ms"),
-            r("subscribe_ms"),
-            Target::Report,
-        ),
-    ]
+    figures
 }

@@ -161,6 +161,9 @@ pub(crate) enum Unit {
     /// A count.
     #[serde(rename = "count")]
     Count,
+    /// Bytes.
+    #[serde(rename = "B")]
+    Bytes,
 }
 
 impl Unit {
@@ -180,6 +183,7 @@ impl Unit {
             Unit::Millis => "ms",
             Unit::Megabytes => "MB",
             Unit::Count => "",
+            Unit::Bytes => "B",
         }
     }
 
@@ -192,7 +196,7 @@ impl Unit {
             _ => value,
         };
         match self {
-            Unit::Count => format!("{scaled:.0}"),
+            Unit::Count | Unit::Bytes => format!("{scaled:.0}"),
             _ if scaled.abs() >= 100.0 => format!("{scaled:.0}"),
             _ if scaled.abs() >= 10.0 => format!("{scaled:.1}"),
             _ => format!("{scaled:.2}"),

@@ -48,6 +48,31 @@ impl BenchServer {
         }
         let binary: ResolvedBinary =
             kinopio_leaf::binary::resolve(&options).await.map_err(|e| BenchError::Binary(e.to_string()))?;
+        BenchServer::spawn(binary.path, binary.version, "").await
+    }
+
+    /// Two more servers of the same binary as this one (which the bench must have started),
+    /// clustered with each other on loopback routes, once the route carries messages: the
+    /// `switch-scale` scenario moves a hub between them.
+    pub async fn start_cluster_pair(&self) -> Result<(BenchServer, BenchServer), BenchError> {
+        let (Some(binary), Some(version)) = (&self.info.binary, &self.info.version) else {
+            return Err(BenchError::Server("an external server cannot be clustered by the bench".to_owned()));
+        };
+        let (a, b) = (free_port()?, free_port()?);
+        let cluster = |listen: u16, peer: u16| {
+            format!(
+                "cluster {{\n  name: kinopio-bench\n  listen: \"127.0.0.1:{listen}\"\n  \
+                 routes: [\"nats-route://127.0.0.1:{peer}\"]\n}}\n"
+            )
+        };
+        let first = BenchServer::spawn(binary.clone(), version.clone(), &cluster(a, b)).await?;
+        let second = BenchServer::spawn(binary.clone(), version.clone(), &cluster(b, a)).await?;
+        wait_for_route(first.url(), second.url()).await?;
+        Ok((first, second))
+    }
+
+    /// Starts `binary` on free loopback ports with `extra` appended to its config.
+    async fn spawn(binary: PathBuf, version: String, extra: &str) -> Result<BenchServer, BenchError> {
         let dir = tempfile::Builder::new().prefix("kinopio-bench-").tempdir().map_err(|source| BenchError::Io {
             what: "create",
             path: std::env::temp_dir(),
@@ -57,7 +82,7 @@ impl BenchServer {
         let output_file = dir.path().join("server.log");
         let config = format!(
             "host: 127.0.0.1\nport: -1\nhttp: \"127.0.0.1:-1\"\n\
-             ports_file_dir: {:?}\n",
+             ports_file_dir: {:?}\n{extra}",
             dir.path().display().to_string()
         );
         std::fs::write(&config_file, config).map_err(|source| BenchError::Io {
@@ -66,7 +91,7 @@ impl BenchServer {
             source,
         })?;
         let spec = SpawnSpec {
-            binary: binary.path.clone(),
+            binary: binary.clone(),
             config_file,
             output_file: output_file.clone(),
             working_dir: dir.path().to_owned(),
@@ -78,12 +103,7 @@ impl BenchServer {
             process: Some(process),
             _dir: Some(dir),
             monitor: Some(ports.1),
-            info: ServerInfo {
-                origin: "started",
-                url: url.clone(),
-                version: Some(binary.version),
-                binary: Some(binary.path),
-            },
+            info: ServerInfo { origin: "started", url: url.clone(), version: Some(version), binary: Some(binary) },
             url,
         })
     }
@@ -164,6 +184,53 @@ impl BenchServer {
             process.stop(Duration::from_secs(5)).await;
         }
     }
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+fn free_port() -> Result<u16, BenchError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| BenchError::Io {
+        what: "bind",
+        path: PathBuf::from("127.0.0.1:0"),
+        source,
+    })?;
+    listener.local_addr().map(|a| a.port()).map_err(|source| BenchError::Io {
+        what: "read the address of",
+        path: PathBuf::from("127.0.0.1:0"),
+        source,
+    })
+}
+
+/// Waits until a message published on `from` reaches a subscriber on `to` (the route is up
+/// and has carried the interest).
+async fn wait_for_route(from: &str, to: &str) -> Result<(), BenchError> {
+    use futures::StreamExt;
+    let connect = |url: &str| {
+        let url = url.to_owned();
+        async move {
+            async_nats::connect(url.as_str()).await.map_err(|e| BenchError::Connect {
+                client: "raw async-nats",
+                url,
+                detail: e.to_string(),
+            })
+        }
+    };
+    let (publisher, subscriber) = (connect(from).await?, connect(to).await?);
+    let mut sub = subscriber
+        .subscribe("bench.route.check")
+        .await
+        .map_err(|e| BenchError::client("raw async-nats", "subscribe", e))?;
+    let _ = subscriber.flush().await;
+    let wait = async {
+        loop {
+            let _ = publisher.publish("bench.route.check", bytes::Bytes::from_static(b"?")).await;
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), sub.next()).await {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(READY_TIMEOUT, wait)
+        .await
+        .map_err(|_| BenchError::Server(format!("no route from {from} to {to} after {READY_TIMEOUT:?}")))
 }
 
 /// Waits until the server has written its ports file and accepts connections on the client

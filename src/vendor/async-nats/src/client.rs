@@ -469,6 +469,41 @@ impl Client {
         Ok(())
     }
 
+    /// kinopio patch: [`Client::publish`] without waiting: queues the message at once when the
+    /// command channel has room, with the same checks and the same order as `publish`. When
+    /// the channel is full the message is handed back (`Ok(Some(..))`): call `publish` with it,
+    /// which waits for room. Saves the publish future when nothing has to wait (almost always).
+    pub fn try_publish(
+        &self,
+        subject: crate::Subject,
+        payload: Bytes,
+    ) -> Result<Option<(crate::Subject, Bytes)>, PublishError> {
+        let subject = self
+            .maybe_validate_publish_subject(subject)
+            .map_err(|e| PublishError::with_source(PublishErrorKind::InvalidSubject, e))?;
+        self.check_payload_size(None, payload.len())
+            .map_err(max_payload_error)?;
+        let command = Command::Publish(OutboundMessage {
+            subject,
+            payload,
+            reply: None,
+            headers: None,
+        });
+        match self.sender.try_send(command) {
+            Ok(()) => Ok(None),
+            Err(tokio::sync::mpsc::error::TrySendError::Full(Command::Publish(message))) => {
+                Ok(Some((message.subject, message.payload)))
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Full(command))
+            | Err(tokio::sync::mpsc::error::TrySendError::Closed(command)) => {
+                Err(PublishError::with_source(
+                    PublishErrorKind::Send,
+                    tokio::sync::mpsc::error::SendError(command),
+                ))
+            }
+        }
+    }
+
     /// Publish a [Message] with headers to a given subject.
     ///
     /// # Examples

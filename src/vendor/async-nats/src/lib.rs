@@ -468,10 +468,27 @@ struct Multiplexer {
 enum PongWaiter {
     /// A keepalive (or whole-client drain) PING: nothing waits.
     Keepalive,
-    /// [`Client::round_trip`] waits for it.
-    RoundTrip(oneshot::Sender<()>),
-    /// The PING sent after draining this subscription: remove it then.
-    Drained(u64),
+    /// Round trips and subscription drains that share this PING (see
+    /// [`CoalescedPing`]).
+    Coalesced(CoalescedPing),
+}
+
+/// kinopio patch: the round trips ([`Client::round_trip`]) and subscription drains
+/// (`Subscriber::drain`) received in one batch of commands. They share one PING, written after
+/// the batch: its PONG proves the server has processed everything written before it, which
+/// is all each of them needs, so a burst of N round trips or drains costs one PING, not N.
+#[derive(Debug, Default)]
+struct CoalescedPing {
+    /// Round trips waiting for the PONG.
+    observers: Vec<oneshot::Sender<()>>,
+    /// Drained subscriptions to remove on the PONG.
+    drained: Vec<u64>,
+}
+
+impl CoalescedPing {
+    fn is_empty(&self) -> bool {
+        self.observers.is_empty() && self.drained.is_empty()
+    }
 }
 
 /// A connection handler which facilitates communication from channels to a single shared connection.
@@ -489,6 +506,9 @@ pub(crate) struct ConnectionHandler {
     drain_pings: VecDeque<u64>,
     /// kinopio patch: one entry per PING in flight, in order: what its PONG completes.
     pong_waiters: VecDeque<PongWaiter>,
+    /// kinopio patch: round trips and drains of the current batch of commands, waiting for
+    /// the PING written after the batch ([`ConnectionHandler::enqueue_coalesced_ping`]).
+    coalesced_ping: CoalescedPing,
 }
 
 impl ConnectionHandler {
@@ -514,7 +534,20 @@ impl ConnectionHandler {
             is_draining: false,
             drain_pings: VecDeque::new(),
             pong_waiters: VecDeque::new(),
+            coalesced_ping: CoalescedPing::default(),
         }
+    }
+
+    /// kinopio patch: writes the one PING shared by the round trips and drains received in
+    /// the batch of commands just handled (nothing if there were none).
+    fn enqueue_coalesced_ping(&mut self) {
+        if self.coalesced_ping.is_empty() {
+            return;
+        }
+        let waiter = mem::take(&mut self.coalesced_ping);
+        self.pending_pings += 1;
+        self.connection.enqueue_write_op(&ClientOp::Ping);
+        self.pong_waiters.push_back(PongWaiter::Coalesced(waiter));
     }
 
     pub(crate) async fn process<'a>(&'a mut self, receiver: &'a mut mpsc::Receiver<Command>) {
@@ -639,6 +672,9 @@ impl ConnectionHandler {
                             Poll::Ready(_) => return Poll::Ready(ExitReason::Closed),
                         }
                     }
+                    // kinopio patch: one PING for the round trips and drains of this batch,
+                    // after everything the batch wrote.
+                    self.handler.enqueue_coalesced_ping();
 
                     // The first round will poll both from
                     // the `receiver` and the writer, giving
@@ -738,12 +774,15 @@ impl ConnectionHandler {
                 debug!("received PONG");
                 self.pending_pings = self.pending_pings.saturating_sub(1);
                 match self.pong_waiters.pop_front() {
-                    Some(PongWaiter::RoundTrip(observer)) => {
-                        let _ = observer.send(());
-                    }
-                    // The server has processed the UNSUB: nothing more can arrive for it.
-                    Some(PongWaiter::Drained(sid)) => {
-                        self.subscriptions.remove(&sid);
+                    Some(PongWaiter::Coalesced(waiter)) => {
+                        // The server has processed every UNSUB before this PING: nothing more
+                        // can arrive for those subscriptions.
+                        for sid in waiter.drained {
+                            self.subscriptions.remove(&sid);
+                        }
+                        for observer in waiter.observers {
+                            let _ = observer.send(());
+                        }
                     }
                     Some(PongWaiter::Keepalive) | None => {}
                 }
@@ -878,10 +917,9 @@ impl ConnectionHandler {
             Command::Flush { observer } => {
                 self.flush_observers.push(observer);
             }
+            // kinopio patch: the PING is written after this batch of commands, shared.
             Command::Ping { observer } => {
-                self.pending_pings += 1;
-                self.connection.enqueue_write_op(&ClientOp::Ping);
-                self.pong_waiters.push_back(PongWaiter::RoundTrip(observer));
+                self.coalesced_ping.observers.push(observer);
             }
             // kinopio patch: a drained subscription is removed when the server answers the
             // PING sent after its UNSUB, not on the next wake-up (which can come before the
@@ -891,8 +929,7 @@ impl ConnectionHandler {
                 if self.subscriptions.contains_key(&sid) {
                     self.connection
                         .enqueue_write_op(&ClientOp::Unsubscribe { sid, max: None });
-                    self.connection.enqueue_write_op(&ClientOp::Ping);
-                    self.pong_waiters.push_back(PongWaiter::Drained(sid));
+                    self.coalesced_ping.drained.push(sid);
                 }
             }
             Command::Drain { sid } => {
@@ -1035,9 +1072,16 @@ impl ConnectionHandler {
         self.pending_pings = 0;
         // PINGs in flight died with the connection: their waiters get an error, and a
         // subscription being drained is gone (it must not be re-sent on reconnect).
-        for waiter in self.pong_waiters.drain(..) {
-            if let PongWaiter::Drained(sid) = waiter {
-                self.subscriptions.remove(&sid);
+        let unsent = mem::take(&mut self.coalesced_ping);
+        for waiter in self
+            .pong_waiters
+            .drain(..)
+            .chain([PongWaiter::Coalesced(unsent)])
+        {
+            if let PongWaiter::Coalesced(waiter) = waiter {
+                for sid in waiter.drained {
+                    self.subscriptions.remove(&sid);
+                }
             }
         }
         self.connector.events_tx.try_send(Event::Disconnected).ok();
