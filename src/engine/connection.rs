@@ -194,6 +194,12 @@ fn base_options(options: &HubOptions) -> async_nats::ConnectOptions {
     if options.no_echo {
         nats = nats.no_echo();
     }
+    security(options, nats)
+}
+
+/// TLS and credentials as the options ask: the same for the hub's connections and its
+/// latency probes.
+pub(crate) fn security(options: &HubOptions, mut nats: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
     if let Some(ca) = &options.tls_ca_file {
         nats = nats.add_root_certificates(ca.clone());
     }

@@ -3,7 +3,7 @@
 
 use futures::future::join_all;
 
-use super::connection::round_trip;
+use super::connection::{round_trip, security};
 use crate::options::HubOptions;
 use crate::selection::ProbeResult;
 use crate::server::ServerUrl;
@@ -28,19 +28,7 @@ pub(crate) async fn probe_one(options: &HubOptions, server: &ServerUrl) -> Probe
         if let Some(name) = &options.name {
             nats = nats.name(format!("{name} (probe)"));
         }
-        nats = nats.no_echo();
-        if let Some(ca) = &options.tls_ca_file {
-            nats = nats.add_root_certificates(ca.clone());
-        }
-        if let Some(auth) = &options.auth {
-            nats = auth.apply(nats);
-        }
-        if let Some((cert, key)) = &options.tls_client_cert {
-            nats = nats.add_client_certificate(cert.clone(), key.clone());
-        }
-        if options.tls_handshake_first {
-            nats = nats.tls_first();
-        }
+        nats = security(options, nats.no_echo());
         let client = nats.connect(addr).await.map_err(|e| e.to_string())?;
         let rtt = round_trip(&client, limit).await.map_err(|e| e.to_string());
         drop(client);
