@@ -128,3 +128,20 @@ async fn mixed_websocket_and_tcp_candidates_work_in_one_list() {
     hub.close().await;
     drop(server);
 }
+
+/// Attack: a latency probe must not send the hub's credentials over plaintext when the user
+/// asked for TLS. The probe used to skip `tls_required`, so a plaintext server in the list got
+/// the token in clear; now the probe refuses the server like the connection does.
+#[tokio::test]
+async fn a_probe_honours_tls_required_and_never_sends_credentials_in_clear() {
+    let server = NatsServer::start();
+    let url: kinopio::ServerUrl = server.url().parse().unwrap();
+    let plain = HubOptions::new().auth(kinopio::Auth::Token("s3cret-token".into()));
+    // The same server answers a probe without the requirement ...
+    let open = Hub::probe(&plain, &url).await;
+    assert!(open.rtt.is_some(), "{open:?}");
+    // ... and is refused with it, before any CONNECT (with the token) is written.
+    let strict = tokio::time::timeout(WAIT, Hub::probe(&plain.tls_required(true), &url)).await.unwrap();
+    assert!(strict.rtt.is_none(), "a plaintext server passed a TLS-required probe: {strict:?}");
+    assert!(strict.error.is_some(), "{strict:?}");
+}
