@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export KINOPIO_NATS_SERVER="$PWD/.venv/bin/nats-server"
 export KINOPIO_PYTHON="$PWD/.venv/bin/python"
+export KINOPIO_PYTHON_HUB3="$PWD/.venv-hub3/bin/python"
 export KINOPIO_SKIP_CA_TRUST_INSTALL=1
 export RUST_BACKTRACE=1
 

@@ -107,6 +107,9 @@ pub(crate) struct Engine {
     probes: Mutex<Vec<ProbeResult>>,
     /// Malformed messages dropped by connections the hub has switched away from.
     retired_malformed: AtomicU64,
+    /// Counts activations: a connection became usable (first connect, reconnect, restart or
+    /// switch). Protocol-4 namespaces watch it to republish and sync (`crate::p4`).
+    activations: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -142,6 +145,7 @@ impl Engine {
             last_error: Mutex::new(None),
             probes: Mutex::new(Vec::new()),
             retired_malformed: AtomicU64::new(0),
+            activations: watch::channel(0).0,
             options,
         });
         tokio::spawn(driver::run(Arc::clone(&engine), commands_rx));
@@ -258,13 +262,31 @@ impl Engine {
         self.connection.borrow().clone()
     }
 
-    fn set_state(&self, state: ConnectionState) {
-        self.state.send_if_modified(|s| {
+    /// Sets the state; true if it changed.
+    fn set_state(&self, state: ConnectionState) -> bool {
+        let changed = self.state.send_if_modified(|s| {
             let changed = *s != state;
             *s = state;
             self.connected.store(state == ConnectionState::Connected, Ordering::Release);
             changed
         });
+        if changed && state == ConnectionState::Connected {
+            self.activated();
+        }
+        changed
+    }
+
+    /// Records an activation (see [`Engine::activations`]).
+    fn activated(&self) {
+        self.activations.send_modify(|n| *n += 1);
+    }
+
+    /// A watch that changes every time a connection becomes usable: the first connect, a
+    /// reconnect, a restart or a switch to another server. What a subscription receives
+    /// follows the switch on its own; what a peer must be told again (protocol 4's
+    /// republish and sync) is the watcher's job.
+    pub(crate) fn activations(&self) -> watch::Receiver<u64> {
+        self.activations.subscribe()
     }
 
     fn emit(&self, event: HubEvent) {
@@ -401,6 +423,51 @@ impl Engine {
         let result = match headers {
             Some(h) => conn.client.publish_with_headers(subject, h, payload).await,
             None => conn.client.publish(subject, payload).await,
+        };
+        result.map_err(|e| self.publish_error(e))
+    }
+
+    /// Publishes raw bytes with a reply subject (a request whose replies the caller collects
+    /// on its own subscription, or a reply that names where to answer).
+    pub(crate) async fn publish_with_reply(
+        &self,
+        subject: Subject,
+        reply: Subject,
+        payload: Bytes,
+        headers: Option<HeaderMap>,
+    ) -> Result<(), PublishError> {
+        let conn = match self.ready_connection() {
+            Some(conn) => conn,
+            None => Box::pin(self.publishing_connection()).await?,
+        };
+        let result = match headers {
+            Some(h) => conn.client.publish_with_reply_and_headers(subject, reply, h, payload).await,
+            None => conn.client.publish_with_reply(subject, reply, payload).await,
+        };
+        result.map_err(|e| self.publish_error(e))
+    }
+
+    /// Publishes only when connected now (no wait): protocol 4's `pub` has no offline
+    /// buffering, and its background traffic (reports, sync answers) must not queue up.
+    pub(crate) async fn publish_now(
+        &self,
+        subject: Subject,
+        reply: Option<Subject>,
+        payload: Bytes,
+        headers: Option<HeaderMap>,
+    ) -> Result<(), PublishError> {
+        let Some(conn) = self.ready_connection() else {
+            return Err(if self.is_closed() {
+                PublishError::new(PublishErrorKind::Closed)
+            } else {
+                PublishError::new(PublishErrorKind::NotConnected).with_detail(self.not_connected_detail())
+            });
+        };
+        let result = match (reply, headers) {
+            (Some(r), Some(h)) => conn.client.publish_with_reply_and_headers(subject, r, h, payload).await,
+            (Some(r), None) => conn.client.publish_with_reply(subject, r, payload).await,
+            (None, Some(h)) => conn.client.publish_with_headers(subject, h, payload).await,
+            (None, None) => conn.client.publish(subject, payload).await,
         };
         result.map_err(|e| self.publish_error(e))
     }

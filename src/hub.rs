@@ -48,6 +48,8 @@ struct HubInner {
     variables: Mutex<HashMap<String, Arc<VariableState>>>,
     /// Scope identities (a scope is only its path; the map makes `same_as` hold).
     scopes: Mutex<HashMap<String, Arc<str>>>,
+    /// Protocol-4 namespaces by name (`Hub::namespace` in `p4/namespace.rs`).
+    namespaces: crate::p4::Registry,
     /// Stops the engine's driver when the last handle goes.
     _stop_engine: DropGuard,
 }
@@ -68,6 +70,7 @@ impl Hub {
                 engine,
                 variables: Mutex::new(HashMap::new()),
                 scopes: Mutex::new(HashMap::new()),
+                namespaces: crate::p4::Registry::default(),
                 _stop_engine: stop,
             }),
         }
@@ -110,6 +113,11 @@ impl Hub {
 
     pub(crate) fn engine(&self) -> &Arc<Engine> {
         &self.inner.engine
+    }
+
+    /// The protocol-4 namespaces of this hub.
+    pub(crate) fn namespaces(&self) -> &crate::p4::Registry {
+        &self.inner.namespaces
     }
 
     /// The state of `subject`, created on first use.

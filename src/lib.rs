@@ -56,6 +56,7 @@ mod error;
 mod hub;
 pub mod name;
 mod options;
+pub mod p4;
 mod scope;
 mod selection;
 mod server;

@@ -483,7 +483,10 @@ impl Driver {
             old.retire();
         }
         new.open_gate();
-        engine.set_state(ConnectionState::Connected);
+        // A hot switch stays `Connected`, so `set_state` does not count it as an activation.
+        if !engine.set_state(ConnectionState::Connected) {
+            engine.activated();
+        }
         tracing::info!(from = ?from.as_ref().map(ToString::to_string), to = %target, ?reason, "switched server");
         engine.emit(HubEvent::ServerSwitched {
             from,

@@ -1,7 +1,7 @@
 //! Protocol 4, the wire of kinopio-hub 3.0.0 (PyPI) and its JavaScript sibling: the pure
 //! groundwork — names and subjects, canonical JSON, variable records with their
-//! last-writer-wins order, and message headers. Nothing here does I/O, and nothing in the
-//! engine uses it yet.
+//! last-writer-wins order, and message headers. Nothing here does I/O; the API built on it is
+//! [`crate::p4`].
 //!
 //! The contract is the reference document `kinopio-hub-3.0.0-protocol.md` (§ numbers below are
 //! its sections). Every rule that a peer can observe is reproduced byte for byte and checked
@@ -57,8 +57,10 @@ pub mod headers;
 pub mod names;
 pub mod record;
 
-/// The error codes of the reference (§10.2) that the wire rules of this module can produce,
-/// spelled as Python's `KinopioError.code`.
+/// The error codes of the reference (§10.2), spelled as Python's `KinopioError.code`: the
+/// kind of every protocol-4 error ([`crate::p4::Error`]). The managed-broker codes of the
+/// reference (`BROKER_*`, downloads) have no counterpart: kinopio's leaf is a separate
+/// program with its own errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::Display)]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
@@ -86,6 +88,44 @@ pub enum ErrorCode {
     InvalidHeaders,
     /// `MEMORY_FULL`: the record store's capacity would be exceeded.
     MemoryFull,
+    /// `INVALID_REPORT`: a health report breaks the rules of §7.2.
+    InvalidReport,
+    /// `INVALID_OPTIONS`: an option or argument is out of range.
+    InvalidOptions,
+    /// `TIMEOUT`: the deadline passed (for a request: remote execution may have started).
+    Timeout,
+    /// `DISCONNECTED`: not connected, or the connection changed during the operation.
+    Disconnected,
+    /// `CLOSED`: the hub or namespace is closed.
+    Closed,
+    /// `DRAINING`: the namespace is draining; no new operations.
+    Draining,
+    /// `DRAIN_TIMEOUT`: draining did not finish in time.
+    DrainTimeout,
+    /// `DRAIN_IN_HANDLER`: drain was called from inside one of the namespace's handlers.
+    DrainInHandler,
+    /// `NO_RESPONDERS`: nobody listens on the request's topic.
+    NoResponders,
+    /// `NO_REPLY_SUBJECT`: a reply was asked for a message that has no reply subject.
+    NoReplySubject,
+    /// `HANDLER_ERROR`: a handler failed, or a received message could not be decoded.
+    HandlerError,
+    /// `BUFFER_OVERFLOW`: a local budget (outbound bytes, collected replies) is exhausted.
+    BufferOverflow,
+    /// `SLOW_CONSUMER`: a subscription's queue was full and messages were dropped.
+    SlowConsumer,
+    /// `PERMISSION_DENIED`: the server refused a subscription or publish.
+    PermissionDenied,
+    /// `NO_RECEIVERS`: a live channel has no receiver.
+    NoReceivers,
+    /// `EXPIRED`: a live lease expired before the data went out.
+    Expired,
+    /// `BUSY`: another send on this live channel handle is in progress.
+    Busy,
+    /// `ALREADY_SUBSCRIBED`: the live channel handle already has a receiver.
+    AlreadySubscribed,
+    /// `LIMIT_EXCEEDED`: a per-hub limit (channels, receivers, subscriptions) is reached.
+    LimitExceeded,
 }
 
 impl ErrorCode {

@@ -6,7 +6,8 @@
 //! - [`nats`]: real `nats-server` processes on free ports, killed on drop ([`NatsServer`]),
 //!   the binary they run ([`nats_server_binary`]), [`free_port`], [`wait_accepting`], and a
 //!   TCP delay proxy ([`DelayProxy`]).
-//! - [`python`](mod@python): the Python reference kinopio-hub 0.1.1 (`KINOPIO_PYTHON`).
+//! - [`python`](mod@python): the Python reference peers, kinopio-hub 0.1.1 (`KINOPIO_PYTHON`)
+//!   and 3.0.0 (`KINOPIO_PYTHON_HUB3`).
 //! - [`lan`]: a LAN of network namespaces (`scripts/lan.sh`, needs root), removed on drop.
 //! - [`WAIT`], [`SLOW_WAIT`]: the bounds of waits for something that should happen.
 //!
@@ -24,7 +25,7 @@ pub mod nats;
 pub mod python;
 
 pub use nats::{DelayProxy, NatsServer, free_port, nats_server_binary, wait_accepting};
-pub use python::python;
+pub use python::{python, python_hub3};
 
 /// Bound of a test's wait for something that should happen (a message, a reply, a state, a
 /// process's line). Only a failing test ever waits this long.

@@ -33,3 +33,20 @@ pub fn kinopio_hub() -> PathBuf {
     assert!(path.exists(), "kinopio-hub 0.1.1 is missing at {}: run scripts/install-deps.sh", path.display());
     path
 }
+
+/// Environment variable naming the Python interpreter that has kinopio-hub 3.0.0 (protocol 4).
+pub const PYTHON_HUB3_ENV: &str = "KINOPIO_PYTHON_HUB3";
+
+/// The interpreter with kinopio-hub 3.0.0: `KINOPIO_PYTHON_HUB3`, else the repository's
+/// `.venv-hub3/bin/python`; panics with what to do when it is missing.
+pub fn python_hub3() -> PathBuf {
+    let path = std::env::var_os(PYTHON_HUB3_ENV)
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| crate::repo_root().join(".venv-hub3/bin/python"), PathBuf::from);
+    assert!(
+        path.exists(),
+        "kinopio-hub 3.0.0 is missing at {}: run scripts/install-deps.sh (or set {PYTHON_HUB3_ENV})",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,47 @@
+//! Protocol 4: shared state, events, presence and live control, interoperable with the Python
+//! package kinopio-hub 3.0.0 (and its JavaScript sibling), on the same [`Hub`](crate::Hub)
+//! connection as the 0.1.1 API — latency selection, hot switch and local-leader discovery
+//! apply to it unchanged.
+//!
+//! A [`Namespace`] (`hub.namespace("workshop")?`) holds the current value of every variable of
+//! that namespace, replicated between every instance in it:
+//!
+//! - shared variables ([`SharedVar`]): set / delete / get / watch, last-writer-wins with
+//!   logical versions, writes that work offline and go out on (re)connect, a late-joiner sync
+//!   that says when it is complete;
+//! - events and requests on topics (publish, subscribe, request, request_many, handle), with
+//!   headers and queue groups;
+//! - presence: health reports, and the list of the namespace's instances;
+//! - live channels: leased, sequence-checked control inputs.
+//!
+//! The wire rules (names, subjects, canonical JSON, records, headers) live in
+//! [`crate::wire::p4`]; this module is the behaviour on top of them. Every error is a
+//! [`Error`] whose kind is the reference's error code ([`ErrorCode`]).
+//!
+//! # Layout
+//! - `namespace`: the [`Namespace`] handle, its shared core (ids, options, counters) and the
+//!   task that runs the activation sequence on every (re)connect.
+//! - `store`: the pure record store (LWW, capacity, pending writes, clock).
+//! - `sync`: the late-joiner sync (pure requester/responder rules plus their I/O).
+//! - `variable`: [`SharedVar`].
+//! - `messaging`: events, requests and handlers.
+//! - `presence`: health reports and the instance list.
+//! - `live`: live channels.
+//! - `value`: typed values (serde) to and from protocol-4 JSON.
+
+mod error;
+mod live;
+mod messaging;
+mod namespace;
+mod presence;
+mod store;
+mod sync;
+mod value;
+mod variable;
+
+pub use crate::wire::p4::ErrorCode;
+pub use crate::wire::p4::canonical::Json;
+pub use error::Error;
+pub(crate) use namespace::Registry;
+pub use namespace::{Namespace, NamespaceOptions};
+pub use variable::SharedVar;
