@@ -41,7 +41,9 @@ mod variable;
 
 pub use crate::wire::p4::ErrorCode;
 pub use crate::wire::p4::canonical::Json;
+pub use crate::wire::p4::report::{Connection as InstanceConnection, Health};
 pub use error::Error;
 pub(crate) use namespace::Registry;
 pub use namespace::{Namespace, NamespaceOptions};
+pub use presence::{Instance, InstanceEvent, MAX_FRESH_INTERVAL, MAX_INSTANCES, Online};
 pub use variable::SharedVar;

@@ -543,7 +543,7 @@ pub fn error_message(message: &str, secrets: &[&str]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> Status {
