@@ -1,5 +1,5 @@
 //! `kinopio`: run a local leaf (`leaf start`, `leaf auto`) and talk to variables from the
-//! shell (`pub`, `sub`, `req`, `serve`).
+//! shell (`pub`, `sub`, `req`, `serve`), list a protocol-4 namespace's instances (`peers`).
 
 // The doc comments of the argument structs are `--help` text (`https://<leaf>/`,
 // `host[:port]`), not rustdoc.
@@ -11,6 +11,7 @@ mod leaf_auto;
 mod leaf_common;
 mod leaf_status;
 mod output;
+mod peers;
 mod signals;
 mod tools;
 
@@ -81,6 +82,17 @@ enum Command {
     ///   kinopio doctor --server nats://hub.example:4222 --discovery-namespace studio --json
     #[command(verbatim_doc_comment)]
     Doctor(doctor::DoctorArgs),
+    /// List the instances of a protocol-4 namespace (kinopio and kinopio-hub 3.x peers) from
+    /// their health reports: id, SDK, version, connection, health, online.
+    ///
+    /// Exit code 4 when no instance reported within --wait-ms.
+    ///
+    /// Examples:
+    ///   kinopio peers workshop
+    ///   kinopio peers workshop --json --wait-ms 2000
+    ///   kinopio peers workshop --watch
+    #[command(verbatim_doc_comment)]
+    Peers(peers::PeersArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +116,7 @@ fn main() -> ExitCode {
             Command::Req(args) => tools::request(args).await,
             Command::Serve(args) => tools::serve(args).await,
             Command::Doctor(args) => doctor::run(args).await,
+            Command::Peers(args) => peers::run(args).await,
         }
     });
     match result {
