@@ -277,3 +277,19 @@ mod finite {
         }
     }
 }
+
+impl From<&serde_json::Value> for Json {
+    /// A dynamic value as protocol-4 JSON. Numbers become `f64`; the value rules are checked
+    /// where it is used (a set, a publish), not here.
+    fn from(value: &serde_json::Value) -> Self {
+        from_serde(value)
+    }
+}
+
+impl From<&Json> for serde_json::Value {
+    /// Protocol-4 JSON as a dynamic value: integer-valued numbers within ±(2^53−1) become
+    /// integers.
+    fn from(value: &Json) -> Self {
+        to_serde(value)
+    }
+}
