@@ -54,6 +54,7 @@ pub fn python_hub3() -> PathBuf {
 /// A Python kinopio-hub 3.0.0 peer (`scripts/interop/p4_peer.py`) driven over JSON lines,
 /// blocking (for tests that run the CLI binary; async tests drive the script themselves).
 /// The process is killed on drop.
+#[derive(Debug)]
 pub struct P4Peer {
     child: std::process::Child,
     stdin: std::process::ChildStdin,
