@@ -318,3 +318,23 @@ async fn an_empty_namespace_syncs_at_once_and_options_apply() {
     assert_eq!(a.namespace("").unwrap_err().kind(), ErrorCode::InvalidName);
     a.close().await;
 }
+
+#[tokio::test]
+async fn a_namespace_opened_before_the_server_is_up_works_once_it_is() {
+    let mut server = NatsServer::start();
+    server.kill();
+    let a = Hub::new(HubOptions::new().servers([server.url().as_str()]).unwrap());
+    let ns = a.namespace("early").unwrap();
+    let var = ns.var::<u32>("x").unwrap();
+    var.set(&1).unwrap();
+    assert!(!ns.is_synced());
+    assert_eq!(ns.wait_synced(Duration::from_millis(300)).await.unwrap_err().kind(), ErrorCode::Timeout);
+    server.restart();
+    ns.wait_synced(WAIT).await.unwrap();
+    var.confirmed(WAIT).await.unwrap();
+    let b = hub(&server).await;
+    let nb = namespace(&b, "early").await;
+    assert_eq!(nb.var::<u32>("x").unwrap().get().unwrap(), Some(1));
+    a.close().await;
+    b.close().await;
+}
