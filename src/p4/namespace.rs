@@ -33,6 +33,11 @@ pub struct NamespaceOptions {
     pub sync_limit: Duration,
     /// Answer the same requesting instance at most once per this period (`peer_timeout`).
     pub sync_answer_interval: Duration,
+    /// Anti-entropy: about once per this period, one instance of the namespace (chosen at
+    /// random, each with probability 1 / instances online) runs a sync round, so stores that
+    /// drifted apart while connected (a partitioned backbone that healed) converge. `None`
+    /// turns it off. See `crate::p4` for why this is not Python's every-15-s-from-everyone.
+    pub repair_interval: Option<Duration>,
     /// Health report period (5 s).
     pub health_interval: Duration,
     /// Timeout of requests, flushes and sends when none is given (3 s).
@@ -47,6 +52,7 @@ impl Default for NamespaceOptions {
             sync_quiet: Duration::from_millis(300),
             sync_limit: Duration::from_secs(60),
             sync_answer_interval: Duration::from_millis(2400),
+            repair_interval: Some(Duration::from_secs(30)),
             health_interval: Duration::from_secs(5),
             timeout: Duration::from_secs(3),
         }
@@ -74,6 +80,12 @@ impl NamespaceOptions {
     /// Sets [`NamespaceOptions::sync_quiet`].
     pub fn sync_quiet(mut self, quiet: Duration) -> Self {
         self.sync_quiet = quiet;
+        self
+    }
+
+    /// Sets [`NamespaceOptions::repair_interval`].
+    pub fn repair_interval(mut self, interval: Option<Duration>) -> Self {
+        self.repair_interval = interval;
         self
     }
 
