@@ -41,9 +41,11 @@ mod variable;
 
 pub use crate::wire::p4::ErrorCode;
 pub use crate::wire::p4::canonical::Json;
+pub use crate::wire::p4::record::{Capacity, Version};
 pub use crate::wire::p4::report::{Connection as InstanceConnection, Health};
 pub use error::Error;
 pub(crate) use namespace::Registry;
 pub use namespace::{Namespace, NamespaceOptions};
 pub use presence::{Instance, InstanceEvent, MAX_FRESH_INTERVAL, MAX_INSTANCES, Online};
-pub use variable::SharedVar;
+pub use sync::{SyncEnd, SyncReport};
+pub use variable::{Entry, Meta, SharedVar, Update};

@@ -88,7 +88,7 @@ fn fields(i: &Instance, event: Option<&str>) -> Fields {
 }
 
 pub(crate) async fn run(args: PeersArgs) -> Result<(), Failure> {
-    let json = args.connect.json;
+    let json = args.connect.json();
     if let Err(e) = kinopio::wire::p4::names::Name::new(args.namespace.as_str()) {
         return Err(Failure::new(2, "invalid-namespace", e.to_string(), json));
     }
@@ -107,7 +107,7 @@ pub(crate) async fn run(args: PeersArgs) -> Result<(), Failure> {
 }
 
 async fn list(args: &PeersArgs, ns: &kinopio::p4::Namespace) -> Result<(), Failure> {
-    let json = args.connect.json;
+    let json = args.connect.json();
     if !json {
         eprintln!("listening for health reports in {:?} for {} ms", args.namespace, args.wait_ms);
     }
@@ -147,7 +147,7 @@ async fn list(args: &PeersArgs, ns: &kinopio::p4::Namespace) -> Result<(), Failu
 }
 
 async fn watch(args: &PeersArgs, ns: &kinopio::p4::Namespace) -> Result<(), Failure> {
-    let json = args.connect.json;
+    let json = args.connect.json();
     let mut events = ns.watch_instances();
     if !json {
         eprintln!("watching the instances of {:?} (Ctrl-C to stop)", args.namespace);

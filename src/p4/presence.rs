@@ -288,6 +288,14 @@ impl Table {
         list
     }
 
+    /// How many rows are online at `now`, this instance's own row counted only if `with_own`.
+    pub(crate) fn online(&self, now: Instant, connected: bool, with_own: bool) -> usize {
+        if !connected {
+            return 0;
+        }
+        self.rows.iter().filter(|(id, row)| (with_own || **id != self.own) && row.fresh(now)).count()
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.rows.len()
@@ -523,13 +531,13 @@ fn status(core: &Core) -> Status {
 }
 
 /// Publishes this instance's health report now, if connected (nothing otherwise, like
-/// Python). The sync responder calls this after every answer (§7.1).
+/// Python). The sync responder is to call this after every answer (§7.1).
 ///
 /// # Errors
 ///
 /// `INVALID_REPORT` if the status cannot be made to fit (never for valid parts);
 /// `DISCONNECTED` / `CLOSED` if the connection went away while sending.
-pub(crate) async fn report_now(core: &Arc<Core>) -> Result<(), Error> {
+pub(crate) async fn report_now(core: &Core) -> Result<(), Error> {
     if !connected(core) {
         return Ok(());
     }
@@ -556,6 +564,14 @@ pub(crate) async fn report_now(core: &Arc<Core>) -> Result<(), Error> {
     Stats::add(&core.stats.sent_messages, 1);
     Stats::add(&core.stats.sent_bytes, len);
     Ok(())
+}
+
+/// How many instances of the namespace are online, this one included (at least 1).
+pub(crate) fn online_instances(core: &Core) -> usize {
+    let is_connected = connected(core);
+    let now = Instant::now();
+    let others = with_table(core, |t| t.online(now, is_connected, false));
+    others + 1
 }
 
 /// Reports health at once after an activation (§4.5 step 4).
@@ -641,6 +657,9 @@ mod tests {
         assert_eq!((instance.online, instance.fresh, instance.sdk.as_deref()), (Online::Online, true, Some("python")));
         assert_eq!(instance.health, Some(Health::Ok));
         assert_eq!(table.next_expiry(), Some(t0 + 300 * MS));
+        assert_eq!(table.online(t0 + 299 * MS, true, true), 1);
+        assert_eq!(table.online(t0 + 300 * MS, true, true), 0);
+        assert_eq!(table.online(t0, false, true), 0);
         // Just before 3 intervals: still online; no events.
         assert!(table.expire(t0 + 299 * MS, true).is_empty());
         assert_eq!(table.list(t0 + 299 * MS, true)[0].online, Online::Online);
