@@ -349,16 +349,22 @@ pub struct ErrorDetail {
     pub at: u64,
 }
 
-/// The messaging part of a report.
+/// The messaging part of a report (`status.messaging`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub struct MessagingStatus {
+    /// `phase`.
     pub phase: Phase,
+    /// `pendingRequests`: requests waiting for replies.
     pub pending_requests: u64,
+    /// `pendingMessages`: messages queued for handlers.
     pub pending_messages: u64,
+    /// `pendingBytes`: their bytes.
     pub pending_bytes: u64,
+    /// `inFlightHandlers`: handlers running now.
     pub in_flight_handlers: u64,
+    /// `droppedMessages`: messages dropped because a queue was full.
     pub dropped_messages: u64,
+    /// `nativeDroppedMessages`: messages the NATS client dropped.
     pub native_dropped_messages: u64,
 }
 
@@ -366,34 +372,53 @@ pub struct MessagingStatus {
 /// there is deliberately no `name` (a Python receiver refuses a report with one) and no
 /// `mesh` (optional; kinopio takes no part in a Python mesh).
 #[derive(Debug, Clone, PartialEq)]
-#[allow(missing_docs)]
 pub struct Status {
+    /// `instanceId`: also the last token of the report's subject.
     pub instance_id: Id,
+    /// `namespace`: the namespace's name (not its hex token).
     pub namespace: String,
-    /// `"rust"`.
+    /// `sdk`: `"rust"` for kinopio.
     pub sdk: String,
-    /// The crate version.
+    /// `version`: the crate version.
     pub version: String,
+    /// `runtime`: e.g. `rust/tokio`.
     pub runtime: String,
+    /// `uptimeMs`: since the namespace was opened.
     pub uptime_ms: u64,
+    /// `connection`.
     pub connection: Connection,
+    /// `messaging`.
     pub messaging: MessagingStatus,
-    /// `scheme://host:port` of the current server, never with credentials.
+    /// `server`: `scheme://host:port` of the current server, never with credentials.
     pub server: Option<String>,
+    /// `rttMs`: the current server's measured round-trip time.
     pub rtt_ms: Option<f64>,
-    /// One of Python's reasons: `available-server`, `lower-latency`, `elected-lan-node`.
+    /// `lastSwitchReason`: one of Python's reasons — `available-server`, `lower-latency`,
+    /// `elected-lan-node`.
     pub last_switch_reason: Option<String>,
+    /// `pendingVariables`: local writes not yet confirmed.
     pub pending_variables: u64,
+    /// `pendingBytes`: their encoded bytes.
     pub pending_bytes: u64,
+    /// `variables`: stored names.
     pub variables: u64,
+    /// `subscriptions`.
     pub subscriptions: u64,
+    /// `reconnects`: activations after the first.
     pub reconnects: u64,
+    /// `sentMessages`.
     pub sent_messages: u64,
+    /// `receivedMessages`.
     pub received_messages: u64,
+    /// `sentBytes`.
     pub sent_bytes: u64,
+    /// `receivedBytes`.
     pub received_bytes: u64,
+    /// `health`.
     pub health: Health,
+    /// `currentError`.
     pub current_error: Option<ErrorDetail>,
+    /// `lastError`.
     pub last_error: Option<ErrorDetail>,
 }
 
