@@ -333,13 +333,17 @@ async fn start_responder(core: &Arc<Core>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Sends every stored record to `reply`, one message each, in store order.
+/// Sends every stored record to `reply`, one message each, in store order, then this
+/// instance's health report (like Python, §4.7).
 async fn answer_with_store(core: &Core, reply: async_nats::Subject) {
     let records: Vec<bytes::Bytes> = core.store.with(|s| s.entries().map(|e| e.encoded.clone()).collect());
     for encoded in records {
         if core.engine.publish_now(reply.clone(), None, encoded, None).await.is_err() {
             return;
         }
+    }
+    if let Err(e) = super::presence::report_now(core).await {
+        tracing::debug!(namespace = %core.name, error = %e, "no health report after a sync answer");
     }
 }
 
