@@ -22,6 +22,8 @@
 //!   capacity rule, and how kinopio picks the counter of its own writes
 //!   ([`record::Clock::next_version`], including the §11 W9 decision).
 //! - [`headers`]: header validation and the outbound normalisation of §5.2.
+//! - [`live`]: the live-channel messages of §6 (lease request, grant, data) and kinopio's
+//!   optional acknowledgement.
 //!
 //! Errors carry the reference's error codes ([`ErrorCode`], §10.2) so a later API can report
 //! them exactly as a Python peer would name them.
@@ -54,6 +56,7 @@
 
 pub mod canonical;
 pub mod headers;
+pub mod live;
 pub mod names;
 pub mod record;
 
