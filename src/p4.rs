@@ -42,6 +42,7 @@ mod variable;
 pub use crate::wire::p4::ErrorCode;
 pub use crate::wire::p4::canonical::Json;
 pub use error::Error;
+pub use live::{Delivery, LiveChannel, LiveContext, LiveOptions, LiveReceiver, LiveSendOptions, LiveStats, LiveValue};
 pub(crate) use namespace::Registry;
 pub use namespace::{Namespace, NamespaceOptions};
 pub use variable::SharedVar;
