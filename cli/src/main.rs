@@ -10,6 +10,7 @@ mod leaf;
 mod leaf_auto;
 mod leaf_common;
 mod leaf_status;
+mod live;
 mod output;
 mod signals;
 mod tools;
@@ -81,6 +82,11 @@ enum Command {
     ///   kinopio doctor --server nats://hub.example:4222 --discovery-namespace studio --json
     #[command(verbatim_doc_comment)]
     Doctor(doctor::DoctorArgs),
+    /// Protocol-4 live channels (kinopio-hub 3.0.0): send a leased value, or receive them.
+    Live {
+        #[command(subcommand)]
+        command: live::LiveCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -104,6 +110,7 @@ fn main() -> ExitCode {
             Command::Req(args) => tools::request(args).await,
             Command::Serve(args) => tools::serve(args).await,
             Command::Doctor(args) => doctor::run(args).await,
+            Command::Live { command } => live::run(command).await,
         }
     });
     match result {

@@ -184,6 +184,8 @@ struct Channel {
 /// same namespace is the same channel (one receiver, one send at a time).
 #[derive(Clone)]
 pub struct LiveChannel {
+    /// Keeps the namespace running while a handle or receiver of its channels exists.
+    namespace: Namespace,
     core: Arc<Core>,
     channel: Arc<Channel>,
 }
@@ -205,7 +207,7 @@ impl Namespace {
         let core = self.core();
         let mut channels = lock(&core.live.channels);
         if let Some(channel) = channels.get(&name).and_then(Weak::upgrade) {
-            return Ok(LiveChannel { core: Arc::clone(core), channel });
+            return Ok(LiveChannel { namespace: self.clone(), core: Arc::clone(core), channel });
         }
         channels.retain(|_, c| c.strong_count() > 0);
         if channels.len() >= MAX_CHANNELS {
@@ -224,7 +226,7 @@ impl Namespace {
             counters: Counters::default(),
         });
         channels.insert(name, Arc::downgrade(&channel));
-        Ok(LiveChannel { core: Arc::clone(core), channel })
+        Ok(LiveChannel { namespace: self.clone(), core: Arc::clone(core), channel })
     }
 }
 
@@ -440,10 +442,11 @@ impl LiveChannel {
     ) -> Result<Delivery, Error> {
         let engine = &self.core.engine;
         let channel = &self.channel;
-        let activation = current_activation(&self.core);
         let checkpoint =
             engine.checkpoint().ok_or_else(|| Error::new(ErrorCode::Disconnected).with_detail("no connection"))?;
-        let reuse = cached.as_ref().is_some_and(|c| c.reusable(Instant::now(), activation));
+        let connection = checkpoint.connection_key();
+        let same_connection = || engine.checkpoint().is_some_and(|c| c.connection_key() == connection);
+        let reuse = cached.as_ref().is_some_and(|c| c.reusable(Instant::now(), connection));
         // One fresh inbox per send that needs one, as Python does per lease request: no
         // late answer to an earlier send can be mistaken for this one's.
         let mut inbox: Option<(Subject, Inbox)> = None;
@@ -473,9 +476,9 @@ impl LiveChannel {
                     break grant;
                 }
             };
-            *cached = Some(CachedGrant::new(grant, started, Instant::now(), activation));
+            *cached = Some(CachedGrant::new(grant, started, Instant::now(), connection));
         }
-        if current_activation(&self.core) != activation {
+        if !same_connection() {
             *cached = None;
             return Err(Error::new(ErrorCode::Disconnected).with_detail("the connection changed during the send"));
         }
@@ -503,7 +506,7 @@ impl LiveChannel {
             };
             Error::new(code).with_detail("the data may not have reached the server").with_source(e)
         })?;
-        if current_activation(&self.core) != activation {
+        if !same_connection() {
             *cached = None;
             return Err(Error::new(ErrorCode::Disconnected).with_detail("the connection changed during the send"));
         }
@@ -555,7 +558,7 @@ impl LiveChannel {
         if self.channel.subscribed.swap(true, Ordering::AcqRel) {
             return Err(Error::new(ErrorCode::AlreadySubscribed).with_detail("a live channel has one receiver"));
         }
-        let slot = Slot { core: Arc::clone(core), channel: Arc::clone(&self.channel) };
+        let slot = Slot { namespace: self.namespace.clone(), channel: Arc::clone(&self.channel) };
         if core.live.receiver_count.fetch_add(1, Ordering::AcqRel) >= MAX_RECEIVERS {
             drop(slot);
             return Err(Error::new(ErrorCode::LimitExceeded)
@@ -587,13 +590,13 @@ impl LiveChannel {
 
 /// Frees the channel's receiver flag and the namespace's receiver slot.
 struct Slot {
-    core: Arc<Core>,
+    namespace: Namespace,
     channel: Arc<Channel>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.core.live.receiver_count.fetch_sub(1, Ordering::AcqRel);
+        self.namespace.core().live.receiver_count.fetch_sub(1, Ordering::AcqRel);
         self.channel.subscribed.store(false, Ordering::Release);
     }
 }
@@ -688,8 +691,8 @@ impl LiveContext {
 }
 
 /// The values a live channel's receiver accepts, in order (a [`Stream`]). Dropping it ends
-/// the receiver (unsubscribes, frees its slot). The stream ends when the hub closes or the
-/// namespace goes.
+/// the receiver (unsubscribes, frees its slot); it keeps its namespace running meanwhile.
+/// The stream ends when the hub closes.
 pub struct LiveReceiver {
     rx: mpsc::Receiver<LiveValue>,
     receiver: Arc<Receiver>,
@@ -820,6 +823,7 @@ async fn on_data(
     let accepted = match verdict {
         Ok(accepted) => accepted,
         Err(refusal) => {
+            tracing::debug!(channel = %channel.name, ?refusal, seq = data.seq, "live data refused");
             Stats::add(&channel.counters.refused, 1);
             if refusal.lease_gone()
                 && let Some(reply) = reply
@@ -839,20 +843,25 @@ async fn on_data(
         },
         value: data.value.clone(),
     };
-    match tx.try_send(value) {
-        Ok(()) => {
+    tracing::trace!(channel = %channel.name, seq = data.seq, acknowledge = reply.is_some(), "live data accepted");
+    // Room in the queue first, then the acknowledgement, then the value: a value is never
+    // acknowledged and dropped, and the acknowledgement is on its way before the application
+    // can see the value (and, say, close the hub).
+    match tx.try_reserve() {
+        Ok(permit) => {
             Stats::add(&channel.counters.accepted, 1);
             if let Some(reply) = reply {
                 acknowledge(core, reply, &data, true).await;
             }
+            permit.send(value);
             true
         }
-        Err(mpsc::error::TrySendError::Full(_)) => {
+        Err(mpsc::error::TrySendError::Full(())) => {
             Stats::add(&channel.counters.overflowed, 1);
             Stats::add(&core.stats.dropped_messages, 1);
             true
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Err(mpsc::error::TrySendError::Closed(())) => false,
     }
 }
 

@@ -131,25 +131,31 @@ pub(crate) struct CachedGrant {
     pub rtt: Duration,
     /// The last sequence number sent under it.
     pub seq: u64,
-    /// The connection activation it was obtained on (a new connection means a new session).
-    pub activation: u64,
+    /// The server connection it was obtained on (`Checkpoint::connection_key`): a new
+    /// connection means a new receiver session.
+    pub connection: (u64, u64),
 }
 
 impl CachedGrant {
-    pub(crate) fn new(grant: Grant, requested_at: Instant, received_at: Instant, activation: u64) -> CachedGrant {
+    pub(crate) fn new(
+        grant: Grant,
+        requested_at: Instant,
+        received_at: Instant,
+        connection: (u64, u64),
+    ) -> CachedGrant {
         CachedGrant {
             expires_at: requested_at + Duration::from_millis(grant.ttl_ms),
             rtt: received_at.saturating_duration_since(requested_at),
             grant,
             seq: 0,
-            activation,
+            connection,
         }
     }
 
-    /// Whether a send at `now` on `activation` may reuse it: same connection, and
+    /// Whether a send at `now` on `connection` may reuse it: same connection, and
     /// `now + max(rtt, 1 ms) + 10 ms < expiry`, so the data still arrives in time.
-    pub(crate) fn reusable(&self, now: Instant, activation: u64) -> bool {
-        activation == self.activation
+    pub(crate) fn reusable(&self, now: Instant, connection: (u64, u64)) -> bool {
+        connection == self.connection
             && self.seq < MAX_SEQ
             && now + self.rtt.max(MIN_TRANSIT) + REUSE_MARGIN < self.expires_at
     }
@@ -265,20 +271,21 @@ mod tests {
     fn a_cached_grant_is_reused_only_while_it_covers_the_transit() {
         let t0 = Instant::now();
         let grant = Grant { session: "s".into(), lease: "l".into(), ttl_ms: 300 };
-        let mut cached = CachedGrant::new(grant, t0, t0 + Duration::from_millis(20), 1);
+        let mut cached = CachedGrant::new(grant, t0, t0 + Duration::from_millis(20), (1, 1));
         assert_eq!(cached.expires_at, t0 + AGE);
         assert_eq!(cached.rtt, Duration::from_millis(20));
         // 300 - 20 - 10 = 270 ms is the last moment it is reused.
-        assert!(cached.reusable(t0 + Duration::from_millis(269), 1));
-        assert!(!cached.reusable(t0 + Duration::from_millis(270), 1));
+        assert!(cached.reusable(t0 + Duration::from_millis(269), (1, 1)));
+        assert!(!cached.reusable(t0 + Duration::from_millis(270), (1, 1)));
         // Another connection: another session, so never reused.
-        assert!(!cached.reusable(t0, 2));
+        assert!(!cached.reusable(t0, (2, 1)));
+        assert!(!cached.reusable(t0, (1, 2)));
         assert!(!cached.expired(t0 + Duration::from_millis(299)));
         assert!(cached.expired(t0 + AGE));
         assert_eq!((cached.next_seq(), cached.next_seq()), (Some(1), Some(2)));
         cached.seq = MAX_SEQ - 1;
         assert_eq!(cached.next_seq(), Some(MAX_SEQ));
         assert_eq!(cached.next_seq(), None);
-        assert!(!cached.reusable(t0, 1));
+        assert!(!cached.reusable(t0, (1, 1)));
     }
 }
