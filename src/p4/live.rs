@@ -77,7 +77,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::namespace::{Core, Namespace, Stats, new_id};
 use super::{Error, value};
-use crate::engine::{Inbox, lock};
+use crate::engine::{Engine, Inbox, lock};
 use crate::error::{PublishError, PublishErrorKind, SubscribeError, SubscribeErrorKind};
 use crate::state::ConnectionState;
 use crate::wire::p4::ErrorCode;
@@ -109,22 +109,26 @@ impl Live {
     }
 }
 
-/// The activation number of the engine's current connection.
-fn current_activation(core: &Core) -> u64 {
-    *core.engine.activations().borrow()
+/// The server connection in use (`None` while there is none). A receiver session belongs to
+/// one: the activation counter alone lags the connected state by a moment, so it is not used
+/// to tell connections apart.
+fn current_connection(core: &Core) -> Option<(u64, u64)> {
+    core.engine.checkpoint().map(|c| c.connection_key())
 }
 
 /// Gives every receiver a new session on the new connection (§6, §8.2): the leases of the
 /// old session are dropped, so data sent under them is refused, and senders ask again.
 pub(crate) async fn on_activation(core: &Arc<Core>) {
-    let now = current_activation(core);
+    let now = current_connection(core);
     let receivers: Vec<Arc<Receiver>> = {
         let mut all = lock(&core.live.receivers);
         all.retain(|r| r.strong_count() > 0);
         all.iter().filter_map(Weak::upgrade).collect()
     };
     for receiver in receivers {
-        if receiver.activation.swap(now, Ordering::AcqRel) != now {
+        let mut connection = lock(&receiver.connection);
+        if *connection != now {
+            *connection = now;
             lock(&receiver.leases).renew(new_id().as_str().to_owned());
         }
     }
@@ -433,6 +437,11 @@ impl LiveChannel {
         result
     }
 
+    fn count_sent(&self, bytes: u64) {
+        Stats::add(&self.core.stats.sent_messages, 1);
+        Stats::add(&self.core.stats.sent_bytes, bytes);
+    }
+
     async fn send_inner(
         &self,
         cached: &mut Option<CachedGrant>,
@@ -459,14 +468,15 @@ impl LiveChannel {
             *cached = None;
             let Some((reply, sub)) = inbox.as_mut() else { unreachable!("an inbox exists when a lease is needed") };
             let started = Instant::now();
+            let request = wire::lease_request();
+            let len = request.len() as u64;
             engine
-                .publish_now(channel.lease.clone(), Some(reply.clone()), wire::lease_request().into(), None)
+                .publish_now(channel.lease.clone(), Some(reply.clone()), request.into(), None)
                 .await
                 .map_err(publish_error)?;
+            self.count_sent(len);
             let grant = loop {
-                let Some(message) = sub.next().await else {
-                    return Err(Error::new(ErrorCode::Disconnected).with_detail("the lease inbox ended"));
-                };
+                let message = next_on_connection(engine, sub, "a lease").await?;
                 if message.status == Some(StatusCode::NO_RESPONDERS) {
                     return Err(Error::new(ErrorCode::NoReceivers)
                         .with_detail(format!("no live receiver subscribes channel {:?}", channel.name.as_str())));
@@ -497,7 +507,9 @@ impl LiveChannel {
         let payload = data.encode()?;
         *phase = Phase::Flush;
         let reply = if confirm { inbox.as_ref().map(|(s, _)| s.clone()) } else { None };
+        let len = payload.len() as u64;
         engine.publish_now(channel.data.clone(), reply, payload.into(), None).await.map_err(publish_error)?;
+        self.count_sent(len);
         engine.confirm(&checkpoint).await.map_err(|e| {
             let code = match e.kind() {
                 PublishErrorKind::Closed => ErrorCode::Closed,
@@ -513,9 +525,7 @@ impl LiveChannel {
         let Some((_, sub)) = inbox.as_mut().filter(|_| confirm) else { return Ok(Delivery::Flushed) };
         *phase = Phase::Confirm;
         loop {
-            let Some(message) = sub.next().await else {
-                return Err(Error::new(ErrorCode::Disconnected).with_detail("the confirmation inbox ended"));
-            };
+            let message = next_on_connection(engine, sub, "the confirmation").await?;
             if message.status == Some(StatusCode::NO_RESPONDERS) {
                 return Err(Error::new(ErrorCode::NoReceivers)
                     .with_detail("the data was flushed, but nobody subscribes the channel's data subject"));
@@ -568,11 +578,15 @@ impl LiveChannel {
         let data_inbox = core.engine.subscribe(&self.channel.data, None).await.map_err(subscribe_error)?;
         let receiver = Arc::new(Receiver {
             leases: Mutex::new(Leases::new(new_id().as_str().to_owned(), options.max_age)),
-            activation: AtomicU64::new(current_activation(core)),
+            connection: Mutex::new(current_connection(core)),
             closed: AtomicBool::new(false),
             core: Arc::downgrade(core),
         });
-        lock(&core.live.receivers).push(Arc::downgrade(&receiver));
+        {
+            let mut receivers = lock(&core.live.receivers);
+            receivers.retain(|r| r.strong_count() > 0);
+            receivers.push(Arc::downgrade(&receiver));
+        }
         let (tx, rx) = mpsc::channel(RECEIVER_QUEUE);
         let stop = CancellationToken::new();
         tokio::spawn(receive(
@@ -585,6 +599,18 @@ impl LiveChannel {
             stop.clone(),
         ));
         Ok(LiveReceiver { rx, receiver, _slot: slot, _stop: stop.drop_guard() })
+    }
+}
+
+/// The next message of `inbox`, or `DISCONNECTED` as soon as the connection is lost (an
+/// answer to what was sent on it will not come).
+async fn next_on_connection(engine: &Engine, inbox: &mut Inbox, what: &str) -> Result<async_nats::Message, Error> {
+    let mut state = engine.state_watch();
+    let lost =
+        || Error::new(ErrorCode::Disconnected).with_detail(format!("the connection was lost while waiting for {what}"));
+    tokio::select! {
+        message = inbox.next() => message.ok_or_else(lost),
+        _ = state.wait_for(|s| *s != ConnectionState::Connected) => Err(lost()),
     }
 }
 
@@ -605,8 +631,8 @@ impl Drop for Slot {
 #[derive(Debug)]
 struct Receiver {
     leases: Mutex<Leases>,
-    /// The activation the session belongs to.
-    activation: AtomicU64,
+    /// The server connection the session belongs to.
+    connection: Mutex<Option<(u64, u64)>>,
     closed: AtomicBool,
     core: Weak<Core>,
 }
