@@ -1,54 +1,11 @@
 //! Live channels (§6): leased, sequence-checked control inputs, wire-compatible with
-//! kinopio-hub 3.0.0's `hub.live(name)`.
-//!
-//! A [`LiveChannel`] (`ns.live("robot/cmd")?`) is both ends of one channel:
-//! - [`LiveChannel::subscribe`] makes it a **receiver**: a [`LiveReceiver`] stream of the
-//!   values it accepted. Each connection activation gets a fresh session (a UUID); lease
-//!   requests on `S.lease` are granted per §6 (at most 32 leases, expired ones pruned, one
-//!   evicted to make room) and data on `S.data` is accepted only for the current session, a
-//!   known unexpired lease and a strictly increasing `seq`. Anything else is dropped and
-//!   counted ([`LiveStats`], and [`Namespace::rejected`](super::Namespace::rejected) for
-//!   malformed messages); it never ends the stream.
-//! - [`LiveChannel::send`] makes it a **sender**: it obtains a lease from the first receiver
-//!   that answers (or reuses a cached one), sends the value under the next `seq`, and
-//!   flushes.
-//!
-//! # What a send result means
-//!
-//! The 3.0.0 wire has no answer to a data message, so a sender cannot know whether a
-//! receiver accepted the value: the lease may have expired in transit, or been evicted by
-//! 32 lease requests from anyone (W16), and the receiver then drops the value silently.
-//! Python's `send()` returns success once the data is flushed; kinopio says exactly that:
-//!
-//! - [`Delivery::Flushed`] (plain [`LiveChannel::send`]): the server has the data message (a
-//!   PING/PONG round trip after it, on the same connection). Nothing is known about the
-//!   receiver.
-//! - [`Delivery::Accepted`] (with [`LiveSendOptions::confirm`]): a **kinopio** receiver said
-//!   it accepted this value. kinopio adds an optional acknowledgement that Python peers never
-//!   see or ignore (the data message carries a reply subject, which the Python receiver does
-//!   not look at; see [`crate::wire::p4::live`]). A kinopio receiver that no longer holds the
-//!   lease answers that too, and the send fails with `EXPIRED` at once instead of claiming
-//!   success. A Python receiver never confirms, so a confirmed send to it ends in `TIMEOUT`
-//!   ("flushed, not confirmed"): use plain sends with Python receivers.
-//!
-//! # W16: unauthenticated leases
-//!
-//! Any client can request leases and send data; the wire has no way to tell a legitimate
-//! sender from another. What kinopio does within the wire:
-//! - its receiver evicts the oldest lease **that has not carried data** before a working one
-//!   (see [`LiveStats::evicted`]), so 32 bare lease requests no longer cut off an active
-//!   sender (a flooder now has to deliver 32 values the application sees);
-//! - a confirmed send learns of an evicted or expired lease (`EXPIRED`) instead of reporting
-//!   success;
-//! - it does not claim acceptance it cannot know ([`Delivery::Flushed`]).
-//!
-//! Injection (any client obtaining a lease and sending a value that is accepted) cannot be
-//! prevented on this wire; restrict who may publish to `_sys.v4.<hex(ns)>.live.>` with NATS
-//! permissions if that matters.
+//! kinopio-hub 3.0.0's `hub.live(name)`. The user-facing contract (what a send result means,
+//! W16) is on [`LiveChannel`]; the pure lease rules are in `lease`, the message shapes in
+//! [`crate::wire::p4::live`].
 //!
 //! # Deliberate differences from 3.0.0
-//! - Eviction prefers leases without data (above). Wire-invisible.
-//! - The optional acknowledgement (above): only between kinopio peers, and only when the
+//! - Eviction prefers leases without data (see [`LiveChannel`], W16). Wire-invisible.
+//! - The optional acknowledgement ([`Delivery::Accepted`]): only between kinopio peers, and only when the
 //!   sender asks for it.
 //! - A receiver's values wait in a queue of 32 after acceptance (Python runs a synchronous
 //!   callback per value, behind a native queue of 32 messages); a full queue drops the
@@ -184,8 +141,73 @@ struct Channel {
     counters: Counters,
 }
 
-/// A live channel of a namespace (§6). Cheap to clone; every handle of the same name in the
-/// same namespace is the same channel (one receiver, one send at a time).
+///
+/// A live channel of a namespace (§6), from [`Namespace::live`] (`ns.live("robot/cmd")?`).
+/// Cheap to clone; every handle of the same name in the same namespace is the same channel
+/// (one receiver, one send at a time), and a handle keeps its namespace running. It is both
+/// ends of the channel:
+/// - [`LiveChannel::subscribe`] makes it a **receiver**: a [`LiveReceiver`] stream of the
+///   values it accepted. Each connection activation gets a fresh session (a UUID); lease
+///   requests on `S.lease` are granted per §6 (at most 32 leases, expired ones pruned, one
+///   evicted to make room) and data on `S.data` is accepted only for the current session, a
+///   known unexpired lease and a strictly increasing `seq`. Anything else is dropped and
+///   counted ([`LiveStats`], and [`Namespace::rejected`] for
+///   malformed messages); it never ends the stream.
+/// - [`LiveChannel::send`] makes it a **sender**: it obtains a lease from the first receiver
+///   that answers (or reuses a cached one), sends the value under the next `seq`, and
+///   flushes.
+///
+/// # What a send result means
+///
+/// The 3.0.0 wire has no answer to a data message, so a sender cannot know whether a
+/// receiver accepted the value: the lease may have expired in transit, or been evicted by
+/// 32 lease requests from anyone (W16), and the receiver then drops the value silently.
+/// Python's `send()` returns success once the data is flushed; kinopio says exactly that:
+///
+/// - [`Delivery::Flushed`] (plain [`LiveChannel::send`]): the server has the data message (a
+///   PING/PONG round trip after it, on the same connection). Nothing is known about the
+///   receiver.
+/// - [`Delivery::Accepted`] (with [`LiveSendOptions::confirm`]): a **kinopio** receiver said
+///   it accepted this value. kinopio adds an optional acknowledgement that Python peers never
+///   see or ignore (the data message carries a reply subject, which the Python receiver does
+///   not look at; see [`crate::wire::p4::live`]). A kinopio receiver that no longer holds the
+///   lease answers that too, and the send fails with `EXPIRED` at once instead of claiming
+///   success. A Python receiver never confirms, so a confirmed send to it ends in `TIMEOUT`
+///   ("flushed, not confirmed"): use plain sends with Python receivers.
+///
+/// # W16: unauthenticated leases
+///
+/// Any client can request leases and send data; the wire has no way to tell a legitimate
+/// sender from another. What kinopio does within the wire:
+/// - its receiver evicts the oldest lease **that has not carried data** before a working one
+///   (see [`LiveStats::evicted`]), so 32 bare lease requests no longer cut off an active
+///   sender (a flooder now has to deliver 32 values the application sees);
+/// - a confirmed send learns of an evicted or expired lease (`EXPIRED`) instead of reporting
+///   success;
+/// - it does not claim acceptance it cannot know ([`Delivery::Flushed`]).
+///
+/// Injection (any client obtaining a lease and sending a value that is accepted) cannot be
+/// prevented on this wire; restrict who may publish to `_sys.v4.<hex(ns)>.live.>` with NATS
+/// permissions if that matters.
+///
+/// # Examples
+/// ```no_run
+/// # async fn demo(hub: kinopio::Hub) -> Result<(), kinopio::p4::Error> {
+/// use futures::StreamExt;
+/// use kinopio::p4::{Delivery, LiveOptions};
+///
+/// let arm = hub.namespace("workshop")?.live("robot/cmd")?;
+/// let mut commands = arm.subscribe(LiveOptions::new()).await?;
+/// // Elsewhere (any kinopio or kinopio-hub 3.0.0 instance in the namespace):
+/// assert_eq!(arm.send(&serde_json::json!({"step": 1})).await?, Delivery::Flushed);
+/// while let Some(command) = commands.next().await {
+///     // Re-check right before acting: the lease may have run out meanwhile.
+///     if command.context().is_valid() {
+///         println!("step {:?} (seq {})", command.value(), command.context().seq());
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct LiveChannel {
     /// Keeps the namespace running while a handle or receiver of its channels exists.
@@ -234,7 +256,7 @@ impl Namespace {
     }
 }
 
-/// What is known about a sent value (see the [module docs](self)).
+/// What is known about a sent value (see [`LiveChannel`], "What a send result means").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Delivery {
@@ -253,7 +275,7 @@ pub struct LiveSendOptions {
     /// The deadline for the whole send (lease, data, flush, confirmation); default the
     /// namespace's [`timeout`](super::NamespaceOptions::timeout) (3 s).
     pub timeout: Option<Duration>,
-    /// Ask the receiver to confirm acceptance (kinopio receivers only; see the module docs).
+    /// Ask the receiver to confirm acceptance (kinopio receivers only; see [`LiveChannel`]).
     pub confirm: bool,
 }
 
@@ -353,7 +375,7 @@ impl LiveChannel {
     }
 
     /// Sends `value` with the default options: returns [`Delivery::Flushed`] once the server
-    /// has it (see the module docs for what that does and does not mean).
+    /// has it (see [`LiveChannel`] for what that does and does not mean).
     ///
     /// # Errors
     /// `INVALID_VALUE`/`VALUE_TOO_LARGE` (value rules), `DISCONNECTED` (not connected now,
