@@ -370,3 +370,67 @@ async fn w16_a_lease_flood_does_not_evict_a_working_lease() {
     receiving.close().await;
     sending.close().await;
 }
+
+/// A stand-in receiver on a raw NATS connection: answers every lease request with
+/// `ttl_ms` after `delay`, and collects data messages without ever acknowledging them.
+async fn fake_receiver(server: &NatsServer, ttl_ms: u64, delay: Duration) -> async_nats::Subscriber {
+    let raw = async_nats::connect(server.url()).await.unwrap();
+    let mut leases = raw.subscribe(format!("{BASE}.lease")).await.unwrap();
+    let data = raw.subscribe(format!("{BASE}.data")).await.unwrap();
+    raw.flush().await.unwrap();
+    tokio::spawn(async move {
+        while let Some(request) = leases.next().await {
+            tokio::time::sleep(delay).await;
+            let grant = json!({"protocol": 1, "session": "fake", "lease": "l1", "ttl_ms": ttl_ms});
+            if let Some(reply) = request.reply {
+                let _ = raw.publish(reply, grant.to_string().into()).await;
+            }
+        }
+    });
+    data
+}
+
+#[tokio::test]
+async fn a_lease_that_runs_out_before_the_data_goes_out_is_expired() {
+    let server = NatsServer::start();
+    let mut data = fake_receiver(&server, 1, Duration::from_millis(20)).await;
+    let hub = hub(&server).await;
+    let (_ns, ch) = channel(&hub).await;
+    let err = ch.send(&"late").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorCode::Expired, "{err}");
+    assert_eq!(ch.stats().sent, 0);
+    // Nothing was sent under the expired lease.
+    assert!(tokio::time::timeout(Duration::from_millis(200), data.next()).await.is_err());
+    hub.close().await;
+}
+
+#[tokio::test]
+async fn losing_the_connection_while_waiting_for_a_confirmation_is_disconnected() {
+    let mut server = NatsServer::start();
+    let mut data = fake_receiver(&server, 60_000, Duration::ZERO).await;
+    let hub = hub(&server).await;
+    let (_ns, ch) = channel(&hub).await;
+    // The stand-in receiver never confirms; a plain send to it is "flushed".
+    assert_eq!(ch.send(&1).await.unwrap(), Delivery::Flushed);
+    let first: Value =
+        serde_json::from_slice(&tokio::time::timeout(WAIT, data.next()).await.unwrap().unwrap().payload).unwrap();
+    assert_eq!(first, json!({"protocol": 1, "session": "fake", "lease": "l1", "seq": 1, "value": 1}));
+    let sending = {
+        let ch = ch.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = ch.send_with(&2, LiveSendOptions::new().confirm(true).timeout(Duration::from_secs(30))).await;
+            (result, started.elapsed())
+        })
+    };
+    // The data went out under the cached lease (seq 2) with a reply subject for the
+    // confirmation; then the server goes away.
+    let second = tokio::time::timeout(WAIT, data.next()).await.unwrap().unwrap();
+    assert!(second.reply.as_ref().is_some_and(|r| r.starts_with(&format!("{BASE}.inbox."))), "{second:?}");
+    assert_eq!(serde_json::from_slice::<Value>(&second.payload).unwrap()["seq"], 2);
+    server.kill();
+    let (result, elapsed) = tokio::time::timeout(WAIT, sending).await.unwrap().unwrap();
+    assert_eq!(result.unwrap_err().kind(), ErrorCode::Disconnected);
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    hub.close().await;
+}
