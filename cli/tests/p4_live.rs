@@ -118,3 +118,39 @@ async fn live_send_to_a_python_receiver() {
     let status = tokio::time::timeout(WAIT, peer.wait()).await.unwrap().unwrap();
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn live_recv_from_a_python_sender() {
+    let server = NatsServer::start();
+    let mut recv = kinopio(&server, &["live", "recv", "workshop", "robot/cmd", "--count", "2", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(recv.stdout.take().unwrap()).lines();
+    assert_eq!(next(&mut lines).await["event"], "connected");
+    assert_eq!(next(&mut lines).await["event"], "subscribed");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/interop/p4_live.py");
+    let out = tokio::time::timeout(
+        WAIT,
+        Command::new(python_hub3())
+            .arg(script)
+            .args(["send", "--values", r#"[{"b": 2, "a": 1}, "x"]"#, "--server", &server.url()])
+            .args(["--namespace", "workshop", "--channel", "robot/cmd"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let first = next(&mut lines).await;
+    assert_eq!((&first["value"], &first["seq"]), (&json!({"a": 1, "b": 2}), &json!(1)));
+    let second = next(&mut lines).await;
+    assert_eq!(second["value"], "x");
+    // Python reuses its lease for a quick second send (seq 2), else asks again (seq 1).
+    let expected_seq = if second["lease"] == first["lease"] { 2 } else { 1 };
+    assert_eq!(second["seq"], expected_seq);
+    assert_eq!(next(&mut lines).await, json!({"event": "closed"}));
+    let status = tokio::time::timeout(WAIT, recv.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+}
