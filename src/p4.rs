@@ -41,8 +41,10 @@ mod variable;
 
 pub use crate::wire::p4::ErrorCode;
 pub use crate::wire::p4::canonical::Json;
+pub use crate::wire::p4::record::{Capacity, Version};
 pub use error::Error;
 pub use live::{Delivery, LiveChannel, LiveContext, LiveOptions, LiveReceiver, LiveSendOptions, LiveStats, LiveValue};
 pub(crate) use namespace::Registry;
 pub use namespace::{Namespace, NamespaceOptions};
-pub use variable::SharedVar;
+pub use sync::{SyncEnd, SyncReport};
+pub use variable::{Entry, Meta, SharedVar, Update};

@@ -80,20 +80,18 @@ pub(crate) struct RecvArgs {
     connect: ConnectArgs,
 }
 
-/// Exit code and kind of a live-channel error, in the CLI's scheme.
+/// A live-channel error in the CLI's scheme ([`Failure::p4`]), with what to do for the
+/// live-specific ones.
 fn failure(e: &kinopio::p4::Error, json: bool) -> Failure {
-    let (code, kind, hint) = match e.kind() {
-        ErrorCode::NoReceivers => (5, "no-receivers", " (nobody receives on this channel: start `kinopio live recv`)"),
-        ErrorCode::Timeout => (4, "timed-out", ""),
-        ErrorCode::Expired => (1, "expired", " (try again, or ask the receiver for a longer --max-age-ms)"),
-        ErrorCode::Disconnected => (3, "not-connected", ""),
-        ErrorCode::InvalidName | ErrorCode::InvalidValue | ErrorCode::ValueTooLarge | ErrorCode::InvalidOptions => {
-            (2, "invalid-input", "")
+    let mut failure = Failure::p4(e, json);
+    match e.kind() {
+        ErrorCode::NoReceivers => {
+            failure.message.push_str(" (nobody receives on this channel: start `kinopio live recv`)")
         }
-        ErrorCode::PermissionDenied => (1, "permission-denied", ""),
-        _ => (1, "live-failed", ""),
-    };
-    Failure::new(code, kind, format!("{e}{hint}"), json)
+        ErrorCode::Expired => failure.message.push_str(" (try again, or give the receiver a longer --max-age-ms)"),
+        _ => {}
+    }
+    failure
 }
 
 fn open(session: &Session, namespace: &str, json: bool) -> Result<Namespace, Failure> {
@@ -106,16 +104,23 @@ fn raw_json(value: &Json) -> Option<Box<RawValue>> {
     RawValue::from_string(String::from_utf8(bytes).ok()?).ok()
 }
 
+/// Checks the names before connecting: a bad name is a usage error, not a network one.
+fn check_names(namespace: &str, channel: &str, json: bool) -> Result<(), Failure> {
+    for name in [namespace, channel] {
+        kinopio::wire::p4::names::Name::new(name).map_err(|e| Failure::p4(&e.into(), json))?;
+    }
+    Ok(())
+}
+
 async fn send(args: SendArgs) -> Result<(), Failure> {
-    let json = args.connect.json;
-    let invalid = |message: String| Failure::new(2, "invalid-input", message, json);
-    kinopio::wire::p4::names::Name::new(args.namespace.as_str())
-        .map_err(|e| invalid(format!("namespace {:?}: {e}", args.namespace)))?;
-    kinopio::wire::p4::names::Name::new(args.channel.as_str())
-        .map_err(|e| invalid(format!("channel {:?}: {e}", args.channel)))?;
+    let json = args.connect.json();
+    check_names(&args.namespace, &args.channel, json)?;
     let value = canonical::decode(args.value.as_bytes())
-        .map_err(|e| invalid(format!("the value must be JSON (e.g. 42, '\"text\"', '{{\"a\": 1}}'): {e}")))
-        .and_then(|v| canonical::value_of(&v).map_err(|e| invalid(format!("the value is not allowed: {e}"))))?;
+        .map_err(|e| {
+            let hint = "the value must be JSON, e.g. 42, '\"text\"', '{\"a\": 1}'";
+            Failure::new(2, "INVALID_VALUE", format!("{:?}: {e} ({hint})", args.value), json)
+        })
+        .and_then(|v| canonical::value_of(&v).map_err(|e| Failure::p4(&e.into(), json)))?;
     let session = args.connect.connect().await?;
     let result = async {
         let ch = open(&session, &args.namespace, json)?.live(&args.channel).map_err(|e| failure(&e, json))?;
@@ -149,12 +154,8 @@ async fn send(args: SendArgs) -> Result<(), Failure> {
 }
 
 async fn recv(args: RecvArgs) -> Result<(), Failure> {
-    let json = args.connect.json;
-    let invalid = |message: String| Failure::new(2, "invalid-input", message, json);
-    kinopio::wire::p4::names::Name::new(args.namespace.as_str())
-        .map_err(|e| invalid(format!("namespace {:?}: {e}", args.namespace)))?;
-    kinopio::wire::p4::names::Name::new(args.channel.as_str())
-        .map_err(|e| invalid(format!("channel {:?}: {e}", args.channel)))?;
+    let json = args.connect.json();
+    check_names(&args.namespace, &args.channel, json)?;
     let session = args.connect.connect().await?;
     let subscribed = async {
         let ch = open(&session, &args.namespace, json)?.live(&args.channel).map_err(|e| failure(&e, json))?;

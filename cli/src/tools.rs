@@ -87,10 +87,15 @@ pub(crate) struct ConnectArgs {
     /// lines (and connection events as they happen), last {"event":"closed"}; an error is
     /// {"error":{"kind","message"}}.
     #[arg(long)]
-    pub(crate) json: bool,
+    json: bool,
 }
 
 impl ConnectArgs {
+    /// `--json` was given.
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
+
     fn fail(&self, code: u8, kind: &'static str, message: impl Into<String>) -> Failure {
         Failure::new(code, kind, message, self.json)
     }

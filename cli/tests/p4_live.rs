@@ -75,7 +75,7 @@ async fn live_failures_have_their_exit_codes() {
     assert!(err.contains("NO_RECEIVERS") && err.contains("kinopio live recv"), "{err}");
     let (code, out, _) = run(&server, &["live", "send", "workshop", "robot/cmd", "1", "--json"]).await;
     assert_eq!(code, 5);
-    assert_eq!(json_lines(&out).last().unwrap()["error"]["kind"], "no-receivers");
+    assert_eq!(json_lines(&out).last().unwrap()["error"]["kind"], "NO_RECEIVERS");
     // Not JSON, or not an allowed value: a usage error before connecting.
     let (code, _, err) = run(&server, &["live", "send", "workshop", "robot/cmd", "not json"]).await;
     assert_eq!(code, 2, "{err}");
