@@ -198,6 +198,7 @@ async fn rust_to_rust_with_confirmation_and_busy() {
     other.subscribe(LiveOptions::new()).await.unwrap();
     // The value rules apply before anything is sent.
     assert_eq!(ch.send(&(1u64 << 53)).await.unwrap_err().kind(), ErrorCode::InvalidValue);
+    assert_eq!(ch.send(&f64::NAN).await.unwrap_err().kind(), ErrorCode::InvalidValue);
     // Dropping the receiver frees the channel for a new one.
     drop(receiver);
     let _again = rch.subscribe(LiveOptions::new()).await.unwrap();
