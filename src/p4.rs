@@ -47,6 +47,7 @@ pub use crate::wire::p4::canonical::Json;
 pub use crate::wire::p4::record::{Capacity, Version};
 pub use crate::wire::p4::report::{Connection as InstanceConnection, Health};
 pub use error::Error;
+pub use live::{Delivery, LiveChannel, LiveContext, LiveOptions, LiveReceiver, LiveSendOptions, LiveStats, LiveValue};
 pub(crate) use namespace::Registry;
 pub use namespace::{Namespace, NamespaceOptions};
 pub use presence::{Instance, InstanceEvent, MAX_FRESH_INTERVAL, MAX_INSTANCES, Online};

@@ -10,6 +10,7 @@ mod leaf;
 mod leaf_auto;
 mod leaf_common;
 mod leaf_status;
+mod live;
 mod output;
 mod p4_var;
 mod peers;
@@ -108,6 +109,11 @@ enum Command {
     ///   kinopio peers workshop --watch
     #[command(verbatim_doc_comment)]
     Peers(peers::PeersArgs),
+    /// Protocol-4 live channels (kinopio-hub 3.0.0): send a leased value, or receive them.
+    Live {
+        #[command(subcommand)]
+        command: live::LiveCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -133,6 +139,7 @@ fn main() -> ExitCode {
             Command::Doctor(args) => doctor::run(args).await,
             Command::Peers(args) => peers::run(args).await,
             Command::Var { command } => p4_var::run(command).await,
+            Command::Live { command } => live::run(command).await,
         }
     });
     match result {

@@ -22,6 +22,8 @@
 //!   capacity rule, and how kinopio picks the counter of its own writes
 //!   ([`record::Clock::next_version`], including the §11 W9 decision).
 //! - [`headers`]: header validation and the outbound normalisation of §5.2.
+//! - [`live`]: the live-channel messages of §6 (lease request, grant, data) and kinopio's
+//!   optional acknowledgement.
 //! - [`report`]: health reports (§7) — building kinopio's own and checking a received one
 //!   exactly like the reference's `status_of`.
 //!
@@ -56,6 +58,7 @@
 
 pub mod canonical;
 pub mod headers;
+pub mod live;
 pub mod names;
 pub mod record;
 pub mod report;
