@@ -41,7 +41,12 @@ mod variable;
 
 pub use crate::wire::p4::ErrorCode;
 pub use crate::wire::p4::canonical::Json;
+pub use crate::wire::p4::headers::Headers;
 pub use error::Error;
+pub use messaging::{
+    DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MESSAGES, ERROR_HEADER, HandleOptions, Handler, MAX_MANY_BYTES,
+    MAX_MANY_REPLIES, ManyReason, ManyReplies, Message, MessageStream, Reply, RequestOptions, SubscribeOptions,
+};
 pub(crate) use namespace::Registry;
 pub use namespace::{Namespace, NamespaceOptions};
 pub use variable::SharedVar;
