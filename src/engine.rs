@@ -463,6 +463,15 @@ impl Engine {
                 PublishError::new(PublishErrorKind::NotConnected).with_detail(self.not_connected_detail())
             });
         };
+        // The fast path of `publish`: queued at once when the command channel has room.
+        let (subject, payload) = match (&reply, &headers) {
+            (None, None) => match conn.client.try_publish(subject, payload) {
+                Ok(None) => return Ok(()),
+                Ok(Some(back)) => back,
+                Err(e) => return Err(self.publish_error(e)),
+            },
+            _ => (subject, payload),
+        };
         let result = match (reply, headers) {
             (Some(r), Some(h)) => conn.client.publish_with_reply_and_headers(subject, r, h, payload).await,
             (Some(r), None) => conn.client.publish_with_reply(subject, r, payload).await,

@@ -68,8 +68,9 @@ impl Peer {
 }
 
 async fn namespace(server: &NatsServer) -> (Hub, Namespace) {
-    let hub =
-        Hub::connect(HubOptions::new().servers([server.url()]).unwrap().selection(SelectionMode::Ordered)).await.unwrap();
+    let hub = Hub::connect(HubOptions::new().servers([server.url()]).unwrap().selection(SelectionMode::Ordered))
+        .await
+        .unwrap();
     let ns = hub.namespace(NS).unwrap();
     (hub, ns)
 }
@@ -135,7 +136,8 @@ async fn python_events_with_headers_reach_rust() {
     let server = NatsServer::start();
     let (hub, ns) = namespace(&server).await;
     let mut events = ns.subscribe("sensor.*").await.unwrap();
-    let mut peer = Peer::spawn(&server, &["--header", "X-Trace: op-7 ", "pub", "sensor.temp", r#"{"b":1,"a":[1.0,-0.0]}"#]);
+    let mut peer =
+        Peer::spawn(&server, &["--header", "X-Trace: op-7 ", "pub", "sensor.temp", r#"{"b":1,"a":[1.0,-0.0]}"#]);
     assert_eq!(peer.line().await, json!("DONE"));
     peer.finish().await;
     let m = next(&mut events).await;
@@ -368,7 +370,10 @@ async fn invalid_input_and_offline_publishes_are_refused() {
     assert_eq!(ns.publish("a.*", &1).await.unwrap_err().kind(), ErrorCode::InvalidTopic);
     assert_eq!(ns.publish("a..b", &1).await.unwrap_err().kind(), ErrorCode::InvalidTopic);
     assert_eq!(ns.publish("a", &"x".repeat(70_000)).await.unwrap_err().kind(), ErrorCode::MessageTooLarge);
-    assert_eq!(ns.publish_with_headers("a", &1, [("Bad Name", "v")]).await.unwrap_err().kind(), ErrorCode::InvalidHeaders);
+    assert_eq!(
+        ns.publish_with_headers("a", &1, [("Bad Name", "v")]).await.unwrap_err().kind(),
+        ErrorCode::InvalidHeaders
+    );
     let many: Vec<(String, String)> = (0..33).map(|i| (format!("h{i}"), "v".to_owned())).collect();
     assert_eq!(ns.publish_with_headers("a", &1, many).await.unwrap_err().kind(), ErrorCode::MessageTooLarge);
     assert_eq!(

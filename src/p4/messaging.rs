@@ -507,13 +507,24 @@ struct Checked {
     size: usize,
 }
 
-fn check(subjects: &Subjects, message: &async_nats::Message) -> Result<Checked, Error> {
+/// The last subject a reader decoded and its topic: a subscription without wildcards sees
+/// one subject only, so its topic is decoded once.
+type TopicCache = Option<(async_nats::Subject, Topic)>;
+
+fn check(subjects: &Subjects, cache: &mut TopicCache, message: &async_nats::Message) -> Result<Checked, Error> {
     let headers = inbound_headers(message)?;
     if message.payload.len() > MAX_VALUE_BYTES {
         return Err(Error::new(ErrorCode::MessageTooLarge)
             .with_detail(format!("payload of {} bytes exceeds 64 KiB", message.payload.len())));
     }
-    let topic = subjects.topic_of(&message.subject)?;
+    let topic = match cache {
+        Some((subject, topic)) if *subject == message.subject => topic.clone(),
+        _ => {
+            let topic = subjects.topic_of(&message.subject)?;
+            *cache = Some((message.subject.clone(), topic.clone()));
+            topic
+        }
+    };
     let value = inbound_value(&message.payload)?;
     let size = message.payload.len()
         + headers.byte_size()
@@ -757,6 +768,7 @@ async fn read(
     stop: CancellationToken,
     pattern: String,
 ) {
+    let mut topics = None;
     loop {
         let message = tokio::select! {
             biased;
@@ -769,7 +781,7 @@ async fn read(
         if requests_only && message.reply.is_none() {
             continue;
         }
-        let checked = match check(&core.subjects, &message) {
+        let checked = match check(&core.subjects, &mut topics, &message) {
             Ok(checked) => checked,
             Err(e) => {
                 core.reject("message", &e);
@@ -1252,33 +1264,40 @@ mod tests {
     #[test]
     fn received_messages_are_checked() {
         let subject = "_msg.v1.776f726b73686f70.73656e736f72.74656d70";
-        let ok = check(&ns(), &message(subject, br#" {"b":1,"a":2.0} "#)).unwrap();
+        let ok = check(&ns(), &mut None, &message(subject, br#" {"b":1,"a":2.0} "#)).unwrap();
         assert_eq!(ok.topic.as_str(), "sensor.temp");
         assert_eq!(canonical::encode(&ok.value).unwrap(), br#"{"a":2,"b":1}"#);
         assert_eq!(ok.size, 17 + subject.len());
         for bad in [&b""[..], b"{bad", b"NaN", b"[1e400]", b"9007199254740992"] {
-            assert_eq!(check(&ns(), &message(subject, bad)).unwrap_err().kind(), ErrorCode::InvalidMessage, "{bad:?}");
+            assert_eq!(
+                check(&ns(), &mut None, &message(subject, bad)).unwrap_err().kind(),
+                ErrorCode::InvalidMessage,
+                "{bad:?}"
+            );
         }
         let big = format!("\"{}\"", "x".repeat(65_535));
-        assert_eq!(check(&ns(), &message(subject, big.as_bytes())).unwrap_err().kind(), ErrorCode::MessageTooLarge);
         assert_eq!(
-            check(&ns(), &message("_msg.v1.776f726b73686f70.zz", b"1")).unwrap_err().kind(),
+            check(&ns(), &mut None, &message(subject, big.as_bytes())).unwrap_err().kind(),
+            ErrorCode::MessageTooLarge
+        );
+        assert_eq!(
+            check(&ns(), &mut None, &message("_msg.v1.776f726b73686f70.zz", b"1")).unwrap_err().kind(),
             ErrorCode::InvalidMessage
         );
         // A valid-hex foreign subject is delivered with its decoded topic (§2.2).
-        assert_eq!(check(&ns(), &message("_msg.v1.776f726b73686f70.41", b"1")).unwrap().topic.as_str(), "A");
+        assert_eq!(check(&ns(), &mut None, &message("_msg.v1.776f726b73686f70.41", b"1")).unwrap().topic.as_str(), "A");
         let mut with_headers = message(subject, b"1");
         let mut map = async_nats::HeaderMap::new();
         map.append("X-Tag", "a");
         map.append("X-Tag", "b");
         with_headers.headers = Some(map);
-        let checked = check(&ns(), &with_headers).unwrap();
+        let checked = check(&ns(), &mut None, &with_headers).unwrap();
         assert_eq!(checked.headers.get_all("x-tag").collect::<Vec<_>>(), ["a", "b"]);
         let mut bad_value = message(subject, b"1");
         let mut map = async_nats::HeaderMap::new();
         map.append("x", "\u{e9}");
         bad_value.headers = Some(map);
-        assert_eq!(check(&ns(), &bad_value).unwrap_err().kind(), ErrorCode::InvalidHeaders);
+        assert_eq!(check(&ns(), &mut None, &bad_value).unwrap_err().kind(), ErrorCode::InvalidHeaders);
     }
 
     #[test]
