@@ -427,6 +427,7 @@ impl Engine {
         result.map_err(|e| self.publish_error(e))
     }
 
+    #[allow(dead_code)] // TEMP(p4 merge): used by messaging/live
     /// Publishes raw bytes with a reply subject (a request whose replies the caller collects
     /// on its own subscription, or a reply that names where to answer).
     pub(crate) async fn publish_with_reply(

@@ -42,6 +42,7 @@ mod variable;
 pub use crate::wire::p4::ErrorCode;
 pub use crate::wire::p4::canonical::Json;
 pub use crate::wire::p4::headers::Headers;
+pub use crate::wire::p4::record::{Capacity, Version};
 pub use error::Error;
 pub use messaging::{
     DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MESSAGES, ERROR_HEADER, HandleOptions, Handler, MAX_MANY_BYTES,
@@ -49,4 +50,5 @@ pub use messaging::{
 };
 pub(crate) use namespace::Registry;
 pub use namespace::{Namespace, NamespaceOptions};
-pub use variable::SharedVar;
+pub use sync::{SyncEnd, SyncReport};
+pub use variable::{Entry, Meta, SharedVar, Update};

@@ -33,6 +33,11 @@ pub struct NamespaceOptions {
     pub sync_limit: Duration,
     /// Answer the same requesting instance at most once per this period (`peer_timeout`).
     pub sync_answer_interval: Duration,
+    /// Anti-entropy: about once per this period, one instance of the namespace (chosen at
+    /// random, each with probability 1 / instances online) runs a sync round, so stores that
+    /// drifted apart while connected (a partitioned backbone that healed) converge. `None`
+    /// turns it off. See `crate::p4` for why this is not Python's every-15-s-from-everyone.
+    pub repair_interval: Option<Duration>,
     /// Health report period (5 s).
     pub health_interval: Duration,
     /// Timeout of requests, flushes and sends when none is given (3 s).
@@ -47,6 +52,7 @@ impl Default for NamespaceOptions {
             sync_quiet: Duration::from_millis(300),
             sync_limit: Duration::from_secs(60),
             sync_answer_interval: Duration::from_millis(2400),
+            repair_interval: Some(Duration::from_secs(30)),
             health_interval: Duration::from_secs(5),
             timeout: Duration::from_secs(3),
         }
@@ -77,6 +83,12 @@ impl NamespaceOptions {
         self
     }
 
+    /// Sets [`NamespaceOptions::repair_interval`].
+    pub fn repair_interval(mut self, interval: Option<Duration>) -> Self {
+        self.repair_interval = interval;
+        self
+    }
+
     /// Sets [`NamespaceOptions::health_interval`].
     pub fn health_interval(mut self, interval: Duration) -> Self {
         self.health_interval = interval;
@@ -93,6 +105,7 @@ impl NamespaceOptions {
 /// Counters of one namespace, reported in health reports (§7.1) and by
 /// [`Namespace::stats`]. Each component updates its own.
 #[derive(Debug, Default)]
+#[allow(dead_code)] // TEMP(p4 merge): read by presence/messaging
 pub(crate) struct Stats {
     pub sent_messages: AtomicU64,
     pub received_messages: AtomicU64,
@@ -116,6 +129,7 @@ pub(crate) struct Stats {
     pub rejected: AtomicU64,
 }
 
+#[allow(dead_code)] // TEMP(p4 merge)
 impl Stats {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
@@ -152,6 +166,7 @@ pub(crate) fn epoch_ms() -> u64 {
 }
 
 /// The state shared by every handle and component of one namespace.
+#[allow(dead_code)] // TEMP(p4 merge): fields used by presence/messaging/live
 pub(crate) struct Core {
     pub engine: Arc<Engine>,
     pub name: Name,
@@ -180,6 +195,7 @@ impl std::fmt::Debug for Core {
     }
 }
 
+#[allow(dead_code)] // TEMP(p4 merge)
 impl Core {
     /// Records an error of this instance for its health reports.
     pub(crate) fn note_error(&self, code: ErrorCode, message: impl Into<String>) {
@@ -309,33 +325,60 @@ async fn run(core: Arc<Core>) {
     let mut activations = core.engine.activations();
     // The record, sync and health subscriptions are made once; the engine carries them
     // across connections. Each component starts its own long-lived tasks here.
-    if let Err(e) = start(&core).await {
-        tracing::warn!(namespace = %core.name, error = %e, "protocol-4 namespace could not start");
-        core.note_error(e.kind(), e.to_string());
+    if !start(&core).await {
+        return;
     }
-    let mut first = true;
+    // Messages dropped anywhere on the connection (a slow consumer) may include records:
+    // a sync round repairs the store.
+    let mut events = core.engine.events();
+    let mut seen = 0;
     loop {
         // The current activation counts too: a hub that is already connected activates now.
-        if *activations.borrow_and_update() > 0 {
-            if !first {
+        let current = *activations.borrow_and_update();
+        if current != seen {
+            if seen != 0 {
                 Stats::add(&core.stats.reconnects, 1);
             }
-            first = false;
+            seen = current;
             activate(&core).await;
         }
         tokio::select! {
             () = core.cancel.cancelled() => break,
             changed = activations.changed() => if changed.is_err() { break },
+            Some(event) = futures::StreamExt::next(&mut events) => {
+                if matches!(event, crate::state::HubEvent::SlowConsumer { .. }) {
+                    tracing::warn!(namespace = %core.name, "messages were dropped on the connection; re-syncing the namespace");
+                    sync::on_activation(&core).await;
+                }
+            }
         }
     }
 }
 
-/// Starts the components' subscriptions and tasks (once per namespace).
-async fn start(core: &Arc<Core>) -> Result<(), Error> {
-    store::start(core).await?;
-    sync::start(core).await?;
-    presence::start(core).await?;
-    Ok(())
+/// Starts the components' subscriptions and tasks (once per namespace), each retried until
+/// it succeeds (a hub that cannot connect yet has no connection to subscribe on). False when
+/// the namespace went away meanwhile.
+async fn start(core: &Arc<Core>) -> bool {
+    macro_rules! step {
+        ($what:literal, $start:expr) => {
+            loop {
+                match $start.await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::debug!(namespace = %core.name, error = %e, concat!("starting ", $what, " failed; retrying"));
+                        tokio::select! {
+                            () = core.cancel.cancelled() => return false,
+                            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                    }
+                }
+            }
+        };
+    }
+    step!("the record subscription", store::start(core));
+    step!("sync", sync::start(core));
+    step!("presence", presence::start(core));
+    true
 }
 
 /// The activation sequence (§4.5): republish every record, re-grant live sessions, request a

@@ -20,5 +20,10 @@ pub(crate) async fn start(_core: &Arc<Core>) -> Result<(), Error> {
     Ok(())
 }
 
+/// How many instances of the namespace are online, this one included (at least 1).
+pub(crate) fn online_instances(_core: &Core) -> usize {
+    1
+}
+
 /// Reports health at once after an activation (§4.5 step 4).
 pub(crate) async fn on_activation(_core: &Arc<Core>) {}
