@@ -8,12 +8,15 @@
 //!   lower-cased, values trimmed). Only while connected (`DISCONNECTED` otherwise): there is
 //!   no offline buffering, as in Python.
 //! - [`Namespace::subscribe`]: a [`MessageStream`] of [`Message`]s. A reader task per
-//!   subscription (not per message) takes every message off the connection at once, checks
-//!   it (topic decodes from the subject, headers valid, payload ≤ 64 KiB and a valid value)
-//!   and queues it. A malformed message is dropped and counted ([`Namespace::rejected`]),
-//!   never delivered. When the queue is full the **new** message is dropped, counted
-//!   ([`MessageStream::dropped`] and the namespace's `droppedMessages`) and logged once per
-//!   burst.
+//!   subscription (not per message) takes every message off the connection at once and
+//!   queues it, doing nothing else, so it keeps up with the socket. When the queue is full
+//!   the **new** message is dropped, counted ([`MessageStream::dropped`] and the
+//!   namespace's `droppedMessages`), logged once per burst and noted as the namespace's
+//!   `SLOW_CONSUMER` error (cleared when the queue empties). A message is checked when it is
+//!   read (topic decodes from the subject, headers valid, payload ≤ 64 KiB and a valid
+//!   value); a malformed one is dropped and counted ([`Namespace::rejected`]), never
+//!   delivered. (Should the reader itself fall behind the connection, the NATS client drops
+//!   and the hub reports it as [`HubEvent::SlowConsumer`](crate::HubEvent::SlowConsumer).)
 //! - [`Namespace::request`]: the first reply decides (an invalid first reply is
 //!   `INVALID_MESSAGE`, like Python); no responders is `NO_RESPONDERS` at once.
 //!   [`Namespace::request_many`] collects replies on its own `_INBOX.<id>` subscription until
@@ -644,8 +647,10 @@ struct Queue {
     slow: AtomicBool,
 }
 
+/// A received message waiting in a subscription's queue, checked only when read (so the
+/// reader task does nothing but move it, and keeps up with the connection).
 struct Queued {
-    message: Message,
+    message: async_nats::Message,
     size: usize,
 }
 
@@ -672,6 +677,7 @@ pub struct MessageStream {
     core: Arc<Core>,
     stop: tokio_util::sync::DropGuard,
     pattern: TopicPattern,
+    topics: TopicCache,
 }
 
 impl std::fmt::Debug for MessageStream {
@@ -731,18 +737,35 @@ impl Stream for MessageStream {
     type Item = Message;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(queued)) => {
-                self.release(queued.size);
-                Poll::Ready(Some(queued.message))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                if self.queue.slow.swap(false, Ordering::Relaxed) {
-                    tracing::info!(pattern = %self.pattern.as_str(), dropped = self.dropped(), "subscription caught up");
-                    recovered(&self.core);
+        let this = &mut *self;
+        loop {
+            match this.rx.poll_recv(cx) {
+                Poll::Ready(Some(queued)) => {
+                    this.release(queued.size);
+                    // Malformed: dropped and counted, never delivered.
+                    let checked = match check(&this.core.subjects, &mut this.topics, &queued.message) {
+                        Ok(checked) => checked,
+                        Err(e) => {
+                            this.core.reject("message", &e);
+                            continue;
+                        }
+                    };
+                    let reply = queued.message.reply.map(|subject| ReplyTo { subject, core: Arc::clone(&this.core) });
+                    return Poll::Ready(Some(Message {
+                        topic: checked.topic,
+                        headers: checked.headers,
+                        value: checked.value,
+                        reply,
+                    }));
                 }
-                Poll::Pending
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {
+                    if this.queue.slow.swap(false, Ordering::Relaxed) {
+                        tracing::info!(pattern = %this.pattern.as_str(), dropped = this.queue.dropped.load(Ordering::Relaxed), "subscription caught up");
+                        recovered(&this.core);
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -768,7 +791,6 @@ async fn read(
     stop: CancellationToken,
     pattern: String,
 ) {
-    let mut topics = None;
     loop {
         let message = tokio::select! {
             biased;
@@ -781,19 +803,10 @@ async fn read(
         if requests_only && message.reply.is_none() {
             continue;
         }
-        let checked = match check(&core.subjects, &mut topics, &message) {
-            Ok(checked) => checked,
-            Err(e) => {
-                core.reject("message", &e);
-                continue;
-            }
-        };
-        let size = checked.size;
-        let reply = message.reply.map(|subject| ReplyTo { subject, core: Arc::clone(&core) });
-        let queued = Queued {
-            message: Message { topic: checked.topic, headers: checked.headers, value: checked.value, reply },
-            size,
-        };
+        // Payload, headers, subject and reply (async-nats' `length`), as Python counts a
+        // message.
+        let size = message.length.max(message.payload.len());
+        let queued = Queued { message, size };
         let fits = queue.bytes.load(Ordering::Relaxed) + size <= max_bytes;
         let sent = if fits {
             // Counted before the send: the reader may take it at once.
@@ -924,7 +937,7 @@ impl Namespace {
             stop.clone(),
             pattern.as_str().to_owned(),
         ));
-        Ok(MessageStream { rx, queue: state, core: Arc::clone(core), stop: stop.drop_guard(), pattern })
+        Ok(MessageStream { rx, queue: state, core: Arc::clone(core), stop: stop.drop_guard(), pattern, topics: None })
     }
 
     /// Sends a request and returns the first reply (§5.5), waiting at most `timeout`.
