@@ -427,3 +427,82 @@ async fn event_throughput() {
     assert_eq!((received, events.dropped()), (N, 0));
     hub.close().await;
 }
+
+#[tokio::test]
+async fn drain_answers_what_is_queued_then_refuses_new_work() {
+    let server = NatsServer::start();
+    let (hub, ns) = namespace(&server).await;
+    let (caller_hub, caller) = namespace(&server).await;
+    // A handler that holds each request until released, so requests queue up behind it.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let handler = {
+        let (gate, started) = (gate.clone(), started.clone());
+        ns.handle("slow", move |m: Message| {
+            let (gate, started) = (gate.clone(), started.clone());
+            async move {
+                started.notify_one();
+                gate.acquire().await.unwrap().forget();
+                Ok::<_, String>(m.value::<i64>().map_err(|e| e.to_string())?)
+            }
+        })
+        .await
+        .unwrap()
+    };
+    let requests: Vec<_> = (0..3)
+        .map(|i| {
+            let caller = caller.clone();
+            tokio::spawn(async move { caller.request("slow", &i, WAIT).await })
+        })
+        .collect();
+    tokio::time::timeout(WAIT, started.notified()).await.unwrap();
+    // Every request has reached the handler's queue once the server has passed them on.
+    caller_hub.confirm(&caller_hub.checkpoint().unwrap()).await.unwrap();
+    hub.confirm(&hub.checkpoint().unwrap()).await.unwrap();
+
+    let mut events = ns.subscribe("other").await.unwrap();
+    let drain = {
+        let ns = ns.clone();
+        tokio::spawn(async move { ns.drain_messaging(WAIT).await })
+    };
+    // Draining: new work is refused at once...
+    let refused = tokio::time::timeout(WAIT, async {
+        loop {
+            match ns.publish("x", &1).await {
+                Err(e) if e.kind() == ErrorCode::Draining => break,
+                _ => tokio::task::yield_now().await,
+            }
+        }
+    });
+    refused.await.unwrap();
+    assert_eq!(ns.subscribe("x").await.unwrap_err().kind(), ErrorCode::Draining);
+    assert_eq!(ns.request("x", &1, WAIT).await.unwrap_err().kind(), ErrorCode::Draining);
+    assert!(tokio::time::timeout(WAIT, events.next()).await.unwrap().is_none(), "streams end");
+    // ... while the queued requests are still answered.
+    gate.add_permits(3);
+    tokio::time::timeout(WAIT, drain).await.unwrap().unwrap().unwrap();
+    let mut answers = Vec::new();
+    for r in requests {
+        answers.push(r.await.unwrap().unwrap().value::<i64>().unwrap());
+    }
+    answers.sort();
+    assert_eq!(answers, [0, 1, 2]);
+    assert_eq!(handler.answered(), 3);
+
+    // A handler that never finishes: DRAIN_TIMEOUT.
+    let (_hub2, stuck_ns) = namespace(&server).await;
+    let stuck_handler = stuck_ns
+        .handle("stuck", |_m: Message| async { std::future::pending::<Result<(), String>>().await })
+        .await
+        .unwrap();
+    let pending = {
+        let caller = caller.clone();
+        tokio::spawn(async move { caller.request("stuck", &1, Duration::from_millis(300)).await })
+    };
+    assert_eq!(pending.await.unwrap().unwrap_err().kind(), ErrorCode::Timeout);
+    let e = stuck_ns.drain_messaging(Duration::from_millis(200)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorCode::DrainTimeout);
+    drop(stuck_handler);
+    caller_hub.close().await;
+    hub.close().await;
+}

@@ -49,9 +49,11 @@
 //!   *between* different names is not kept (the NATS client stores headers in a map). Names
 //!   keep the spelling they arrived with; `Status` is added first for a status line.
 //! - **Errors do not carry partial replies** (Python's `MessageError.partial_replies`).
-//! - **Drain.** There is no messaging drain yet: dropping a [`MessageStream`] or
-//!   [`Handler`] (or [`Handler::stop`], which lets running handlers finish) ends it, and the
-//!   namespace going away ends them all.
+//! - **Drain** ([`Namespace::drain_messaging`]) covers messaging only: it does not flush
+//!   records or close the hub, and it cannot tell that it runs inside a handler (Python's
+//!   `DRAIN_IN_HANDLER`): called from a handler it waits for itself until its timeout.
+//!   A message the server sent just before the unsubscribe reached it may be lost (Python
+//!   drains the native subscription).
 
 use std::fmt::Display;
 use std::future::Future;
@@ -96,11 +98,57 @@ pub const ERROR_HEADER: &str = "kinopio-error";
 pub(crate) struct Messaging {
     /// Handler failures of the namespace (also in each [`Handler`]).
     handler_errors: AtomicU64,
+    /// Set by [`Namespace::drain_messaging`]: new operations fail with `DRAINING`.
+    draining: AtomicBool,
+    /// Cancelled by [`Namespace::drain_messaging`]: every reader stops taking messages.
+    stop_interest: CancellationToken,
+    /// Readers, handler loops and requests in progress, for the drain to wait on.
+    work: Work,
 }
 
 impl Messaging {
     pub(crate) fn new() -> Self {
         Messaging::default()
+    }
+}
+
+/// Counts work in progress and wakes a waiter when none is left.
+#[derive(Debug, Default)]
+struct Work {
+    active: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One piece of work in progress (see [`Work`]).
+#[derive(Debug)]
+struct Working(Arc<Core>);
+
+impl Work {
+    fn enter(core: &Arc<Core>) -> Working {
+        core.messaging.work.active.fetch_add(1, Ordering::AcqRel);
+        Working(Arc::clone(core))
+    }
+
+    /// Waits until no work is in progress.
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        let work = &self.0.messaging.work;
+        if work.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            work.idle.notify_waiters();
+        }
     }
 }
 
@@ -625,10 +673,19 @@ async fn send(
     Ok(())
 }
 
-fn ensure_connected(core: &Core) -> Result<(), Error> {
+/// New operations are refused while draining.
+fn ensure_open(core: &Core) -> Result<(), Error> {
     if core.engine.is_closed() || core.cancel.is_cancelled() {
         return Err(Error::new(ErrorCode::Closed));
     }
+    if core.messaging.draining.load(Ordering::Acquire) {
+        return Err(Error::new(ErrorCode::Draining).with_detail("the namespace's messaging is draining"));
+    }
+    Ok(())
+}
+
+fn ensure_connected(core: &Core) -> Result<(), Error> {
+    ensure_open(core)?;
     if core.engine.state() != ConnectionState::Connected {
         return Err(Error::new(ErrorCode::Disconnected)
             .with_detail("not connected; protocol-4 messages are not buffered while offline"));
@@ -782,6 +839,7 @@ fn recovered(core: &Core) {
 /// Takes messages off the connection, checks them and queues them (module docs).
 #[allow(clippy::too_many_arguments)]
 async fn read(
+    working: Working,
     core: Arc<Core>,
     mut inbox: Inbox,
     tx: mpsc::Sender<Queued>,
@@ -791,12 +849,22 @@ async fn read(
     stop: CancellationToken,
     pattern: String,
 ) {
+    // Draining: take what the connection has already delivered, then stop.
+    let mut draining = false;
     loop {
-        let message = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            () = core.cancel.cancelled() => break,
-            m = inbox.next() => match m { Some(m) => m, None => break },
+        let message = if draining {
+            match futures::FutureExt::now_or_never(inbox.next()) {
+                Some(Some(m)) => m,
+                _ => break,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                () = core.cancel.cancelled() => break,
+                () = core.messaging.stop_interest.cancelled() => { draining = true; continue },
+                m = inbox.next() => match m { Some(m) => m, None => break },
+            }
         };
         Stats::add(&core.stats.received_messages, 1);
         Stats::add(&core.stats.received_bytes, message.payload.len() as u64);
@@ -843,6 +911,7 @@ async fn read(
         }
     }
     drop(inbox);
+    drop(working);
 }
 
 impl Namespace {
@@ -911,9 +980,7 @@ impl Namespace {
         if options.max_pending_messages == 0 || options.max_pending_bytes == 0 {
             return Err(Error::new(ErrorCode::InvalidOptions).with_detail("queue sizes must be at least 1"));
         }
-        if core.cancel.is_cancelled() {
-            return Err(Error::new(ErrorCode::Closed));
-        }
+        ensure_open(core)?;
         let subject = async_nats::Subject::from(core.subjects.message_pattern(&pattern));
         let inbox = core.engine.subscribe(&subject, queue.as_deref()).await.map_err(|e| {
             let code = match e.kind() {
@@ -927,7 +994,9 @@ impl Namespace {
         let state = Arc::new(Queue::default());
         let stop = CancellationToken::new();
         Stats::add(&core.stats.subscriptions, 1);
+        let working = Work::enter(core);
         tokio::spawn(read(
+            working,
             Arc::clone(core),
             inbox,
             tx,
@@ -974,6 +1043,7 @@ impl Namespace {
         let timeout = options.timeout.unwrap_or(core.options.timeout);
         let size = payload.len() + headers.byte_size();
         let _pending = Gauge::up(&core.stats.pending_requests);
+        let _working = Work::enter(core);
         let answer =
             core.engine.request(async_nats::Subject::from(subject), payload, header_map(&headers), timeout).await;
         Stats::add(&core.stats.sent_messages, 1);
@@ -1020,6 +1090,7 @@ impl Namespace {
         let timeout = options.timeout.unwrap_or(core.options.timeout);
         let deadline = tokio::time::Instant::now() + timeout;
         let _pending = Gauge::up(&core.stats.pending_requests);
+        let _working = Work::enter(core);
         let inbox_subject = async_nats::Subject::from(format!("_INBOX.{}", uuid::Uuid::new_v4().simple()));
         let mut inbox = tokio::time::timeout_at(deadline, core.engine.subscribe(&inbox_subject, None))
             .await
@@ -1043,6 +1114,27 @@ impl Namespace {
         };
         drop(inbox);
         Ok(ManyReplies { replies: collector.replies, reason })
+    }
+
+    /// Drains this namespace's messaging (§5.6): from now on publish, subscribe, request and
+    /// handle fail with `DRAINING`; every subscription and handler stops taking messages
+    /// (what is already queued stays readable, then the stream ends); handlers answer what
+    /// they had queued; requests in progress finish. Returns when all of that is done.
+    ///
+    /// Unlike Python's `hub.drain`, it neither flushes records nor closes the hub (close
+    /// the [`Hub`](crate::Hub) for that), and a message the server sent just before the
+    /// unsubscribe reached it may be lost.
+    ///
+    /// # Errors
+    /// `DRAIN_TIMEOUT` if that takes longer than `timeout` (the namespace stays draining).
+    pub async fn drain_messaging(&self, timeout: Duration) -> Result<(), Error> {
+        let core = self.core();
+        core.messaging.draining.store(true, Ordering::Release);
+        core.messaging.stop_interest.cancel();
+        tokio::time::timeout(timeout, core.messaging.work.idle()).await.map_err(|_| {
+            Error::new(ErrorCode::DrainTimeout)
+                .with_detail(format!("handlers or requests still running after {} ms", timeout.as_millis()))
+        })
     }
 
     /// Answers every request on `pattern` with `handler`'s value (§5.4); messages without a
@@ -1090,7 +1182,9 @@ impl Namespace {
         let stream = self.open(pattern, &options.subscribe, true).await?;
         let counts = Arc::new(HandlerCounts::default());
         let stop = CancellationToken::new();
+        let working = Work::enter(self.core());
         let task = tokio::spawn(serve(
+            working,
             Arc::clone(self.core()),
             stream,
             handler,
@@ -1159,6 +1253,7 @@ impl Drop for Handler {
 /// Runs a handler over its request stream, up to `concurrency` at once, without a task per
 /// request.
 async fn serve<F, Fut, R, E>(
+    working: Working,
     core: Arc<Core>,
     mut stream: MessageStream,
     handler: F,
@@ -1191,6 +1286,7 @@ async fn serve<F, Fut, R, E>(
         }
     }
     drop(stream);
+    drop(working);
 }
 
 /// Runs the handler for one request and sends its one reply.
