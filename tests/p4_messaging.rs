@@ -506,3 +506,23 @@ async fn drain_answers_what_is_queued_then_refuses_new_work() {
     caller_hub.close().await;
     hub.close().await;
 }
+
+/// W14: a Python subscriber with default settings received 1,536 of a 20,000-message burst.
+/// A kinopio subscription with its default queue receives all of them, in order.
+#[tokio::test]
+async fn a_python_burst_arrives_whole() {
+    let server = NatsServer::start();
+    let (hub, ns) = namespace(&server).await;
+    let mut events = ns.subscribe("burst").await.unwrap();
+    const N: i64 = 20_000;
+    let mut peer = Peer::spawn(&server, &["burst", "burst", &N.to_string()]);
+    for i in 0..N {
+        let m = next(&mut events).await;
+        assert_eq!(m.value::<Value>().unwrap(), json!({"i": i}));
+    }
+    let done = peer.line().await;
+    println!("Python published {N} in {} s", done["seconds"]);
+    peer.finish().await;
+    assert_eq!(events.dropped(), 0);
+    hub.close().await;
+}

@@ -9,6 +9,7 @@ Usage: p4_messaging.py --server URL --namespace NS [--timeout S] COMMAND ...
                                         one line per request; exit when stdin closes
   req TOPIC JSON [--header NAME:VALUE]  request; print the reply (or the error code)
   many TOPIC JSON MAX                   request_many with max_replies=MAX; print replies + reason
+  burst TOPIC N                         publish {"i": 0..N-1} as fast as pub() allows; print DONE
 Every line is JSON. The script exits on its own within its --timeout (default 20 s).
 """
 import argparse
@@ -100,6 +101,13 @@ async def run(hub, args):
             out({"replies": [r.data for r in result.replies], "reason": result.reason})
         except KinopioError as e:
             out({"error": e.code})
+    elif cmd == "burst":
+        var = hub.var(rest[0])
+        started = asyncio.get_running_loop().time()
+        for i in range(int(rest[1])):
+            await var.pub({"i": i})
+        await hub.flush(10)
+        out({"done": int(rest[1]), "seconds": asyncio.get_running_loop().time() - started})
     else:
         raise SystemExit(f"unknown command {cmd}")
 
