@@ -1185,7 +1185,6 @@ impl Namespace {
         let working = Work::enter(self.core());
         let task = tokio::spawn(serve(
             working,
-            Arc::clone(self.core()),
             stream,
             handler,
             options.concurrency.max(1),
@@ -1254,7 +1253,6 @@ impl Drop for Handler {
 /// request.
 async fn serve<F, Fut, R, E>(
     working: Working,
-    core: Arc<Core>,
     mut stream: MessageStream,
     handler: F,
     concurrency: usize,
@@ -1267,6 +1265,7 @@ async fn serve<F, Fut, R, E>(
     R: Serialize + Send + 'static,
     E: Display + Send + 'static,
 {
+    let core = Arc::clone(&working.0);
     let mut running = FuturesUnordered::new();
     let mut open = true;
     loop {
