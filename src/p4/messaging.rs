@@ -48,6 +48,12 @@
 //! - **Inbound header order.** Repeated values of one name keep their order; the order
 //!   *between* different names is not kept (the NATS client stores headers in a map). Names
 //!   keep the spelling they arrived with; `Status` is added first for a status line.
+//! - **Malformed messages do not change health.** Python records `HANDLER_ERROR` (and so a
+//!   health of `error`) for a received message it cannot decode; kinopio drops and counts it
+//!   ([`Namespace::rejected`]) and nothing else changes, so a stray publisher cannot flip a
+//!   kinopio instance's health (compare W8). A failing handler and a full queue are still
+//!   noted (`HANDLER_ERROR`, `SLOW_CONSUMER`) and cleared on the next success / once the
+//!   queue empties, as in Python.
 //! - **Errors do not carry partial replies** (Python's `MessageError.partial_replies`).
 //! - **Drain** ([`Namespace::drain_messaging`]) covers messaging only: it does not flush
 //!   records or close the hub, and it cannot tell that it runs inside a handler (Python's
@@ -72,7 +78,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::namespace::{Core, Namespace, Stats};
-use super::value::{from_json, to_json};
+use super::value::{from_json, from_serde};
 use super::{Error, Json};
 use crate::engine::{Inbox, lock};
 use crate::error::RequestErrorKind;
@@ -502,12 +508,15 @@ where
 }
 
 fn payload_of<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, Error> {
-    let json = to_json(value).map_err(|e| {
-        let code =
-            if e.kind() == ErrorCode::ValueTooLarge { ErrorCode::MessageTooLarge } else { ErrorCode::InvalidMessage };
+    let invalid = |code, e: &dyn Display| {
         Error::new(code).with_detail(format!("the payload is not a valid protocol-4 value: {e}"))
+    };
+    let dynamic = serde_json::to_value(value).map_err(|e| invalid(ErrorCode::InvalidMessage, &e))?;
+    let (_, bytes) = canonical::value_of_encoded(&from_serde(&dynamic), MAX_VALUE_BYTES).map_err(|e| {
+        let code =
+            if e.code() == ErrorCode::ValueTooLarge { ErrorCode::MessageTooLarge } else { ErrorCode::InvalidMessage };
+        invalid(code, &e)
     })?;
-    let bytes = canonical::encode(&json)?;
     Ok(Bytes::from(bytes))
 }
 
@@ -541,7 +550,7 @@ fn inbound_value(payload: &[u8]) -> Result<Json, Error> {
             .with_detail(format!("payload of {} bytes exceeds 64 KiB", payload.len())));
     }
     let decoded = canonical::decode(payload)?;
-    canonical::value_of(&decoded).map_err(|e| {
+    canonical::value_of_decoded(&decoded, payload.len()).map_err(|e| {
         let code =
             if e.code() == ErrorCode::ValueTooLarge { ErrorCode::MessageTooLarge } else { ErrorCode::InvalidMessage };
         Error::new(code).with_detail(e.to_string())
@@ -830,13 +839,19 @@ impl Stream for MessageStream {
 
 /// Clears the namespace's `SLOW_CONSUMER` error once a queue has emptied.
 fn recovered(core: &Core) {
+    clear_error(core, ErrorCode::SlowConsumer);
+}
+
+/// Clears the namespace's current error if messaging set it with `code` (Python clears its
+/// `messaging` / `messaging-handler` errors the same way: on recovery, on the next success).
+fn clear_error(core: &Core, code: ErrorCode) {
     let mut errors = lock(&core.errors);
-    if errors.current.as_ref().is_some_and(|e| e.code == ErrorCode::SlowConsumer) {
+    if errors.current.as_ref().is_some_and(|e| e.code == code) {
         errors.current = None;
     }
 }
 
-/// Takes messages off the connection, checks them and queues them (module docs).
+/// Takes messages off the connection and queues them (module docs).
 #[allow(clippy::too_many_arguments)]
 async fn read(
     working: Working,
@@ -1328,6 +1343,7 @@ async fn answer<F, Fut, R, E>(
     match sent {
         Ok(()) => {
             counts.answered.fetch_add(1, Ordering::Relaxed);
+            clear_error(core, ErrorCode::HandlerError);
         }
         Err(e) => {
             counts.failed.fetch_add(1, Ordering::Relaxed);
