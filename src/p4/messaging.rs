@@ -42,7 +42,13 @@
 //!   kinopio).
 //! - **Handlers run one at a time per handle by default** (Python's FIFO); more with
 //!   [`HandleOptions::concurrency`].
-//! - **No per-hub limits** on subscriptions (Python: 128) and concurrent requests (64).
+//! - **No per-hub limits** on subscriptions (Python: 128) and concurrent requests (64), and
+//!   no 8 MiB outbound budget (`BUFFER_OVERFLOW`): a publish waits for room in the NATS
+//!   client's command queue instead.
+//! - **Reply inboxes.** [`Namespace::request`] uses the NATS client's shared request inbox
+//!   (`_INBOX.<prefix>.<token>`, one subscription for all requests) instead of a fresh
+//!   `_INBOX.<nuid>` subscription per request; [`Namespace::request_many`] subscribes its own
+//!   `_INBOX.<32 hex digits>`. Any reply subject is valid to a Python handler.
 //! - **Reply headers of a handler.** A [`Namespace::handle`] handler returns a value only; to
 //!   reply with headers, subscribe and use [`Message::reply_with_headers`].
 //! - **Inbound header order.** Repeated values of one name keep their order; the order
