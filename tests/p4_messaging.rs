@@ -384,6 +384,8 @@ async fn invalid_input_and_offline_publishes_are_refused() {
     assert_eq!(ns.publish("a.*", &1).await.unwrap_err().kind(), ErrorCode::InvalidTopic);
     assert_eq!(ns.publish("a..b", &1).await.unwrap_err().kind(), ErrorCode::InvalidTopic);
     assert_eq!(ns.publish("a", &"x".repeat(70_000)).await.unwrap_err().kind(), ErrorCode::MessageTooLarge);
+    assert_eq!(ns.publish("a", &f64::NAN).await.unwrap_err().kind(), ErrorCode::InvalidMessage, "never sent as null");
+    assert_eq!(ns.publish("a", &(1u64 << 53)).await.unwrap_err().kind(), ErrorCode::InvalidMessage);
     assert_eq!(
         ns.publish_with_headers("a", &1, [("Bad Name", "v")]).await.unwrap_err().kind(),
         ErrorCode::InvalidHeaders

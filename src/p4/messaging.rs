@@ -84,7 +84,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::namespace::{Core, Namespace, Stats};
-use super::value::{from_json, from_serde};
+use super::value::{from_json, to_json_encoded};
 use super::{Error, Json};
 use crate::engine::{Inbox, lock};
 use crate::error::RequestErrorKind;
@@ -514,14 +514,10 @@ where
 }
 
 fn payload_of<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, Error> {
-    let invalid = |code, e: &dyn Display| {
-        Error::new(code).with_detail(format!("the payload is not a valid protocol-4 value: {e}"))
-    };
-    let dynamic = serde_json::to_value(value).map_err(|e| invalid(ErrorCode::InvalidMessage, &e))?;
-    let (_, bytes) = canonical::value_of_encoded(&from_serde(&dynamic), MAX_VALUE_BYTES).map_err(|e| {
+    let (_, bytes) = to_json_encoded(value).map_err(|e| {
         let code =
-            if e.code() == ErrorCode::ValueTooLarge { ErrorCode::MessageTooLarge } else { ErrorCode::InvalidMessage };
-        invalid(code, &e)
+            if e.kind() == ErrorCode::ValueTooLarge { ErrorCode::MessageTooLarge } else { ErrorCode::InvalidMessage };
+        Error::new(code).with_detail(format!("the payload is not a valid protocol-4 value: {e}"))
     })?;
     Ok(Bytes::from(bytes))
 }
@@ -1386,6 +1382,8 @@ mod tests {
         assert_eq!(headers.entries(), [("x-trace".to_owned(), "op-42".to_owned())]);
         assert_eq!(&payload_of(&()).unwrap()[..], b"null");
         assert_eq!(&payload_of(&None::<u8>).unwrap()[..], b"null");
+        assert_eq!(payload_of(&f64::NAN).unwrap_err().kind(), ErrorCode::InvalidMessage);
+        assert_eq!(payload_of(&[1.0, f64::INFINITY]).unwrap_err().kind(), ErrorCode::InvalidMessage);
         assert_eq!(payload_of(&"x".repeat(70_000)).unwrap_err().kind(), ErrorCode::MessageTooLarge);
         assert_eq!(outbound(&1, [("Bad Name", "v")]).unwrap_err().kind(), ErrorCode::InvalidHeaders);
         assert!(header_map(&Headers::default()).is_none());
