@@ -1,5 +1,6 @@
-//! Protocol 4 (kinopio-hub 3.0.0): shared variables that a late joiner syncs, watched live.
-//! The README's protocol-4 example.
+//! Protocol 4 (kinopio-hub 3.0.0), the README's example: shared variables that a late
+//! joiner syncs and watches, an event with headers, a request to a handler, the instance
+//! list, and a live channel.
 //!
 //! Needs a NATS server, then:
 //!
@@ -13,6 +14,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use kinopio::p4::{LiveOptions, Message, Online};
 use kinopio::{Hub, HubOptions};
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +57,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     workshop.flush(wait).await?;
     let update = tokio::time::timeout(wait, changes.next()).await?.ok_or("watch ended")??;
     println!("battery deleted: {}", update.value.is_none());
+
+    // Events with headers, on topics with patterns.
+    let mut temps = view.subscribe("sensor.*").await?;
+    workshop.publish_with_headers("sensor.temp", &21.5, [("X-Trace", "op-42")]).await?;
+    let event = tokio::time::timeout(wait, temps.next()).await?.ok_or("no event")?;
+    println!("event {} = {} (x-trace {:?})", event.topic(), event.value::<f64>()?, event.headers().get("x-trace"));
+
+    // A request answered by a handler in the other program.
+    let lamp = view
+        .handle("lamp.toggle", |m: Message| async move { Ok::<_, kinopio::p4::Error>(!m.value::<bool>()?) })
+        .await?;
+    let reply = workshop.request("lamp.toggle", &true, wait).await?;
+    println!("lamp.toggle(true) = {}", reply.value::<bool>()?);
+    lamp.stop(wait).await;
+
+    // Presence: the instances of the namespace, from their health reports.
+    workshop.report_health().await?;
+    let deadline = tokio::time::Instant::now() + wait;
+    while view.instances().iter().filter(|i| i.online == Online::Online).count() < 2 {
+        if tokio::time::Instant::now() > deadline {
+            return Err("the other instance did not report".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("{} instances online", view.instances().iter().filter(|i| i.online == Online::Online).count());
+
+    // A live channel: a leased, sequence-checked control input.
+    let mut drive = view.live("drive")?.subscribe(LiveOptions::new()).await?;
+    let sent = workshop.live("drive")?.send(&serde_json::json!({"speed": 0.5})).await?;
+    let got = tokio::time::timeout(wait, drive.next()).await?.ok_or("no live value")?;
+    println!(
+        "live drive: sent ({sent:?}), received {} (seq {})",
+        serde_json::Value::from(got.value()),
+        got.context().seq()
+    );
 
     panel.close().await;
     robot.close().await;

@@ -73,4 +73,8 @@ async fn shared_state_runs() {
     assert!(stdout.contains("battery = Some(Battery { level: 80, charging: false })"), "{stdout}");
     assert!(stdout.contains("battery changed to Some(Battery { level: 79, charging: true }) (version 2)"), "{stdout}");
     assert!(stdout.contains("battery deleted: true"), "{stdout}");
+    assert!(stdout.contains(r#"event sensor.temp = 21.5 (x-trace Some("op-42"))"#), "{stdout}");
+    assert!(stdout.contains("lamp.toggle(true) = false"), "{stdout}");
+    assert!(stdout.contains("2 instances online"), "{stdout}");
+    assert!(stdout.contains(r#"live drive: sent (Flushed), received {"speed":0.5} (seq 1)"#), "{stdout}");
 }
