@@ -21,6 +21,36 @@
 //! [`crate::wire::p4`]; this module is the behaviour on top of them. Every error is a
 //! [`Error`] whose kind is the reference's error code ([`ErrorCode`]).
 //!
+//! # Deliberate differences from 3.0.0
+//!
+//! None changes a byte a compliant peer sends or must accept; each is tested. In short (the
+//! module and type docs say more):
+//!
+//! - **Sync** (`sync`): a round ends when answers go quiet, not after 2.4 s, so a late joiner
+//!   of a 10,000-variable namespace gets every record (W10), and [`Namespace::wait_synced`]
+//!   says when; an empty namespace is known at once (no responders); no every-15-s re-sync
+//!   from every instance (W11) — one anti-entropy round per namespace per
+//!   [`NamespaceOptions::repair_interval`] instead; a (re)connect republishes only
+//!   unconfirmed writes, not the whole store.
+//! - **Hostile input** (everywhere): a malformed record, report, sync request, message or
+//!   live datagram, and a colliding record, are dropped and counted
+//!   ([`Namespace::rejected`]) and never change this instance's health (W8); JSON is bounded
+//!   in size and depth before parsing.
+//! - **W9**: a maximal counter poisons only its own variable (see
+//!   [`crate::wire::p4::record`]).
+//! - **Messaging** (`messaging`): per-subscription queues of 65,536 messages / 64 MiB by
+//!   default with every drop counted (W14); no hub-wide 128-subscription / 64-request /
+//!   8 MiB budgets; handler errors send no reply like Python, or an opt-in error reply
+//!   (W15); handlers cannot set reply headers; drain covers messaging only.
+//! - **Presence** (`presence`): freshness honours a claimed interval up to
+//!   [`MAX_FRESH_INTERVAL`] (W13); at the 1,024 cap the stalest row goes; reports never
+//!   carry `mesh` and always fit 2,048 bytes; secrets are redacted before truncation.
+//! - **Live** (`live`): leases that never carried data are evicted first (W16); a send
+//!   result says [`Delivery::Flushed`] unless a kinopio receiver confirmed
+//!   ([`Delivery::Accepted`], opt-in, ignored by Python receivers).
+//! - Numbers have one JSON type here, so `5000.0` is accepted where Python wants an integer
+//!   (`interval`, `seq`, `ttl_ms`), and `true` is not taken for `1`.
+//!
 //! # Layout
 //! - `namespace`: the [`Namespace`] handle, its shared core (ids, options, counters) and the
 //!   task that runs the activation sequence on every (re)connect.
