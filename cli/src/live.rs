@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use futures::StreamExt;
 use kinopio::p4::{Delivery, ErrorCode, Json, LiveOptions, LiveSendOptions, Namespace};
 use kinopio::wire::p4::canonical;
 use serde_json::value::RawValue;
@@ -182,19 +181,7 @@ async fn recv(args: RecvArgs) -> Result<(), Failure> {
     } else {
         eprintln!("receiving on live channel {} in {}", args.channel, args.namespace);
     }
-    let mut received = 0u64;
-    let shutdown = crate::signals::shutdown();
-    tokio::pin!(shutdown);
-    let limit = tokio::time::sleep(args.timeout_ms.map_or(Duration::from_secs(86_400 * 365), Duration::from_millis));
-    tokio::pin!(limit);
-    let mut timed_out = false;
-    loop {
-        let next = tokio::select! {
-            v = receiver.next() => v,
-            () = &mut shutdown => None,
-            () = &mut limit => { timed_out = true; None }
-        };
-        let Some(value) = next else { break };
+    let listened = crate::listen::listen(&mut receiver, args.count, args.timeout_ms, |value| {
         let text = canonical::encode(value.value()).map(|b| String::from_utf8_lossy(&b).into_owned());
         if json {
             let mut line = Fields::new();
@@ -208,11 +195,8 @@ async fn recv(args: RecvArgs) -> Result<(), Failure> {
         } else {
             output::text(&text.unwrap_or_default());
         }
-        received += 1;
-        if args.count.is_some_and(|n| received >= n) {
-            break;
-        }
-    }
+    })
+    .await;
     let stats = ch.stats();
     drop(receiver);
     if !json && stats.refused + stats.malformed + stats.overflowed > 0 {
@@ -222,13 +206,5 @@ async fn recv(args: RecvArgs) -> Result<(), Failure> {
         );
     }
     session.close().await;
-    match args.count {
-        Some(n) if timed_out && received < n => Err(Failure::new(
-            4,
-            "timed-out",
-            format!("received {received} of {n} values in {} ms", args.timeout_ms.unwrap_or_default()),
-            json,
-        )),
-        _ => Ok(()),
-    }
+    listened.check(args.count, args.timeout_ms, "values", json)
 }

@@ -10,6 +10,7 @@ mod leaf;
 mod leaf_auto;
 mod leaf_common;
 mod leaf_status;
+mod listen;
 mod live;
 mod output;
 mod p4_var;

@@ -481,19 +481,7 @@ pub(crate) async fn subscribe(args: SubArgs) -> Result<(), Failure> {
     } else {
         eprintln!("listening on {}", args.subject);
     }
-    let mut received = 0u64;
-    let shutdown = crate::signals::shutdown();
-    tokio::pin!(shutdown);
-    let limit = tokio::time::sleep(args.timeout_ms.map_or(Duration::from_secs(86_400 * 365), Duration::from_millis));
-    tokio::pin!(limit);
-    let mut timed_out = false;
-    loop {
-        let next = tokio::select! {
-            m = sub.next() => m,
-            () = &mut shutdown => None,
-            () = &mut limit => { timed_out = true; None }
-        };
-        let Some(msg) = next else { break };
+    let listened = crate::listen::listen(&mut sub, args.count, args.timeout_ms, |msg| {
         if json {
             output::message_fields(msg.subject.as_str(), &msg).print();
         } else if args.raw {
@@ -501,22 +489,11 @@ pub(crate) async fn subscribe(args: SubArgs) -> Result<(), Failure> {
         } else {
             output::text(&format!("[{}] {}", msg.subject, output::payload_text(&msg.payload)));
         }
-        received += 1;
-        if args.count.is_some_and(|n| received >= n) {
-            break;
-        }
-    }
+    })
+    .await;
     drop(sub);
     session.close().await;
-    match args.count {
-        Some(n) if timed_out && received < n => Err(Failure::new(
-            4,
-            "timed-out",
-            format!("received {received} of {n} messages in {} ms", args.timeout_ms.unwrap_or_default()),
-            json,
-        )),
-        _ => Ok(()),
-    }
+    listened.check(args.count, args.timeout_ms, "messages", json)
 }
 
 #[derive(Debug, Args)]

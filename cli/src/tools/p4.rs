@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use kinopio::p4::{self, ErrorCode, HandleOptions, Json, Namespace, RequestOptions, SubscribeOptions};
 use kinopio::wire::p4::canonical;
 use kinopio::wire::p4::names::{Name, QueueGroup, Topic, TopicPattern};
@@ -169,19 +168,7 @@ pub(super) async fn subscribe(args: SubArgs, namespace: &str) -> Result<(), Fail
     } else {
         eprintln!("listening on {} in namespace {namespace}", args.subject);
     }
-    let mut received = 0u64;
-    let shutdown = crate::signals::shutdown();
-    tokio::pin!(shutdown);
-    let limit = tokio::time::sleep(args.timeout_ms.map_or(Duration::from_secs(86_400 * 365), Duration::from_millis));
-    tokio::pin!(limit);
-    let mut timed_out = false;
-    loop {
-        let next = tokio::select! {
-            m = sub.next() => m,
-            () = &mut shutdown => None,
-            () = &mut limit => { timed_out = true; None }
-        };
-        let Some(m) = next else { break };
+    let listened = crate::listen::listen(&mut sub, args.count, args.timeout_ms, |m| {
         if json {
             let mut line = Fields::new();
             line.put("topic", m.topic());
@@ -194,11 +181,9 @@ pub(super) async fn subscribe(args: SubArgs, namespace: &str) -> Result<(), Fail
         } else {
             output::text(&format!("[{}] {}", m.topic(), text(m.json())));
         }
-        received += 1;
-        if args.count.is_some_and(|n| received >= n) {
-            break;
-        }
-    }
+    })
+    .await;
+    let received = listened.received;
     let dropped = sub.dropped();
     let rejected = ns.rejected().saturating_sub(rejected_before);
     drop(sub);
@@ -213,15 +198,7 @@ pub(super) async fn subscribe(args: SubArgs, namespace: &str) -> Result<(), Fail
     } else {
         eprintln!("received {received} message(s); dropped {dropped} (queue full); rejected {rejected} (malformed)");
     }
-    let result = match args.count {
-        Some(n) if timed_out && received < n => Err(Failure::new(
-            4,
-            "timed-out",
-            format!("received {received} of {n} messages in {} ms", args.timeout_ms.unwrap_or_default()),
-            json,
-        )),
-        _ => Ok(()),
-    };
+    let result = listened.check(args.count, args.timeout_ms, "messages", json);
     finish(session, result).await
 }
 
