@@ -4,61 +4,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use futures::StreamExt;
 use kinopio::{Hub, HubOptions, Message, RequestErrorKind, SelectionMode, Value};
 use kinopio_test_support::NatsServer;
-use serde_json::Value as Json;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 
-use kinopio_test_support::{WAIT, python};
+use kinopio_test_support::{ScriptPeer, WAIT, python};
 
-struct Peer {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-    stderr: tempfile::NamedTempFile,
-}
-
-impl Peer {
-    fn spawn(server: &NatsServer, args: &[&str]) -> Peer {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/interop/peer.py");
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        let mut child = Command::new(python())
-            .arg(script)
-            .arg("--server")
-            .arg(server.url())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            // nats-py logs harmless tracebacks while closing; keep them for failures only.
-            .stderr(Stdio::from(stderr.reopen().unwrap()))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the Python peer");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Peer { child, lines, stderr }
-    }
-
-    async fn line(&mut self) -> Json {
-        let line = tokio::time::timeout(WAIT, self.lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("the Python peer said nothing in time:\n{}", self.stderr_text()))
-            .unwrap()
-            .unwrap_or_else(|| panic!("the Python peer exited early:\n{}", self.stderr_text()));
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"))
-    }
-
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
-    }
-
-    async fn finish(mut self) {
-        drop(self.child.stdin.take());
-        let status = tokio::time::timeout(WAIT, self.child.wait()).await.unwrap().unwrap();
-        assert!(status.success(), "Python peer failed: {status}\n{}", self.stderr_text());
-    }
+fn spawn_peer(server: &NatsServer, args: &[&str]) -> ScriptPeer {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/interop/peer.py");
+    let mut all = vec!["--server".to_owned(), server.url()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    ScriptPeer::spawn(&python(), &script, all)
 }
 
 async fn hub(server: &NatsServer) -> Hub {
@@ -72,7 +29,7 @@ fn ordered(json: &str) -> Value {
 #[tokio::test]
 async fn rust_publishes_python_receives() {
     let server = NatsServer::start();
-    let mut peer = Peer::spawn(&server, &["sub", "interop.rs2py", "12"]);
+    let mut peer = spawn_peer(&server, &["sub", "interop.rs2py", "12"]);
     assert_eq!(peer.line().await["ready"], true);
     let hub = hub(&server).await;
     let var = hub.scope("interop").unwrap().variable("rs2py").unwrap();
@@ -134,7 +91,7 @@ async fn python_publishes_rust_receives() {
     ];
     let mut args = vec!["pub", "interop.py2rs"];
     args.extend(cases);
-    let peer = Peer::spawn(&server, &args);
+    let peer = spawn_peer(&server, &args);
     let mut got = Vec::new();
     for _ in cases {
         let m: Message = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap();
@@ -183,16 +140,16 @@ async fn python_requests_rust_serves() {
         ("null", "NoneType", "None"),
         ("float", "float", "3.25"),
     ] {
-        let mut peer = Peer::spawn(&server, &["request", "interop.echo", case]);
+        let mut peer = spawn_peer(&server, &["request", "interop.echo", case]);
         let got = peer.line().await;
         assert_eq!((got["type"].as_str().unwrap(), got["repr"].as_str().unwrap()), (ty, repr), "{case}");
         peer.finish().await;
     }
-    let mut peer = Peer::spawn(&server, &["request", "interop.fail", "int"]);
+    let mut peer = spawn_peer(&server, &["request", "interop.fail", "int"]);
     let got = peer.line().await;
     assert_eq!(got["repr"], "{'error': True, 'message': 'boom 42'}");
     peer.finish().await;
-    let mut peer = Peer::spawn(&server, &["request", "interop.nothing", "int"]);
+    let mut peer = spawn_peer(&server, &["request", "interop.nothing", "int"]);
     assert_eq!(peer.line().await["repr"], "None");
     peer.finish().await;
     hub.close().await;
@@ -202,11 +159,11 @@ async fn python_requests_rust_serves() {
 async fn rust_requests_python_serves() {
     let server = NatsServer::start();
     let hub = hub(&server).await;
-    let mut double = Peer::spawn(&server, &["serve", "interop.double", "double"]);
+    let mut double = spawn_peer(&server, &["serve", "interop.double", "double"]);
     assert_eq!(double.line().await["ready"], true);
-    let mut fail = Peer::spawn(&server, &["serve", "interop.pyfail", "fail"]);
+    let mut fail = spawn_peer(&server, &["serve", "interop.pyfail", "fail"]);
     assert_eq!(fail.line().await["ready"], true);
-    let mut types = Peer::spawn(&server, &["serve", "interop.types", "types"]);
+    let mut types = spawn_peer(&server, &["serve", "interop.types", "types"]);
     assert_eq!(types.line().await["ready"], true);
 
     let var = hub.variable("interop.double").unwrap();
@@ -241,7 +198,7 @@ async fn rust_and_python_services_share_the_default_queue_group() {
     let hub = hub(&server).await;
     let var = hub.variable("interop.shared").unwrap();
     var.serve(|_m: Message| async move { Ok::<_, String>("rust") }).await.unwrap();
-    let mut py = Peer::spawn(&server, &["serve", "interop.shared", "types"]);
+    let mut py = spawn_peer(&server, &["serve", "interop.shared", "types"]);
     assert_eq!(py.line().await["ready"], true);
     let client = hub.variable("interop.shared").unwrap();
     let mut rust = 0;

@@ -6,16 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kinopio::p4::{Delivery, ErrorCode, Json, LiveChannel, LiveOptions, LiveReceiver, LiveSendOptions, Namespace};
 use kinopio::{Hub, HubOptions};
-use kinopio_test_support::{NatsServer, WAIT, python_hub3};
+use kinopio_test_support::{NatsServer, ScriptPeer, WAIT, python_hub3};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 
 const NS: &str = "workshop";
 const CHANNEL: &str = "robot/cmd";
@@ -23,47 +20,11 @@ const CHANNEL: &str = "robot/cmd";
 /// `_sys.v4.<hex(workshop)>.live.<hex(robot/cmd)>`
 const BASE: &str = "_sys.v4.776f726b73686f70.live.726f626f742f636d64";
 
-struct Peer {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-    stderr: tempfile::NamedTempFile,
-}
-
-impl Peer {
-    fn spawn(server: &NatsServer, args: &[&str]) -> Peer {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/interop/p4_live.py");
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        let mut child = Command::new(python_hub3())
-            .arg(script)
-            .args(args)
-            .args(["--server", &server.url(), "--namespace", NS, "--channel", CHANNEL])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr.reopen().unwrap()))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the Python 3.0.0 peer");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Peer { child, lines, stderr }
-    }
-
-    async fn line(&mut self) -> Value {
-        let line = tokio::time::timeout(WAIT, self.lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("the Python peer said nothing in time:\n{}", self.stderr_text()))
-            .unwrap()
-            .unwrap_or_else(|| panic!("the Python peer exited early:\n{}", self.stderr_text()));
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"))
-    }
-
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
-    }
-
-    async fn success(mut self) {
-        let status = tokio::time::timeout(WAIT, self.child.wait()).await.unwrap().unwrap();
-        assert!(status.success(), "Python peer failed: {status}\n{}", self.stderr_text());
-    }
+fn spawn_peer(server: &NatsServer, args: &[&str]) -> ScriptPeer {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/interop/p4_live.py");
+    let server = server.url();
+    let fixed = ["--server", server.as_str(), "--namespace", NS, "--channel", CHANNEL];
+    ScriptPeer::spawn(&python_hub3(), &script, args.iter().chain(fixed.iter()))
 }
 
 async fn hub(server: &NatsServer) -> Hub {
@@ -103,7 +64,7 @@ fn num(n: f64) -> Json {
 #[tokio::test]
 async fn rust_sender_to_python_receiver() {
     let server = NatsServer::start();
-    let mut peer = Peer::spawn(&server, &["recv", "--count", "4"]);
+    let mut peer = spawn_peer(&server, &["recv", "--count", "4"]);
     assert_eq!(peer.line().await, json!({"event": "ready"}));
     let hub = hub(&server).await;
     let (_ns, ch) = channel(&hub).await;
@@ -123,7 +84,7 @@ async fn rust_sender_to_python_receiver() {
     for expected in [json!({"step": 1}), json!({"step": 2}), json!("third"), json!([1, 2, 3])] {
         assert_eq!(peer.line().await, json!({"value": expected, "valid": true}));
     }
-    peer.success().await;
+    peer.finish().await;
     assert_eq!(ch.stats().sent, 3);
     hub.close().await;
 }
@@ -135,7 +96,7 @@ async fn python_sender_to_rust_receiver() {
     let (ns, ch) = channel(&hub).await;
     let mut receiver = ch.subscribe(LiveOptions::new()).await.unwrap();
     let values = r#"[{"step":1},{"step":2},"x",{"b":1,"a":[1.5,null]}]"#;
-    let mut peer = Peer::spawn(&server, &["send", "--values", values, "--pause-ms", "120"]);
+    let mut peer = spawn_peer(&server, &["send", "--values", values, "--pause-ms", "120"]);
     let mut got = Vec::new();
     for _ in 0..4 {
         let v = next(&mut receiver).await;
@@ -153,7 +114,7 @@ async fn python_sender_to_rust_receiver() {
     for _ in 0..4 {
         assert!(peer.line().await.get("sent").is_some());
     }
-    peer.success().await;
+    peer.finish().await;
     let stats = ch.stats();
     assert_eq!(stats.accepted, 4);
     assert!(stats.granted >= 1);

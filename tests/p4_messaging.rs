@@ -4,67 +4,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kinopio::p4::{ErrorCode, HandleOptions, ManyReason, Message, Namespace, RequestOptions, SubscribeOptions};
 use kinopio::{Hub, HubOptions, SelectionMode};
-use kinopio_test_support::{NatsServer, WAIT, python_hub3};
+use kinopio_test_support::{NatsServer, ScriptPeer, WAIT, python_hub3};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 
 const NS: &str = "workshop";
 
 /// A kinopio-hub 3.0.0 peer running one command of the script.
-struct Peer {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-    stderr: tempfile::NamedTempFile,
-}
-
-impl Peer {
-    fn spawn(server: &NatsServer, args: &[&str]) -> Peer {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/interop/p4_messaging.py");
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        let mut child = Command::new(python_hub3())
-            .arg(script)
-            .args(["--server", &server.url(), "--namespace", NS])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr.reopen().unwrap()))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the Python 3.0.0 peer");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Peer { child, lines, stderr }
-    }
-
-    async fn line(&mut self) -> Value {
-        let line = tokio::time::timeout(WAIT, self.lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("the Python peer said nothing in time:\n{}", self.stderr_text()))
-            .unwrap()
-            .unwrap_or_else(|| panic!("the Python peer exited early:\n{}", self.stderr_text()));
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"))
-    }
-
-    async fn ready(&mut self) {
-        assert_eq!(self.line().await, json!("READY"));
-    }
-
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
-    }
-
-    /// Closes stdin and waits for a successful exit.
-    async fn finish(mut self) {
-        drop(self.child.stdin.take());
-        let status = tokio::time::timeout(WAIT, self.child.wait()).await.unwrap().unwrap();
-        assert!(status.success(), "Python peer failed: {status}\n{}", self.stderr_text());
-    }
+fn spawn_peer(server: &NatsServer, args: &[&str]) -> ScriptPeer {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/interop/p4_messaging.py");
+    let server = server.url();
+    let fixed = ["--server", server.as_str(), "--namespace", NS];
+    ScriptPeer::spawn(&python_hub3(), &script, fixed.iter().chain(args.iter()))
 }
 
 async fn namespace(server: &NatsServer) -> (Hub, Namespace) {
@@ -98,8 +53,8 @@ async fn rust_events_with_headers_reach_python_normalised() {
     let spy = raw_client(&server).await;
     let mut wire = spy.subscribe("_msg.v1.>").await.unwrap();
     spy.flush().await.unwrap();
-    let mut peer = Peer::spawn(&server, &["sub", "sensor.temp", "2"]);
-    peer.ready().await;
+    let mut peer = spawn_peer(&server, &["sub", "sensor.temp", "2"]);
+    assert_eq!(peer.line().await, json!("READY"));
     let headers = [("X-Trace", " op-42 "), ("X-Tag", "device"), ("X-Tag", "status")];
     ns.publish_with_headers("sensor.temp", &json!({"v": 21.5}), headers).await.unwrap();
     ns.publish("sensor.temp", &()).await.unwrap();
@@ -137,7 +92,7 @@ async fn python_events_with_headers_reach_rust() {
     let (hub, ns) = namespace(&server).await;
     let mut events = ns.subscribe("sensor.*").await.unwrap();
     let mut peer =
-        Peer::spawn(&server, &["--header", "X-Trace: op-7 ", "pub", "sensor.temp", r#"{"b":1,"a":[1.0,-0.0]}"#]);
+        spawn_peer(&server, &["--header", "X-Trace: op-7 ", "pub", "sensor.temp", r#"{"b":1,"a":[1.0,-0.0]}"#]);
     assert_eq!(peer.line().await, json!("DONE"));
     peer.finish().await;
     let m = next(&mut events).await;
@@ -154,10 +109,10 @@ async fn python_events_with_headers_reach_rust() {
 async fn rust_requests_python_handlers() {
     let server = NatsServer::start();
     let (hub, ns) = namespace(&server).await;
-    let mut a = Peer::spawn(&server, &["serve", "lamp", "py-a"]);
-    let mut b = Peer::spawn(&server, &["serve", "lamp", "py-b"]);
-    a.ready().await;
-    b.ready().await;
+    let mut a = spawn_peer(&server, &["serve", "lamp", "py-a"]);
+    let mut b = spawn_peer(&server, &["serve", "lamp", "py-b"]);
+    assert_eq!(a.line().await, json!("READY"));
+    assert_eq!(b.line().await, json!("READY"));
 
     let options = RequestOptions::new().timeout(WAIT).header("X-Trace", "r1");
     let reply = ns.request_with("lamp", &json!({"on": true}), &options).await.unwrap();
@@ -196,13 +151,13 @@ async fn python_requests_rust_handlers() {
         })
         .await
         .unwrap();
-    let mut peer = Peer::spawn(&server, &["--header", "X-Trace:t-1", "req", "math.double", "21"]);
+    let mut peer = spawn_peer(&server, &["--header", "X-Trace:t-1", "req", "math.double", "21"]);
     let got = peer.line().await;
     assert_eq!(got["data"], json!({"double": 42, "trace": "t-1"}));
     peer.finish().await;
 
     // A Python request_many sees the Rust handler's reply too.
-    let mut peer = Peer::spawn(&server, &["--req-timeout", "1", "many", "math.double", "5", "4"]);
+    let mut peer = spawn_peer(&server, &["--req-timeout", "1", "many", "math.double", "5", "4"]);
     let got = peer.line().await;
     assert_eq!(got, json!({"replies": [{"double": 10, "trace": null}], "reason": "deadline"}));
     peer.finish().await;
@@ -221,8 +176,8 @@ async fn a_queue_group_is_shared_with_python_handlers() {
         })
         .await
         .unwrap();
-    let mut py = Peer::spawn(&server, &["--queue", "lamp-workers", "serve", "lamp", "python"]);
-    py.ready().await;
+    let mut py = spawn_peer(&server, &["--queue", "lamp-workers", "serve", "lamp", "python"]);
+    assert_eq!(py.line().await, json!("READY"));
     let spy = raw_client(&server).await;
     let mut replies = spy.subscribe("_INBOX.>").await.unwrap();
     spy.flush().await.unwrap();
@@ -267,7 +222,7 @@ async fn no_responders_fail_fast_and_failures_time_out_like_python() {
     // A failing Rust handler sends nothing by default: a Python caller times out as with a
     // failing Python handler (W15)...
     let failing = ns.handle("broken", |_m: Message| async { Err::<(), _>("deliberate") }).await.unwrap();
-    let mut peer = Peer::spawn(&server, &["--req-timeout", "0.5", "req", "broken", "1"]);
+    let mut peer = spawn_peer(&server, &["--req-timeout", "0.5", "req", "broken", "1"]);
     assert_eq!(peer.line().await, json!({"error": "TIMEOUT"}));
     peer.finish().await;
     let e = ns.request("broken", &1, Duration::from_millis(300)).await.unwrap_err();
@@ -275,8 +230,8 @@ async fn no_responders_fail_fast_and_failures_time_out_like_python() {
     assert!(e.to_string().contains("remote execution may have started"), "{e}");
     assert_eq!(failing.failed(), 2);
     // ... and a failing Python handler likewise.
-    let mut py = Peer::spawn(&server, &["--fail", "serve", "py.broken", "py"]);
-    py.ready().await;
+    let mut py = spawn_peer(&server, &["--fail", "serve", "py.broken", "py"]);
+    assert_eq!(py.line().await, json!("READY"));
     let e = ns.request("py.broken", &1, Duration::from_millis(500)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorCode::Timeout);
     py.line().await;
@@ -528,7 +483,7 @@ async fn a_python_burst_arrives_whole() {
     let (hub, ns) = namespace(&server).await;
     let mut events = ns.subscribe("burst").await.unwrap();
     const N: i64 = 20_000;
-    let mut peer = Peer::spawn(&server, &["burst", "burst", &N.to_string()]);
+    let mut peer = spawn_peer(&server, &["burst", "burst", &N.to_string()]);
     for i in 0..N {
         let m = next(&mut events).await;
         assert_eq!(m.value::<Value>().unwrap(), json!({"i": i}));

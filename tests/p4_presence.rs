@@ -6,65 +6,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kinopio::p4::{Health, InstanceConnection, InstanceEvent, Namespace, NamespaceOptions, Online};
 use kinopio::{Hub, HubOptions, SelectionMode};
-use kinopio_test_support::{NatsServer, WAIT, python_hub3};
+use kinopio_test_support::{NatsServer, ScriptPeer, WAIT, python_hub3};
 use serde_json::Value as Json;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 
 const INTERVAL: Duration = Duration::from_millis(200);
 
-struct Peer {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-    stderr: tempfile::NamedTempFile,
-}
-
-impl Peer {
-    fn spawn(server: &NatsServer, namespace: &str, duration_s: f64, expect_sdk: Option<&str>) -> Peer {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/interop/p4_presence.py");
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        let mut command = Command::new(python_hub3());
-        command
-            .arg(script)
-            .args(["--server", &server.url(), "--namespace", namespace, "--interval", "0.2"])
-            .args(["--duration", &duration_s.to_string()]);
-        if let Some(sdk) = expect_sdk {
-            command.args(["--expect-sdk", sdk]);
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr.reopen().unwrap()))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the Python 3.0.0 peer");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Peer { child, lines, stderr }
+fn spawn_peer(server: &NatsServer, namespace: &str, duration_s: f64, expect_sdk: Option<&str>) -> ScriptPeer {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/interop/p4_presence.py");
+    let mut args = vec!["--server".to_owned(), server.url(), "--namespace".to_owned(), namespace.to_owned()];
+    args.extend(["--interval".to_owned(), "0.2".to_owned(), "--duration".to_owned(), duration_s.to_string()]);
+    if let Some(sdk) = expect_sdk {
+        args.extend(["--expect-sdk".to_owned(), sdk.to_owned()]);
     }
-
-    async fn line(&mut self) -> Json {
-        let line = tokio::time::timeout(WAIT, self.lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("the Python peer said nothing in time:\n{}", self.stderr_text()))
-            .unwrap()
-            .unwrap_or_else(|| panic!("the Python peer exited early:\n{}", self.stderr_text()));
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"))
-    }
-
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
-    }
-
-    async fn finish(mut self) {
-        let status = tokio::time::timeout(WAIT, self.child.wait()).await.unwrap().unwrap();
-        assert!(status.success(), "Python peer failed: {status}\n{}", self.stderr_text());
-    }
+    ScriptPeer::spawn(&python_hub3(), &script, args)
 }
 
 async fn namespace(server: &NatsServer, name: &str) -> (Hub, Namespace) {
@@ -112,7 +71,7 @@ async fn kinopio_and_python_list_each_other_and_python_health_stays_ok() {
     let (hub, ns) = namespace(&server, "workshop").await;
     let mut events = ns.watch_instances();
     // Python runs for 3 s, i.e. 15 kinopio reports at 200 ms.
-    let mut peer = Peer::spawn(&server, "workshop", 3.0, Some("rust"));
+    let mut peer = spawn_peer(&server, "workshop", 3.0, Some("rust"));
     let ready = peer.line().await;
     assert_eq!(ready["event"], "ready");
     let python_id = ready["instanceId"].as_str().unwrap().to_owned();

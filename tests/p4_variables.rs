@@ -3,58 +3,39 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures::StreamExt;
 use kinopio::p4::{ErrorCode, Namespace, NamespaceOptions, SyncEnd};
 use kinopio::{Hub, HubOptions};
-use kinopio_test_support::{DelayProxy, NatsServer, WAIT, python_hub3, repo_root};
+use kinopio_test_support::{DelayProxy, NatsServer, ScriptPeer, WAIT, python_hub3, repo_root};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-/// A Python kinopio-hub 3.0.0 peer driven over JSON lines.
+/// A Python kinopio-hub 3.0.0 peer driven over JSON lines (`scripts/interop/p4_peer.py`).
 struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    lines: tokio::io::Lines<BufReader<ChildStdout>>,
+    script: ScriptPeer,
     writer: String,
 }
 
 impl Peer {
     async fn start(server: &NatsServer, namespace: &str) -> Peer {
-        let mut child = Command::new(python_hub3())
-            .arg(repo_root().join("scripts/interop/p4_peer.py"))
-            .args([&server.url(), namespace])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the Python peer");
-        let stdin = child.stdin.take().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(WAIT, lines.next_line()).await.expect("peer ready in time").unwrap().unwrap();
-        let ready: Value = serde_json::from_str(&ready).unwrap();
+        let script = repo_root().join("scripts/interop/p4_peer.py");
+        let mut script = ScriptPeer::spawn(&python_hub3(), &script, [server.url().as_str(), namespace]);
+        let ready = script.line().await;
         let writer = ready["writer"].as_str().unwrap().to_owned();
-        Peer { child, stdin, lines, writer }
+        Peer { script, writer }
     }
 
     async fn cmd(&mut self, cmd: Value) -> Value {
-        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
-        let line = tokio::time::timeout(Duration::from_secs(90), self.lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("the Python peer answers {cmd} in time"))
-            .unwrap()
-            .expect("the Python peer is alive");
-        let answer: Value = serde_json::from_str(&line).unwrap();
+        self.script.send(&cmd.to_string()).await;
+        let answer = self.script.line().await;
         assert_eq!(answer["ok"], true, "{cmd} → {answer}");
         answer
     }
 
     async fn close(mut self) {
-        let _ = self.cmd(json!({"op": "close"})).await;
-        let _ = tokio::time::timeout(WAIT, self.child.wait()).await;
+        self.cmd(json!({"op": "close"})).await;
+        self.script.finish().await;
     }
 }
 

@@ -8,6 +8,7 @@
 //!   TCP delay proxy ([`DelayProxy`]).
 //! - [`python`](mod@python): the Python reference peers, kinopio-hub 0.1.1 (`KINOPIO_PYTHON`)
 //!   and 3.0.0 (`KINOPIO_PYTHON_HUB3`).
+//! - [`script`]: a peer script speaking JSON lines ([`ScriptPeer`]).
 //! - [`lan`]: a LAN of network namespaces (`scripts/lan.sh`, needs root), removed on drop.
 //! - [`WAIT`], [`SLOW_WAIT`]: the bounds of waits for something that should happen.
 //!
@@ -23,9 +24,11 @@ use std::time::Duration;
 pub mod lan;
 pub mod nats;
 pub mod python;
+pub mod script;
 
 pub use nats::{DelayProxy, NatsServer, free_port, nats_server_binary, wait_accepting};
 pub use python::{P4Peer, python, python_hub3};
+pub use script::ScriptPeer;
 
 /// Bound of a test's wait for something that should happen (a message, a reply, a state, a
 /// process's line). Only a failing test ever waits this long.
