@@ -11,29 +11,8 @@ use serde_json::{Value as Json, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
 
-fn kinopio(server: &NatsServer, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinopio"));
-    cmd.args(args).arg("--server").arg(server.url()).kill_on_drop(true);
-    cmd
-}
-
-async fn run(server: &NatsServer, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::time::timeout(WAIT, kinopio(server, args).output()).await.unwrap().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json_lines(stdout: &str) -> Vec<Json> {
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))).collect()
-}
-
-async fn next(lines: &mut Lines<BufReader<ChildStdout>>) -> Json {
-    let line = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap().unwrap();
-    serde_json::from_str(&line).unwrap()
-}
+mod common;
+use common::{json_lines, kinopio, next, run};
 
 /// Reads lines until one has `key` equal to `value`.
 async fn until(lines: &mut Lines<BufReader<ChildStdout>>, key: &str, value: &str) -> Json {

@@ -11,20 +11,8 @@ use serde_json::{Value as Json, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-fn kinopio(server: &NatsServer, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinopio"));
-    cmd.args(args).arg("--server").arg(server.url()).kill_on_drop(true);
-    cmd
-}
-
-async fn run(server: &NatsServer, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::time::timeout(WAIT, kinopio(server, args).output()).await.unwrap().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::{kinopio, run};
 
 /// The command's own JSON lines (without the connection events).
 fn lines(stdout: &str) -> Vec<Json> {

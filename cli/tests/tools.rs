@@ -12,24 +12,8 @@ use tokio::process::Command;
 
 use kinopio_test_support::WAIT;
 
-fn kinopio(server: &NatsServer, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinopio"));
-    cmd.args(args).arg("--server").arg(server.url()).kill_on_drop(true);
-    cmd
-}
-
-async fn run(server: &NatsServer, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::time::timeout(WAIT, kinopio(server, args).output()).await.unwrap().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json_lines(stdout: &str) -> Vec<Json> {
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))).collect()
-}
+mod common;
+use common::{json_lines, kinopio, run};
 
 #[tokio::test]
 async fn pub_and_sub_print_values_as_json_lines() {
