@@ -5,14 +5,19 @@
 //!   `Hub` connects, opens the namespace and is done when `wait_synced` returned **and** all N
 //!   records are present (kinopio's sync ends after answers have been quiet for
 //!   `sync_quiet`, 300 ms, which is included).
+//!   A second figure times the same join until the last record arrived (what Python's figure
+//!   measures, since Python cannot tell when it is complete).
 //! - Python ← Python: a kinopio-hub 3.0.0 holder process filled N variables; a joiner hub in
-//!   another process is done when it holds all N records. The reference never completes
-//!   large namespaces (§11 W10: its 2.4 s window cuts the same tail every round), so the wait
-//!   is bounded (`late_join_bound`, 30 s) and an incomplete join is reported as "k of N after
-//!   X s"; further Python rounds of that size are then skipped.
+//!   another process is done when it holds all N records (polled every 2 ms). The reference
+//!   did not complete a large namespace with two responders (§11 W10: its 2.4 s window cuts
+//!   the same tail every round), so the wait is bounded (`late_join_bound`, 30 s) and an
+//!   incomplete join is reported as "k of N after X s"; further Python rounds of that size
+//!   and holder count are then skipped.
 //! - kinopio ← Python (cross): a fresh kinopio `Hub` joins the Python holder's namespace.
 //!
-//! Each joiner leaves before the next one starts, so every join has exactly one responder.
+//! Every size runs with one holder of each kind, then again with two (the reference's W10
+//! setup: the joiner receives every record twice; the second Python holder rewrites every
+//! variable so both hold the same N records). Each joiner leaves before the next one starts.
 
 use std::time::{Duration, Instant};
 
@@ -81,48 +86,105 @@ async fn measure_size(
     let fill_ms = py_holder.fill("holder", "v", n).await?;
     ctx.progress(&format!("{ID} {n}: Python holder filled in {fill_ms:.0} ms"));
     let mut py_joiner = python.spawn(ctx.url()).await?;
+    let sizes = Sizes { n, k_name: &k_name, py_name: &py_name };
+    join_rounds(ctx, &sizes, 1, &mut py_joiner, report).await?;
 
+    // A second holder of each kind, as the reference measured W10 (two responders): the
+    // joiner then receives every record twice.
+    let holder2 = kinopio_hub(ctx.url(), "bench-p4-holder-2").await?;
+    let holder2_ns = synced_namespace(&holder2, &k_name, bound).await?;
+    let have = holder2_ns.variables().len();
+    if have < n {
+        return Err(BenchError::Timeout(format!("{ID}: the second kinopio holder synced {have} of {n} records")));
+    }
+    let mut py_holder2 = python.spawn(ctx.url()).await?;
+    py_holder2.open("holder", &py_name, json!({})).await?;
+    // Whatever its own join got, it then writes every variable (newer versions that reach the
+    // first holder too), so both hold the same N records.
+    py_holder2.fill("holder", "v", n).await?;
+    let (have1, have2) = (py_holder.count("holder").await?, py_holder2.count("holder").await?);
+    if have1 < n as u64 || have2 < n as u64 {
+        return Err(BenchError::Python(format!("the Python holders hold {have1} and {have2} of {n} records")));
+    }
+    join_rounds(ctx, &sizes, 2, &mut py_joiner, report).await?;
+    py_holder2.exit().await;
+    drop(holder2_ns);
+    holder2.close().await;
+    py_joiner.exit().await;
+    py_holder.exit().await;
+    drop(holder_ns);
+    holder.close().await;
+    Ok(())
+}
+
+/// The namespaces of one size.
+struct Sizes<'a> {
+    n: usize,
+    k_name: &'a str,
+    py_name: &'a str,
+}
+
+/// The metric name of `what` with `holders` holders: `join_ms`, `join_2h_ms`, ...
+pub(crate) fn joined(what: &str, holders: usize, n: usize) -> String {
+    let name = match (holders > 1, what.split_once('_')) {
+        (false, _) => what.to_owned(),
+        (true, Some((head, tail))) => format!("{head}_{holders}h_{tail}"),
+        (true, None) => format!("{what}_{holders}h"),
+    };
+    metric(&name, n)
+}
+
+async fn join_rounds(
+    ctx: &Ctx<'_>,
+    sizes: &Sizes<'_>,
+    holders: usize,
+    py_joiner: &mut PyProcess,
+    report: &mut ScenarioReport,
+) -> Result<(), BenchError> {
+    let p = &ctx.settings.p4;
+    let (n, bound) = (sizes.n, p.late_join_bound);
     let mut python_done = false;
     for round in 0..p.late_join_rounds {
-        for (holder, namespace, prefix) in [("kinopio", &k_name, "join"), ("python", &py_name, "join_from_python")] {
+        for (holder, namespace, what) in
+            [("kinopio", sizes.k_name, "join"), ("python", sizes.py_name, "join_from_python")]
+        {
             let j = kinopio_join(ctx, namespace, n, bound).await?;
             ctx.progress(&format!(
-                "{ID} {n} round {}: kinopio ← {holder}: all {n} records in {}, synced in {}",
+                "{ID} {n} × {holders} holder(s) round {}: kinopio ← {holder}: all {n} records in {}, synced in {}",
                 round + 1,
                 Unit::Millis.format(j.data_ms),
                 Unit::Millis.format(j.synced_ms)
             ));
-            report.push(Client::Kinopio, &metric(&format!("{prefix}_ms"), n), Unit::Millis, j.synced_ms);
-            report.push(Client::Kinopio, &metric(&format!("{prefix}_data_ms"), n), Unit::Millis, j.data_ms);
-            report.runs.push(json!({"variables": n, "round": round, "joiner": "kinopio", "holder": holder,
-                                    "synced_ms": j.synced_ms, "data_ms": j.data_ms, "sync": j.sync}));
+            report.push(Client::Kinopio, &joined(&format!("{what}_ms"), holders, n), Unit::Millis, j.synced_ms);
+            report.push(Client::Kinopio, &joined(&format!("{what}_data_ms"), holders, n), Unit::Millis, j.data_ms);
+            report.runs.push(json!({"variables": n, "holders": holders, "round": round, "joiner": "kinopio",
+                                    "holder": holder, "synced_ms": j.synced_ms, "data_ms": j.data_ms, "sync": j.sync}));
         }
 
         // Python ← Python.
         if python_done {
             continue;
         }
-        let (complete, have, ms) = python_join(ctx, &mut py_joiner, &py_name, n, round).await?;
-        report.runs.push(json!({"variables": n, "round": round, "joiner": "python", "holder": "python", "complete": complete, "have": have, "ms": ms}));
-        report.push(Client::Python3, &metric("have", n), Unit::Count, have as f64);
+        let hub = format!("j{holders}-{round}");
+        let (complete, have, ms) = python_join(ctx, py_joiner, sizes.py_name, n, &hub).await?;
+        report.runs.push(json!({"variables": n, "holders": holders, "round": round, "joiner": "python",
+                                "holder": "python", "complete": complete, "have": have, "ms": ms}));
+        report.push(Client::Python3, &joined("have", holders, n), Unit::Count, have as f64);
         if complete {
             ctx.progress(&format!(
-                "{ID} {n} round {}: Python ← Python: all {n} records in {}",
+                "{ID} {n} × {holders} holder(s) round {}: Python ← Python: all {n} records in {}",
                 round + 1,
                 Unit::Millis.format(ms)
             ));
-            report.push(Client::Python3, &metric("join_ms", n), Unit::Millis, ms);
+            report.push(Client::Python3, &joined("join_ms", holders, n), Unit::Millis, ms);
         } else {
-            let line = format!("Python ← Python {n}: incomplete: {have} of {n} after {:.1} s", ms / 1e3);
+            let line =
+                format!("Python ← {holders} Python holder(s), {n}: incomplete: {have} of {n} after {:.1} s", ms / 1e3);
             ctx.progress(&format!("{ID} round {}: {line}", round + 1));
             report.flags.push(format!("{line} (later rounds of this size skipped)"));
             python_done = true;
         }
     }
-    py_joiner.exit().await;
-    py_holder.exit().await;
-    drop(holder_ns);
-    holder.close().await;
     Ok(())
 }
 
@@ -176,10 +238,9 @@ async fn python_join(
     process: &mut PyProcess,
     name: &str,
     n: usize,
-    round: u32,
+    hub: &str,
 ) -> Result<(bool, u64, f64), BenchError> {
     let bound = ctx.settings.p4.late_join_bound;
-    let hub = format!("j{round}");
     let answer = process
         .cmd(
             json!({"op": "join", "hub": hub, "namespace": name, "count": n, "timeout": bound.as_secs_f64()}),
@@ -197,52 +258,63 @@ pub(crate) fn figures(all: &[ScenarioReport], sizes: &[usize]) -> Vec<Figure> {
     let Some(report) = all.iter().find(|r| r.id == ID) else { return Vec::new() };
     let mut figures = Vec::new();
     for &n in sizes {
-        let label = thousands(n);
-        let flags: Vec<String> =
-            report.flags.iter().filter(|f| f.starts_with(&format!("Python ← Python {n}:"))).cloned().collect();
-        let python_note = if flags.is_empty() {
-            "Python ← Python as baseline".to_owned()
-        } else {
-            "Python ← Python never completed within the bound (§11 W10), so it has no time".to_owned()
-        };
-        let target = if n >= 10_000 { Target::AtMost { value: TARGET_10K_MS } } else { Target::Report };
-        figures.push(
-            Figure::compare(
-                &format!("p4_late_join@{n}"),
-                ID,
-                &format!("p4 late join, {label} variables: kinopio ← kinopio, ÷ Python ← Python"),
-                report.series(Client::Kinopio, &metric("join_ms", n)),
-                report.series(Client::Python3, &metric("join_ms", n)),
-                target,
-            )
-            .with_flags(&flags)
-            .with_note(format!("connect → synced with all {label} records; {python_note}")),
-        );
-        figures.push(
-            Figure::compare(
-                &format!("p4_late_join_data@{n}"),
-                ID,
-                &format!("p4 late join, {label} variables, all records present: kinopio ← kinopio, ÷ Python ← Python"),
-                report.series(Client::Kinopio, &metric("join_data_ms", n)),
-                report.series(Client::Python3, &metric("join_ms", n)),
-                Target::Report,
-            )
-            .with_note(
-                "like with like: connect → the last record arrived (Python cannot tell when it is complete; kinopio \
-                 knows after its quiet window, the row above)",
-            ),
-        );
-        figures.push(
-            Figure::compare(
-                &format!("p4_late_join_cross@{n}"),
-                ID,
-                &format!("p4 late join, {label} variables: kinopio ← Python, ÷ Python ← Python"),
-                report.series(Client::Kinopio, &metric("join_from_python_ms", n)),
-                report.series(Client::Python3, &metric("join_ms", n)),
-                Target::Report,
-            )
-            .with_note("connect → synced with all records; a kinopio joiner receives a Python holder's whole store"),
-        );
+        for holders in [1, 2] {
+            figures.extend(size_figures(report, n, holders));
+        }
     }
     figures
+}
+
+fn size_figures(report: &ScenarioReport, n: usize, holders: usize) -> Vec<Figure> {
+    let label = thousands(n);
+    let (by, suffix) = if holders > 1 { (" (2 holders)", format!("_{holders}h")) } else { ("", String::new()) };
+    let k = |what: &str| report.series(Client::Kinopio, &joined(what, holders, n));
+    let py = report.series(Client::Python3, &joined("join_ms", holders, n));
+    let flags: Vec<String> = report
+        .flags
+        .iter()
+        .filter(|f| f.starts_with(&format!("Python ← {holders} Python holder(s), {n}:")))
+        .cloned()
+        .collect();
+    let python_note = if flags.is_empty() {
+        "Python ← Python as baseline"
+    } else {
+        "Python ← Python did not complete within the bound (§11 W10), so it has no time"
+    };
+    let target = if n >= 10_000 { Target::AtMost { value: TARGET_10K_MS } } else { Target::Report };
+    vec![
+        Figure::compare(
+            &format!("p4_late_join{suffix}@{n}"),
+            ID,
+            &format!("p4 late join{by}, {label} variables: kinopio ← kinopio synced, ÷ Python ← Python"),
+            k("join_ms"),
+            py,
+            target,
+        )
+        .with_flags(&flags)
+        .with_note(format!(
+            "connect → wait_synced returned with all {label} records (includes kinopio's 300 ms quiet window); \
+             {python_note}"
+        )),
+        Figure::compare(
+            &format!("p4_late_join_data{suffix}@{n}"),
+            ID,
+            &format!("p4 late join{by}, {label} variables: kinopio ← kinopio all records present, ÷ Python ← Python"),
+            k("join_data_ms"),
+            py,
+            Target::Report,
+        )
+        .with_flags(&flags)
+        .with_note("like with like: connect → the last record arrived (Python cannot tell when it is complete)"),
+        Figure::compare(
+            &format!("p4_late_join_cross{suffix}@{n}"),
+            ID,
+            &format!("p4 late join{by}, {label} variables: kinopio ← Python synced, ÷ Python ← Python"),
+            k("join_from_python_ms"),
+            py,
+            Target::Report,
+        )
+        .with_flags(&flags)
+        .with_note(format!("connect → wait_synced returned with all records from Python holders; {python_note}")),
+    ]
 }
