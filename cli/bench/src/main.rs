@@ -327,8 +327,9 @@ pub struct P4Settings {
     /// The longest a joiner is waited for (Python may never complete, §11 W10).
     #[serde(serialize_with = "as_millis")]
     pub late_join_bound: Duration,
-    /// Variables each hub / namespace holds in the memory scenario.
-    pub memory_variables: usize,
+    /// Variables each hub / namespace holds in the memory scenario (a series: 0 shows the
+    /// cost of an empty instance).
+    pub memory_variables: Vec<usize>,
     /// Hubs / namespaces added after the first one.
     pub memory_units: usize,
     /// Records the idle instances hold in the traffic scenario.
@@ -386,7 +387,7 @@ impl Settings {
                     late_join: vec![1_000],
                     late_join_rounds: 1,
                     late_join_bound: Duration::from_secs(10),
-                    memory_variables: 100,
+                    memory_variables: vec![0, 100],
                     memory_units: 2,
                     traffic_records: 200,
                     traffic_window: Duration::from_secs(6),
@@ -431,7 +432,7 @@ impl Settings {
                     late_join: vec![1_000, 10_000],
                     late_join_rounds: rounds.unwrap_or(3),
                     late_join_bound: Duration::from_secs(30),
-                    memory_variables: 1_000,
+                    memory_variables: vec![0, 1_000],
                     memory_units: 8,
                     traffic_records: 1_000,
                     traffic_window: Duration::from_secs(30),
@@ -654,7 +655,7 @@ async fn run(args: BenchArgs) -> Result<(), Failure> {
     figures.extend(p4_latency::figures(&scenarios));
     figures.extend(p4_events::figures(&scenarios));
     figures.extend(p4_late_join::figures(&scenarios, &settings.p4.late_join));
-    figures.extend(p4_memory::figures(&scenarios));
+    figures.extend(p4_memory::figures(&scenarios, &settings.p4.memory_variables));
     figures.extend(p4_traffic::figures(&scenarios));
 
     let mut flags: Vec<String> = Vec::new();

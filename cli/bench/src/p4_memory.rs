@@ -22,7 +22,7 @@ use serde_json::json;
 use super::Ctx;
 use super::clients::Client;
 use super::error::BenchError;
-use super::many_subs::rss_kb;
+use super::many_subs::{metric, rss_kb, thousands};
 use super::p4_latency::{kinopio_hub, synced_namespace};
 use super::p4_python::Python3;
 use super::report::{Figure, ScenarioReport, Target, Unit};
@@ -139,97 +139,125 @@ pub(crate) async fn run(ctx: &Ctx<'_>, python: &Python3) -> Result<ScenarioRepor
         return Ok(skipped);
     }
     let s = &ctx.settings;
-    let (n, k) = (s.p4.memory_variables, s.p4.memory_units);
+    let k = s.p4.memory_units;
     let mut report = ScenarioReport::new(
         ID,
         TITLE,
-        json!({"variables": n, "added_instances": k, "rounds": s.rounds,
+        json!({"variables": s.p4.memory_variables, "added_instances": k, "rounds": s.rounds,
                "method": "RSS after 1 + K instances minus RSS after the first, ÷ K; a process per measurement"}),
     );
-    for round in 0..s.rounds {
-        for mode in [Mode::Hub, Mode::Namespace] {
-            let r = spawn_child(ctx, mode, n, k).await?;
-            let (Some(first), Some(all)) = (r.rss_first_kb, r.rss_all_kb) else {
-                report.flags.push("no /proc/self/status: memory unknown".to_owned());
-                continue;
-            };
-            let per = mb(all.saturating_sub(first)) / k.max(1) as f64;
-            let metric = match mode {
-                Mode::Hub => "mb_per_hub",
-                Mode::Namespace => "mb_per_namespace",
-            };
-            ctx.progress(&format!(
-                "{ID} round {}: kinopio {metric} {} (RSS {} → {})",
-                round + 1,
-                Unit::Megabytes.format(per),
-                Unit::Megabytes.format(mb(first)),
-                Unit::Megabytes.format(mb(all))
-            ));
-            report.push(Client::Kinopio, metric, Unit::Megabytes, per);
-            report.push(Client::Kinopio, &format!("{metric}_rss_first"), Unit::Megabytes, mb(first));
-            report.runs.push(json!({"round": round, "client": "kinopio", "result": r}));
+    for &n in &s.p4.memory_variables {
+        for round in 0..s.rounds {
+            measure(ctx, python, n, round, &mut report).await?;
         }
-        let mut process = python.spawn(ctx.url()).await?;
-        let start = process.rss_kb().await?;
-        let mut first = 0;
-        for unit in 0..=k {
-            let hub = format!("h{unit}");
-            process.open(&hub, &format!("bench-p4-mem-py-{round}-{unit}"), json!({})).await?;
-            process.fill(&hub, "v", n).await?;
-            if unit == 0 {
-                first = process.rss_kb().await?;
-            }
-        }
-        let all = process.rss_kb().await?;
-        process.exit().await;
+    }
+    Ok(report)
+}
+
+async fn measure(
+    ctx: &Ctx<'_>,
+    python: &Python3,
+    n: usize,
+    round: u32,
+    report: &mut ScenarioReport,
+) -> Result<(), BenchError> {
+    let k = ctx.settings.p4.memory_units;
+    for mode in [Mode::Hub, Mode::Namespace] {
+        let r = spawn_child(ctx, mode, n, k).await?;
+        let (Some(first), Some(all)) = (r.rss_first_kb, r.rss_all_kb) else {
+            report.flags.push("no /proc/self/status: memory unknown".to_owned());
+            continue;
+        };
         let per = mb(all.saturating_sub(first)) / k.max(1) as f64;
+        let name = match mode {
+            Mode::Hub => "mb_per_hub",
+            Mode::Namespace => "mb_per_namespace",
+        };
         ctx.progress(&format!(
-            "{ID} round {}: Python mb_per_hub {} (RSS {} → {})",
+            "{ID} {n} variables round {}: kinopio {name} {} (RSS {} → {})",
             round + 1,
             Unit::Megabytes.format(per),
             Unit::Megabytes.format(mb(first)),
             Unit::Megabytes.format(mb(all))
         ));
-        report.push(Client::Python3, "mb_per_hub", Unit::Megabytes, per);
-        report.push(Client::Python3, "mb_per_hub_rss_first", Unit::Megabytes, mb(first));
-        report.runs.push(json!({"round": round, "client": "python3", "variables": n, "units": k,
-                                "rss_start_kb": start, "rss_first_kb": first, "rss_all_kb": all}));
+        report.push(Client::Kinopio, &metric(name, n), Unit::Megabytes, per);
+        report.push(Client::Kinopio, &metric(&format!("{name}_rss_first"), n), Unit::Megabytes, mb(first));
+        report.runs.push(json!({"variables": n, "round": round, "client": "kinopio", "result": r}));
     }
-    Ok(report)
+    let mut process = python.spawn(ctx.url()).await?;
+    let start = process.rss_kb().await?;
+    let mut first = 0;
+    for unit in 0..=k {
+        let hub = format!("h{unit}");
+        process.open(&hub, &format!("bench-p4-mem-py-{n}-{round}-{unit}"), json!({})).await?;
+        if n > 0 {
+            process.fill(&hub, "v", n).await?;
+        }
+        if unit == 0 {
+            first = process.rss_kb().await?;
+        }
+    }
+    let all = process.rss_kb().await?;
+    process.exit().await;
+    let per = mb(all.saturating_sub(first)) / k.max(1) as f64;
+    ctx.progress(&format!(
+        "{ID} {n} variables round {}: Python mb_per_hub {} (RSS {} → {})",
+        round + 1,
+        Unit::Megabytes.format(per),
+        Unit::Megabytes.format(mb(first)),
+        Unit::Megabytes.format(mb(all))
+    ));
+    report.push(Client::Python3, &metric("mb_per_hub", n), Unit::Megabytes, per);
+    report.push(Client::Python3, &metric("mb_per_hub_rss_first", n), Unit::Megabytes, mb(first));
+    report.runs.push(json!({"variables": n, "round": round, "client": "python3", "units": k,
+                            "rss_start_kb": start, "rss_first_kb": first, "rss_all_kb": all}));
+    Ok(())
 }
 
 /// The table rows.
-pub(crate) fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
+pub(crate) fn figures(all: &[ScenarioReport], sizes: &[usize]) -> Vec<Figure> {
     let Some(report) = all.iter().find(|r| r.id == ID) else { return Vec::new() };
-    let n = report.params.get("variables").and_then(serde_json::Value::as_u64).unwrap_or(0);
-    let py = report.series(Client::Python3, "mb_per_hub");
-    vec![
-        Figure::compare(
-            "p4_memory_per_hub",
-            ID,
-            &format!("p4 memory per additional hub holding {n} variables, ÷ Python 3.0.0"),
-            report.series(Client::Kinopio, "mb_per_hub"),
-            py,
-            Target::Report,
-        )
-        .with_note("each hub with its own connection; RSS growth ÷ added hubs"),
-        Figure::compare(
-            "p4_memory_per_namespace",
-            ID,
-            &format!("p4 memory per additional namespace on one hub holding {n} variables, ÷ Python 3.0.0 per hub"),
-            report.series(Client::Kinopio, "mb_per_namespace"),
-            py,
-            Target::Report,
-        )
-        .with_note("Python has one namespace per hub (and connection); kinopio shares the connection"),
-        Figure::compare(
-            "p4_memory_first",
-            ID,
-            &format!("p4 process RSS with one hub holding {n} variables, ÷ Python 3.0.0"),
-            report.series(Client::Kinopio, "mb_per_hub_rss_first"),
-            report.series(Client::Python3, "mb_per_hub_rss_first"),
-            Target::Report,
-        )
-        .with_note("the whole process: kinopio-bench binary vs the Python interpreter"),
-    ]
+    let mut figures = Vec::new();
+    for &n in sizes {
+        let label = thousands(n);
+        let py = report.series(Client::Python3, &metric("mb_per_hub", n));
+        figures.push(
+            Figure::compare(
+                &format!("p4_memory_per_hub@{n}"),
+                ID,
+                &format!("p4 memory per additional hub holding {label} variables, ÷ Python 3.0.0"),
+                report.series(Client::Kinopio, &metric("mb_per_hub", n)),
+                py,
+                Target::Report,
+            )
+            .with_note("each hub with its own connection; RSS growth ÷ added hubs"),
+        );
+        figures.push(
+            Figure::compare(
+                &format!("p4_memory_per_namespace@{n}"),
+                ID,
+                &format!(
+                    "p4 memory per additional namespace on one hub holding {label} variables, ÷ Python 3.0.0 per hub"
+                ),
+                report.series(Client::Kinopio, &metric("mb_per_namespace", n)),
+                py,
+                Target::Report,
+            )
+            .with_note("Python has one namespace per hub (and connection); kinopio shares the connection"),
+        );
+    }
+    if let Some(&n) = sizes.last() {
+        figures.push(
+            Figure::compare(
+                "p4_memory_first",
+                ID,
+                &format!("p4 process RSS with one hub holding {} variables, ÷ Python 3.0.0", thousands(n)),
+                report.series(Client::Kinopio, &metric("mb_per_hub_rss_first", n)),
+                report.series(Client::Python3, &metric("mb_per_hub_rss_first", n)),
+                Target::Report,
+            )
+            .with_note("the whole process: kinopio-bench binary vs the Python interpreter"),
+        );
+    }
+    figures
 }
