@@ -61,6 +61,14 @@ pub struct Checkpoint {
     server_errors: u64,
 }
 
+impl Checkpoint {
+    /// Which server connection this checkpoint is on: equal keys mean the same connection,
+    /// neither replaced nor reconnected in between (protocol 4's live leases belong to one).
+    pub(crate) fn connection_key(&self) -> (u64, u64) {
+        (self.connection, self.connects)
+    }
+}
+
 /// The subscription a server error refuses: `Permissions Violation for Subscription to
 /// "<subject>"`, with ` using queue "<group>"` for a queue subscription (nats-server's
 /// `subPermissionViolation`). `None` for any other error.

@@ -13,6 +13,10 @@
 //! payload encoding ([`Payload`], [`decode_value`]), the `<subject>.service` queue group and the
 //! `{"error": true, "message": ...}` error reply are identical, so mixed fleets work.
 //!
+//! On the same hub it also speaks protocol 4, the wire of kinopio-hub 3.0.0: namespaces of
+//! shared, replicated variables, events and requests with headers, presence and live
+//! channels — see [`p4`] and [`Hub::namespace`].
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use futures::StreamExt;
@@ -42,8 +46,11 @@
 //!   worth a switch) and `discovery::policy` (when to take, keep or leave a local leader);
 //!   their executors are the engine's probes and [`discovery`]'s HTTPS fetcher and mDNS
 //!   browser.
+//! - [`p4`]: the protocol-4 API (namespaces, shared variables, sync, events, presence, live
+//!   channels) on the same engine; it watches the engine's activations to republish and sync.
 //! - [`wire`]: every cross-process contract (JSON writer, manifest, beacon, mDNS record), the
-//!   protocol notes and the protocol-4 groundwork ([`wire::p4`], not used by the engine yet); `codec` is the 0.1.1 payload encoding, [`name`] its subject rules.
+//!   protocol notes and protocol 4's wire rules ([`wire::p4`]); `codec` is the 0.1.1 payload
+//!   encoding, [`name`] its subject rules.
 //! - [`trust`]: a namespace's CA and LAN token, derived from its secret.
 //! - `options`, `error`, `state`, `server`, `backoff`, `tls`: options, errors, events and
 //!   small helpers, re-exported at the crate root where public.

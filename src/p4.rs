@@ -11,7 +11,10 @@
 //!   that says when it is complete;
 //! - events and requests on topics (publish, subscribe, request, request_many, handle), with
 //!   headers and queue groups;
-//! - presence: health reports, and the list of the namespace's instances;
+//! - presence: health reports, and the list of the namespace's instances
+//!   ([`Namespace::instances`], [`Namespace::watch_instances`]); a refused report is dropped
+//!   and counted and never changes this instance's health (3.0.0's W8), and freshness honours
+//!   a claimed report interval only up to [`MAX_FRESH_INTERVAL`] (W13);
 //! - live channels: leased, sequence-checked control inputs.
 //!
 //! The wire rules (names, subjects, canonical JSON, records, headers) live in
@@ -42,8 +45,11 @@ mod variable;
 pub use crate::wire::p4::ErrorCode;
 pub use crate::wire::p4::canonical::Json;
 pub use crate::wire::p4::record::{Capacity, Version};
+pub use crate::wire::p4::report::{Connection as InstanceConnection, Health};
 pub use error::Error;
+pub use live::{Delivery, LiveChannel, LiveContext, LiveOptions, LiveReceiver, LiveSendOptions, LiveStats, LiveValue};
 pub(crate) use namespace::Registry;
 pub use namespace::{Namespace, NamespaceOptions};
+pub use presence::{Instance, InstanceEvent, MAX_FRESH_INTERVAL, MAX_INSTANCES, Online};
 pub use sync::{SyncEnd, SyncReport};
 pub use variable::{Entry, Meta, SharedVar, Update};

@@ -318,3 +318,49 @@ async fn an_empty_namespace_syncs_at_once_and_options_apply() {
     assert_eq!(a.namespace("").unwrap_err().kind(), ErrorCode::InvalidName);
     a.close().await;
 }
+
+#[tokio::test]
+async fn a_namespace_opened_before_the_server_is_up_works_once_it_is() {
+    let mut server = NatsServer::start();
+    server.kill();
+    let a = Hub::new(HubOptions::new().servers([server.url().as_str()]).unwrap());
+    let ns = a.namespace("early").unwrap();
+    let var = ns.var::<u32>("x").unwrap();
+    var.set(&1).unwrap();
+    assert!(!ns.is_synced());
+    assert_eq!(ns.wait_synced(Duration::from_millis(300)).await.unwrap_err().kind(), ErrorCode::Timeout);
+    server.restart();
+    ns.wait_synced(WAIT).await.unwrap();
+    var.confirmed(WAIT).await.unwrap();
+    let b = hub(&server).await;
+    let nb = namespace(&b, "early").await;
+    assert_eq!(nb.var::<u32>("x").unwrap().get().unwrap(), Some(1));
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn stores_that_drifted_apart_converge_by_anti_entropy() {
+    // Two servers that do not share traffic: B writes on its own, then moves to A's server.
+    // Its write was confirmed on the other server, so no republish carries it; the
+    // anti-entropy round (short here) does.
+    let (s1, s2) = (NatsServer::start(), NatsServer::start());
+    let options = || NamespaceOptions::new().repair_interval(Some(Duration::from_millis(200)));
+    let a = hub(&s1).await;
+    let b = hub(&s2).await;
+    let na = a.namespace_with("drift", options()).unwrap();
+    let nb = b.namespace_with("drift", options()).unwrap();
+    na.wait_synced(WAIT).await.unwrap();
+    nb.wait_synced(WAIT).await.unwrap();
+    na.var::<u32>("from-a").unwrap().set(&1).unwrap();
+    nb.var::<u32>("from-b").unwrap().set(&2).unwrap();
+    na.flush(WAIT).await.unwrap();
+    nb.flush(WAIT).await.unwrap();
+    b.switch_to(&s1.url().parse().unwrap()).await.unwrap();
+    // B's activation syncs A's record at once…
+    wait_value(&nb, "from-a", json!(1)).await;
+    // …and a repair round brings B's record to A.
+    wait_value(&na, "from-b", json!(2)).await;
+    a.close().await;
+    b.close().await;
+}

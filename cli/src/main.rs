@@ -1,5 +1,5 @@
 //! `kinopio`: run a local leaf (`leaf start`, `leaf auto`) and talk to variables from the
-//! shell (`pub`, `sub`, `req`, `serve`).
+//! shell (`pub`, `sub`, `req`, `serve`), list a protocol-4 namespace's instances (`peers`).
 
 // The doc comments of the argument structs are `--help` text (`https://<leaf>/`,
 // `host[:port]`), not rustdoc.
@@ -10,7 +10,10 @@ mod leaf;
 mod leaf_auto;
 mod leaf_common;
 mod leaf_status;
+mod live;
 mod output;
+mod p4_var;
+mod peers;
 mod signals;
 mod tools;
 
@@ -21,8 +24,9 @@ use clap::{Parser, Subcommand};
 /// Remote variables and functions over NATS.
 ///
 /// Exit codes: 0 success, 1 error (including data that did not go out or come back as
-/// asked), 2 usage error, 3 not connected, 4 timed out, 5 no responders, 6 the service
-/// replied with an error, 130 interrupted (Ctrl-C).
+/// asked), 2 usage error (including a value or name protocol 4 refuses), 3 not connected,
+/// 4 timed out, 5 no responders (or no live receivers), 6 the service replied with an error,
+/// 7 not found (`var get` of a variable that does not exist), 130 interrupted (Ctrl-C).
 #[derive(Debug, Parser)]
 #[command(name = "kinopio", version, propagate_version = true)]
 struct Cli {
@@ -73,6 +77,19 @@ enum Command {
     ///   kinopio serve status.ping --reply '"pong"' --count 1
     #[command(verbatim_doc_comment)]
     Serve(tools::ServeArgs),
+    /// Shared variables of a protocol-4 namespace (kinopio-hub 3.0.0): set, get, rm, ls,
+    /// watch.
+    ///
+    /// Examples:
+    ///   kinopio var set workshop battery 80
+    ///   kinopio var get workshop battery
+    ///   kinopio var ls workshop --json
+    ///   kinopio var watch workshop battery --count 3
+    #[command(verbatim_doc_comment)]
+    Var {
+        #[command(subcommand)]
+        command: p4_var::VarCommand,
+    },
     /// Check this machine: nats-server binary, local CA and trust, multicast interfaces,
     /// servers (reachability, RTT), a namespace's leaders (manifest verification).
     ///
@@ -81,6 +98,22 @@ enum Command {
     ///   kinopio doctor --server nats://hub.example:4222 --discovery-namespace studio --json
     #[command(verbatim_doc_comment)]
     Doctor(doctor::DoctorArgs),
+    /// List the instances of a protocol-4 namespace (kinopio and kinopio-hub 3.x peers) from
+    /// their health reports: id, SDK, version, connection, health, online.
+    ///
+    /// Exit code 4 when no instance reported within --wait-ms.
+    ///
+    /// Examples:
+    ///   kinopio peers workshop
+    ///   kinopio peers workshop --json --wait-ms 2000
+    ///   kinopio peers workshop --watch
+    #[command(verbatim_doc_comment)]
+    Peers(peers::PeersArgs),
+    /// Protocol-4 live channels (kinopio-hub 3.0.0): send a leased value, or receive them.
+    Live {
+        #[command(subcommand)]
+        command: live::LiveCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -104,6 +137,9 @@ fn main() -> ExitCode {
             Command::Req(args) => tools::request(args).await,
             Command::Serve(args) => tools::serve(args).await,
             Command::Doctor(args) => doctor::run(args).await,
+            Command::Peers(args) => peers::run(args).await,
+            Command::Var { command } => p4_var::run(command).await,
+            Command::Live { command } => live::run(command).await,
         }
     });
     match result {

@@ -23,6 +23,26 @@ impl Failure {
         Failure { code, kind, message: message.into(), json }
     }
 
+    /// A protocol-4 error as a failure, with the exit code of its kind (see `kinopio --help`):
+    /// 2 for invalid input, 3 not connected, 4 timed out, 5 no responders/receivers, 1 else.
+    pub(crate) fn p4(error: &kinopio::p4::Error, json: bool) -> Failure {
+        use kinopio::p4::ErrorCode as C;
+        let code = match error.kind() {
+            C::InvalidName
+            | C::InvalidTopic
+            | C::InvalidValue
+            | C::ValueTooLarge
+            | C::InvalidHeaders
+            | C::MessageTooLarge
+            | C::InvalidOptions => 2,
+            C::Disconnected => 3,
+            C::Timeout => 4,
+            C::NoResponders | C::NoReceivers => 5,
+            _ => 1,
+        };
+        Failure::new(code, error.kind().as_str(), error.to_string(), json)
+    }
+
     /// Prints the failure (a JSON line on stdout with `--json`, else a message on stderr).
     pub(crate) fn report(self) -> ExitCode {
         if self.json {

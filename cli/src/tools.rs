@@ -91,7 +91,12 @@ pub(crate) struct ConnectArgs {
 }
 
 impl ConnectArgs {
-    fn fail(&self, code: u8, kind: &'static str, message: impl Into<String>) -> Failure {
+    /// `--json` was given.
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
+
+    pub(crate) fn fail(&self, code: u8, kind: &'static str, message: impl Into<String>) -> Failure {
         Failure::new(code, kind, message, self.json)
     }
 
@@ -177,7 +182,7 @@ impl ConnectArgs {
 
     /// Connects, prints the `connected` line, then prints connection events as they happen
     /// (Ctrl-C while connecting ends the command with exit code 130).
-    async fn connect(&self) -> Result<Session, Failure> {
+    pub(crate) async fn connect(&self) -> Result<Session, Failure> {
         let hub = Hub::new(self.options()?);
         let mut events = hub.events();
         let probing = if self.servers.len() > 1 { Duration::from_secs(2) } else { Duration::ZERO };
@@ -238,8 +243,8 @@ fn explain_connect_error(reason: &str) -> String {
 }
 
 /// A connected hub with its event printer.
-struct Session {
-    hub: Hub,
+pub(crate) struct Session {
+    pub(crate) hub: Hub,
     json: bool,
     printer: tokio::task::JoinHandle<()>,
 }
@@ -260,7 +265,7 @@ impl Session {
     }
 
     /// Closes the hub and prints the `closed` line last.
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         self.hub.close().await;
         self.printer.abort();
         let _ = self.printer.await;

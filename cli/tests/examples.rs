@@ -54,3 +54,23 @@ async fn local_leader_runs() {
     assert!(stdout.contains("switched to the local leader: nats://127.0.0.1:"), "{stdout}");
     assert!(stdout.contains(&format!("back on {}", server.url())), "{stdout}");
 }
+
+#[tokio::test]
+async fn shared_state_runs() {
+    let server = NatsServer::start();
+    let path = example("shared_state");
+    assert!(path.exists(), "example not built at {}", path.display());
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(path).arg(server.url()).kill_on_drop(true).output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("synced 1 record(s) (Quiet)"), "{stdout}");
+    assert!(stdout.contains("battery = Some(Battery { level: 80, charging: false })"), "{stdout}");
+    assert!(stdout.contains("battery changed to Some(Battery { level: 79, charging: true }) (version 2)"), "{stdout}");
+    assert!(stdout.contains("battery deleted: true"), "{stdout}");
+}

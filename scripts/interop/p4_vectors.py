@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Protocol-4 test vectors computed by kinopio-hub 3.0.0's own functions.
 
-Writes tests/vectors/p4/{names,canonical,records,headers}.json, which the Rust unit tests of
+Writes tests/vectors/p4/{names,canonical,records,headers,reports}.json, which the Rust unit tests of
 `kinopio::wire::p4` check byte for byte. Run it with the interpreter of a virtualenv that has
 `kinopio-hub==3.0.0` (scripts/install-deps.sh creates `.venv-hub3`):
 
@@ -202,12 +202,122 @@ def headers():
     return rows
 
 
+def reports():
+    """Health reports (§7.2): what `Instances.receive` keeps (decode, interval, status_of) or
+    the error code it raises, for a report arriving on `...health.<instance>` in `namespace`;
+    plus `safe_error`'s message rules."""
+    ns = "workshop"
+    inst = "i-1"
+
+    def report(fields, interval="5000", instance=inst, namespace=ns):
+        return '{"status":{"instanceId":"%s","namespace":"%s"%s},"interval":%s}' % (instance, namespace, fields, interval)
+
+    # A report exactly as kinopio builds it (src/wire/p4/report.rs, tests::sample()).
+    kinopio = ('{"status":{"instanceId":"2b7e1516-28ae-4d2a-a6d2-ab15f7158809","namespace":"workshop","sdk":"rust",'
+               '"version":"0.1.0","runtime":"rust/tokio","uptimeMs":1234,"connection":"connected","messaging":'
+               '{"phase":"active","pendingRequests":0,"pendingMessages":1,"pendingBytes":2,"inFlightHandlers":0,'
+               '"droppedMessages":0,"nativeDroppedMessages":0},"server":"nats://127.0.0.1:4222","rttMs":0.25,'
+               '"lastSwitchReason":"available-server","pendingVariables":0,"pendingBytes":0,"variables":3,'
+               '"subscriptions":1,"reconnects":0,"sentMessages":10,"receivedMessages":20,"sentBytes":300,'
+               '"receivedBytes":400,"health":"ok","currentError":null,"lastError":{"code":"TIMEOUT","message":"late",'
+               '"at":1700000000000}},"interval":5000}')
+    python_like = report(',"sdk":"python","version":"3.0.0","runtime":"python/3.11.7","uptimeMs":15,"connection":"connected",'
+                         '"mesh":{"role":"disabled","leaderId":null,"members":0,"reason":"initializing","upstreamConnected":null},'
+                         '"messaging":{"phase":"active","pendingRequests":0,"pendingMessages":0,"pendingBytes":0,'
+                         '"inFlightHandlers":0,"droppedMessages":0,"nativeDroppedMessages":0},"server":"nats://127.0.0.1:14222",'
+                         '"rttMs":0.9530290000157038,"lastSwitchReason":"available-server","pendingVariables":0,"pendingBytes":0,'
+                         '"variables":0,"subscriptions":0,"reconnects":0,"sentMessages":1,"receivedMessages":0,"sentBytes":53,'
+                         '"receivedBytes":0,"health":"ok","currentError":null,"lastError":null')
+    cases = [
+        (kinopio, "2b7e1516-28ae-4d2a-a6d2-ab15f7158809", ns),
+        (kinopio, "someone-else", ns),
+        (kinopio, "2b7e1516-28ae-4d2a-a6d2-ab15f7158809", "other"),
+        (python_like, inst, ns),
+        (report(""), inst, ns), (report("", "1"), inst, ns), (report("", "2147483647"), inst, ns),
+        (report("", "0"), inst, ns), (report("", "-5"), inst, ns), (report("", "2147483648"), inst, ns),
+        (report("", "1.5"), inst, ns), (report("", '"5000"'), inst, ns), (report("", "true"), inst, ns),
+        (report("", "null"), inst, ns), ('{"status":{"instanceId":"i-1","namespace":"workshop"}}', inst, ns),
+        ("", inst, ns), ("{", inst, ns), ("null", inst, ns), ("[]", inst, ns), ("{}", inst, ns), ("garbage", inst, ns),
+        ('{"interval":5000}', inst, ns), ('{"status":null,"interval":5000}', inst, ns),
+        ('{"status":[],"interval":5000}', inst, ns), ('{"status":"x","interval":5000}', inst, ns),
+        (report(',"name":"robot"'), inst, ns), (report(',"name":null'), inst, ns),
+        (report(""), "i-2", ns), (report("", instance="i-2"), inst, ns), (report(""), inst, "other"),
+        (report("", namespace="电池"), inst, "电池"), (report("", instance="a.b"), "a.b", ns),
+        (report("", instance="x" * 128), "x" * 128, ns), (report("", instance="x" * 129), "x" * 129, ns),
+        ('{"status":{"instanceId":7,"namespace":"workshop"},"interval":5000}', "7", ns),
+        (report(',"extra":{"deep":[1,2]},"zeta":1,"alpha":2'), inst, ns),
+        (report(',"uptimeMs":0'), inst, ns), (report(',"uptimeMs":-1'), inst, ns), (report(',"uptimeMs":1.5'), inst, ns),
+        (report(',"uptimeMs":-0.0'), inst, ns), (report(',"uptimeMs":true'), inst, ns), (report(',"uptimeMs":null'), inst, ns),
+        (report(',"uptimeMs":"1"'), inst, ns), (report(',"sentBytes":9007199254740991'), inst, ns),
+        (report(',"sentBytes":9007199254740992'), inst, ns), (report(',"receivedBytes":1e300'), inst, ns),
+        (report(',"rttMs":null'), inst, ns), (report(',"rttMs":0.5'), inst, ns), (report(',"rttMs":-0.5'), inst, ns),
+        (report(',"rttMs":"1"'), inst, ns), (report(',"sdk":"rust","version":"1","runtime":"r"'), inst, ns),
+        (report(',"sdk":1'), inst, ns), (report(',"sdk":null'), inst, ns), (report(',"server":null,"lastSwitchReason":null'), inst, ns),
+        (report(',"server":5'), inst, ns), (report(',"lastSwitchReason":false'), inst, ns),
+        (report(',"connection":"starting"'), inst, ns), (report(',"connection":"closed"'), inst, ns),
+        (report(',"connection":"online"'), inst, ns), (report(',"connection":null'), inst, ns),
+        (report(',"health":"warning"'), inst, ns), (report(',"health":"bad"'), inst, ns),
+        (report(',"currentError":null,"lastError":null'), inst, ns),
+        (report(',"currentError":{"code":"X","message":"m","at":1,"extra":{"b":1,"a":2}}'), inst, ns),
+        (report(',"currentError":{"code":"X","message":"m","at":-1.5}'), inst, ns),
+        (report(',"currentError":{"code":"X","message":"m"}'), inst, ns),
+        (report(',"currentError":{"code":1,"message":"m","at":1}'), inst, ns),
+        (report(',"lastError":{"code":"X","message":"m","at":true}'), inst, ns),
+        (report(',"lastError":"boom"'), inst, ns),
+        (report(',"messaging":{"phase":"active"}'), inst, ns),
+        (report(',"messaging":{"phase":"handoff","pendingBytes":null,"limits":{"a":1},"subscriptions":3,"droppedMessages":2}'), inst, ns),
+        (report(',"messaging":{}'), inst, ns), (report(',"messaging":{"phase":"busy"}'), inst, ns),
+        (report(',"messaging":{"phase":"active","pendingRequests":-1}'), inst, ns),
+        (report(',"messaging":{"phase":"active","pendingRequests":"1"}'), inst, ns),
+        (report(',"messaging":[]'), inst, ns),
+        (report(',"mesh":{"role":"leader","leaderId":"abc","members":3,"reason":"elected","upstreamConnected":true}'), inst, ns),
+        (report(',"mesh":{"role":"disabled","members":0,"reason":"initializing"}'), inst, ns),
+        (report(',"mesh":{"role":"disabled","members":0.0,"reason":"r"}'), inst, ns),
+        (report(',"mesh":{"role":"disabled","members":1.5,"reason":"r"}'), inst, ns),
+        (report(',"mesh":{"role":"disabled","members":-1,"reason":"r"}'), inst, ns),
+        (report(',"mesh":{"role":"disabled","members":9007199254740992,"reason":"r"}'), inst, ns),
+        (report(',"mesh":{"role":"king","members":0,"reason":"r"}'), inst, ns),
+        (report(',"mesh":{"role":"leader","members":0}'), inst, ns),
+        (report(',"mesh":{"role":"leader","members":0,"reason":"%s"}' % ("é" * 240)), inst, ns),
+        (report(',"mesh":{"role":"leader","members":0,"reason":"%s"}' % ("é" * 241)), inst, ns),
+        (report(',"mesh":{"role":"leader","leaderId":"%s","members":0,"reason":"r"}' % ("x" * 128)), inst, ns),
+        (report(',"mesh":{"role":"leader","leaderId":"%s","members":0,"reason":"r"}' % ("x" * 129)), inst, ns),
+        (report(',"mesh":{"role":"leader","leaderId":5,"members":0,"reason":"r"}'), inst, ns),
+        (report(',"mesh":{"role":"leader","members":0,"reason":"r","upstreamConnected":1}'), inst, ns),
+        (report(',"pad":"%s"' % ("x" * 1980)), inst, ns), (report(',"pad":"%s"' % ("x" * 1990)), inst, ns),
+        (report(',"pad":"%s"' % ("é" * 990)), inst, ns), (report(',"pad":"%s"' % ("é" * 1000)), inst, ns),
+        (report(',"deep":' + "[" * 31 + "]" * 31), inst, ns), (report(',"deep":' + "[" * 32 + "]" * 32), inst, ns),
+        (report(',"n":1e400'), inst, ns), (report(',"n":NaN'), inst, ns),
+    ]
+    rows = []
+    for text, instance, namespace in cases:
+        def receive(t=text, i=instance, n=namespace):
+            decoded = p.decode(t.encode("utf-8"))
+            interval = decoded.get("interval") if isinstance(decoded, dict) else None
+            if type(interval) is not int or not 1 <= interval <= 2147483647:
+                raise p.KinopioError("INVALID_REPORT", "Invalid report interval")
+            return p.encode(p.status_of(decoded.get("status"), i, n)).decode("utf-8"), interval
+
+        row = {"input": text, "instance": instance, "namespace": namespace}
+        status, result = code_of(receive)
+        if status == "ok":
+            row["status"], row["interval"] = result
+        else:
+            row["error"] = result
+        rows.append(row)
+    messages = ["connect to nats://user:pw@10.0.0.1:4222 failed", "a wss://h:443/x,tls://y\tb ws:// c",
+                "nats://", "xnats://a", "ttls://b c", "nats://a\x1cb", "nats://a\u00a0b", "nats://a\u2028b",
+                "NATS://upper", "é" * 300, "x" * 235 + " nats://long.example:4222", "plain"]
+    errors = [{"input": m, "message": p.safe_error(Exception(m))["message"]} for m in messages]
+    return {"reports": rows, "error_messages": errors}
+
+
 def main():
     version = importlib.metadata.version("kinopio-hub")
     if version != EXPECTED_VERSION:
         sys.exit(f"p4_vectors.py: kinopio-hub {version} is installed, vectors need {EXPECTED_VERSION}")
     check = "--check" in sys.argv[1:]
-    files = {"names": names(), "canonical": canonical(), "records": records(), "headers": headers()}
+    files = {"names": names(), "canonical": canonical(), "records": records(), "headers": headers(), "reports": reports()}
     os.makedirs(OUT, exist_ok=True)
     stale = []
     for stem, data in files.items():

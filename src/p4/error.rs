@@ -4,8 +4,10 @@
 use crate::wire::p4::ErrorCode;
 use crate::wire::p4::canonical::{DecodeError, NonFiniteNumber, ValueRuleError};
 use crate::wire::p4::headers::HeaderError;
+use crate::wire::p4::live::LiveMessageError;
 use crate::wire::p4::names::NameError;
 use crate::wire::p4::record::RecordError;
+use crate::wire::p4::report::ReportError;
 
 /// A protocol-4 error: [`kind()`](crate::Error::kind) is the reference's code.
 pub type Error = crate::error::Error<ErrorCode>;
@@ -20,4 +22,13 @@ macro_rules! from_wire {
     )*};
 }
 
-from_wire!(DecodeError, ValueRuleError, NonFiniteNumber, HeaderError, NameError, RecordError);
+from_wire!(
+    DecodeError,
+    ValueRuleError,
+    NonFiniteNumber,
+    HeaderError,
+    NameError,
+    RecordError,
+    ReportError,
+    LiveMessageError
+);

@@ -33,6 +33,11 @@ pub struct NamespaceOptions {
     pub sync_limit: Duration,
     /// Answer the same requesting instance at most once per this period (`peer_timeout`).
     pub sync_answer_interval: Duration,
+    /// Anti-entropy: about once per this period, one instance of the namespace (chosen at
+    /// random, each with probability 1 / instances online) runs a sync round, so stores that
+    /// drifted apart while connected (a partitioned backbone that healed) converge. `None`
+    /// turns it off. See `crate::p4` for why this is not Python's every-15-s-from-everyone.
+    pub repair_interval: Option<Duration>,
     /// Health report period (5 s).
     pub health_interval: Duration,
     /// Timeout of requests, flushes and sends when none is given (3 s).
@@ -47,6 +52,7 @@ impl Default for NamespaceOptions {
             sync_quiet: Duration::from_millis(300),
             sync_limit: Duration::from_secs(60),
             sync_answer_interval: Duration::from_millis(2400),
+            repair_interval: Some(Duration::from_secs(30)),
             health_interval: Duration::from_secs(5),
             timeout: Duration::from_secs(3),
         }
@@ -74,6 +80,12 @@ impl NamespaceOptions {
     /// Sets [`NamespaceOptions::sync_quiet`].
     pub fn sync_quiet(mut self, quiet: Duration) -> Self {
         self.sync_quiet = quiet;
+        self
+    }
+
+    /// Sets [`NamespaceOptions::repair_interval`].
+    pub fn repair_interval(mut self, interval: Option<Duration>) -> Self {
+        self.repair_interval = interval;
         self
     }
 
@@ -313,33 +325,60 @@ async fn run(core: Arc<Core>) {
     let mut activations = core.engine.activations();
     // The record, sync and health subscriptions are made once; the engine carries them
     // across connections. Each component starts its own long-lived tasks here.
-    if let Err(e) = start(&core).await {
-        tracing::warn!(namespace = %core.name, error = %e, "protocol-4 namespace could not start");
-        core.note_error(e.kind(), e.to_string());
+    if !start(&core).await {
+        return;
     }
-    let mut first = true;
+    // Messages dropped anywhere on the connection (a slow consumer) may include records:
+    // a sync round repairs the store.
+    let mut events = core.engine.events();
+    let mut seen = 0;
     loop {
         // The current activation counts too: a hub that is already connected activates now.
-        if *activations.borrow_and_update() > 0 {
-            if !first {
+        let current = *activations.borrow_and_update();
+        if current != seen {
+            if seen != 0 {
                 Stats::add(&core.stats.reconnects, 1);
             }
-            first = false;
+            seen = current;
             activate(&core).await;
         }
         tokio::select! {
             () = core.cancel.cancelled() => break,
             changed = activations.changed() => if changed.is_err() { break },
+            Some(event) = futures::StreamExt::next(&mut events) => {
+                if matches!(event, crate::state::HubEvent::SlowConsumer { .. }) {
+                    tracing::warn!(namespace = %core.name, "messages were dropped on the connection; re-syncing the namespace");
+                    sync::on_activation(&core).await;
+                }
+            }
         }
     }
 }
 
-/// Starts the components' subscriptions and tasks (once per namespace).
-async fn start(core: &Arc<Core>) -> Result<(), Error> {
-    store::start(core).await?;
-    sync::start(core).await?;
-    presence::start(core).await?;
-    Ok(())
+/// Starts the components' subscriptions and tasks (once per namespace), each retried until
+/// it succeeds (a hub that cannot connect yet has no connection to subscribe on). False when
+/// the namespace went away meanwhile.
+async fn start(core: &Arc<Core>) -> bool {
+    macro_rules! step {
+        ($what:literal, $start:expr) => {
+            loop {
+                match $start.await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::debug!(namespace = %core.name, error = %e, concat!("starting ", $what, " failed; retrying"));
+                        tokio::select! {
+                            () = core.cancel.cancelled() => return false,
+                            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                    }
+                }
+            }
+        };
+    }
+    step!("the record subscription", store::start(core));
+    step!("sync", sync::start(core));
+    step!("presence", presence::start(core));
+    true
 }
 
 /// The activation sequence (§4.5): republish every record, re-grant live sessions, request a

@@ -266,7 +266,8 @@ pub(crate) fn receive(core: &Core, record: Record) -> bool {
             core.reject("a record with a colliding version", &Error::new(ErrorCode::VersionCollision))
         }
         Applied::Full(detail) => {
-            core.note_error(ErrorCode::MemoryFull, detail.clone());
+            // Counted, not reported as this instance's error: a stranger can fill a store.
+            tracing::warn!(namespace = %core.name, "a record was refused: {detail} (raise NamespaceOptions::capacity)");
             core.reject("a record the store has no room for", &Error::new(ErrorCode::MemoryFull).with_detail(detail));
         }
     }

@@ -15,11 +15,15 @@
 //!   instance subscribes the sync subject itself, so when nobody else is listening the server
 //!   answers "no responders" (503) and the round ends immediately instead of after 2.4 s.
 //! - **It says when it has synced**: [`Namespace::wait_synced`], [`Namespace::is_synced`].
-//! - **No periodic re-sync.** Python re-syncs every 15 s from every hub (H·(H−1)·R record
-//!   messages per 15 s). kinopio syncs once per activation (connect, reconnect, switch);
-//!   while connected, records arrive on the record subjects. Its background traffic is
-//!   therefore zero while idle, and a join costs one answer per peer. kinopio still answers
-//!   Python's periodic requests (rate-limited per instance like Python).
+//! - **No quadratic re-sync.** Python re-syncs every 15 s from every hub (H·(H−1)·R record
+//!   messages per 15 s for H hubs holding R records). kinopio syncs on every activation
+//!   (connect, reconnect, switch) — while connected, records arrive on the record subjects —
+//!   plus an anti-entropy round that about **one** instance of the namespace runs per
+//!   `repair_interval` (30 s; each instance with probability 1 / instances online), which
+//!   repairs stores that drifted apart without anyone reconnecting (a backbone partition that
+//!   healed). Background traffic is therefore about (H−1)·R per 30 s, linear in the fleet,
+//!   and a join costs one answer per peer. kinopio still answers Python's periodic requests
+//!   (rate-limited per instance like Python).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -196,9 +200,36 @@ impl Default for Shared {
     }
 }
 
-/// Nothing to start: the responder subscribes after the first request (see the module docs).
-pub(crate) async fn start(_core: &Arc<Core>) -> Result<(), Error> {
+/// Whether this instance runs the anti-entropy round of this period: with probability
+/// 1 / `instances` (the instances online, this one included), so the namespace runs about
+/// one round per period whatever its size. `draw` is uniform in [0, 1).
+pub(crate) fn repairs(instances: usize, draw: f64) -> bool {
+    draw * (instances.max(1) as f64) < 1.0
+}
+
+/// Starts the anti-entropy task (the responder subscribes after the first request, see the
+/// module docs).
+pub(crate) async fn start(core: &Arc<Core>) -> Result<(), Error> {
+    if let Some(period) = core.options.repair_interval {
+        tokio::spawn(repair(Arc::clone(core), period));
+    }
     Ok(())
+}
+
+/// Anti-entropy: each period (jittered ±50 %), maybe one sync round.
+async fn repair(core: Arc<Core>, period: Duration) {
+    loop {
+        let jitter = rand::random_range(0.5..1.5);
+        tokio::select! {
+            () = core.cancel.cancelled() => return,
+            () = tokio::time::sleep(period.mul_f64(jitter)) => {}
+        }
+        let synced = core.sync.state.borrow().last.is_some();
+        if synced && repairs(super::presence::online_instances(&core), rand::random::<f64>()) {
+            tracing::debug!(namespace = %core.name, "anti-entropy sync round");
+            on_activation(&core).await;
+        }
+    }
 }
 
 /// Starts a sync round for the new connection (ending a round still running for an older one).
@@ -302,13 +333,17 @@ async fn start_responder(core: &Arc<Core>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Sends every stored record to `reply`, one message each, in store order.
+/// Sends every stored record to `reply`, one message each, in store order, then this
+/// instance's health report (like Python, §4.7).
 async fn answer_with_store(core: &Core, reply: async_nats::Subject) {
     let records: Vec<bytes::Bytes> = core.store.with(|s| s.entries().map(|e| e.encoded.clone()).collect());
     for encoded in records {
         if core.engine.publish_now(reply.clone(), None, encoded, None).await.is_err() {
             return;
         }
+    }
+    if let Err(e) = super::presence::report_now(core).await {
+        tracing::debug!(namespace = %core.name, error = %e, "no health report after a sync answer");
     }
 }
 
@@ -396,6 +431,20 @@ mod tests {
         assert!(requester(&subjects, &own, b"[[[[", Some(&inbox)).is_err(), "garbage");
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(requester(&subjects, &own, deep.as_bytes(), Some(&inbox)).is_err(), "deep nesting is bounded");
+    }
+
+    #[test]
+    fn about_one_instance_repairs_per_period() {
+        assert!(repairs(1, 0.99), "alone, always");
+        assert!(repairs(0, 0.5), "no presence yet counts as alone");
+        assert!(repairs(10, 0.05) && !repairs(10, 0.1));
+        // Over many draws the expected number of rounds per period is one, whatever the size.
+        for n in [2usize, 5, 40] {
+            let draws = 10_000;
+            let rounds: usize = (0..draws).map(|i| usize::from(repairs(n, (i as f64 + 0.5) / draws as f64))).sum();
+            let per_period = rounds as f64 * n as f64 / draws as f64;
+            assert!((per_period - 1.0).abs() < 0.01, "{n}: {per_period}");
+        }
     }
 
     #[test]

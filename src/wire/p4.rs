@@ -22,6 +22,10 @@
 //!   capacity rule, and how kinopio picks the counter of its own writes
 //!   ([`record::Clock::next_version`], including the §11 W9 decision).
 //! - [`headers`]: header validation and the outbound normalisation of §5.2.
+//! - [`live`]: the live-channel messages of §6 (lease request, grant, data) and kinopio's
+//!   optional acknowledgement.
+//! - [`report`]: health reports (§7) — building kinopio's own and checking a received one
+//!   exactly like the reference's `status_of`.
 //!
 //! Errors carry the reference's error codes ([`ErrorCode`], §10.2) so a later API can report
 //! them exactly as a Python peer would name them.
@@ -54,8 +58,10 @@
 
 pub mod canonical;
 pub mod headers;
+pub mod live;
 pub mod names;
 pub mod record;
+pub mod report;
 
 /// The error codes of the reference (§10.2), spelled as Python's `KinopioError.code`: the
 /// kind of every protocol-4 error ([`crate::p4::Error`]). The managed-broker codes of the

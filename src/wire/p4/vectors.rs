@@ -203,3 +203,29 @@ fn headers() {
         }
     }
 }
+
+#[test]
+fn health_reports() {
+    use super::report::{self, encode_report, error_message};
+    let file = load("reports").remove(0);
+    let rows = file["reports"].as_array().unwrap();
+    for row in rows {
+        let result = report::receive(text(row, "input").as_bytes(), text(row, "instance"), text(row, "namespace"));
+        match row.get("status") {
+            Some(status) => {
+                let received = result.unwrap_or_else(|e| panic!("{e}: {row}"));
+                let stored = String::from_utf8(canonical::encode(&received.status).unwrap()).unwrap();
+                assert_eq!(stored, status.as_str().unwrap(), "{row}");
+                assert_eq!(received.interval_ms, row["interval"].as_u64().unwrap(), "{row}");
+            }
+            None => assert_eq!(result.unwrap_err().code().as_str(), text(row, "error"), "{row}"),
+        }
+    }
+    // The report kinopio builds is byte for byte the one Python accepted above.
+    let ours = String::from_utf8(encode_report(&report::tests::sample(), 5000).unwrap()).unwrap();
+    assert_eq!(ours, text(&rows[0], "input"));
+    assert!(rows[0].get("status").is_some());
+    for row in file["error_messages"].as_array().unwrap() {
+        assert_eq!(error_message(text(row, "input"), &[]), text(row, "message"), "{row}");
+    }
+}

@@ -25,7 +25,7 @@ pub mod nats;
 pub mod python;
 
 pub use nats::{DelayProxy, NatsServer, free_port, nats_server_binary, wait_accepting};
-pub use python::{python, python_hub3};
+pub use python::{P4Peer, python, python_hub3};
 
 /// Bound of a test's wait for something that should happen (a message, a reply, a state, a
 /// process's line). Only a failing test ever waits this long.
