@@ -435,7 +435,7 @@ impl Settings {
                     memory_variables: vec![0, 1_000],
                     memory_units: 8,
                     traffic_records: 1_000,
-                    traffic_window: Duration::from_secs(30),
+                    traffic_window: Duration::from_secs(60),
                     traffic_probe_interval_s: None,
                 },
             }
