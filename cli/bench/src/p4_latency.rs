@@ -106,9 +106,14 @@ async fn kinopio_round(ctx: &Ctx<'_>, round: u32) -> Result<Vec<Duration>, Bench
     let bound = ctx.settings.wait_timeout;
     let (a, b) = (kinopio_hub(ctx.url(), "bench-p4-lat-a").await?, kinopio_hub(ctx.url(), "bench-p4-lat-b").await?);
     let name = format!("bench-p4-lat-{round}");
-    let (na, nb) = (synced_namespace(&a, &name, bound).await?, synced_namespace(&b, &name, bound).await?);
     let fail = |op: &'static str| move |e: kinopio::p4::Error| BenchError::client("kinopio", op, e);
+    let na = synced_namespace(&a, &name, bound).await?;
     let var_a = na.var::<u64>("x").map_err(fail("var"))?;
+    // A record to sync, so the second instance's sync ends after its quiet window instead of
+    // waiting for a first answer that an empty store never sends.
+    var_a.set(&0).map_err(fail("set"))?;
+    var_a.confirmed(bound).await.map_err(fail("confirmed"))?;
+    let nb = synced_namespace(&b, &name, bound).await?;
     let mut watch = nb.var::<u64>("x").map_err(fail("var"))?.watch();
     let mut samples = Vec::with_capacity(usize::try_from(p.latency_samples).unwrap_or(0));
     for i in 1..=p.latency_warmup + p.latency_samples {
