@@ -103,6 +103,13 @@ async fn quick_bench_writes_parsable_reports_with_samples_for_every_scenario() {
         "backbone-failover is opt-in under --quick"
     );
 
+    for id in ["p4-events", "p4-memory", "p4-traffic"] {
+        assert_eq!(scenario(&report, id)["status"]["state"], "ok", "{id}: {}", scenario(&report, id)["status"]);
+    }
+    positive(&samples(scenario(&report, "p4-events"), "python3", "events_rate"), "Python 3.0.0 events");
+    assert_eq!(samples(scenario(&report, "p4-memory"), "python3", "mb_per_hub@100").len(), 1, "Python 3.0.0 memory");
+    positive(&samples(scenario(&report, "p4-traffic"), "python3", "sys_msgs_per_s"), "Python 3.0.0 sync traffic");
+
     let python = scenario(&report, "python");
     assert_eq!(python["status"]["state"], "ok", "{}", python["status"]);
     positive(&samples(python, "python", "throughput_16B"), "Python throughput");
