@@ -435,27 +435,6 @@ impl Engine {
         result.map_err(|e| self.publish_error(e))
     }
 
-    #[allow(dead_code)] // TEMP(p4 merge): used by messaging/live
-    /// Publishes raw bytes with a reply subject (a request whose replies the caller collects
-    /// on its own subscription, or a reply that names where to answer).
-    pub(crate) async fn publish_with_reply(
-        &self,
-        subject: Subject,
-        reply: Subject,
-        payload: Bytes,
-        headers: Option<HeaderMap>,
-    ) -> Result<(), PublishError> {
-        let conn = match self.ready_connection() {
-            Some(conn) => conn,
-            None => Box::pin(self.publishing_connection()).await?,
-        };
-        let result = match headers {
-            Some(h) => conn.client.publish_with_reply_and_headers(subject, reply, h, payload).await,
-            None => conn.client.publish_with_reply(subject, reply, payload).await,
-        };
-        result.map_err(|e| self.publish_error(e))
-    }
-
     /// Publishes only when connected now (no wait): protocol 4's `pub` has no offline
     /// buffering, and its background traffic (reports, sync answers) must not queue up.
     pub(crate) async fn publish_now(
@@ -471,6 +450,15 @@ impl Engine {
             } else {
                 PublishError::new(PublishErrorKind::NotConnected).with_detail(self.not_connected_detail())
             });
+        };
+        // The fast path of `publish`: queued at once when the command channel has room.
+        let (subject, payload) = match (&reply, &headers) {
+            (None, None) => match conn.client.try_publish(subject, payload) {
+                Ok(None) => return Ok(()),
+                Ok(Some(back)) => back,
+                Err(e) => return Err(self.publish_error(e)),
+            },
+            _ => (subject, payload),
         };
         let result = match (reply, headers) {
             (Some(r), Some(h)) => conn.client.publish_with_reply_and_headers(subject, r, h, payload).await,

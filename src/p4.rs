@@ -44,10 +44,15 @@ mod variable;
 
 pub use crate::wire::p4::ErrorCode;
 pub use crate::wire::p4::canonical::Json;
+pub use crate::wire::p4::headers::Headers;
 pub use crate::wire::p4::record::{Capacity, Version};
 pub use crate::wire::p4::report::{Connection as InstanceConnection, Health};
 pub use error::Error;
 pub use live::{Delivery, LiveChannel, LiveContext, LiveOptions, LiveReceiver, LiveSendOptions, LiveStats, LiveValue};
+pub use messaging::{
+    DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MESSAGES, ERROR_HEADER, HandleOptions, Handler, MAX_MANY_BYTES,
+    MAX_MANY_REPLIES, ManyReason, ManyReplies, Message, MessageStream, Reply, RequestOptions, SubscribeOptions,
+};
 pub(crate) use namespace::Registry;
 pub use namespace::{Namespace, NamespaceOptions};
 pub use presence::{Instance, InstanceEvent, MAX_FRESH_INTERVAL, MAX_INSTANCES, Online};

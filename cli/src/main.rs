@@ -53,6 +53,7 @@ enum Command {
     ///   kinopio pub sensors.temp -5.5 --count 3
     ///   kinopio pub files.logo --file logo.png -H 'Content-Type: image/png'
     ///   echo hello | kinopio pub chat.messages --file -
+    ///   kinopio pub sensor.temp '{"v": 21.5}' --namespace workshop -H 'X-Trace: op-1'
     #[command(verbatim_doc_comment)]
     Pub(tools::PubArgs),
     /// Print the messages published to a subject (wildcards allowed).
@@ -61,6 +62,7 @@ enum Command {
     ///   kinopio sub chat.messages
     ///   kinopio sub 'sensors.*.temp' --count 10 --timeout-ms 5000 --json
     ///   kinopio sub '>' --raw
+    ///   kinopio sub 'sensor.>' --namespace workshop --json
     #[command(verbatim_doc_comment)]
     Sub(tools::SubArgs),
     /// Send a request and print the reply.
@@ -68,6 +70,7 @@ enum Command {
     /// Examples:
     ///   kinopio req math.double 21
     ///   kinopio req math.double 21 --json --timeout-ms 500
+    ///   kinopio req lamp '{"on": true}' --namespace workshop --many --max-replies 4
     #[command(verbatim_doc_comment)]
     Req(tools::ReqArgs),
     /// Answer requests on a subject.
@@ -75,6 +78,7 @@ enum Command {
     /// Examples:
     ///   kinopio serve math.echo --echo
     ///   kinopio serve status.ping --reply '"pong"' --count 1
+    ///   kinopio serve math.echo --echo --namespace workshop --queue workers
     #[command(verbatim_doc_comment)]
     Serve(tools::ServeArgs),
     /// Shared variables of a protocol-4 namespace (kinopio-hub 3.0.0): set, get, rm, ls,

@@ -19,6 +19,17 @@ use kinopio::{
 
 use crate::output::{self, Failure, Fields};
 
+mod p4;
+
+/// `--namespace`: speak protocol 4 (kinopio-hub 3.0.0) instead of the 0.1.1 wire.
+#[derive(Debug, Args)]
+pub(crate) struct Protocol4Args {
+    /// Use protocol 4 (kinopio-hub 3.0.0 messaging) in this namespace: the subject is a
+    /// topic, values are JSON, headers are lower-cased. Without it, the 0.1.1 wire.
+    #[arg(long)]
+    namespace: Option<String>,
+}
+
 /// Options shared by the messaging tools.
 #[derive(Debug, Args)]
 pub(crate) struct ConnectArgs {
@@ -374,11 +385,16 @@ pub(crate) struct PubArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
     #[command(flatten)]
+    p4: Protocol4Args,
+    #[command(flatten)]
     connect: ConnectArgs,
 }
 
 /// `kinopio pub`: exits 0 only once the server has confirmed it received every message.
 pub(crate) async fn publish(args: PubArgs) -> Result<(), Failure> {
+    if let Some(namespace) = args.p4.namespace.clone() {
+        return p4::publish(args, &namespace).await;
+    }
     let json = args.connect.json;
     let payload = args.payload.payload(json)?;
     let headers = args.payload.header_map(json)?;
@@ -430,10 +446,15 @@ pub(crate) struct SubArgs {
     #[arg(long, conflicts_with = "json")]
     raw: bool,
     #[command(flatten)]
+    p4: Protocol4Args,
+    #[command(flatten)]
     connect: ConnectArgs,
 }
 
 pub(crate) async fn subscribe(args: SubArgs) -> Result<(), Failure> {
+    if let Some(namespace) = args.p4.namespace.clone() {
+        return p4::subscribe(args, &namespace).await;
+    }
     let json = args.connect.json;
     kinopio::name::validate_pattern("subject", &args.subject)
         .map_err(|e| Failure::new(2, "invalid-subject", e.to_string(), json))?;
@@ -510,11 +531,22 @@ pub(crate) struct ReqArgs {
     /// Print only the reply payload's bytes, exactly.
     #[arg(long, conflicts_with = "json")]
     raw: bool,
+    /// Collect every reply until --timeout-ms or --max-replies (protocol 4, --namespace).
+    #[arg(long, requires = "namespace")]
+    many: bool,
+    /// With --many: stop after this many replies (1–16, default 16).
+    #[arg(long, requires = "many", value_parser = clap::value_parser!(u64).range(1..=16))]
+    max_replies: Option<u64>,
+    #[command(flatten)]
+    p4: Protocol4Args,
     #[command(flatten)]
     connect: ConnectArgs,
 }
 
 pub(crate) async fn request(args: ReqArgs) -> Result<(), Failure> {
+    if let Some(namespace) = args.p4.namespace.clone() {
+        return p4::request(args, &namespace).await;
+    }
     let json = args.connect.json;
     let payload = args.payload.payload(json)?;
     let headers = args.payload.header_map(json)?;
@@ -557,17 +589,23 @@ pub(crate) struct ServeArgs {
     /// Answer every request with the request's own payload, byte for byte.
     #[arg(long)]
     echo: bool,
-    /// Queue group (default `<subject>.service`, shared with Python kinopio-hub servers).
+    /// Queue group (default `<subject>.service`, shared with Python kinopio-hub servers;
+    /// with --namespace no default, like kinopio-hub 3.0.0's `handle`).
     #[arg(long)]
     queue: Option<String>,
     /// Exit after answering this many requests.
     #[arg(long)]
     count: Option<u64>,
     #[command(flatten)]
+    p4: Protocol4Args,
+    #[command(flatten)]
     connect: ConnectArgs,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    if let Some(namespace) = args.p4.namespace.clone() {
+        return p4::serve(args, &namespace).await;
+    }
     let json = args.connect.json;
     let (session, var) = open_variable(&args.subject, &args.connect).await?;
     let fixed = args.reply.as_deref().map(|r| Bytes::copy_from_slice(r.as_bytes()));

@@ -102,10 +102,9 @@ impl NamespaceOptions {
     }
 }
 
-/// Counters of one namespace, reported in health reports (§7.1) and by
-/// [`Namespace::stats`]. Each component updates its own.
+/// Counters of one namespace, reported in health reports (§7.1) (and `rejected` by
+/// [`Namespace::rejected`]). Each component updates its own.
 #[derive(Debug, Default)]
-#[allow(dead_code)] // TEMP(p4 merge): read by presence/messaging
 pub(crate) struct Stats {
     pub sent_messages: AtomicU64,
     pub received_messages: AtomicU64,
@@ -129,7 +128,6 @@ pub(crate) struct Stats {
     pub rejected: AtomicU64,
 }
 
-#[allow(dead_code)] // TEMP(p4 merge)
 impl Stats {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
@@ -166,7 +164,6 @@ pub(crate) fn epoch_ms() -> u64 {
 }
 
 /// The state shared by every handle and component of one namespace.
-#[allow(dead_code)] // TEMP(p4 merge): fields used by presence/messaging/live
 pub(crate) struct Core {
     pub engine: Arc<Engine>,
     pub name: Name,
@@ -195,7 +192,6 @@ impl std::fmt::Debug for Core {
     }
 }
 
-#[allow(dead_code)] // TEMP(p4 merge)
 impl Core {
     /// Records an error of this instance for its health reports.
     pub(crate) fn note_error(&self, code: ErrorCode, message: impl Into<String>) {
@@ -203,11 +199,6 @@ impl Core {
         let mut log = lock(&self.errors);
         log.current = Some(note.clone());
         log.last = Some(note);
-    }
-
-    /// Clears the current error (the last one stays).
-    pub(crate) fn clear_error(&self) {
-        lock(&self.errors).current = None;
     }
 
     /// Counts one refused input (see [`Stats::rejected`]).

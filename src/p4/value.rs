@@ -21,6 +21,18 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Json, Error> {
     Ok(canonical::value_of(&from_serde(&dynamic))?)
 }
 
+/// [`to_json`], also returning the normalised value's canonical bytes (encoded once): what a
+/// message carries.
+///
+/// # Errors
+/// As [`to_json`].
+pub(crate) fn to_json_encoded<T: Serialize + ?Sized>(value: &T) -> Result<(Json, Vec<u8>), Error> {
+    finite::check(value).map_err(|e| Error::new(ErrorCode::InvalidValue).with_detail(e.to_string()))?;
+    let dynamic = serde_json::to_value(value)
+        .map_err(|e| Error::new(ErrorCode::InvalidValue).with_detail(format!("cannot serialize the value: {e}")))?;
+    Ok(canonical::value_of_encoded(&from_serde(&dynamic), canonical::MAX_VALUE_BYTES)?)
+}
+
 /// Reads protocol-4 JSON as `T`.
 ///
 /// # Errors

@@ -538,13 +538,44 @@ pub fn value_of(value: &Json) -> Result<Json, ValueRuleError> {
 ///
 /// [`ValueRuleError`]: `VALUE_TOO_LARGE` for the size, `INVALID_VALUE` for the rest.
 pub fn value_of_with_limit(value: &Json, max_bytes: usize) -> Result<Json, ValueRuleError> {
+    value_of_encoded(value, max_bytes).map(|(normalised, _)| normalised)
+}
+
+/// [`value_of_with_limit`], also returning the normalised value's canonical encoding (it is
+/// computed for the size check anyway): what a sender puts on the wire.
+///
+/// # Errors
+///
+/// See [`value_of_with_limit`].
+pub fn value_of_encoded(value: &Json, max_bytes: usize) -> Result<(Json, Vec<u8>), ValueRuleError> {
     let mut nodes = 0;
     let normalised = normalise(value, 0, &mut nodes)?;
-    let len = encode(&normalised).map_err(|_| ValueRuleError::NotFinite)?.len();
-    if len > max_bytes {
-        return Err(ValueRuleError::TooLarge { len, max: max_bytes });
+    let bytes = encode(&normalised).map_err(|_| ValueRuleError::NotFinite)?;
+    if bytes.len() > max_bytes {
+        return Err(ValueRuleError::TooLarge { len: bytes.len(), max: max_bytes });
     }
-    Ok(normalised)
+    Ok((normalised, bytes))
+}
+
+/// The longest JSON text whose canonical re-encoding cannot exceed 64 KiB, so
+/// [`value_of_decoded`] needs no size check: re-encoding only grows number tokens, and a
+/// number `value_of` accepts grows at most 4× (`1e15` → 16 digits; `1e-6` → `0.000001`);
+/// whitespace, escapes and repeated keys only shrink.
+pub const MAX_UNCHECKED_TEXT_BYTES: usize = MAX_VALUE_BYTES / 6;
+
+/// [`value_of`] for a value just [`decode`]d from `text_len` bytes of JSON: the same result,
+/// without encoding the value again to measure it when `text_len` is at most
+/// [`MAX_UNCHECKED_TEXT_BYTES`] (a receiver's hot path).
+///
+/// # Errors
+///
+/// See [`value_of_with_limit`].
+pub fn value_of_decoded(value: &Json, text_len: usize) -> Result<Json, ValueRuleError> {
+    if text_len > MAX_UNCHECKED_TEXT_BYTES {
+        return value_of(value);
+    }
+    let mut nodes = 0;
+    normalise(value, 0, &mut nodes)
 }
 
 fn normalise(value: &Json, depth: usize, nodes: &mut usize) -> Result<Json, ValueRuleError> {
@@ -586,6 +617,26 @@ fn normalise(value: &Json, depth: usize, nodes: &mut usize) -> Result<Json, Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoded_values_skip_only_a_size_check_that_cannot_fail() {
+        // The worst growth: number tokens that re-encode longer (larger integers are refused).
+        for token in ["1e15", "-1e15", "9e15", "1e-6", "1.5e-6", "1E15", "1e-7", "5e-324"] {
+            let grown = encode(&value_of(&decode(token.as_bytes()).unwrap()).unwrap()).unwrap().len();
+            assert!(grown <= token.len() * 4, "{token} grows to {grown}");
+        }
+        let text = vec!["1e15"; MAX_UNCHECKED_TEXT_BYTES / 5].join(",");
+        let text = format!("[{text}]");
+        assert!(text.len() <= MAX_UNCHECKED_TEXT_BYTES);
+        let value = decode(text.as_bytes()).unwrap();
+        assert_eq!(value_of_decoded(&value, text.len()), value_of(&value));
+        let big = format!("[{}]", vec!["1e15"; 4000].join(","));
+        let value = decode(big.as_bytes()).unwrap();
+        assert!(big.len() > MAX_UNCHECKED_TEXT_BYTES);
+        assert_eq!(value_of_decoded(&value, big.len()).unwrap_err().code(), ErrorCode::ValueTooLarge);
+        let (normalised, bytes) = value_of_encoded(&decode(br#"{"b":1,"a":-0.0}"#).unwrap(), MAX_VALUE_BYTES).unwrap();
+        assert_eq!((encode(&normalised).unwrap(), bytes), (br#"{"a":0,"b":1}"#.to_vec(), br#"{"a":0,"b":1}"#.to_vec()));
+    }
 
     fn canon(text: &str) -> String {
         String::from_utf8(encode(&decode(text.as_bytes()).unwrap()).unwrap()).unwrap()
