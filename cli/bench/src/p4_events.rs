@@ -2,7 +2,10 @@
 //! connection. The figure is events delivered per second at the subscriber, from the first
 //! publish until the last delivery, and the share of sent events that arrived.
 //!
-//! - kinopio → kinopio: not measured yet (the messaging API is not on main).
+//! - kinopio → kinopio: a publisher `Hub` and a subscriber `Hub` in this process,
+//!   `Namespace::publish({"seq": i})` awaited one after another at full speed →
+//!   `Namespace::subscribe` with its default queue sizes (65,536 messages / 64 MiB), read as
+//!   fast as they come.
 //! - Python → Python: a publisher hub and a subscriber hub of kinopio-hub 3.0.0 in **two
 //!   processes** (each has a core's worth of event loop, Python's best case). The publisher
 //!   awaits each `pub({"seq": i})` at full speed, as the reference measured it (§11 W14); the
@@ -30,6 +33,7 @@ use serde_json::{Value, json};
 use super::Ctx;
 use super::clients::{AbortOnDrop, Client, raw_round_trip, round_order};
 use super::error::BenchError;
+use super::p4_latency::kinopio_hub;
 use super::p4_python::{Python3, hex};
 use super::report::{Figure, ScenarioReport, Target, Unit};
 
@@ -93,10 +97,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, python: &Python3) -> Result<ScenarioRepor
         let mut results = Vec::new();
         for client in round_order(round) {
             let r = match client {
-                Client::Kinopio => match kinopio_run(ctx, round).await? {
-                    Some(r) => r,
-                    None => continue,
-                },
+                Client::Kinopio => kinopio_run(ctx, round).await?,
                 _ => raw_run(ctx, round).await?,
             };
             results.push(r);
@@ -140,21 +141,58 @@ pub(crate) async fn run(ctx: &Ctx<'_>, python: &Python3) -> Result<ScenarioRepor
             report.runs.push(json!({"round": round - s.warmup_rounds, "result": r}));
         }
     }
-    if report.series(Client::Kinopio, "events_rate").is_none() {
-        report.flags.push(format!("kinopio side {}", kinopio_method()));
-    }
     Ok(report)
 }
 
-/// How the kinopio side runs (or why it does not).
+/// How the kinopio side runs.
 fn kinopio_method() -> &'static str {
-    "not measured: the protocol-4 messaging API (Namespace::publish/subscribe) is not on main yet"
+    "two Hubs in this process: Namespace::publish (each awaited) → Namespace::subscribe (default queue sizes, 65 536 messages)"
 }
 
-/// The kinopio → kinopio run; `None` while the messaging API is missing.
-#[allow(clippy::unused_async)] // Filled in once the messaging API lands.
-async fn kinopio_run(_ctx: &Ctx<'_>, _round: u32) -> Result<Option<EventsResult>, BenchError> {
-    Ok(None)
+/// The payload of every event.
+#[derive(Serialize)]
+struct Seq {
+    seq: u64,
+}
+
+/// The kinopio → kinopio run.
+async fn kinopio_run(ctx: &Ctx<'_>, round: u32) -> Result<EventsResult, BenchError> {
+    let n = ctx.settings.p4.events;
+    let fail = |op: &'static str| move |e: kinopio::p4::Error| BenchError::client("kinopio", op, e);
+    let publisher = kinopio_hub(ctx.url(), "bench-p4-ev-pub").await?;
+    let subscriber = kinopio_hub(ctx.url(), "bench-p4-ev-sub").await?;
+    let name = format!("bench-p4-ev-k-{round}");
+    // Events need no synced store: the handles are enough.
+    let na = publisher.namespace(&name).map_err(fail("namespace"))?;
+    let nb = subscriber.namespace(&name).map_err(fail("namespace"))?;
+    let mut sub = nb.subscribe(TOPIC).await.map_err(fail("subscribe"))?;
+    let tally = Arc::new(Tally::default());
+    let dropped = Arc::new(AtomicU64::new(0));
+    let (counting, drops) = (Arc::clone(&tally), Arc::clone(&dropped));
+    let task = AbortOnDrop::spawn(async move {
+        while sub.next().await.is_some() {
+            counting.add();
+            drops.store(sub.dropped(), Ordering::Relaxed);
+        }
+    });
+    let started = Instant::now();
+    let mut failed = 0;
+    for i in 0..n {
+        if na.publish(TOPIC, &Seq { seq: i }).await.is_err() {
+            failed += 1;
+        }
+    }
+    let publishing = started.elapsed();
+    let sent = n - failed;
+    tally.settle(sent, ctx.deadline()).await;
+    let span = tally.last().map_or(Duration::ZERO, |l| l.saturating_duration_since(started));
+    let mut r = result(Client::Kinopio, sent, failed, tally.received(), span, publishing);
+    r.dropped = Some(dropped.load(Ordering::Relaxed));
+    drop(task);
+    drop((na, nb));
+    publisher.close().await;
+    subscriber.close().await;
+    Ok(r)
 }
 
 fn payload(i: u64) -> Bytes {
