@@ -6,6 +6,10 @@
 # nats-server on a free loopback port, measures kinopio against raw async-nats (and Python)
 # and writes results/bench.json and results/bench.md.
 #
+# The protocol-4 scenarios (`p4-latency`, `p4-events`, `p4-late-join`, `p4-memory`,
+# `p4-traffic`) measure against the real Python kinopio-hub 3.0.0 from `.venv-hub3/` (also made
+# by install-deps.sh; without it they are reported as skipped).
+#
 # Every scenario runs by default, including `leaf-start` (a leaf's start against
 # nats-server's own) and `failover` (leader kill -9 / SIGTERM on a LAN of network
 # namespaces: needs root and iproute2, else it is reported as skipped; under --quick it
@@ -19,6 +23,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export KINOPIO_NATS_SERVER="$PWD/.venv/bin/nats-server"
 export KINOPIO_PYTHON="$PWD/.venv/bin/python"
+export KINOPIO_PYTHON_HUB3="$PWD/.venv-hub3/bin/python"
 
 # The failover scenario runs the `kinopio` binary found beside `kinopio-bench`.
 echo "== cargo build --release -p kinopio-cli -p kinopio-bench" >&2

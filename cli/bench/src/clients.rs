@@ -36,6 +36,8 @@ pub(crate) enum Client {
     Raw,
     /// The Python reference, kinopio-hub 0.1.1.
     Python,
+    /// The Python reference of protocol 4, kinopio-hub 3.0.0.
+    Python3,
 }
 
 impl Client {
@@ -45,6 +47,7 @@ impl Client {
             Client::Kinopio => "kinopio",
             Client::Raw => "raw async-nats",
             Client::Python => "Python kinopio-hub 0.1.1",
+            Client::Python3 => "Python kinopio-hub 3.0.0",
         }
     }
 }
@@ -58,6 +61,13 @@ pub(crate) fn round_order(round: u32) -> [Client; 2] {
 /// Aborts a background task when dropped.
 #[derive(Debug)]
 pub(crate) struct AbortOnDrop(JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Runs `task` in the background until the returned guard is dropped.
+    pub(crate) fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> AbortOnDrop {
+        AbortOnDrop(tokio::spawn(task))
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -145,7 +155,7 @@ impl Conn {
                     .map_err(|e| fail(e.to_string()))?;
                 Ok(Conn::Raw { client, slow })
             }
-            Client::Python => Err(fail("the Python client runs in its own process".to_owned())),
+            Client::Python | Client::Python3 => Err(fail("the Python client runs in its own process".to_owned())),
         }
     }
 

@@ -7,6 +7,9 @@
 //! the table. `leaf-start` times a leaf's start against nats-server's own; `failover`
 //! (root only: network namespaces) times the election after the leader dies or stops;
 //! `backbone-failover` times traffic across a leaf and a hub when backbone nodes die.
+//! The `p4-*` scenarios measure protocol 4 (shared variables, events, late join, memory,
+//! idle traffic) against the real Python kinopio-hub 3.0.0 (`scripts/bench/p4_bench.py`,
+//! driven by `p4_python`) and raw async-nats; without that interpreter they are skipped.
 //!
 //! Its own binary, not part of the `kinopio` command line: the child processes it starts
 //! are subcommands of this binary (`many-subs-child`, `probe-manifest`), and the failover
@@ -29,6 +32,12 @@ mod leaf_start;
 mod machine;
 mod many_subs;
 mod output;
+mod p4_events;
+mod p4_late_join;
+mod p4_latency;
+mod p4_memory;
+mod p4_python;
+mod p4_traffic;
 mod python;
 mod report;
 mod server;
@@ -87,6 +96,22 @@ enum Role {
         #[arg(long, default_value_t = 10_000)]
         subs: usize,
     },
+    /// Child of the `p4-memory` scenario: open protocol-4 hubs or namespaces holding N
+    /// variables each and print the resident memory as one JSON line.
+    P4MemoryChild {
+        /// A hub (own connection) per unit, or a namespace on one hub.
+        #[arg(long)]
+        mode: p4_memory::Mode,
+        /// The server to connect to.
+        #[arg(long)]
+        server: String,
+        /// Variables each unit holds.
+        #[arg(long)]
+        variables: usize,
+        /// Units added after the first one.
+        #[arg(long)]
+        units: usize,
+    },
     /// Prober of the `failover` scenario: fetch these leader manifest URLs repeatedly and
     /// print each change as a JSON line, until stdin closes.
     ProbeManifest {
@@ -132,6 +157,10 @@ pub struct BenchArgs {
     /// The Python side of the bench (default: the repository's scripts/bench/python_bench.py).
     #[arg(long)]
     python_script: Option<PathBuf>,
+    /// Python interpreter with kinopio-hub 3.0.0, for the protocol-4 scenarios (else
+    /// KINOPIO_PYTHON_HUB3, else the repository's .venv-hub3/bin/python).
+    #[arg(long)]
+    python_hub3: Option<PathBuf>,
     /// Bound of every wait for messages or replies, in seconds (default 60, or 30 with
     /// --quick).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -161,9 +190,19 @@ pub enum ScenarioId {
     Failover,
     /// Backbone node kill -9 → traffic across again, leaf vs hub on the backbone.
     BackboneFailover,
+    /// Protocol 4: set → remote watch latency, kinopio vs Python 3.0.0 (raw async-nats floor).
+    P4Latency,
+    /// Protocol 4: event throughput publish → subscriber, kinopio vs Python 3.0.0 (raw floor).
+    P4Events,
+    /// Protocol 4: late-join sync time for 1 000 and 10 000 variables.
+    P4LateJoin,
+    /// Protocol 4: memory per additional hub / namespace holding N variables.
+    P4Memory,
+    /// Protocol 4: idle background traffic on `_sys.v4.>` of 3 instances with 1 000 records.
+    P4Traffic,
 }
 
-const ALL: [ScenarioId; 10] = [
+const ALL: [ScenarioId; 15] = [
     ScenarioId::Throughput,
     ScenarioId::Latency,
     ScenarioId::Fanout,
@@ -174,6 +213,11 @@ const ALL: [ScenarioId; 10] = [
     ScenarioId::LeafStart,
     ScenarioId::Failover,
     ScenarioId::BackboneFailover,
+    ScenarioId::P4Latency,
+    ScenarioId::P4Events,
+    ScenarioId::P4LateJoin,
+    ScenarioId::P4Memory,
+    ScenarioId::P4Traffic,
 ];
 
 impl ScenarioId {
@@ -189,6 +233,11 @@ impl ScenarioId {
             ScenarioId::LeafStart => (leaf_start::ID, leaf_start::TITLE),
             ScenarioId::Failover => (failover::ID, failover::TITLE),
             ScenarioId::BackboneFailover => (backbone_failover::ID, backbone_failover::TITLE),
+            ScenarioId::P4Latency => (p4_latency::ID, p4_latency::TITLE),
+            ScenarioId::P4Events => (p4_events::ID, p4_events::TITLE),
+            ScenarioId::P4LateJoin => (p4_late_join::ID, p4_late_join::TITLE),
+            ScenarioId::P4Memory => (p4_memory::ID, p4_memory::TITLE),
+            ScenarioId::P4Traffic => (p4_traffic::ID, p4_traffic::TITLE),
         }
     }
 }
@@ -254,6 +303,43 @@ pub struct Settings {
     /// `--leader-missing-grace-ms` of the failover nodes.
     #[serde(serialize_with = "as_millis")]
     pub failover_grace: Duration,
+    /// Protocol-4 settings.
+    pub p4: P4Settings,
+}
+
+/// Sizes and counts of the protocol-4 scenarios.
+#[derive(Debug, Clone, Serialize)]
+pub struct P4Settings {
+    /// Measured set → watch samples per client and round.
+    pub latency_samples: u64,
+    /// Unrecorded samples before them.
+    pub latency_warmup: u64,
+    /// Events per kinopio / raw throughput run.
+    pub events: u64,
+    /// Events per Python throughput run (the reference measured 20 000).
+    pub python_events: u64,
+    /// Python subscription queue (`pending_messages`; the reference's best case was 4 096).
+    pub python_pending_messages: u64,
+    /// Namespace sizes of the late-join scenario.
+    pub late_join: Vec<usize>,
+    /// Joins per client and size.
+    pub late_join_rounds: u32,
+    /// The longest a joiner is waited for (Python may never complete, §11 W10).
+    #[serde(serialize_with = "as_millis")]
+    pub late_join_bound: Duration,
+    /// Variables each hub / namespace holds in the memory scenario (a series: 0 shows the
+    /// cost of an empty instance).
+    pub memory_variables: Vec<usize>,
+    /// Hubs / namespaces added after the first one.
+    pub memory_units: usize,
+    /// Records the idle instances hold in the traffic scenario.
+    pub traffic_records: usize,
+    /// How long the spy counts.
+    #[serde(serialize_with = "as_millis")]
+    pub traffic_window: Duration,
+    /// Python's `probe_interval` (its periodic re-sync) in the traffic scenario; `None`: its
+    /// default, 15 s.
+    pub traffic_probe_interval_s: Option<f64>,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -292,6 +378,21 @@ impl Settings {
                 leaf_start_warmup_rounds: 0,
                 failover_rounds: rounds.unwrap_or(1),
                 failover_grace: Duration::from_secs(2),
+                p4: P4Settings {
+                    latency_samples: 200,
+                    latency_warmup: 20,
+                    events: 2_000,
+                    python_events: 1_000,
+                    python_pending_messages: 4_096,
+                    late_join: vec![1_000],
+                    late_join_rounds: 1,
+                    late_join_bound: Duration::from_secs(10),
+                    memory_variables: vec![0, 100],
+                    memory_units: 2,
+                    traffic_records: 200,
+                    traffic_window: Duration::from_secs(6),
+                    traffic_probe_interval_s: Some(2.0),
+                },
             }
         } else {
             Settings {
@@ -322,6 +423,21 @@ impl Settings {
                 leaf_start_warmup_rounds: 1,
                 failover_rounds: rounds.unwrap_or(3),
                 failover_grace: Duration::from_secs(2),
+                p4: P4Settings {
+                    latency_samples: 2_000,
+                    latency_warmup: 200,
+                    events: 100_000,
+                    python_events: 20_000,
+                    python_pending_messages: 4_096,
+                    late_join: vec![1_000, 10_000],
+                    late_join_rounds: rounds.unwrap_or(3),
+                    late_join_bound: Duration::from_secs(30),
+                    memory_variables: vec![0, 1_000],
+                    memory_units: 8,
+                    traffic_records: 1_000,
+                    traffic_window: Duration::from_secs(60),
+                    traffic_probe_interval_s: None,
+                },
             }
         }
     }
@@ -453,6 +569,11 @@ async fn run_child(role: Role) -> Result<(), Failure> {
             output::line(&serde_json::to_value(&result).unwrap_or_default());
             Ok(())
         }
+        Role::P4MemoryChild { mode, server, variables, units } => {
+            let result = p4_memory::child(mode, &server, variables, units).await.map_err(fail)?;
+            output::line(&serde_json::to_value(&result).unwrap_or_default());
+            Ok(())
+        }
         Role::ProbeManifest { urls, ca_files } => failover::probe_child(&urls, &ca_files).await.map_err(fail),
     }
 }
@@ -485,6 +606,7 @@ async fn run(args: BenchArgs) -> Result<(), Failure> {
     let selected: Vec<ScenarioId> = if args.scenario.is_empty() { ALL.to_vec() } else { args.scenario.clone() };
     let python = python::python_path(args.python.as_deref());
     let script = python::script_path(args.python_script.as_deref());
+    let python3 = p4_python::Python3::locate(args.python_hub3.as_deref());
     let mut scenarios: Vec<ScenarioReport> = Vec::new();
     for scenario in ALL.into_iter().filter(|s| selected.contains(s)) {
         let (id, title) = scenario.id_and_title();
@@ -503,6 +625,11 @@ async fn run(args: BenchArgs) -> Result<(), Failure> {
             ScenarioId::BackboneFailover => {
                 backbone_failover::run(&ctx, args.scenario.contains(&ScenarioId::BackboneFailover)).await
             }
+            ScenarioId::P4Latency => p4_latency::run(&ctx, &python3).await,
+            ScenarioId::P4Events => p4_events::run(&ctx, &python3).await,
+            ScenarioId::P4LateJoin => p4_late_join::run(&ctx, &python3).await,
+            ScenarioId::P4Memory => p4_memory::run(&ctx, &python3).await,
+            ScenarioId::P4Traffic => p4_traffic::run(&ctx, &python3).await,
         };
         let mut report = result.unwrap_or_else(|e| {
             ctx.progress(&format!("scenario {id} FAILED: {e}"));
@@ -525,6 +652,11 @@ async fn run(args: BenchArgs) -> Result<(), Failure> {
     figures.extend(leaf_start::figures(&scenarios));
     figures.extend(failover::figures(&scenarios, settings.failover_grace));
     figures.extend(backbone_failover::figures(&scenarios));
+    figures.extend(p4_latency::figures(&scenarios));
+    figures.extend(p4_events::figures(&scenarios));
+    figures.extend(p4_late_join::figures(&scenarios, &settings.p4.late_join));
+    figures.extend(p4_memory::figures(&scenarios, &settings.p4.memory_variables));
+    figures.extend(p4_traffic::figures(&scenarios));
 
     let mut flags: Vec<String> = Vec::new();
     if cfg!(debug_assertions) {

@@ -299,7 +299,7 @@ pub(crate) fn metric(name: &str, count: usize) -> String {
 }
 
 /// `10 000` for people.
-fn thousands(n: usize) -> String {
+pub(crate) fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -164,6 +164,9 @@ pub(crate) enum Unit {
     /// Bytes.
     #[serde(rename = "B")]
     Bytes,
+    /// Percent.
+    #[serde(rename = "%")]
+    Percent,
 }
 
 impl Unit {
@@ -184,6 +187,7 @@ impl Unit {
             Unit::Megabytes => "MB",
             Unit::Count => "",
             Unit::Bytes => "B",
+            Unit::Percent => "%",
         }
     }
 
@@ -325,7 +329,9 @@ impl Figure {
             _ => None,
         };
         let per_round = match (kinopio, baseline) {
-            (Some(k), Some(b)) if k.samples.len() == b.samples.len() && b.client != Client::Python => {
+            (Some(k), Some(b))
+                if k.samples.len() == b.samples.len() && !matches!(b.client, Client::Python | Client::Python3) =>
+            {
                 let ratios: Vec<f64> = k.samples.iter().zip(&b.samples).filter_map(|(k, b)| ratio(*k, *b)).collect();
                 Summary::of(&ratios)
             }

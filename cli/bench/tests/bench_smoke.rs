@@ -1,5 +1,5 @@
 //! `kinopio-bench --quick` as a black box against a real nats-server and the real Python
-//! reference (both required: `scripts/install-deps.sh`): the report files exist and parse,
+//! references, kinopio-hub 0.1.1 and 3.0.0 (all required: `scripts/install-deps.sh`): the report files exist and parse,
 //! and every scenario produced samples. Nothing here asserts on speed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,6 +16,7 @@ async fn bench(args: &[&str], out: &Path) -> (String, String) {
     cmd.args(args).arg("--out").arg(out).kill_on_drop(true);
     cmd.env("KINOPIO_NATS_SERVER", kinopio_test_support::nats_server_binary());
     cmd.env("KINOPIO_PYTHON", kinopio_test_support::python());
+    cmd.env("KINOPIO_PYTHON_HUB3", kinopio_test_support::python_hub3());
     let output = tokio::time::timeout(LIMIT, cmd.output()).await.expect("bench finishes").unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -102,6 +103,13 @@ async fn quick_bench_writes_parsable_reports_with_samples_for_every_scenario() {
         "backbone-failover is opt-in under --quick"
     );
 
+    for id in ["p4-events", "p4-memory", "p4-traffic"] {
+        assert_eq!(scenario(&report, id)["status"]["state"], "ok", "{id}: {}", scenario(&report, id)["status"]);
+    }
+    positive(&samples(scenario(&report, "p4-events"), "python3", "events_rate"), "Python 3.0.0 events");
+    assert_eq!(samples(scenario(&report, "p4-memory"), "python3", "mb_per_hub@100").len(), 1, "Python 3.0.0 memory");
+    positive(&samples(scenario(&report, "p4-traffic"), "python3", "sys_msgs_per_s"), "Python 3.0.0 sync traffic");
+
     let python = scenario(&report, "python");
     assert_eq!(python["status"]["state"], "ok", "{}", python["status"]);
     positive(&samples(python, "python", "throughput_16B"), "Python throughput");
@@ -134,4 +142,38 @@ async fn rounds_alternate_and_pair_kinopio_with_raw() {
     assert_eq!(samples(latency, "kinopio", "p50").len(), 2);
     let figure = report["figures"].as_array().unwrap().iter().find(|f| f["id"] == "request_p50").unwrap();
     assert_eq!(figure["ratio_per_round"]["n"], 2, "per-round ratios pair the rounds");
+}
+
+#[tokio::test]
+async fn protocol_4_scenarios_measure_kinopio_and_python_3() {
+    let out = tempfile::tempdir().unwrap();
+    let _ = bench(&["--quick", "--scenario", "p4-latency,p4-late-join"], out.path()).await;
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("bench.json")).unwrap()).unwrap();
+    let latency = scenario(&report, "p4-latency");
+    assert_eq!(latency["status"]["state"], "ok", "{}", latency["status"]);
+    for client in ["kinopio", "python3", "raw"] {
+        positive(&samples(latency, client, "p50"), "p4 set → watch p50");
+    }
+    let join = scenario(&report, "p4-late-join");
+    positive(&samples(join, "kinopio", "join_ms@1000"), "kinopio late join");
+    positive(&samples(join, "kinopio", "join_from_python_ms@1000"), "kinopio joins Python");
+    assert_eq!(samples(join, "python3", "have@1000"), [1000.0], "the Python joiner got everything");
+    let figures = report["figures"].as_array().unwrap();
+    assert!(figures.iter().any(|f| f["id"] == "p4_set_watch_p50_python" && f["ratio"].as_f64().is_some()));
+}
+
+#[tokio::test]
+async fn protocol_4_scenarios_without_python_3_are_skipped_not_passed() {
+    let out = tempfile::tempdir().unwrap();
+    let (_, _) = bench(
+        &["--quick", "--scenario", "p4-memory,p4-traffic", "--python-hub3", "/nonexistent/python", "--json"],
+        out.path(),
+    )
+    .await;
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("bench.json")).unwrap()).unwrap();
+    for id in ["p4-memory", "p4-traffic"] {
+        let s = scenario(&report, id);
+        assert_eq!(s["status"]["state"], "skipped", "{id}: {}", s["status"]);
+        assert!(s["status"]["reason"].as_str().unwrap().contains("kinopio-hub 3.0.0"), "{}", s["status"]);
+    }
 }
