@@ -116,11 +116,32 @@ pub(crate) struct Messaging {
     stop_interest: CancellationToken,
     /// Readers, handler loops and requests in progress, for the drain to wait on.
     work: Work,
+    /// Subjects of recently used topics (validating and hex-encoding a topic on every
+    /// publish was a measurable part of the publish path). Bounded: cleared when full.
+    subjects: std::sync::Mutex<std::collections::HashMap<String, async_nats::Subject>>,
 }
+
+/// Most topics [`Messaging::subject`] remembers.
+const REMEMBERED_TOPICS: usize = 1024;
 
 impl Messaging {
     pub(crate) fn new() -> Self {
         Messaging::default()
+    }
+
+    /// The message subject of `topic` (validated; `INVALID_TOPIC` for a pattern or a bad
+    /// topic), remembered for the next publish.
+    fn subject(&self, subjects: &crate::wire::p4::names::Subjects, topic: &str) -> Result<async_nats::Subject, Error> {
+        if let Some(subject) = crate::engine::lock(&self.subjects).get(topic) {
+            return Ok(subject.clone());
+        }
+        let subject = async_nats::Subject::from(subjects.message(&Topic::new(topic)?));
+        let mut remembered = crate::engine::lock(&self.subjects);
+        if remembered.len() >= REMEMBERED_TOPICS {
+            remembered.clear();
+        }
+        remembered.insert(topic.to_owned(), subject.clone());
+        Ok(subject)
     }
 }
 
@@ -961,10 +982,10 @@ impl Namespace {
         V: AsRef<str>,
     {
         let core = self.core();
-        let subject = core.subjects.message(&Topic::new(topic)?);
+        let subject = core.messaging.subject(&core.subjects, topic)?;
         let (payload, headers) = outbound(value, headers)?;
         ensure_connected(core)?;
-        send(core, async_nats::Subject::from(subject), None, payload, headers).await
+        send(core, subject, None, payload, headers).await
     }
 
     /// Subscribes `pattern` (a topic, or segments `*` and a final `>`) with the default

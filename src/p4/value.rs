@@ -1,5 +1,6 @@
-//! Typed values through serde, to and from protocol-4 JSON ([`Json`]). A value goes through
-//! `serde_json::Value` and then the reference's `value_of` rules (§3.2), so a value that a
+//! Typed values through serde, to and from protocol-4 JSON ([`Json`]). A value is serialised
+//! straight into [`Json`] (serde_json's data model, non-finite floats refused) and then checked
+//! and normalised by the reference's `value_of` rules (§3.2) in place, so a value that a
 //! Python peer would refuse is refused here with the same code, before anything is sent.
 
 use serde::Serialize;
@@ -15,10 +16,7 @@ use crate::wire::p4::canonical::{self, Json};
 /// `INVALID_VALUE` (not representable, non-finite, an integer beyond ±(2^53−1), too deep or
 /// too many nodes) or `VALUE_TOO_LARGE` (over 64 KiB encoded).
 pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Json, Error> {
-    finite::check(value).map_err(|e| Error::new(ErrorCode::InvalidValue).with_detail(e.to_string()))?;
-    let dynamic = serde_json::to_value(value)
-        .map_err(|e| Error::new(ErrorCode::InvalidValue).with_detail(format!("cannot serialize the value: {e}")))?;
-    Ok(canonical::value_of(&from_serde(&dynamic))?)
+    to_json_encoded(value).map(|(json, _)| json)
 }
 
 /// [`to_json`], also returning the normalised value's canonical bytes (encoded once): what a
@@ -27,10 +25,9 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Json, Error> {
 /// # Errors
 /// As [`to_json`].
 pub(crate) fn to_json_encoded<T: Serialize + ?Sized>(value: &T) -> Result<(Json, Vec<u8>), Error> {
-    finite::check(value).map_err(|e| Error::new(ErrorCode::InvalidValue).with_detail(e.to_string()))?;
-    let dynamic = serde_json::to_value(value)
+    let tree = tree::build(value)
         .map_err(|e| Error::new(ErrorCode::InvalidValue).with_detail(format!("cannot serialize the value: {e}")))?;
-    Ok(canonical::value_of_encoded(&from_serde(&dynamic), canonical::MAX_VALUE_BYTES)?)
+    Ok(canonical::value_of_owned_encoded(tree, canonical::MAX_VALUE_BYTES)?)
 }
 
 /// Reads protocol-4 JSON as `T`.
@@ -92,6 +89,10 @@ pub(crate) fn to_serde(value: &Json) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    fn serde_bytes_like() -> &'static [u8] {
+        &[0, 255]
+    }
+
     #[test]
     fn typed_values_round_trip_and_follow_the_value_rules() {
         #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
@@ -105,6 +106,35 @@ mod tests {
         assert_eq!(to_json(&(1u64 << 53)).unwrap_err().kind(), ErrorCode::InvalidValue);
         assert_eq!(from_json::<u8>(&Json::String("x".into())).unwrap_err().kind(), ErrorCode::InvalidValue);
         assert_eq!(to_json(&-0.0).unwrap(), Json::Number(0.0));
+        // The same tree as through serde_json::Value, for serde's whole data model.
+        #[derive(Serialize)]
+        enum Shape {
+            Unit,
+            New(u8),
+            Tuple(i8, bool),
+            Struct { b: Option<char>, a: () },
+        }
+        #[derive(Serialize)]
+        struct Unit;
+        let mut keyed = std::collections::BTreeMap::new();
+        keyed.insert(10u32, "ten");
+        keyed.insert(2u32, "two");
+        let samples: Vec<serde_json::Value> = vec![
+            serde_json::to_value((Shape::Unit, Shape::New(7), Shape::Tuple(-1, true))).unwrap(),
+            serde_json::to_value(Shape::Struct { b: Some('é'), a: () }).unwrap(),
+            serde_json::to_value(&keyed).unwrap(),
+            serde_json::to_value((Unit, serde_bytes_like(), i64::MIN / 4096, u64::MAX >> 12)).unwrap(),
+        ];
+        let direct = [
+            to_json(&(Shape::Unit, Shape::New(7), Shape::Tuple(-1, true))).unwrap(),
+            to_json(&Shape::Struct { b: Some('é'), a: () }).unwrap(),
+            to_json(&keyed).unwrap(),
+            to_json(&(Unit, serde_bytes_like(), i64::MIN / 4096, u64::MAX >> 12)).unwrap(),
+        ];
+        for (via_serde, direct) in samples.iter().zip(direct) {
+            assert_eq!(canonical::value_of(&from_serde(via_serde)).unwrap(), direct, "{via_serde}");
+        }
+        assert!(to_json(&std::collections::HashMap::from([((1, 2), 3)])).is_err(), "a tuple key");
         // serde_json would make these `null` silently; they are refused instead.
         assert_eq!(to_json(&f64::NAN).unwrap_err().kind(), ErrorCode::InvalidValue);
         assert_eq!(to_json(&vec![1.0, f64::INFINITY]).unwrap_err().kind(), ErrorCode::InvalidValue);
@@ -112,103 +142,350 @@ mod tests {
     }
 }
 
-/// Refuses a value holding a non-finite float before serde_json turns it into `null`
-/// silently (`serde_json::to_value(f64::NAN)` is `Null`): a changed value must never go out.
-mod finite {
+/// Serialises a value straight into [`Json`] (one tree, no `serde_json::Value` between), with
+/// serde_json's data model (maps with string, integer, bool or char keys; enums externally
+/// tagged; bytes as arrays of numbers) — and refusing a non-finite float, which serde_json
+/// would turn into `null` silently: a changed value must never go out.
+mod tree {
+    use indexmap::IndexMap;
     use serde::Serialize;
-    use serde::ser;
+    use serde::ser::{self, Impossible};
 
-    /// The error of [`check`]: `Some` text when a non-finite number was found.
+    use crate::wire::p4::canonical::Json;
+
+    /// Why a value could not become [`Json`].
     #[derive(Debug)]
-    pub(super) struct NonFinite(pub String);
+    pub(super) struct Refused(pub String);
 
-    impl std::fmt::Display for NonFinite {
+    impl std::fmt::Display for Refused {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str(&self.0)
         }
     }
 
-    impl std::error::Error for NonFinite {}
+    impl std::error::Error for Refused {}
 
-    impl ser::Error for NonFinite {
+    impl ser::Error for Refused {
         fn custom<T: std::fmt::Display>(msg: T) -> Self {
-            NonFinite(msg.to_string())
+            Refused(msg.to_string())
         }
     }
 
-    /// Walks `value`; fails on the first NaN or infinity.
-    pub(super) fn check<T: Serialize + ?Sized>(value: &T) -> Result<(), NonFinite> {
-        value.serialize(Walker)
+    /// `value` as [`Json`].
+    pub(super) fn build<T: Serialize + ?Sized>(value: &T) -> Result<Json, Refused> {
+        value.serialize(Tree)
     }
 
-    struct Walker;
+    fn number(v: f64) -> Result<Json, Refused> {
+        if v.is_finite() {
+            Ok(Json::Number(v))
+        } else {
+            Err(Refused(format!("the value holds a non-finite number ({v})")))
+        }
+    }
 
-    macro_rules! ok {
-        ($($name:ident: $t:ty),*) => {$(
-            fn $name(self, _: $t) -> Result<(), NonFinite> { Ok(()) }
+    struct Tree;
+
+    /// An array (or a tuple) being built; `Some(tag)` wraps it as `{tag: [...]}`.
+    pub(super) struct Seq(Vec<Json>, Option<&'static str>);
+
+    /// An object being built; `Some(tag)` wraps it as `{tag: {...}}`.
+    pub(super) struct Map(IndexMap<String, Json>, Option<String>, Option<&'static str>);
+
+    fn tagged(tag: Option<&'static str>, value: Json) -> Json {
+        match tag {
+            None => value,
+            Some(tag) => Json::Object(IndexMap::from([(tag.to_owned(), value)])),
+        }
+    }
+
+    impl ser::Serializer for Tree {
+        type Ok = Json;
+        type Error = Refused;
+        type SerializeSeq = Seq;
+        type SerializeTuple = Seq;
+        type SerializeTupleStruct = Seq;
+        type SerializeTupleVariant = Seq;
+        type SerializeMap = Map;
+        type SerializeStruct = Map;
+        type SerializeStructVariant = Map;
+
+        fn serialize_bool(self, v: bool) -> Result<Json, Refused> {
+            Ok(Json::Bool(v))
+        }
+        fn serialize_i8(self, v: i8) -> Result<Json, Refused> {
+            Ok(Json::Number(f64::from(v)))
+        }
+        fn serialize_i16(self, v: i16) -> Result<Json, Refused> {
+            Ok(Json::Number(f64::from(v)))
+        }
+        fn serialize_i32(self, v: i32) -> Result<Json, Refused> {
+            Ok(Json::Number(f64::from(v)))
+        }
+        // Beyond 2^53 these round, but `value_of` then refuses every integer-valued number
+        // beyond ±(2^53−1) whatever it rounded to, so no changed value passes.
+        fn serialize_i64(self, v: i64) -> Result<Json, Refused> {
+            Ok(Json::Number(v as f64))
+        }
+        fn serialize_i128(self, v: i128) -> Result<Json, Refused> {
+            Ok(Json::Number(v as f64))
+        }
+        fn serialize_u8(self, v: u8) -> Result<Json, Refused> {
+            Ok(Json::Number(f64::from(v)))
+        }
+        fn serialize_u16(self, v: u16) -> Result<Json, Refused> {
+            Ok(Json::Number(f64::from(v)))
+        }
+        fn serialize_u32(self, v: u32) -> Result<Json, Refused> {
+            Ok(Json::Number(f64::from(v)))
+        }
+        fn serialize_u64(self, v: u64) -> Result<Json, Refused> {
+            Ok(Json::Number(v as f64))
+        }
+        fn serialize_u128(self, v: u128) -> Result<Json, Refused> {
+            Ok(Json::Number(v as f64))
+        }
+        fn serialize_f32(self, v: f32) -> Result<Json, Refused> {
+            number(f64::from(v))
+        }
+        fn serialize_f64(self, v: f64) -> Result<Json, Refused> {
+            number(v)
+        }
+        fn serialize_char(self, v: char) -> Result<Json, Refused> {
+            Ok(Json::String(v.to_string()))
+        }
+        fn serialize_str(self, v: &str) -> Result<Json, Refused> {
+            Ok(Json::String(v.to_owned()))
+        }
+        fn serialize_bytes(self, v: &[u8]) -> Result<Json, Refused> {
+            Ok(Json::Array(v.iter().map(|b| Json::Number(f64::from(*b))).collect()))
+        }
+        fn serialize_none(self) -> Result<Json, Refused> {
+            Ok(Json::Null)
+        }
+        fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<Json, Refused> {
+            v.serialize(Tree)
+        }
+        fn serialize_unit(self) -> Result<Json, Refused> {
+            Ok(Json::Null)
+        }
+        fn serialize_unit_struct(self, _: &'static str) -> Result<Json, Refused> {
+            Ok(Json::Null)
+        }
+        fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<Json, Refused> {
+            Ok(Json::String(variant.to_owned()))
+        }
+        fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<Json, Refused> {
+            v.serialize(Tree)
+        }
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            variant: &'static str,
+            v: &T,
+        ) -> Result<Json, Refused> {
+            Ok(tagged(Some(variant), v.serialize(Tree)?))
+        }
+        fn serialize_seq(self, len: Option<usize>) -> Result<Seq, Refused> {
+            Ok(Seq(Vec::with_capacity(len.unwrap_or(0).min(4096)), None))
+        }
+        fn serialize_tuple(self, len: usize) -> Result<Seq, Refused> {
+            self.serialize_seq(Some(len))
+        }
+        fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq, Refused> {
+            self.serialize_seq(Some(len))
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            variant: &'static str,
+            len: usize,
+        ) -> Result<Seq, Refused> {
+            Ok(Seq(Vec::with_capacity(len.min(4096)), Some(variant)))
+        }
+        fn serialize_map(self, len: Option<usize>) -> Result<Map, Refused> {
+            Ok(Map(IndexMap::with_capacity(len.unwrap_or(0).min(4096)), None, None))
+        }
+        fn serialize_struct(self, _: &'static str, len: usize) -> Result<Map, Refused> {
+            self.serialize_map(Some(len))
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            variant: &'static str,
+            len: usize,
+        ) -> Result<Map, Refused> {
+            Ok(Map(IndexMap::with_capacity(len.min(4096)), None, Some(variant)))
+        }
+    }
+
+    macro_rules! seq {
+        ($($tr:ident :: $m:ident),*) => {$(
+            impl ser::$tr for Seq {
+                type Ok = Json;
+                type Error = Refused;
+                fn $m<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Refused> {
+                    self.0.push(v.serialize(Tree)?);
+                    Ok(())
+                }
+                fn end(self) -> Result<Json, Refused> {
+                    Ok(tagged(self.1, Json::Array(self.0)))
+                }
+            }
         )*};
     }
+    seq!(
+        SerializeSeq::serialize_element,
+        SerializeTuple::serialize_element,
+        SerializeTupleStruct::serialize_field,
+        SerializeTupleVariant::serialize_field
+    );
 
-    fn float(v: f64) -> Result<(), NonFinite> {
-        if v.is_finite() { Ok(()) } else { Err(NonFinite(format!("the value holds a non-finite number ({v})"))) }
+    impl ser::SerializeMap for Map {
+        type Ok = Json;
+        type Error = Refused;
+        fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), Refused> {
+            self.1 = Some(k.serialize(Key)?);
+            Ok(())
+        }
+        fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Refused> {
+            let key = self.1.take().ok_or_else(|| Refused("a map value without a key".into()))?;
+            self.0.insert(key, v.serialize(Tree)?);
+            Ok(())
+        }
+        fn end(self) -> Result<Json, Refused> {
+            Ok(tagged(self.2, Json::Object(self.0)))
+        }
     }
 
-    impl ser::Serializer for Walker {
-        type Ok = ();
-        type Error = NonFinite;
-        type SerializeSeq = Walker;
-        type SerializeTuple = Walker;
-        type SerializeTupleStruct = Walker;
-        type SerializeTupleVariant = Walker;
-        type SerializeMap = Walker;
-        type SerializeStruct = Walker;
-        type SerializeStructVariant = Walker;
+    impl ser::SerializeStruct for Map {
+        type Ok = Json;
+        type Error = Refused;
+        fn serialize_field<T: Serialize + ?Sized>(&mut self, k: &'static str, v: &T) -> Result<(), Refused> {
+            self.0.insert(k.to_owned(), v.serialize(Tree)?);
+            Ok(())
+        }
+        fn end(self) -> Result<Json, Refused> {
+            Ok(tagged(self.2, Json::Object(self.0)))
+        }
+    }
 
-        ok!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
-            serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64,
-            serialize_u128: u128, serialize_char: char, serialize_str: &str, serialize_bytes: &[u8]);
+    impl ser::SerializeStructVariant for Map {
+        type Ok = Json;
+        type Error = Refused;
+        fn serialize_field<T: Serialize + ?Sized>(&mut self, k: &'static str, v: &T) -> Result<(), Refused> {
+            self.0.insert(k.to_owned(), v.serialize(Tree)?);
+            Ok(())
+        }
+        fn end(self) -> Result<Json, Refused> {
+            Ok(tagged(self.2, Json::Object(self.0)))
+        }
+    }
 
-        fn serialize_f32(self, v: f32) -> Result<(), NonFinite> {
-            float(f64::from(v))
+    /// Map keys: strings, and what serde_json also writes as strings (integers, bools, chars).
+    struct Key;
+
+    fn key_refused() -> Refused {
+        Refused("a map key must be a string (or an integer, bool or char)".into())
+    }
+
+    impl ser::Serializer for Key {
+        type Ok = String;
+        type Error = Refused;
+        type SerializeSeq = Impossible<String, Refused>;
+        type SerializeTuple = Impossible<String, Refused>;
+        type SerializeTupleStruct = Impossible<String, Refused>;
+        type SerializeTupleVariant = Impossible<String, Refused>;
+        type SerializeMap = Impossible<String, Refused>;
+        type SerializeStruct = Impossible<String, Refused>;
+        type SerializeStructVariant = Impossible<String, Refused>;
+
+        fn serialize_bool(self, v: bool) -> Result<String, Refused> {
+            Ok(v.to_string())
         }
-        fn serialize_f64(self, v: f64) -> Result<(), NonFinite> {
-            float(v)
+        fn serialize_i8(self, v: i8) -> Result<String, Refused> {
+            Ok(v.to_string())
         }
-        fn serialize_none(self) -> Result<(), NonFinite> {
-            Ok(())
+        fn serialize_i16(self, v: i16) -> Result<String, Refused> {
+            Ok(v.to_string())
         }
-        fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), NonFinite> {
-            v.serialize(Walker)
+        fn serialize_i32(self, v: i32) -> Result<String, Refused> {
+            Ok(v.to_string())
         }
-        fn serialize_unit(self) -> Result<(), NonFinite> {
-            Ok(())
+        fn serialize_i64(self, v: i64) -> Result<String, Refused> {
+            Ok(v.to_string())
         }
-        fn serialize_unit_struct(self, _: &'static str) -> Result<(), NonFinite> {
-            Ok(())
+        fn serialize_i128(self, v: i128) -> Result<String, Refused> {
+            Ok(v.to_string())
         }
-        fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), NonFinite> {
-            Ok(())
+        fn serialize_u8(self, v: u8) -> Result<String, Refused> {
+            Ok(v.to_string())
         }
-        fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<(), NonFinite> {
-            v.serialize(Walker)
+        fn serialize_u16(self, v: u16) -> Result<String, Refused> {
+            Ok(v.to_string())
+        }
+        fn serialize_u32(self, v: u32) -> Result<String, Refused> {
+            Ok(v.to_string())
+        }
+        fn serialize_u64(self, v: u64) -> Result<String, Refused> {
+            Ok(v.to_string())
+        }
+        fn serialize_u128(self, v: u128) -> Result<String, Refused> {
+            Ok(v.to_string())
+        }
+        fn serialize_f32(self, _: f32) -> Result<String, Refused> {
+            Err(key_refused())
+        }
+        fn serialize_f64(self, _: f64) -> Result<String, Refused> {
+            Err(key_refused())
+        }
+        fn serialize_char(self, v: char) -> Result<String, Refused> {
+            Ok(v.to_string())
+        }
+        fn serialize_str(self, v: &str) -> Result<String, Refused> {
+            Ok(v.to_owned())
+        }
+        fn serialize_bytes(self, _: &[u8]) -> Result<String, Refused> {
+            Err(key_refused())
+        }
+        fn serialize_none(self) -> Result<String, Refused> {
+            Err(key_refused())
+        }
+        fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, Refused> {
+            Err(key_refused())
+        }
+        fn serialize_unit(self) -> Result<String, Refused> {
+            Err(key_refused())
+        }
+        fn serialize_unit_struct(self, _: &'static str) -> Result<String, Refused> {
+            Err(key_refused())
+        }
+        fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<String, Refused> {
+            Ok(variant.to_owned())
+        }
+        fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<String, Refused> {
+            v.serialize(Key)
         }
         fn serialize_newtype_variant<T: Serialize + ?Sized>(
             self,
             _: &'static str,
             _: u32,
             _: &'static str,
-            v: &T,
-        ) -> Result<(), NonFinite> {
-            v.serialize(Walker)
+            _: &T,
+        ) -> Result<String, Refused> {
+            Err(key_refused())
         }
-        fn serialize_seq(self, _: Option<usize>) -> Result<Walker, NonFinite> {
-            Ok(Walker)
+        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Refused> {
+            Err(key_refused())
         }
-        fn serialize_tuple(self, _: usize) -> Result<Walker, NonFinite> {
-            Ok(Walker)
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Refused> {
+            Err(key_refused())
         }
-        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Walker, NonFinite> {
-            Ok(Walker)
+        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Refused> {
+            Err(key_refused())
         }
         fn serialize_tuple_variant(
             self,
@@ -216,14 +493,14 @@ mod finite {
             _: u32,
             _: &'static str,
             _: usize,
-        ) -> Result<Walker, NonFinite> {
-            Ok(Walker)
+        ) -> Result<Self::SerializeTupleVariant, Refused> {
+            Err(key_refused())
         }
-        fn serialize_map(self, _: Option<usize>) -> Result<Walker, NonFinite> {
-            Ok(Walker)
+        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Refused> {
+            Err(key_refused())
         }
-        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Walker, NonFinite> {
-            Ok(Walker)
+        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Refused> {
+            Err(key_refused())
         }
         fn serialize_struct_variant(
             self,
@@ -231,61 +508,8 @@ mod finite {
             _: u32,
             _: &'static str,
             _: usize,
-        ) -> Result<Walker, NonFinite> {
-            Ok(Walker)
-        }
-    }
-
-    macro_rules! compound {
-        ($($tr:ident :: $m:ident),*) => {$(
-            impl ser::$tr for Walker {
-                type Ok = ();
-                type Error = NonFinite;
-                fn $m<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), NonFinite> { v.serialize(Walker) }
-                fn end(self) -> Result<(), NonFinite> { Ok(()) }
-            }
-        )*};
-    }
-    compound!(
-        SerializeSeq::serialize_element,
-        SerializeTuple::serialize_element,
-        SerializeTupleStruct::serialize_field,
-        SerializeTupleVariant::serialize_field
-    );
-
-    impl ser::SerializeMap for Walker {
-        type Ok = ();
-        type Error = NonFinite;
-        fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), NonFinite> {
-            k.serialize(Walker)
-        }
-        fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), NonFinite> {
-            v.serialize(Walker)
-        }
-        fn end(self) -> Result<(), NonFinite> {
-            Ok(())
-        }
-    }
-
-    impl ser::SerializeStruct for Walker {
-        type Ok = ();
-        type Error = NonFinite;
-        fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> Result<(), NonFinite> {
-            v.serialize(Walker)
-        }
-        fn end(self) -> Result<(), NonFinite> {
-            Ok(())
-        }
-    }
-
-    impl ser::SerializeStructVariant for Walker {
-        type Ok = ();
-        type Error = NonFinite;
-        fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> Result<(), NonFinite> {
-            v.serialize(Walker)
-        }
-        fn end(self) -> Result<(), NonFinite> {
-            Ok(())
+        ) -> Result<Self::SerializeStructVariant, Refused> {
+            Err(key_refused())
         }
     }
 }

@@ -557,6 +557,60 @@ pub fn value_of_encoded(value: &Json, max_bytes: usize) -> Result<(Json, Vec<u8>
     Ok((normalised, bytes))
 }
 
+/// [`value_of_encoded`] on an owned value, normalised in place (no second tree): a sender's
+/// hot path.
+///
+/// # Errors
+///
+/// See [`value_of_with_limit`].
+pub fn value_of_owned_encoded(mut value: Json, max_bytes: usize) -> Result<(Json, Vec<u8>), ValueRuleError> {
+    let mut nodes = 0;
+    normalise_in_place(&mut value, 0, &mut nodes)?;
+    let bytes = encode(&value).map_err(|_| ValueRuleError::NotFinite)?;
+    if bytes.len() > max_bytes {
+        return Err(ValueRuleError::TooLarge { len: bytes.len(), max: max_bytes });
+    }
+    Ok((value, bytes))
+}
+
+fn normalise_in_place(value: &mut Json, depth: usize, nodes: &mut usize) -> Result<(), ValueRuleError> {
+    *nodes += 1;
+    if *nodes > MAX_VALUE_NODES {
+        return Err(ValueRuleError::TooManyNodes);
+    }
+    if depth > MAX_VALUE_DEPTH {
+        return Err(ValueRuleError::TooDeep);
+    }
+    match value {
+        Json::Null | Json::Bool(_) | Json::String(_) => {}
+        Json::Number(n) => {
+            if !n.is_finite() {
+                return Err(ValueRuleError::NotFinite);
+            }
+            if n.fract() == 0.0 && n.abs() > MAX_SAFE_INTEGER {
+                return Err(ValueRuleError::UnsafeInteger);
+            }
+            if *n == 0.0 {
+                *n = 0.0;
+            }
+        }
+        Json::Array(items) => {
+            for item in items {
+                normalise_in_place(item, depth + 1, nodes)?;
+            }
+        }
+        Json::Object(map) => {
+            if !map.keys().zip(map.keys().skip(1)).all(|(a, b)| a.encode_utf16().le(b.encode_utf16())) {
+                map.sort_by(|a, _, b, _| a.encode_utf16().cmp(b.encode_utf16()));
+            }
+            for item in map.values_mut() {
+                normalise_in_place(item, depth + 1, nodes)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The longest JSON text whose canonical re-encoding cannot exceed 64 KiB, so
 /// [`value_of_decoded`] needs no size check: re-encoding only grows number tokens, and a
 /// number `value_of` accepts grows at most 4× (`1e15` → 16 digits; `1e-6` → `0.000001`);
@@ -635,6 +689,19 @@ mod tests {
         assert!(big.len() > MAX_UNCHECKED_TEXT_BYTES);
         assert_eq!(value_of_decoded(&value, big.len()).unwrap_err().code(), ErrorCode::ValueTooLarge);
         let (normalised, bytes) = value_of_encoded(&decode(br#"{"b":1,"a":-0.0}"#).unwrap(), MAX_VALUE_BYTES).unwrap();
+        // In place, the same result, for every shape (nested, unsorted, -0, too deep, unsafe).
+        for text in [
+            &br#"{"b":1,"a":-0.0,"\u00e9":[{"z":1,"y":2}],"\ud83d\ude00":0,"\uffff":1}"#[..],
+            b"[1,2,[3,{}],null,true,\"x\"]",
+            b"9007199254740992",
+            format!("{}1{}", "[".repeat(34), "]".repeat(34)).as_bytes(),
+        ] {
+            let value = decode(text).unwrap();
+            assert_eq!(
+                value_of_owned_encoded(value.clone(), MAX_VALUE_BYTES),
+                value_of_encoded(&value, MAX_VALUE_BYTES)
+            );
+        }
         assert_eq!((encode(&normalised).unwrap(), bytes), (br#"{"a":0,"b":1}"#.to_vec(), br#"{"a":0,"b":1}"#.to_vec()));
     }
 
