@@ -187,12 +187,21 @@ pub(crate) struct Slot {
     pub entry: Option<Entry>,
 }
 
+/// The per-variable watches of [`Shared`].
+#[derive(Debug, Default)]
+struct Slots {
+    map: std::collections::HashMap<Name, watch::Sender<Slot>>,
+    /// Prune watches nobody holds when the map reaches this size (amortised).
+    prune_at: usize,
+}
+
 /// The store shared by a namespace's handles, with per-variable watches.
 #[derive(Debug)]
 pub(crate) struct Shared {
     store: Mutex<Store>,
-    /// Per-variable watches, created when a handle asks.
-    slots: Mutex<std::collections::HashMap<Name, watch::Sender<Slot>>>,
+    /// Per-variable watches, created when a handle asks and dropped once no handle is left
+    /// (so a namespace that touched many names does not keep a watch for each).
+    slots: Mutex<Slots>,
     /// Any stored change (for namespace-wide watchers).
     pub changes: watch::Sender<u64>,
     /// Wakes the flusher.
@@ -205,7 +214,7 @@ impl Shared {
     pub(crate) fn new(capacity: Capacity) -> Self {
         Shared {
             store: Mutex::new(Store::new(capacity)),
-            slots: Mutex::new(std::collections::HashMap::new()),
+            slots: Mutex::new(Slots::default()),
             changes: watch::channel(0).0,
             flush: Notify::new(),
             confirmed: watch::channel(0).0,
@@ -224,24 +233,37 @@ impl Shared {
     /// A watch of `name`, created on first use.
     pub(crate) fn slot(&self, name: &Name) -> watch::Receiver<Slot> {
         let mut slots = lock(&self.slots);
-        if let Some(tx) = slots.get(name) {
+        if let Some(tx) = slots.map.get(name) {
             return tx.subscribe();
         }
         let entry = lock(&self.store).get(name).cloned();
         let (tx, rx) = watch::channel(Slot { entry });
-        slots.insert(name.clone(), tx);
+        slots.map.insert(name.clone(), tx);
+        if slots.map.len() >= slots.prune_at {
+            slots.map.retain(|_, tx| tx.receiver_count() > 0);
+            slots.prune_at = (slots.map.len() * 2).max(64);
+        }
         rx
     }
 
     /// Tells the watchers of `name` (if any) its current entry.
     pub(crate) fn notify(&self, name: &Name) {
-        let slots = lock(&self.slots);
-        if let Some(tx) = slots.get(name) {
-            let entry = lock(&self.store).get(name).cloned();
-            tx.send_replace(Slot { entry });
+        let mut slots = lock(&self.slots);
+        if let Some(tx) = slots.map.get(name) {
+            if tx.receiver_count() == 0 {
+                slots.map.remove(name);
+            } else {
+                let entry = lock(&self.store).get(name).cloned();
+                tx.send_replace(Slot { entry });
+            }
         }
         drop(slots);
         self.changes.send_modify(|n| *n += 1);
+    }
+
+    #[cfg(test)]
+    fn watched(&self) -> usize {
+        lock(&self.slots).map.len()
     }
 
     /// Applies a received record and tells the watchers; returns what happened.
@@ -421,6 +443,19 @@ mod tests {
         // …and one that sorts below is refused rather than publishing a record that loses.
         let err = store.write(&name("poison"), Some(&Json::Number(3.0)), &id("a")).unwrap_err();
         assert_eq!(err.kind(), ErrorCode::InvalidVersion);
+    }
+
+    #[test]
+    fn watches_nobody_holds_are_dropped() {
+        let shared = Shared::new(Capacity::default());
+        let held = shared.slot(&name("held"));
+        for i in 0..1000 {
+            drop(shared.slot(&name(&format!("v{i}"))));
+        }
+        assert!(shared.watched() <= 128, "{} watches kept", shared.watched());
+        shared.with(|s| s.write(&name("held"), Some(&Json::Number(1.0)), &id("me"))).unwrap();
+        shared.notify(&name("held"));
+        assert!(held.has_changed().unwrap(), "a held watch is kept and notified");
     }
 
     #[test]
