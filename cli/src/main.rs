@@ -95,14 +95,6 @@ enum Command {
         #[command(subcommand)]
         command: p4_var::VarCommand,
     },
-    /// Check this machine: nats-server binary, local CA and trust, multicast interfaces,
-    /// servers (reachability, RTT), a namespace's leaders (manifest verification).
-    ///
-    /// Examples:
-    ///   kinopio doctor
-    ///   kinopio doctor --server nats://hub.example:4222 --discovery-namespace studio --json
-    #[command(verbatim_doc_comment)]
-    Doctor(doctor::DoctorArgs),
     /// List the instances of a protocol-4 namespace (kinopio and kinopio-hub 3.x peers) from
     /// their health reports: id, SDK, version, connection, health, online.
     ///
@@ -119,6 +111,14 @@ enum Command {
         #[command(subcommand)]
         command: live::LiveCommand,
     },
+    /// Check this machine: nats-server binary, local CA and trust, multicast interfaces,
+    /// servers (reachability, RTT), a namespace's leaders (manifest verification).
+    ///
+    /// Examples:
+    ///   kinopio doctor
+    ///   kinopio doctor --server nats://hub.example:4222 --discovery-namespace studio --json
+    #[command(verbatim_doc_comment)]
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
