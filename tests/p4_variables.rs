@@ -345,3 +345,30 @@ async fn stores_that_drifted_apart_converge_by_anti_entropy() {
     a.close().await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn drain_delivers_pending_writes_or_says_it_could_not() {
+    let mut server = NatsServer::start();
+    let (a, b) = (hub(&server).await, hub(&server).await);
+    let na = namespace(&a, "drain").await;
+    let nb = namespace(&b, "drain").await;
+    na.var::<u32>("last").unwrap().set(&7).unwrap();
+    na.drain(WAIT).await.unwrap();
+    assert!(!na.var::<u32>("last").unwrap().meta().pending);
+    wait_value(&nb, "last", json!(7)).await;
+    assert_eq!(na.publish("t", &1).await.unwrap_err().kind(), ErrorCode::Draining);
+    // Disconnected: the write cannot be confirmed, and drain says so.
+    server.kill();
+    tokio::time::timeout(WAIT, async {
+        while b.is_connected() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    nb.var::<u32>("late").unwrap().set(&1).unwrap();
+    let err = nb.drain(Duration::from_millis(300)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorCode::DrainTimeout, "{err}");
+    a.close().await;
+    b.close().await;
+}

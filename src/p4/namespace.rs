@@ -303,6 +303,28 @@ impl Namespace {
         self.inner.core.writer.as_str()
     }
 
+    /// Drains the namespace (§5.6) before the program closes its hub: messaging drains first
+    /// ([`Namespace::drain_messaging`]: new messaging work is refused with `DRAINING`,
+    /// handlers answer what they had queued, requests finish), then every local write is
+    /// confirmed by the server ([`Namespace::flush`]). One deadline for both. Unlike Python's
+    /// `hub.drain` it does not close the hub, which may hold other namespaces.
+    ///
+    /// # Errors
+    /// `DRAIN_TIMEOUT` when messaging or the writes are not done within `timeout` (for
+    /// example while disconnected: the writes stay pending).
+    ///
+    /// # Cancel safety
+    /// Cancel safe; the namespace stays draining.
+    pub async fn drain(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.drain_messaging(timeout).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.flush(left).await.map_err(|e| match e.kind() {
+            ErrorCode::Timeout => Error::new(ErrorCode::DrainTimeout).with_detail(e.to_string()),
+            _ => e,
+        })
+    }
+
     /// How many received inputs (records, reports, messages, sync answers) were refused by
     /// the wire rules and dropped. A refused input changes nothing else.
     pub fn rejected(&self) -> u64 {
