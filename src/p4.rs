@@ -41,7 +41,8 @@
 //! - **Messaging** (`messaging`): per-subscription queues of 65,536 messages / 64 MiB by
 //!   default with every drop counted (W14); no hub-wide 128-subscription / 64-request /
 //!   8 MiB budgets; handler errors send no reply like Python, or an opt-in error reply
-//!   (W15); handlers cannot set reply headers; drain covers messaging only.
+//!   (W15); handlers cannot set reply headers; [`Namespace::drain`] drains messaging and confirms
+//!   every write but does not close the hub, and cannot tell it runs inside a handler.
 //! - **Presence** (`presence`): freshness honours a claimed interval up to
 //!   [`MAX_FRESH_INTERVAL`] (W13); at the 1,024 cap the stalest row goes; reports never
 //!   carry `mesh` and always fit 2,048 bytes; secrets are redacted before truncation.
