@@ -79,10 +79,12 @@
 //!   [`MessageStream`].
 //! - `handler`: [`Namespace::handle`] and the [`Handler`] that answers requests.
 
+// Not sorted: rustdoc lists the `Namespace` methods of these modules in this order.
 mod checks;
-mod handler;
 mod send;
 mod stream;
+
+mod handler;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
