@@ -58,7 +58,9 @@
 //! - `store`: the pure record store (LWW, capacity, pending writes, clock).
 //! - `sync`: the late-joiner sync (pure requester/responder rules plus their I/O).
 //! - `variable`: [`SharedVar`].
-//! - `messaging`: events, requests and handlers.
+//! - `messaging`: events, requests and handlers (`checks`: the pure outbound/inbound rules;
+//!   `send`: publish and requests; `stream`: subscriptions and their bounded queues;
+//!   `handler`: handlers).
 //! - `presence`: health reports and the instance list.
 //! - `live`: live channels.
 //! - `value`: typed values (serde) to and from protocol-4 JSON.
