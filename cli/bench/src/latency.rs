@@ -40,23 +40,9 @@ pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport, BenchError> {
         }),
     );
     for round in 0..s.warmup_rounds + s.rounds {
-        let warmup_round = round < s.warmup_rounds;
         let results = run_round(ctx, round, s.latency_requests, s.latency_warmup).await?;
         for (client, l) in results {
-            ctx.progress(&format!(
-                "{ID} round {}{}: {} p50 {} p99 {}",
-                round + 1,
-                if warmup_round { " (warm-up)" } else { "" },
-                client.label(),
-                Unit::Micros.format(l.p50_us),
-                Unit::Micros.format(l.p99_us)
-            ));
-            if warmup_round {
-                continue;
-            }
-            report.runs.push(json!({"round": round - s.warmup_rounds, "client": client, "latency": l}));
-            report.push(client, "p50", Unit::Micros, l.p50_us);
-            report.push(client, "p99", Unit::Micros, l.p99_us);
+            record_round(ctx, &mut report, ID, (round, s.warmup_rounds), client, &l);
         }
     }
     Ok(report)
@@ -155,4 +141,31 @@ pub(crate) fn figures(all: &[ScenarioReport]) -> Vec<Figure> {
             Target::Report,
         ),
     ]
+}
+
+/// Reports one round's latencies of `client`: a progress line, and the figures unless it is
+/// a warm-up round (`round` counts the `warmup_rounds` first).
+pub(crate) fn record_round(
+    ctx: &Ctx<'_>,
+    report: &mut ScenarioReport,
+    id: &str,
+    (round, warmup_rounds): (u32, u32),
+    client: Client,
+    l: &Latencies,
+) {
+    let warmup_round = round < warmup_rounds;
+    ctx.progress(&format!(
+        "{id} round {}{}: {} p50 {} p99 {}",
+        round + 1,
+        if warmup_round { " (warm-up)" } else { "" },
+        client.label(),
+        Unit::Micros.format(l.p50_us),
+        Unit::Micros.format(l.p99_us)
+    ));
+    if warmup_round {
+        return;
+    }
+    report.runs.push(json!({"round": round - warmup_rounds, "client": client, "latency": l}));
+    report.push(client, "p50", Unit::Micros, l.p50_us);
+    report.push(client, "p99", Unit::Micros, l.p99_us);
 }

@@ -20,6 +20,7 @@
 #![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 mod backbone_failover;
+mod child;
 mod clients;
 mod error;
 mod failover;

@@ -12,8 +12,6 @@
 //! all, no refusal); kinopio 256 at a time (default confirmation); raw async-nats one after
 //! another, then one round trip (so the server has them all).
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -34,7 +32,6 @@ pub(crate) const TITLE: &str = "N subscribed variables (a series over N): client
 /// Subscriptions made concurrently in the `kinopio-concurrent` mode.
 const CONCURRENCY: usize = 256;
 /// How long one child may take.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(180);
 /// Subscription capacity of both clients in the children (like with like).
 const CAPACITY: usize = 1024;
 /// The subscribe-time target: kinopio ÷ raw at most this.
@@ -204,35 +201,8 @@ pub(crate) async fn child(mode: Mode, url: &str, count: usize) -> Result<ChildRe
 }
 
 async fn spawn_child(ctx: &Ctx<'_>, mode: Mode, count: usize) -> Result<ChildResult, BenchError> {
-    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
-        what: "find the running executable",
-        path: PathBuf::from("/proc/self/exe"),
-        source,
-    })?;
-    let mode_arg = mode.name();
-    let mut command = tokio::process::Command::new(&exe);
-    command
-        .args(["many-subs-child", "--mode", mode_arg, "--server", ctx.url()])
-        .arg("--subs")
-        .arg(count.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(CHILD_TIMEOUT, command.output())
-        .await
-        .map_err(|_| BenchError::Child(format!("{mode_arg} did not finish within {CHILD_TIMEOUT:?}")))?
-        .map_err(|source| BenchError::Io { what: "run", path: exe.clone(), source })?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(BenchError::Child(format!(
-            "{mode_arg} exited with {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
-    serde_json::from_str(line).map_err(|e| BenchError::Child(format!("{mode_arg} printed no result ({e}): {stdout:?}")))
+    let args = ["many-subs-child", "--mode", mode.name(), "--server", ctx.url(), "--subs", &count.to_string()];
+    crate::child::run(&args.map(str::to_owned), mode.name()).await
 }
 
 fn mb(kb: Option<u64>) -> Option<f64> {

@@ -23,7 +23,7 @@ use super::Ctx;
 use super::clients::{Client, raw_round_trip, round_order};
 use super::error::BenchError;
 use super::p4_python::Python3;
-use super::report::{Figure, ScenarioReport, Target, Unit};
+use super::report::{Figure, ScenarioReport, Target};
 use super::stats::Latencies;
 
 /// Scenario id.
@@ -70,7 +70,6 @@ pub(crate) async fn run(ctx: &Ctx<'_>, python: &Python3) -> Result<ScenarioRepor
         }),
     );
     for round in 0..s.warmup_rounds + s.rounds {
-        let warmup_round = round < s.warmup_rounds;
         let mut results = Vec::new();
         for client in round_order(round) {
             let samples = match client {
@@ -82,20 +81,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, python: &Python3) -> Result<ScenarioRepor
         results.push((Client::Python3, python_round(ctx, python, round).await?));
         for (client, samples) in results {
             let Some(l) = Latencies::of(&samples) else { continue };
-            ctx.progress(&format!(
-                "{ID} round {}{}: {} p50 {} p99 {}",
-                round + 1,
-                if warmup_round { " (warm-up)" } else { "" },
-                client.label(),
-                Unit::Micros.format(l.p50_us),
-                Unit::Micros.format(l.p99_us)
-            ));
-            if warmup_round {
-                continue;
-            }
-            report.runs.push(json!({"round": round - s.warmup_rounds, "client": client, "latency": l}));
-            report.push(client, "p50", Unit::Micros, l.p50_us);
-            report.push(client, "p99", Unit::Micros, l.p99_us);
+            super::latency::record_round(ctx, &mut report, ID, (round, s.warmup_rounds), client, &l);
         }
     }
     Ok(report)

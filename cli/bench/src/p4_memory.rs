@@ -12,8 +12,6 @@
 //! - Python 3.0.0: one `KinopioHub` (own connection) per instance in one interpreter
 //!   (`scripts/bench/p4_bench.py`).
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -32,9 +30,6 @@ pub(crate) const ID: &str = "p4-memory";
 /// What it measures.
 pub(crate) const TITLE: &str =
     "protocol 4: RSS growth per additional instance holding N variables (child process each), kinopio vs Python 3.0.0";
-/// How long one child may take.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(180);
-
 /// What one instance is in the kinopio child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -94,38 +89,14 @@ pub(crate) async fn child(mode: Mode, url: &str, variables: usize, units: usize)
 }
 
 async fn spawn_child(ctx: &Ctx<'_>, mode: Mode, variables: usize, units: usize) -> Result<ChildResult, BenchError> {
-    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
-        what: "find the running executable",
-        path: PathBuf::from("/proc/self/exe"),
-        source,
-    })?;
     let mode_arg = match mode {
         Mode::Hub => "hub",
         Mode::Namespace => "namespace",
     };
-    let mut command = tokio::process::Command::new(&exe);
-    command
-        .args(["p4-memory-child", "--mode", mode_arg, "--server", ctx.url()])
-        .args(["--variables", &variables.to_string(), "--units", &units.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(CHILD_TIMEOUT, command.output())
-        .await
-        .map_err(|_| BenchError::Child(format!("p4-memory {mode_arg} did not finish within {CHILD_TIMEOUT:?}")))?
-        .map_err(|source| BenchError::Io { what: "run", path: exe.clone(), source })?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(BenchError::Child(format!(
-            "p4-memory {mode_arg} exited with {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
-    serde_json::from_str(line)
-        .map_err(|e| BenchError::Child(format!("p4-memory {mode_arg} printed no result ({e}): {stdout:?}")))
+    let (variables, units) = (variables.to_string(), units.to_string());
+    let args =
+        ["p4-memory-child", "--mode", mode_arg, "--server", ctx.url(), "--variables", &variables, "--units", &units];
+    crate::child::run(&args.map(str::to_owned), &format!("p4-memory {mode_arg}")).await
 }
 
 /// kB → MB (10^6 bytes).
