@@ -14,20 +14,26 @@ fn example(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-#[tokio::test]
-async fn quickstart_runs() {
-    let server = NatsServer::start();
-    let path = example("quickstart");
+/// Runs example `name` with the server URL, bounded; its stdout (it must succeed).
+async fn run_example(name: &str, server: &str) -> String {
+    let path = example(name);
     assert!(path.exists(), "example not built at {}", path.display());
     let out = tokio::time::timeout(
         Duration::from_secs(30),
-        tokio::process::Command::new(path).arg(server.url()).kill_on_drop(true).output(),
+        tokio::process::Command::new(path).arg(server).kill_on_drop(true).output(),
     )
     .await
     .unwrap()
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[tokio::test]
+async fn quickstart_runs() {
+    let server = NatsServer::start();
+    let stdout = run_example("quickstart", &server.url()).await;
     assert!(stdout.contains("math.double(21) = 42"), "{stdout}");
     assert!(stdout.contains(r#"chat.messages <- {"from": "quickstart", "text": "hello"}"#), "{stdout}");
 }
@@ -58,17 +64,7 @@ async fn local_leader_runs() {
 #[tokio::test]
 async fn shared_state_runs() {
     let server = NatsServer::start();
-    let path = example("shared_state");
-    assert!(path.exists(), "example not built at {}", path.display());
-    let out = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::process::Command::new(path).arg(server.url()).kill_on_drop(true).output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = run_example("shared_state", &server.url()).await;
     assert!(stdout.contains("synced 1 record(s) (Quiet)"), "{stdout}");
     assert!(stdout.contains("battery = Some(Battery { level: 80, charging: false })"), "{stdout}");
     assert!(stdout.contains("battery changed to Some(Battery { level: 79, charging: true }) (version 2)"), "{stdout}");
