@@ -177,6 +177,10 @@ async fn hostile_records_are_dropped_and_counted_and_change_nothing() {
     raw.flush().await.unwrap();
     wait_value(&na, "battery", json!(7)).await;
     assert_eq!(na.rejected() - before, 5);
+    // The refused records did not become this instance's error (3.0.0's W8).
+    na.report_health().await.unwrap();
+    let own = na.instances().into_iter().find(|i| i.instance_id == na.instance_id()).expect("own row");
+    assert_eq!(own.health, Some(kinopio::p4::Health::Ok), "{:?}", own.status);
     // A maximal counter (§11 W9) on one variable does not wedge writes of the others.
     let poison = format!(
         r#"{{"name":"battery","version":{{"counter":"{}","writer":"x"}},"deleted":false,"value":0}}"#,
