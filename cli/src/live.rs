@@ -124,10 +124,8 @@ async fn send(args: SendArgs) -> Result<(), Failure> {
     let result = async {
         let ch = open(&session, &args.namespace, json)?.live(&args.channel).map_err(|e| failure(&e, json))?;
         let options = LiveSendOptions::new().timeout(Duration::from_millis(args.timeout_ms)).confirm(args.confirm);
-        tokio::select! {
-            r = ch.send_json_with(&value, options) => r.map_err(|e| failure(&e, json)),
-            () = crate::signals::shutdown() => Err(Failure::new(130, "interrupted", "interrupted while sending", json)),
-        }
+        let sent = async { ch.send_json_with(&value, options).await.map_err(|e| failure(&e, json)) };
+        crate::output::interruptible(sent, "while sending", json).await
     }
     .await;
     if let Ok(delivery) = &result {

@@ -189,3 +189,16 @@ pub(crate) fn raw(payload: &[u8]) {
     let _ = out.write_all(b"\n");
     let _ = out.flush();
 }
+
+/// Runs `work` until it ends or a signal arrives; a signal is the failure "interrupted
+/// `while`" with exit code 130 (the convention of every command).
+pub(crate) async fn interruptible<T>(
+    work: impl std::future::Future<Output = Result<T, Failure>>,
+    while_: &str,
+    json: bool,
+) -> Result<T, Failure> {
+    tokio::select! {
+        r = work => r,
+        () = crate::signals::shutdown() => Err(Failure::new(130, "interrupted", format!("interrupted {while_}"), json)),
+    }
+}

@@ -128,10 +128,8 @@ impl NamespaceArgs {
     /// Connects, opens the namespace and waits until it has synced.
     async fn open_synced(&self) -> Result<(Session, Namespace), Failure> {
         let (session, ns) = self.open().await?;
-        let synced = tokio::select! {
-            r = ns.wait_synced(self.timeout()) => r.map_err(|e| Failure::p4(&e, self.json())),
-            () = crate::signals::shutdown() => Err(Failure::new(130, "interrupted", "interrupted while syncing", self.json())),
-        };
+        let sync = async { ns.wait_synced(self.timeout()).await.map_err(|e| Failure::p4(&e, self.json())) };
+        let synced = crate::output::interruptible(sync, "while syncing", self.json()).await;
         match synced {
             Ok(_) => Ok((session, ns)),
             Err(failure) => {
@@ -173,10 +171,8 @@ async fn set(args: SetArgs) -> Result<(), Failure> {
     let result = async {
         let var = ns.var::<serde_json::Value>(&args.target.variable).map_err(|e| Failure::p4(&e, json))?;
         let version = var.set(&value).map_err(|e| Failure::p4(&e, json))?;
-        tokio::select! {
-            r = var.confirmed(ns_args.timeout()) => r.map_err(|e| Failure::p4(&e, json))?,
-            () = crate::signals::shutdown() => return Err(Failure::new(130, "interrupted", "interrupted before the server confirmed the write", json)),
-        }
+        let confirmed = async { var.confirmed(ns_args.timeout()).await.map_err(|e| Failure::p4(&e, json)) };
+        crate::output::interruptible(confirmed, "before the server confirmed the write", json).await?;
         if json {
             let mut line = Fields::new();
             line.put("set", &args.target.variable);
@@ -184,7 +180,10 @@ async fn set(args: SetArgs) -> Result<(), Failure> {
             line.put("version", version_json(&version));
             line.print();
         } else {
-            eprintln!("set {} in {} (version {} by {})", args.target.variable, ns_args.namespace, version.counter, version.writer);
+            eprintln!(
+                "set {} in {} (version {} by {})",
+                args.target.variable, ns_args.namespace, version.counter, version.writer
+            );
         }
         Ok(())
     }

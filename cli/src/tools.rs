@@ -409,10 +409,7 @@ pub(crate) async fn publish(args: PubArgs) -> Result<(), Failure> {
         }
         session.confirm(&since, if args.count == 1 { "the message" } else { "the messages" }).await
     };
-    let result = tokio::select! {
-        r = sent => r,
-        () = crate::signals::shutdown() => Err(Failure::new(130, "interrupted", "interrupted while publishing", json)),
-    };
+    let result = crate::output::interruptible(sent, "while publishing", json).await;
     if result.is_ok() {
         if json {
             let mut line = Fields::new();
@@ -529,8 +526,8 @@ pub(crate) async fn request(args: ReqArgs) -> Result<(), Failure> {
     let headers = args.payload.header_map(json)?;
     let (session, var) = open_variable(&args.subject, &args.connect).await?;
     let options = kinopio::RequestOptions { timeout: Some(Duration::from_millis(args.timeout_ms)), headers };
-    let result = tokio::select! {
-        r = var.request_with(payload, options) => r.map_err(|e| {
+    let asked = async {
+        var.request_with(payload, options).await.map_err(|e| {
             let (code, kind) = match e.kind() {
                 RequestErrorKind::TimedOut => (4, "timed-out"),
                 RequestErrorKind::NoResponders => (5, "no-responders"),
@@ -539,9 +536,9 @@ pub(crate) async fn request(args: ReqArgs) -> Result<(), Failure> {
                 _ => (1, "request-failed"),
             };
             Failure::new(code, kind, e.to_string(), json)
-        }),
-        () = crate::signals::shutdown() => Err(Failure::new(130, "interrupted", "interrupted while waiting for the reply", json)),
+        })
     };
+    let result = crate::output::interruptible(asked, "while waiting for the reply", json).await;
     if let Ok(reply) = &result {
         if json {
             output::message_fields(&args.subject, reply).print();

@@ -117,10 +117,7 @@ pub(super) async fn publish(args: PubArgs, namespace: &str) -> Result<(), Failur
         }
         session.confirm(&since, if args.count == 1 { "the message" } else { "the messages" }).await
     };
-    let result = tokio::select! {
-        r = sent => r,
-        () = crate::signals::shutdown() => Err(Failure::new(130, "interrupted", "interrupted while publishing", json)),
-    };
+    let result = crate::output::interruptible(sent, "while publishing", json).await;
     if result.is_ok() {
         if json {
             let mut line = Fields::new();
@@ -256,10 +253,7 @@ pub(super) async fn request(args: ReqArgs, namespace: &str) -> Result<(), Failur
         }
         Ok(())
     };
-    let result = tokio::select! {
-        r = work => r,
-        () = crate::signals::shutdown() => Err(Failure::new(130, "interrupted", "interrupted while waiting for the reply", json)),
-    };
+    let result = crate::output::interruptible(work, "while waiting for the reply", json).await;
     finish(session, result).await
 }
 
