@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
 
 mod common;
-use common::{json_lines, kinopio, next, run};
+use common::{json_lines, next, run, spawn};
 
 /// Reads lines until one has `key` equal to `value`.
 async fn until(lines: &mut Lines<BufReader<ChildStdout>>, key: &str, value: &str) -> Json {
@@ -27,11 +27,8 @@ async fn until(lines: &mut Lines<BufReader<ChildStdout>>, key: &str, value: &str
 #[tokio::test]
 async fn pub_sub_req_serve_speak_protocol_4() {
     let server = NatsServer::start();
-    let mut sub = kinopio(&server, &["sub", "sensor.*", "--namespace", "workshop", "--count", "2", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(sub.stdout.take().unwrap()).lines();
+    let (mut sub, mut lines) =
+        spawn(&server, &["sub", "sensor.*", "--namespace", "workshop", "--count", "2", "--json"]);
     assert_eq!(next(&mut lines).await["event"], "connected");
     assert_eq!(next(&mut lines).await, json!({"event": "subscribed", "topic": "sensor.*", "namespace": "workshop"}));
 
@@ -54,11 +51,8 @@ async fn pub_sub_req_serve_speak_protocol_4() {
     assert!(tokio::time::timeout(WAIT, sub.wait()).await.unwrap().unwrap().success());
 
     // serve --echo, req and req --many.
-    let mut serve = kinopio(&server, &["serve", "math.echo", "--echo", "--namespace", "workshop", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut served = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let (mut serve, mut served) =
+        spawn(&server, &["serve", "math.echo", "--echo", "--namespace", "workshop", "--json"]);
     until(&mut served, "event", "serving").await;
     let (code, out, err) = run(&server, &["req", "math.echo", r#"{"x": [1, 2.0]}"#, "--namespace", "workshop"]).await;
     assert_eq!((code, out.trim()), (0, r#"{"x":[1,2]}"#), "{err}");
@@ -152,12 +146,8 @@ async fn cli_and_python_answer_each_other() {
     drop(py.stdin.take());
     assert!(tokio::time::timeout(WAIT, py.wait()).await.unwrap().unwrap().success());
 
-    let mut serve =
-        kinopio(&server, &["serve", "rust.echo", "--echo", "--namespace", "workshop", "--count", "1", "--json"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-    let mut served = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let (mut serve, mut served) =
+        spawn(&server, &["serve", "rust.echo", "--echo", "--namespace", "workshop", "--count", "1", "--json"]);
     until(&mut served, "event", "serving").await;
     let out = tokio::time::timeout(
         WAIT,

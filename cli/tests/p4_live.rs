@@ -12,16 +12,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 mod common;
-use common::{json_lines, kinopio, next, run};
+use common::{json_lines, next, run, spawn};
 
 #[tokio::test]
 async fn live_send_and_recv_print_what_is_known() {
     let server = NatsServer::start();
-    let mut recv = kinopio(&server, &["live", "recv", "workshop", "robot/cmd", "--count", "2", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(recv.stdout.take().unwrap()).lines();
+    let (mut recv, mut lines) = spawn(&server, &["live", "recv", "workshop", "robot/cmd", "--count", "2", "--json"]);
     assert_eq!(next(&mut lines).await["event"], "connected");
     assert_eq!(next(&mut lines).await, json!({"event": "subscribed", "namespace": "workshop", "channel": "robot/cmd"}));
     let (code, out, err) = run(&server, &["live", "send", "workshop", "robot/cmd", r#"{"step": 1}"#, "--json"]).await;
@@ -101,11 +97,7 @@ async fn live_send_to_a_python_receiver() {
 #[tokio::test]
 async fn live_recv_from_a_python_sender() {
     let server = NatsServer::start();
-    let mut recv = kinopio(&server, &["live", "recv", "workshop", "robot/cmd", "--count", "2", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(recv.stdout.take().unwrap()).lines();
+    let (mut recv, mut lines) = spawn(&server, &["live", "recv", "workshop", "robot/cmd", "--count", "2", "--json"]);
     assert_eq!(next(&mut lines).await["event"], "connected");
     assert_eq!(next(&mut lines).await["event"], "subscribed");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/interop/p4_live.py");

@@ -4,15 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Stdio;
-
 use kinopio_test_support::{NatsServer, P4Peer, WAIT};
 use serde_json::{Value as Json, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 mod common;
-use common::{kinopio, run};
+use common::{run, spawn};
 
 /// The command's own JSON lines (without the connection events).
 fn lines(stdout: &str) -> Vec<Json> {
@@ -65,11 +62,7 @@ async fn var_commands_read_and_write_a_python_namespace() {
     assert!(err.contains("does not exist"), "{err}");
 
     // watch: the current value, then Python's change.
-    let mut watch = kinopio(&server, &["var", "watch", "workshop", "battery", "--count", "2", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let (mut watch, mut out) = spawn(&server, &["var", "watch", "workshop", "battery", "--count", "2", "--json"]);
     let mut values = Vec::new();
     while values.len() < 2 {
         let line = tokio::time::timeout(WAIT, out.next_line()).await.unwrap().unwrap().expect("a line");

@@ -13,14 +13,12 @@ use tokio::process::Command;
 use kinopio_test_support::WAIT;
 
 mod common;
-use common::{json_lines, kinopio, run};
+use common::{json_lines, kinopio, run, spawn};
 
 #[tokio::test]
 async fn pub_and_sub_print_values_as_json_lines() {
     let server = NatsServer::start();
-    let mut sub =
-        kinopio(&server, &["sub", "demo.values", "--count", "4", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(sub.stdout.take().unwrap()).lines();
+    let (mut sub, mut lines) = spawn(&server, &["sub", "demo.values", "--count", "4", "--json"]);
     async fn next(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> Json {
         let line = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap().unwrap();
         serde_json::from_str(&line).unwrap()
@@ -58,9 +56,7 @@ async fn pub_and_sub_print_values_as_json_lines() {
 #[tokio::test]
 async fn values_round_trip_exactly_and_are_shown_without_ambiguity() {
     let server = NatsServer::start();
-    let mut sub =
-        kinopio(&server, &["sub", "exact.>", "--count", "8", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(sub.stdout.take().unwrap()).lines();
+    let (mut sub, mut lines) = spawn(&server, &["sub", "exact.>", "--count", "8", "--json"]);
     let mut next =
         async || -> String { tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap().unwrap() };
     assert!(next().await.contains("connected"));
@@ -128,9 +124,7 @@ async fn values_round_trip_exactly_and_are_shown_without_ambiguity() {
 #[tokio::test]
 async fn wildcards_timeouts_and_request_lines_behave_like_the_nats_cli() {
     let server = NatsServer::start();
-    let mut sub =
-        kinopio(&server, &["sub", "sensors.*.temp", "--count", "2", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(sub.stdout.take().unwrap()).lines();
+    let (mut sub, mut lines) = spawn(&server, &["sub", "sensors.*.temp", "--count", "2", "--json"]);
     loop {
         let line = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap().unwrap();
         if line.contains("subscribed") {
@@ -158,9 +152,7 @@ async fn wildcards_timeouts_and_request_lines_behave_like_the_nats_cli() {
     let _service =
         hub.variable("math.big").unwrap().serve(|_m: kinopio::Message| async { Ok::<_, String>(1u8) }).await.unwrap();
     // A subscriber sees the request with its reply subject.
-    let mut watcher =
-        kinopio(&server, &["sub", "math.big", "--count", "1", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut watched = BufReader::new(watcher.stdout.take().unwrap()).lines();
+    let (_watcher, mut watched) = spawn(&server, &["sub", "math.big", "--count", "1", "--json"]);
     loop {
         let line = tokio::time::timeout(WAIT, watched.next_line()).await.unwrap().unwrap().unwrap();
         if line.contains("subscribed") {
@@ -184,9 +176,7 @@ async fn wildcards_timeouts_and_request_lines_behave_like_the_nats_cli() {
 #[tokio::test]
 async fn req_and_serve_answer_and_report_errors_with_exit_codes() {
     let server = NatsServer::start();
-    let mut serve =
-        kinopio(&server, &["serve", "math.echo", "--echo", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let (mut serve, mut lines) = spawn(&server, &["serve", "math.echo", "--echo", "--json"]);
     loop {
         let line = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap().unwrap();
         if line.contains("\"serving\"") {

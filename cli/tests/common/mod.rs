@@ -5,7 +5,7 @@
 
 use kinopio_test_support::{NatsServer, WAIT};
 use serde_json::Value as Json;
-use tokio::io::{BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
 
 /// `kinopio <args> --server <server>`, killed on drop.
@@ -34,4 +34,12 @@ pub(crate) fn json_lines(stdout: &str) -> Vec<Json> {
 pub(crate) async fn next(lines: &mut Lines<BufReader<ChildStdout>>) -> Json {
     let line = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap().expect("a line");
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
+}
+
+/// Starts a long-running `kinopio` (`sub`, `serve`, `live recv`, `var watch`, …) and returns
+/// it with its stdout lines.
+pub(crate) fn spawn(server: &NatsServer, args: &[&str]) -> (tokio::process::Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = kinopio(server, args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
 }
