@@ -186,6 +186,14 @@ mod tree {
 
     struct Tree;
 
+    /// Integers that fit an `f64` exactly.
+    macro_rules! exact {
+        ($($name:ident: $t:ty),*) => {$(
+            fn $name(self, v: $t) -> Result<Json, Refused> {
+                Ok(Json::Number(f64::from(v)))
+            }
+        )*};
+    }
     /// An array (or a tuple) being built; `Some(tag)` wraps it as `{tag: [...]}`.
     pub(super) struct Seq(Vec<Json>, Option<&'static str>);
 
@@ -213,15 +221,8 @@ mod tree {
         fn serialize_bool(self, v: bool) -> Result<Json, Refused> {
             Ok(Json::Bool(v))
         }
-        fn serialize_i8(self, v: i8) -> Result<Json, Refused> {
-            Ok(Json::Number(f64::from(v)))
-        }
-        fn serialize_i16(self, v: i16) -> Result<Json, Refused> {
-            Ok(Json::Number(f64::from(v)))
-        }
-        fn serialize_i32(self, v: i32) -> Result<Json, Refused> {
-            Ok(Json::Number(f64::from(v)))
-        }
+        exact!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_u8: u8,
+            serialize_u16: u16, serialize_u32: u32);
         // Beyond 2^53 these round, but `value_of` then refuses every integer-valued number
         // beyond ±(2^53−1) whatever it rounded to, so no changed value passes.
         fn serialize_i64(self, v: i64) -> Result<Json, Refused> {
@@ -229,15 +230,6 @@ mod tree {
         }
         fn serialize_i128(self, v: i128) -> Result<Json, Refused> {
             Ok(Json::Number(v as f64))
-        }
-        fn serialize_u8(self, v: u8) -> Result<Json, Refused> {
-            Ok(Json::Number(f64::from(v)))
-        }
-        fn serialize_u16(self, v: u16) -> Result<Json, Refused> {
-            Ok(Json::Number(f64::from(v)))
-        }
-        fn serialize_u32(self, v: u32) -> Result<Json, Refused> {
-            Ok(Json::Number(f64::from(v)))
         }
         fn serialize_u64(self, v: u64) -> Result<Json, Refused> {
             Ok(Json::Number(v as f64))
@@ -388,6 +380,14 @@ mod tree {
     /// Map keys: strings, and what serde_json also writes as strings (integers, bools, chars).
     struct Key;
 
+    macro_rules! as_text {
+        ($($name:ident: $t:ty),*) => {$(
+            fn $name(self, v: $t) -> Result<String, Refused> {
+                Ok(v.to_string())
+            }
+        )*};
+    }
+
     fn key_refused() -> Refused {
         Refused("a map key must be a string (or an integer, bool or char)".into())
     }
@@ -403,39 +403,10 @@ mod tree {
         type SerializeStruct = Impossible<String, Refused>;
         type SerializeStructVariant = Impossible<String, Refused>;
 
-        fn serialize_bool(self, v: bool) -> Result<String, Refused> {
-            Ok(v.to_string())
-        }
-        fn serialize_i8(self, v: i8) -> Result<String, Refused> {
-            Ok(v.to_string())
-        }
-        fn serialize_i16(self, v: i16) -> Result<String, Refused> {
-            Ok(v.to_string())
-        }
-        fn serialize_i32(self, v: i32) -> Result<String, Refused> {
-            Ok(v.to_string())
-        }
-        fn serialize_i64(self, v: i64) -> Result<String, Refused> {
-            Ok(v.to_string())
-        }
-        fn serialize_i128(self, v: i128) -> Result<String, Refused> {
-            Ok(v.to_string())
-        }
-        fn serialize_u8(self, v: u8) -> Result<String, Refused> {
-            Ok(v.to_string())
-        }
-        fn serialize_u16(self, v: u16) -> Result<String, Refused> {
-            Ok(v.to_string())
-        }
-        fn serialize_u32(self, v: u32) -> Result<String, Refused> {
-            Ok(v.to_string())
-        }
-        fn serialize_u64(self, v: u64) -> Result<String, Refused> {
-            Ok(v.to_string())
-        }
-        fn serialize_u128(self, v: u128) -> Result<String, Refused> {
-            Ok(v.to_string())
-        }
+        // Written as strings, as serde_json writes these keys.
+        as_text!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
+            serialize_i64: i64, serialize_i128: i128, serialize_u8: u8, serialize_u16: u16,
+            serialize_u32: u32, serialize_u64: u64, serialize_u128: u128);
         fn serialize_f32(self, _: f32) -> Result<String, Refused> {
             Err(key_refused())
         }
