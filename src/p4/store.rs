@@ -202,8 +202,6 @@ pub(crate) struct Shared {
     /// Per-variable watches, created when a handle asks and dropped once no handle is left
     /// (so a namespace that touched many names does not keep a watch for each).
     slots: Mutex<Slots>,
-    /// Any stored change (for namespace-wide watchers).
-    pub changes: watch::Sender<u64>,
     /// Wakes the flusher.
     pub flush: Notify,
     /// Counts confirmations, so a waiter sees progress.
@@ -215,7 +213,6 @@ impl Shared {
         Shared {
             store: Mutex::new(Store::new(capacity)),
             slots: Mutex::new(Slots::default()),
-            changes: watch::channel(0).0,
             flush: Notify::new(),
             confirmed: watch::channel(0).0,
         }
@@ -257,8 +254,6 @@ impl Shared {
                 tx.send_replace(Slot { entry });
             }
         }
-        drop(slots);
-        self.changes.send_modify(|n| *n += 1);
     }
 
     #[cfg(test)]
